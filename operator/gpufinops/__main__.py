@@ -1,0 +1,5 @@
+import sys
+
+from gpufinops.cli.main import main
+
+sys.exit(main())

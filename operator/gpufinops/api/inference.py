@@ -1,0 +1,230 @@
+"""The Inference section: autoscaling a GPU serving Deployment on its request queue."""
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from gpufinops.api.base import CRON, DNS_LABEL, DNS_SUBDOMAIN, ApiModel, cel, rule
+from gpufinops.api.scaling import Behavior
+
+
+class MetricsServer(StrEnum):
+    VLLM = "vllm"
+    TRITON = "triton"
+    TGI = "tgi"
+    SGLANG = "sglang"
+    CUSTOM = "custom"
+
+
+class FallbackBehavior(StrEnum):
+    STATIC = "static"
+    CURRENT_REPLICAS = "currentReplicas"
+    CURRENT_REPLICAS_IF_HIGHER = "currentReplicasIfHigher"
+    CURRENT_REPLICAS_IF_LOWER = "currentReplicasIfLower"
+
+
+class InferenceTargetRef(ApiModel):
+    """The Deployment serving the model, in the AIWorkload's namespace."""
+
+    kind: Literal["Deployment"] = Field(
+        default="Deployment", description="Kind of the scaled object; only Deployment."
+    )
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Name of the Deployment to scale.",
+    )
+
+
+class InferenceMetrics(ApiModel):
+    """Where the queue and demand signals come from (Prometheus)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            rule(
+                "self.server != 'custom' || has(self.queueQuery)",
+                "queueQuery is required when server is custom",
+                ".queueQuery",
+                "FieldValueRequired",
+            )
+        )
+    )
+
+    server: MetricsServer = Field(
+        default=MetricsServer.VLLM,
+        description="Serving engine whose metrics are read: vllm, triton, tgi, sglang, or "
+        "custom (then queueQuery is required).",
+    )
+    model_name: str | None = Field(
+        default=None,
+        max_length=253,
+        description="Value of the engine's model label (vLLM `model_name`) to select one "
+        "model's series when several share a Prometheus.",
+    )
+    queue_query: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="PromQL returning the number of waiting requests across the Deployment. "
+        "Overrides the preset; required when server is custom.",
+    )
+    demand_query: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="PromQL returning demand in requests per second (used by the forecaster). "
+        "Overrides the preset.",
+    )
+
+    @model_validator(mode="after")
+    def _custom_needs_query(self) -> "InferenceMetrics":
+        if self.server == MetricsServer.CUSTOM and not self.queue_query:
+            raise ValueError("queueQuery is required when server is custom")
+        return self
+
+
+class Forecast(ApiModel):
+    """Predictive scaling: start replicas before demand arrives, since GPU pods start slowly."""
+
+    enabled: bool = Field(default=True, description="Use demand forecasts as well as the queue.")
+    lead_time_seconds: int = Field(
+        default=180,
+        ge=0,
+        le=3600,
+        description="How far ahead to provision, in seconds: about the time a new replica "
+        "takes to become ready (node, image and model load).",
+    )
+    history_days: int = Field(
+        default=7, ge=1, le=28, description="Days of demand history the model learns from (1-28)."
+    )
+    quantile: float = Field(
+        default=0.9,
+        ge=0.5,
+        le=0.99,
+        description="Forecast quantile to provision for (0.5-0.99); higher trades cost for "
+        "fewer queued requests at unexpected peaks.",
+    )
+
+
+class ScaleToZero(ApiModel):
+    """Remove every replica while there is no traffic at all."""
+
+    enabled: bool = Field(default=False, description="Allow scaling to zero replicas when idle.")
+    idle_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=86400,
+        description="Seconds without requests before scaling to zero (as KEDA's cooldownPeriod).",
+    )
+
+
+class Schedule(ApiModel):
+    """A recurring window with a higher replica floor (for known peaks)."""
+
+    name: str = Field(
+        min_length=1, max_length=63, pattern=DNS_LABEL, description="Name of the window."
+    )
+    cron: str = Field(
+        pattern=CRON,
+        max_length=128,
+        description="Start of each window, five-field cron (minute hour day month weekday).",
+    )
+    timezone: str = Field(
+        default="UTC", max_length=64, description="IANA time zone of the cron, e.g. Europe/Paris."
+    )
+    duration_seconds: int = Field(
+        gt=0, le=604800, description="Length of each window in seconds (at most a week)."
+    )
+    min_replicas: int = Field(ge=0, description="Replica floor while the window is open.")
+
+
+class Fallback(ApiModel):
+    """What to do when the metrics cannot be read (KEDA's fallback)."""
+
+    failure_threshold: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Consecutive failed metric reads before the fallback applies. Until then "
+        "the current replicas are held; missing data never scales down.",
+    )
+    replicas: int = Field(ge=0, description="Replica count used by the fallback behaviour.")
+    behavior: FallbackBehavior = Field(
+        default=FallbackBehavior.STATIC,
+        description="static: use `replicas`. currentReplicas: keep the current count. "
+        "currentReplicasIfHigher/IfLower: the higher/lower of current and `replicas`.",
+    )
+
+
+_INFERENCE_RULES = cel(
+    rule(
+        "self.minReplicas <= self.maxReplicas",
+        "minReplicas must be less than or equal to maxReplicas",
+        ".minReplicas",
+    ),
+    rule(
+        "!has(self.fallback) || self.fallback.replicas <= self.maxReplicas",
+        "fallback.replicas must be less than or equal to maxReplicas",
+        ".fallback.replicas",
+    ),
+    rule(
+        "!has(self.schedules) || self.schedules.all(s, s.minReplicas <= self.maxReplicas)",
+        "each schedule's minReplicas must be less than or equal to maxReplicas",
+        ".schedules",
+    ),
+)
+
+
+class Inference(ApiModel):
+    """Autoscaling of a GPU inference Deployment on its request queue and forecast demand."""
+
+    model_config = ConfigDict(json_schema_extra=_INFERENCE_RULES)
+
+    target_ref: InferenceTargetRef = Field(description="The Deployment to scale.")
+    min_replicas: int = Field(
+        default=1, ge=0, le=10000, description="Fewest replicas kept while active (>= 0)."
+    )
+    max_replicas: int = Field(ge=1, le=10000, description="Most replicas ever run (>= 1).")
+    metrics: InferenceMetrics = Field(
+        default_factory=InferenceMetrics,
+        json_schema_extra={"default": {}},
+        description="Signals read from Prometheus.",
+    )
+    target_queue_depth_per_replica: float = Field(
+        default=5.0,
+        gt=0,
+        description="Waiting requests each replica may have before another is needed (> 0).",
+    )
+    forecast: Forecast = Field(
+        default_factory=Forecast,
+        json_schema_extra={"default": {}},
+        description="Predictive scaling.",
+    )
+    behavior: Behavior | None = Field(
+        default=None, description="Scale-up and scale-down rules with HPA semantics."
+    )
+    scale_to_zero: ScaleToZero | None = Field(
+        default=None, description="Scaling to zero replicas while idle."
+    )
+    schedules: list[Schedule] | None = Field(
+        default=None,
+        max_length=20,
+        description="Recurring windows with a higher replica floor.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    fallback: Fallback | None = Field(
+        default=None, description="Behaviour while metrics cannot be read."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "Inference":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("minReplicas must be less than or equal to maxReplicas")
+        if self.fallback is not None and self.fallback.replicas > self.max_replicas:
+            raise ValueError("fallback.replicas must be less than or equal to maxReplicas")
+        for s in self.schedules or []:
+            if s.min_replicas > self.max_replicas:
+                raise ValueError(
+                    "each schedule's minReplicas must be less than or equal to maxReplicas"
+                )
+        return self

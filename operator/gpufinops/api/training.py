@@ -1,0 +1,114 @@
+"""The Training section: batch Jobs placed on spot GPU pools with safe fallback."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import ConfigDict, Field, model_validator
+
+from gpufinops.api.base import CRON, DNS_SUBDOMAIN, ApiModel, cel, rule
+
+
+class JobRef(ApiModel):
+    """A Job the user creates themselves; it must be created with `suspend: true`."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Name of the Job in the AIWorkload's namespace (created suspended).",
+    )
+
+
+class Spot(ApiModel):
+    """Use of interruptible (spot) GPU capacity."""
+
+    enabled: bool = Field(default=True, description="Prefer spot pools when they are cheaper.")
+    max_interruptions: int = Field(
+        default=3,
+        ge=0,
+        le=1000,
+        description="Interruptions tolerated before moving to on-demand capacity.",
+    )
+    pending_timeout_seconds: int = Field(
+        default=600,
+        ge=0,
+        le=86400,
+        description="Seconds the Job may wait unschedulable on spot before moving to on-demand.",
+    )
+    fallback_to_on_demand: bool = Field(
+        default=True,
+        description="Move to on-demand capacity when spot fails; when false, only report.",
+    )
+
+
+class Checkpoint(ApiModel):
+    """How often the job saves progress, which bounds the work an interruption loses."""
+
+    interval_seconds: int = Field(
+        ge=0, le=604800, description="Seconds between checkpoints (0: the job never checkpoints)."
+    )
+
+
+class StartWindow(ApiModel):
+    """A recurring window in which the job may start (e.g. off-peak hours)."""
+
+    cron: str = Field(
+        pattern=CRON, max_length=128, description="Start of each window, five-field cron."
+    )
+    duration_seconds: int = Field(
+        gt=0, le=604800, description="Length of each window in seconds (at most a week)."
+    )
+    timezone: str = Field(default="UTC", max_length=64, description="IANA time zone of the cron.")
+
+
+class Training(ApiModel):
+    """A training Job placed on the cheapest suitable GPU pool."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            rule(
+                "has(self.jobTemplate) != has(self.jobRef)",
+                "exactly one of jobTemplate or jobRef must be set",
+                reason="FieldValueRequired",
+            )
+        )
+    )
+
+    job_template: dict[str, Any] | None = Field(
+        default=None,
+        description="A batch/v1 JobSpec; the operator creates the Job (owned by this "
+        "AIWorkload), suspended until it has chosen a node pool.",
+        json_schema_extra={"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+    )
+    job_ref: JobRef | None = Field(
+        default=None, description="An existing Job, created with `suspend: true`."
+    )
+    spot: Spot = Field(
+        default_factory=Spot,
+        json_schema_extra={"default": {}},
+        description="Spot capacity and its fallback.",
+    )
+    checkpoint: Checkpoint | None = Field(
+        default=None, description="Checkpointing of the job, used to weigh interruption cost."
+    )
+    expected_duration_seconds: int | None = Field(
+        default=None,
+        gt=0,
+        description="Expected run time without interruptions; used to tell whether the "
+        "deadline is at risk.",
+    )
+    deadline: datetime | None = Field(
+        default=None, description="RFC 3339 time by which the job must have finished."
+    )
+    start_windows: list[StartWindow] | None = Field(
+        default=None,
+        max_length=20,
+        description="Windows in which the job may start; it starts earlier only when the "
+        "deadline needs it.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Training":
+        if (self.job_template is None) == (self.job_ref is None):
+            raise ValueError("exactly one of jobTemplate or jobRef must be set")
+        return self

@@ -1,0 +1,1 @@
+"""The ``gpufinops`` console command."""

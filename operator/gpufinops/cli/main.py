@@ -1,0 +1,117 @@
+"""``gpufinops``: run the operator, print the CRD, check a config."""
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gpufinops import __version__
+from gpufinops.config.model import ConfigError, load_config
+
+
+def _cmd_crd(args: argparse.Namespace) -> int:
+    from gpufinops.api.crd import crd_yaml
+
+    sys.stdout.write(crd_yaml())
+    return 0
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for pool in config.node_pools:
+        print(
+            f"{pool.name}: {pool.instance_type} {pool.capacity_type} "
+            f"{pool.gpus_per_node}x{pool.gpu_type} ${pool.hourly_price_usd:.4f}/h "
+            f"(${pool.gpu_hourly_price_usd:.4f} per GPU-hour)"
+        )
+    print("config OK")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from gpufinops.cli.run import run_operator
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return run_operator(
+        config,
+        namespaces=args.namespace,
+        liveness=args.liveness,
+        peering=args.peering,
+        priority=args.priority,
+        log_format=args.log_format,
+        verbose=args.verbose,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gpufinops",
+        description="Keeps AI workloads on Kubernetes fast and their GPU bill small.",
+    )
+    parser.add_argument("--version", action="version", version=f"gpufinops {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the operator against the current kube context")
+    run.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="operator config YAML (default: the packaged config for the local cluster); "
+        "also GPUFINOPS_CONFIG",
+    )
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable; globs allowed); default: all namespaces",
+    )
+    run.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8080/healthz",
+        help="liveness endpoint URL, or 'none' (default: %(default)s)",
+    )
+    run.add_argument(
+        "--peering",
+        default=None,
+        help="peering name for high availability: only the highest-priority replica acts "
+        "(needs the Kopf peering CRDs from crds/); default: standalone",
+    )
+    run.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    run.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.set_defaults(func=_cmd_run)
+
+    crd = sub.add_parser("crd", help="print the AIWorkload CRD generated from the API models")
+    crd.set_defaults(func=_cmd_crd)
+
+    config = sub.add_parser("config", help="operator config tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate a config file and show its prices")
+    check.add_argument("file", type=Path, nargs="?", default=None)
+    check.set_defaults(func=_cmd_config_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None) is None and args.command == "run":
+        import os
+
+        env = os.environ.get("GPUFINOPS_CONFIG")
+        args.config = Path(env) if env else None
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

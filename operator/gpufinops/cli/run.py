@@ -1,0 +1,43 @@
+"""Start Kopf with our settings: namespaces, liveness, peering, logging."""
+
+import asyncio
+import logging
+
+import kopf
+
+from gpufinops.config.model import OperatorConfig
+
+
+def run_operator(
+    config: OperatorConfig,
+    *,
+    namespaces: list[str],
+    liveness: str,
+    peering: str | None,
+    priority: int,
+    log_format: str,
+    verbose: bool,
+) -> int:
+    """Run until interrupted; the handlers are registered by importing them."""
+    import gpufinops.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.configure(
+        verbose=verbose,
+        log_format={
+            "plain": kopf.LogFormat.PLAIN,
+            "full": kopf.LogFormat.FULL,
+            "json": kopf.LogFormat.JSON,
+        }[log_format],
+    )
+    logging.getLogger("gpufinops").info("starting with %d node pools", len(config.node_pools))
+    kopf.run(
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        standalone=peering is None,
+        peering_name=peering,
+        priority=priority,
+        liveness_endpoint=None if liveness == "none" else liveness,
+        memo=kopf.Memo(config=config),
+        loop=asyncio.new_event_loop(),
+    )
+    return 0

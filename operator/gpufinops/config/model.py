@@ -1,0 +1,158 @@
+"""Operator configuration: validated once at start, with errors that name the field."""
+
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gpufinops.config.pricing import PricingTable, default_pricing
+
+
+class ConfigError(ValueError):
+    """The operator configuration is unusable; the message says where and how to fix it."""
+
+
+class CapacityType(StrEnum):
+    SPOT = "spot"
+    ON_DEMAND = "on-demand"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class PrometheusConfig(_Model):
+    url: str = Field(default="http://127.0.0.1:9090", pattern=r"^https?://")
+    timeout_seconds: float = Field(default=10, gt=0, alias="timeoutSeconds")
+
+
+class CostConfig(_Model):
+    timezone: str = Field(default="UTC", description="Time zone of calendar days and months.")
+    currency: str = Field(default="USD")
+
+
+class IdleShutdownDefaults(_Model):
+    enabled: bool = False
+    idle_after_seconds: int = Field(default=600, ge=60, alias="idleAfterSeconds")
+    gpu_utilization_below_percent: float | None = Field(
+        default=None, ge=0, le=100, alias="gpuUtilizationBelowPercent"
+    )
+    max_nodes_per_interval: int = Field(default=1, ge=1, alias="maxNodesPerInterval")
+    dry_run: bool = Field(default=True, alias="dryRun")
+
+
+class NodePool(_Model):
+    """A group of identical GPU nodes, found by its labels, with its price."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    selector: dict[str, str] = Field(min_length=1)
+    instance_type: str = Field(alias="instanceType")
+    capacity_type: CapacityType = Field(alias="capacityType")
+    gpu_type: str | None = Field(default=None, alias="gpuType")
+    gpus_per_node: int | None = Field(default=None, gt=0, alias="gpusPerNode")
+    hourly_price_usd: float | None = Field(default=None, ge=0, alias="hourlyPriceUSD")
+    interruption_rate_per_month: float | None = Field(
+        default=None, ge=0, le=1, alias="interruptionRatePerMonth"
+    )
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    idle_shutdown: IdleShutdownDefaults | None = Field(default=None, alias="idleShutdown")
+
+    @property
+    def gpu_hourly_price_usd(self) -> float:
+        """Price of one GPU-hour on this pool (instance price / GPUs per node)."""
+        assert self.hourly_price_usd is not None and self.gpus_per_node is not None
+        return self.hourly_price_usd / self.gpus_per_node
+
+
+class OperatorConfig(_Model):
+    """Cluster-wide settings of the operator."""
+
+    prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
+    node_pools: list[NodePool] = Field(default_factory=list, alias="nodePools")
+    idle_shutdown: IdleShutdownDefaults = Field(
+        default_factory=IdleShutdownDefaults, alias="idleShutdown"
+    )
+    pricing_file: str | None = Field(default=None, alias="pricingFile")
+
+    @model_validator(mode="after")
+    def _unique_pools(self) -> "OperatorConfig":
+        names = [p.name for p in self.node_pools]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"node pool names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    def pool(self, name: str) -> NodePool | None:
+        return next((p for p in self.node_pools if p.name == name), None)
+
+
+def _fill_prices(config: OperatorConfig, table: PricingTable) -> OperatorConfig:
+    """Complete each pool's price and GPU count from the table, or say what is missing."""
+    for i, pool in enumerate(config.node_pools):
+        known = table.find(pool.instance_type)
+        if pool.gpus_per_node is None:
+            if known is None:
+                raise ConfigError(
+                    f"nodePools[{i}] ({pool.name}): gpusPerNode is required because instance "
+                    f"type {pool.instance_type!r} is not in the pricing table"
+                )
+            pool.gpus_per_node = known.gpus
+        if pool.gpu_type is None and known is not None:
+            pool.gpu_type = known.gpu_type
+        if pool.hourly_price_usd is None:
+            price = None
+            if known is not None:
+                price = known.spot if pool.capacity_type == CapacityType.SPOT else known.on_demand
+            if price is None:
+                raise ConfigError(
+                    f"nodePools[{i}] ({pool.name}): hourlyPriceUSD is required because the "
+                    f"pricing table has no {pool.capacity_type} price for {pool.instance_type!r}"
+                )
+            pool.hourly_price_usd = price
+    return config
+
+
+def _format(error: ValidationError) -> str:
+    lines = []
+    for e in error.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"{where}: {e['msg']}")
+    return "; ".join(lines)
+
+
+def parse_config(data: Any, pricing: PricingTable | None = None) -> OperatorConfig:
+    """Validate a config document (already parsed YAML) and complete its prices."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("operator config must be a YAML mapping at the top level")
+    try:
+        config = OperatorConfig.model_validate(data)
+        if pricing is None and config.pricing_file:
+            raw = yaml.safe_load(Path(config.pricing_file).read_text())
+            pricing = PricingTable.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid operator config: {_format(exc)}") from exc
+    except OSError as exc:
+        raise ConfigError(f"pricingFile: cannot read it: {exc}") from exc
+    return _fill_prices(config, pricing or default_pricing())
+
+
+def load_config(path: Path | None) -> OperatorConfig:
+    """Read the config file, or the packaged default when no path is given."""
+    if path is None:
+        text = resources.files("gpufinops.config").joinpath("default.yaml").read_text()
+    else:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read operator config {path}: {exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"operator config {path or 'default'} is not valid YAML: {exc}") from exc
+    return parse_config(data)

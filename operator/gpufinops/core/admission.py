@@ -1,0 +1,86 @@
+"""What the operator reports when it (re)reads an AIWorkload's spec."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from gpufinops.api.spec import AIWorkloadSpec
+from gpufinops.api.status import Condition, ConditionStatus, ConditionType
+from gpufinops.core.conditions import set_condition
+from gpufinops.core.validation import SpecCheck
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Conditions to store and the Event to post after reading a spec."""
+
+    conditions: list[Condition]
+    target: str | None
+    event_type: str  # "Normal" or "Warning", as Kubernetes Events use
+    event_reason: str
+    event_message: str
+
+
+def target_of(spec: AIWorkloadSpec) -> str | None:
+    """The object the workload drives, as Kind/name (for status and printer columns)."""
+    if spec.inference is not None:
+        return f"{spec.inference.target_ref.kind}/{spec.inference.target_ref.name}"
+    if spec.experiment is not None:
+        return f"{spec.experiment.target_ref.kind}/{spec.experiment.target_ref.name}"
+    if spec.training is not None and spec.training.job_ref is not None:
+        return f"Job/{spec.training.job_ref.name}"
+    return None
+
+
+def assess(
+    check: SpecCheck,
+    conditions: Sequence[Condition],
+    *,
+    generation: int | None,
+    now: datetime,
+    job_name: str | None = None,
+) -> Assessment:
+    """Turn a spec check into conditions (Ready / InvalidSpec) and one Event."""
+    if check.valid and check.spec is not None:
+        spec = check.spec
+        target = target_of(spec) or (f"Job/{job_name}" if job_name else None)
+        message = f"{spec.type} workload accepted in {spec.mode} mode"
+        out = set_condition(
+            conditions,
+            type=ConditionType.INVALID_SPEC,
+            status=ConditionStatus.FALSE,
+            reason="SpecValid",
+            message="The spec is valid.",
+            now=now,
+            generation=generation,
+        )
+        out = set_condition(
+            out,
+            type=ConditionType.READY,
+            status=ConditionStatus.TRUE,
+            reason="Accepted",
+            message=message,
+            now=now,
+            generation=generation,
+        )
+        return Assessment(out, target, "Normal", "Accepted", message)
+    summary = check.summary()
+    out = set_condition(
+        conditions,
+        type=ConditionType.INVALID_SPEC,
+        status=ConditionStatus.TRUE,
+        reason="InvalidSpec",
+        message=summary,
+        now=now,
+        generation=generation,
+    )
+    out = set_condition(
+        out,
+        type=ConditionType.READY,
+        status=ConditionStatus.FALSE,
+        reason="InvalidSpec",
+        message=f"Fix the spec; nothing is changed until then: {summary}",
+        now=now,
+        generation=generation,
+    )
+    return Assessment(out, None, "Warning", "InvalidSpec", summary)

@@ -1,0 +1,47 @@
+"""Status conditions with Kubernetes semantics.
+
+``lastTransitionTime`` changes only when ``status`` changes, so a condition
+re-asserted on every reconcile does not look like a fresh event to users or
+alerting rules.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from gpufinops.api.status import Condition, ConditionStatus
+
+
+def set_condition(
+    conditions: Sequence[Condition],
+    *,
+    type: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None,
+) -> list[Condition]:
+    """Return ``conditions`` with ``type`` set; other conditions keep their order."""
+    previous = find_condition(conditions, type)
+    changed = previous is None or previous.status != status
+    updated = Condition(
+        type=type,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=now if changed or previous is None else previous.last_transition_time,
+        observed_generation=generation,
+    )
+    out = [c for c in conditions if c.type != type]
+    index = next((i for i, c in enumerate(conditions) if c.type == type), len(out))
+    out.insert(index, updated)
+    return out
+
+
+def find_condition(conditions: Sequence[Condition], type: str) -> Condition | None:
+    return next((c for c in conditions if c.type == type), None)
+
+
+def is_true(conditions: Sequence[Condition], type: str) -> bool:
+    found = find_condition(conditions, type)
+    return found is not None and found.status == ConditionStatus.TRUE

@@ -1,0 +1,75 @@
+"""Re-validation of an AIWorkload spec by the operator.
+
+The API server already enforces the CRD schema, but objects stored before a
+CRD upgrade, or written with validation off, can still reach us; and some
+rules (node pools must exist in the operator config) cannot be expressed in
+the CRD at all. Every problem is reported with the field and how to fix it.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from gpufinops.api.spec import AIWorkloadSpec
+from gpufinops.config.model import OperatorConfig
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    """One thing wrong with a spec: where, and what to do about it."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass(frozen=True)
+class SpecCheck:
+    """The outcome of validating a spec: the parsed spec, or the problems."""
+
+    spec: AIWorkloadSpec | None
+    problems: list[SpecProblem] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return self.spec is not None and not self.problems
+
+    def summary(self, limit: int = 5) -> str:
+        shown = "; ".join(str(p) for p in self.problems[:limit])
+        more = len(self.problems) - limit
+        return shown + (f" (and {more} more)" if more > 0 else "")
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = "spec"
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def check_spec(raw: Mapping[str, Any] | None, config: OperatorConfig) -> SpecCheck:
+    """Validate ``raw`` (the object's spec as stored) against the API and the config."""
+    try:
+        spec = AIWorkloadSpec.model_validate(dict(raw or {}))
+    except ValidationError as exc:
+        problems = [
+            SpecProblem(_path(tuple(e["loc"])), e["msg"].removeprefix("Value error, "))
+            for e in exc.errors()
+        ]
+        return SpecCheck(spec=None, problems=problems)
+    problems = []
+    known = [p.name for p in config.node_pools]
+    for i, name in enumerate(spec.node_pools or []):
+        if name not in known:
+            problems.append(
+                SpecProblem(
+                    f"spec.nodePools[{i}]",
+                    f"node pool {name!r} is not defined in the operator config "
+                    f"(known pools: {', '.join(known) or 'none'})",
+                )
+            )
+    return SpecCheck(spec=spec if not problems else None, problems=problems)

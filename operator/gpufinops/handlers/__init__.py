@@ -1,0 +1,8 @@
+"""Kopf handlers: the thin shell wiring cluster events to adapters and the core.
+
+Importing this package registers the handlers with Kopf.
+"""
+
+from gpufinops.handlers import aiworkload, startup
+
+__all__ = ["aiworkload", "startup"]

@@ -1,0 +1,49 @@
+"""AIWorkload lifecycle: re-validate the spec, report conditions and an Event."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from gpufinops.adapters.kube import conditions_patch, read_conditions
+from gpufinops.api.resource import GROUP, PLURAL, VERSION
+from gpufinops.config.model import OperatorConfig
+from gpufinops.core.admission import assess
+from gpufinops.core.validation import check_spec
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def spec_changed(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """Validate the spec as the operator sees it and say so in status and Events."""
+    config: OperatorConfig = memo.config
+    generation = meta.get("generation")
+    check = check_spec(spec, config)
+    job_name = body.get("metadata", {}).get("name")
+    result = assess(
+        check,
+        read_conditions(status),
+        generation=generation,
+        now=datetime.now(UTC),
+        job_name=job_name,
+    )
+    patch.status["observedGeneration"] = generation
+    patch.status["conditions"] = conditions_patch(result.conditions)
+    patch.status["target"] = result.target
+    kopf.event(
+        body, type=result.event_type, reason=result.event_reason, message=result.event_message
+    )
+    if check.valid:
+        logger.info("spec accepted", extra={"generation": generation})
+    else:
+        logger.warning(f"spec rejected: {check.summary()}")
