@@ -44,7 +44,7 @@ class InferenceMetrics(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=cel(
             rule(
-                "self.server != 'custom' || has(self.queueQuery)",
+                "!has(self.server) || self.server != 'custom' || has(self.queueQuery)",
                 "queueQuery is required when server is custom",
                 ".queueQuery",
                 "FieldValueRequired",

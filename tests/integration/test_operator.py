@@ -1,0 +1,177 @@
+"""`gpufinops run` against the real API server: status, conditions and Events."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+NS = "operator-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], deadline_s: float) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"operator exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)  # polling a readiness endpoint until a deadline, not synchronisation
+    raise AssertionError(f"operator liveness {url} not healthy within {deadline_s}s")
+
+
+@pytest.fixture(scope="module")
+def operator(kubeconfig: Path, kubectl, tmp_path_factory) -> Iterator[Path]:
+    kubectl("create", "namespace", NS)
+    port = _free_port()
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gpufinops",
+                "run",
+                "--namespace",
+                NS,
+                "--liveness",
+                f"http://127.0.0.1:{port}/healthz",
+                "--log-format",
+                "json",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}/healthz", proc, 60)
+        yield log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _apply(kubectl, manifest: str) -> None:
+    result = kubectl("apply", "-n", NS, "-f", "-", input=manifest)
+    assert result.returncode == 0, result.stderr
+
+
+def _wait_for(kubectl, name: str, jsonpath: str, value: str) -> None:
+    result = kubectl(
+        "wait",
+        "-n",
+        NS,
+        f"aiw/{name}",
+        f"--for=jsonpath={{{jsonpath}}}={value}",
+        "--timeout=60s",
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def _get(kubectl, name: str) -> dict:
+    result = kubectl("get", "aiw", name, "-n", NS, "-o", "json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _events(kubectl, name: str) -> list[dict]:
+    result = kubectl(
+        "get",
+        "events",
+        "-n",
+        NS,
+        "--field-selector",
+        f"involvedObject.name={name},involvedObject.kind=AIWorkload",
+        "-o",
+        "json",
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["items"]
+
+
+VALID = """
+apiVersion: gpufinops.dev/v1alpha1
+kind: AIWorkload
+metadata: {name: chat}
+spec:
+  type: Inference
+  costAllocation: {team: search}
+  nodePools: [l4-spot]
+  inference:
+    targetRef: {name: chat-server}
+    maxReplicas: %d
+"""
+
+
+def test_valid_workload_becomes_ready_with_an_event(operator, kubectl) -> None:
+    _apply(kubectl, VALID % 4)
+    _wait_for(kubectl, "chat", '.status.conditions[?(@.type=="Ready")].status', "True")
+    obj = _get(kubectl, "chat")
+    status = obj["status"]
+    assert status["observedGeneration"] == obj["metadata"]["generation"]
+    assert status["target"] == "Deployment/chat-server"
+    types = {c["type"]: c for c in status["conditions"]}
+    assert types["InvalidSpec"]["status"] == "False"
+    assert types["Ready"]["reason"] == "Accepted"
+    assert types["Ready"]["observedGeneration"] == obj["metadata"]["generation"]
+    reasons = [e["reason"] for e in _events(kubectl, "chat")]
+    assert "Accepted" in reasons
+
+
+def test_spec_update_is_observed(operator, kubectl) -> None:
+    _apply(kubectl, VALID % 4)
+    _wait_for(kubectl, "chat", ".status.observedGeneration", "1")
+    _apply(kubectl, VALID % 6)
+    _wait_for(kubectl, "chat", ".status.observedGeneration", "2")
+
+
+def test_unknown_node_pool_is_reported_not_lost(operator, kubectl) -> None:
+    # Valid for the CRD, but the pool is not in the operator config: only the
+    # operator can tell, and it must say so in status and in a Warning Event.
+    _apply(
+        kubectl,
+        """
+apiVersion: gpufinops.dev/v1alpha1
+kind: AIWorkload
+metadata: {name: lost-pool}
+spec:
+  type: Experiment
+  costAllocation: {team: research}
+  nodePools: [h100-spot]
+  experiment:
+    targetRef: {kind: Job, name: trial}
+""",
+    )
+    _wait_for(kubectl, "lost-pool", '.status.conditions[?(@.type=="InvalidSpec")].status', "True")
+    status = _get(kubectl, "lost-pool")["status"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["status"] == "False"
+    assert "spec.nodePools[0]" in conditions["InvalidSpec"]["message"]
+    assert (
+        "'h100-spot' is not defined in the operator config" in conditions["InvalidSpec"]["message"]
+    )
+    warnings = [e for e in _events(kubectl, "lost-pool") if e["type"] == "Warning"]
+    assert any(e["reason"] == "InvalidSpec" and "h100-spot" in e["message"] for e in warnings)
+    get = kubectl("get", "aiw", "lost-pool", "-n", NS)
+    assert "False" in get.stdout.splitlines()[1].split()
