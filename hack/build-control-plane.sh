@@ -26,6 +26,7 @@ need() {
   for b in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
     [[ -x "$BIN_DIR/$b" ]] || missing=1
   done
+  [[ -s "$BIN_DIR/kwok-stages.yaml" ]] || missing=1
   return $((1 - missing))
 }
 
@@ -37,6 +38,17 @@ fi
 
 command -v go >/dev/null || { log "go is required (Go >= 1.26)"; exit 1; }
 mkdir -p "$BIN_DIR"
+
+# One build at a time per cache: a second caller waits, then finds the binaries.
+if command -v flock >/dev/null; then
+  exec 9>"$BIN_DIR.lock"
+  flock 9
+  if ! need; then
+    log "binaries cached in $BIN_DIR"
+    echo "$BIN_DIR"
+    exit 0
+  fi
+fi
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
@@ -85,9 +97,27 @@ build_kwok() {
   mv "$WORK/gobin/kwok" "$BIN_DIR/kwok"
 }
 
+# A standalone kwok controller has no built-in stages; kwok's module ships its
+# default "fast" set (nodes become Ready, pods Running, Job pods complete,
+# deleted pods go). Take them from the module as released, next to the binary.
+kwok_stages() {
+  [[ -s "$BIN_DIR/kwok-stages.yaml" ]] && return
+  local dir
+  dir="$(go mod download -json "sigs.k8s.io/kwok@${KWOK_VERSION}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+  local out="$BIN_DIR/kwok-stages.yaml.tmp"
+  : > "$out"
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+           pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    printf -- '---\n' >> "$out"
+    cat "$dir/kustomize/stage/$f" >> "$out"
+  done
+  mv "$out" "$BIN_DIR/kwok-stages.yaml"
+}
+
 start=$(date +%s)
 build_etcd
 build_kwok
+kwok_stages
 build_kubernetes
 log "built in $(( $(date +%s) - start ))s into $BIN_DIR"
 echo "$BIN_DIR"

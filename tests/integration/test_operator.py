@@ -40,6 +40,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], deadline_s: float) ->
 def operator(kubeconfig: Path, kubectl, tmp_path_factory) -> Iterator[Path]:
     kubectl("create", "namespace", NS)
     port = _free_port()
+    metrics_port = _free_port()
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
     with log.open("wb") as out:
@@ -55,6 +56,8 @@ def operator(kubeconfig: Path, kubectl, tmp_path_factory) -> Iterator[Path]:
                 f"http://127.0.0.1:{port}/healthz",
                 "--log-format",
                 "json",
+                "--metrics-address",
+                f"127.0.0.1:{metrics_port}",
             ],
             env=env,
             stdout=out,

@@ -195,6 +195,12 @@ class Inference(ApiModel):
         gt=0,
         description="Waiting requests each replica may have before another is needed (> 0).",
     )
+    capacity_per_replica: float | None = Field(
+        default=None,
+        gt=0,
+        description="Requests per second one replica sustains, from your load tests. "
+        "When unset the operator learns it from throughput while requests queue.",
+    )
     forecast: Forecast = Field(
         default_factory=Forecast,
         json_schema_extra={"default": {}},

@@ -127,6 +127,36 @@ class Decision(StatusModel):
     reason: str = Field(description="Why, in words a person on call can act on.")
 
 
+class TimedValue(StatusModel):
+    """A value at a time (epoch seconds), e.g. one past recommendation."""
+
+    time: float = Field(description="Epoch seconds.")
+    value: int = Field(description="Replicas.")
+
+
+class AutoscalerMemory(StatusModel):
+    """What the autoscaler must remember across ticks and operator restarts."""
+
+    recommendations: list[TimedValue] | None = Field(
+        default=None, description="Recent recommendations, for the stabilization windows."
+    )
+    scale_ups: list[TimedValue] | None = Field(
+        default=None, description="Recent scale-up sizes, for the scale-up step policies."
+    )
+    scale_downs: list[TimedValue] | None = Field(
+        default=None, description="Recent scale-down sizes, for the scale-down step policies."
+    )
+    capacity_per_replica: float | None = Field(
+        default=None, description="Learned requests per second one replica sustains."
+    )
+    consecutive_failures: int | None = Field(
+        default=None, description="Metric reads failed in a row (for the fallback)."
+    )
+    last_active_time: float | None = Field(
+        default=None, description="Epoch seconds when demand was last seen (scale to zero)."
+    )
+
+
 class AIWorkloadStatus(StatusModel):
     """Observed state of the workload, written by the operator only."""
 
@@ -149,4 +179,7 @@ class AIWorkloadStatus(StatusModel):
     last_decision: Decision | None = Field(default=None, description="The latest decision.")
     selector: str | None = Field(
         default=None, description="Label selector of the target's pods (for the scale subresource)."
+    )
+    autoscaler: AutoscalerMemory | None = Field(
+        default=None, description="Autoscaler memory that survives operator restarts."
     )

@@ -1,6 +1,7 @@
 """``gpufinops``: run the operator, print the CRD, check a config."""
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +41,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    url = args.prometheus_url or os.environ.get("GPUFINOPS_PROMETHEUS_URL")
+    if url:
+        config.prometheus.url = url
     return run_operator(
         config,
         namespaces=args.namespace,
@@ -48,6 +52,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         priority=args.priority,
         log_format=args.log_format,
         verbose=args.verbose,
+        metrics_address=None if args.metrics_address == "none" else args.metrics_address,
     )
 
 
@@ -86,6 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(needs the Kopf peering CRDs from crds/); default: standalone",
     )
     run.add_argument("--priority", type=int, default=0, help="peering priority of this replica")
+    run.add_argument(
+        "--prometheus-url",
+        default=None,
+        help="override the config's Prometheus URL (also GPUFINOPS_PROMETHEUS_URL)",
+    )
+    run.add_argument(
+        "--metrics-address",
+        default="0.0.0.0:9100",
+        help="where to serve the operator's own /metrics, or 'none' (default: %(default)s)",
+    )
     run.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_cmd_run)
@@ -105,8 +120,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "config", None) is None and args.command == "run":
-        import os
-
         env = os.environ.get("GPUFINOPS_CONFIG")
         args.config = Path(env) if env else None
     code: int = args.func(args)

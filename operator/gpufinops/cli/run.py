@@ -17,6 +17,7 @@ def run_operator(
     priority: int,
     log_format: str,
     verbose: bool,
+    metrics_address: str | None = None,
 ) -> int:
     """Run until interrupted; the handlers are registered by importing them."""
     import gpufinops.handlers  # noqa: F401  (registers the handlers)
@@ -29,6 +30,10 @@ def run_operator(
             "json": kopf.LogFormat.JSON,
         }[log_format],
     )
+    if metrics_address:
+        from gpufinops.adapters.operator_metrics import serve
+
+        serve(metrics_address)
     logging.getLogger("gpufinops").info("starting with %d node pools", len(config.node_pools))
     kopf.run(
         clusterwide=not namespaces,

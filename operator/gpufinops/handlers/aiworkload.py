@@ -5,7 +5,7 @@ from typing import Any
 
 import kopf
 
-from gpufinops.adapters.kube import conditions_patch, read_conditions
+from gpufinops.adapters.status import conditions_patch, read_conditions
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.config.model import OperatorConfig
 from gpufinops.core.admission import assess

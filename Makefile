@@ -1,0 +1,46 @@
+# The two commands a newcomer needs are `make run` and `make test` (see README).
+PY ?= .venv/bin/python
+CLUSTER ?= local
+
+.PHONY: bootstrap run test lint unit integration crd cluster-up cluster-down cluster-status
+
+bootstrap:
+	@hack/bootstrap.sh
+
+# Run the operator: on the local embedded cluster (default) or, with
+# CLUSTER=current, against the current kube context.
+run: bootstrap
+ifeq ($(CLUSTER),current)
+	$(PY) -m gpufinops run
+else
+	$(PY) -m gpufinops.localcluster up
+	eval "$$($(PY) -m gpufinops.localcluster env)" && $(PY) -m gpufinops run
+endif
+
+# Everything CI checks: static checks, then unit and integration tests.
+test: bootstrap lint
+	$(PY) -m pytest
+
+lint: bootstrap
+	$(PY) -m ruff check operator tests bench
+	$(PY) -m ruff format --check operator tests bench
+	$(PY) -m mypy
+	.venv/bin/lint-imports
+
+unit: bootstrap
+	$(PY) -m pytest -m "not integration"
+
+integration: bootstrap
+	$(PY) -m pytest -m integration
+
+crd: bootstrap
+	$(PY) -m gpufinops crd > crds/aiworkloads.gpufinops.dev.yaml
+
+cluster-up: bootstrap
+	$(PY) -m gpufinops.localcluster up
+
+cluster-down:
+	$(PY) -m gpufinops.localcluster down
+
+cluster-status:
+	$(PY) -m gpufinops.localcluster status

@@ -1,0 +1,95 @@
+"""Integration tests run against a real control plane: etcd, kube-apiserver,
+controller-manager, scheduler, kwok fake GPU nodes and Prometheus as local processes.
+
+By default one LocalCluster is started for the whole session in a temporary
+directory and torn down at the end. To reuse a running cluster instead (e.g. one
+started with ``make cluster-up``), point GPUFINOPS_TEST_KUBECONFIG at its kubeconfig
+(``.cluster/kubeconfig``); it is then left running.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from gpufinops.localcluster import ClusterError, Kubectl, LocalCluster, find_kubectl
+
+KUBECONFIG_ENV = "GPUFINOPS_TEST_KUBECONFIG"
+# The first test to use the cluster pays for its start-up, which on a fresh machine
+# includes building the control plane from source.
+BOOT_TIMEOUT = 3600
+
+KubectlRun = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).resolve().parent
+    boot_marked = False
+    for item in items:
+        if not item.path.resolve().is_relative_to(here):
+            continue
+        item.add_marker(pytest.mark.integration)
+        uses_cluster = "cluster" in getattr(item, "fixturenames", ())
+        if uses_cluster and not boot_marked:
+            boot_marked = True
+            if item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(BOOT_TIMEOUT))
+
+
+def _existing_cluster(kubeconfig: Path) -> LocalCluster:
+    """The LocalCluster whose state directory holds ``kubeconfig``; fails if not running."""
+    state_dir = kubeconfig.resolve().parent
+    if kubeconfig.name != "kubeconfig" or not (state_dir / "state.json").is_file():
+        pytest.fail(
+            f"{KUBECONFIG_ENV}={kubeconfig} is not the kubeconfig of a local cluster "
+            "(expected <state-dir>/kubeconfig next to state.json, e.g. .cluster/kubeconfig)",
+            pytrace=False,
+        )
+    cluster = LocalCluster(state_dir)
+    if not cluster.is_running():
+        pytest.fail(f"the cluster in {state_dir} is not running (make cluster-up)", pytrace=False)
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A running LocalCluster for the session (never skipped: failing to start is a failure)."""
+    existing = os.environ.get(KUBECONFIG_ENV)
+    if existing:
+        yield _existing_cluster(Path(existing))
+        return
+    local = LocalCluster(tmp_path_factory.mktemp("cluster"))
+    error: ClusterError | None = None
+    try:
+        local.up()
+    except ClusterError as exc:
+        error = exc
+    if error is not None:
+        local.down()
+        pytest.fail(
+            f"the local control plane did not start: {error}\n(logs in {local.log_dir})",
+            pytrace=False,
+        )
+    try:
+        yield local
+    finally:
+        local.down()
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(cluster: LocalCluster) -> Path:
+    """The admin kubeconfig of the session's cluster."""
+    return cluster.kubeconfig
+
+
+@pytest.fixture(scope="session")
+def kubectl(kubeconfig: Path) -> KubectlRun:
+    """``kubectl(*args, input=None, timeout=120.0)``: run kubectl against the session's cluster.
+
+    Returns the CompletedProcess (text stdout/stderr) and never raises on failure.
+    """
+    return Kubectl(find_kubectl(), kubeconfig).run
