@@ -1,0 +1,1 @@
+"""Replica decisions for Inference workloads (pure)."""

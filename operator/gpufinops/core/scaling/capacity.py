@@ -1,0 +1,30 @@
+"""How many requests per second one replica sustains, learned from what it did.
+
+GPU serving capacity depends on model, prompt mix and batch settings, so the
+operator learns it instead of asking for it: while requests queue, replicas
+are saturated and throughput per ready replica *is* their capacity; while
+nothing queues, it is only a lower bound.
+"""
+
+from gpufinops.core.scaling.observation import Observation
+
+SMOOTHING = 0.3
+"""Weight of a new saturated sample: reacts within a few ticks, ignores one-off noise."""
+
+
+def is_saturated(observation: Observation, ready: int) -> bool:
+    """At least one waiting request per ready replica: replicas are working flat out."""
+    return ready > 0 and observation.queue_depth is not None and observation.queue_depth >= ready
+
+
+def update_capacity(previous: float | None, observation: Observation, ready: int) -> float | None:
+    """The new capacity estimate (requests/s per replica), or ``previous`` when nothing new."""
+    if ready <= 0 or observation.throughput is None or observation.throughput <= 0:
+        return previous
+    per_replica = observation.throughput / ready
+    if is_saturated(observation, ready):
+        if previous is None:
+            return per_replica
+        return previous + SMOOTHING * (per_replica - previous)
+    # Unsaturated replicas served this much and could have served more.
+    return per_replica if previous is None else max(previous, per_replica)

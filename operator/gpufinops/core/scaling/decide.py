@@ -1,0 +1,238 @@
+"""One autoscaling tick for an Inference workload: observations in, replicas out.
+
+Order of reasoning (each step documented in docs/scaling.md):
+1. no queue signal → hold (or, after ``failureThreshold`` ticks, the fallback);
+2. reactive need from demand, learned capacity and excess queue, with HPA tolerance;
+3. predictive need from the forecast peak over the lead window;
+4. recommendation = max(reactive, predictive) within [floor, maxReplicas], where the
+   floor rises inside scheduled windows;
+5. HPA stabilisation windows and step policies; scale-to-zero steps N→1 through
+   them and then 1→0.
+"""
+
+import math
+from dataclasses import dataclass, replace
+
+from gpufinops.api.inference import FallbackBehavior, Inference
+from gpufinops.core.scaling.behavior import (
+    TOLERANCE,
+    ResolvedBehavior,
+    Sample,
+    resolve_behavior,
+    scale_down_limit,
+    scale_up_limit,
+    stabilize,
+)
+from gpufinops.core.scaling.capacity import update_capacity
+from gpufinops.core.scaling.observation import Observation
+from gpufinops.core.scaling.schedule import schedule_floor
+
+DRAIN_SECONDS = 60.0
+"""A queue beyond the target is provisioned to drain within this time."""
+
+
+@dataclass(frozen=True)
+class ScalingState:
+    """What the autoscaler remembers between ticks (persisted in status)."""
+
+    recommendations: tuple[Sample, ...] = ()
+    scale_ups: tuple[Sample, ...] = ()
+    scale_downs: tuple[Sample, ...] = ()
+    capacity_per_replica: float | None = None
+    consecutive_failures: int = 0
+    last_active_time: float | None = None
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Inputs of one decision; ``now`` is epoch seconds."""
+
+    now: float
+    current: int
+    ready: int
+    observation: Observation
+    forecast_peak: float | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    desired: int
+    recommended: int | None
+    reactive: int | None
+    predictive: int | None
+    action: str
+    reason: str
+    metrics_available: bool
+    fallback_active: bool
+    state: ScalingState
+
+
+@dataclass(frozen=True)
+class Settings:
+    """An Inference spec reduced to what the tick needs."""
+
+    spec: Inference
+    behavior: ResolvedBehavior
+    capacity_per_replica: float | None = None
+
+    @classmethod
+    def from_spec(cls, spec: Inference) -> "Settings":
+        return cls(spec, resolve_behavior(spec.behavior), spec.capacity_per_replica)
+
+
+def _ceil(x: float) -> int:
+    return math.ceil(x - 1e-9)
+
+
+def reactive_need(
+    obs: Observation, current: int, ready: int, capacity: float | None, target_queue: float
+) -> tuple[int, str]:
+    """Replicas the observed load needs, with the reason in words."""
+    queue = obs.queue_depth or 0.0
+    demand = obs.arrival_rate if obs.arrival_rate is not None else obs.throughput
+    if capacity is None or capacity <= 0 or demand is None:
+        # Capacity not known yet: KEDA-like scaling on waiting requests per replica.
+        if queue <= target_queue * max(ready, 1):
+            return current, f"queue {queue:g} within target; capacity not learned yet"
+        need = _ceil(queue / target_queue)
+        return max(need, current), f"queue {queue:g} above {target_queue:g} per replica"
+    excess = max(0.0, queue - target_queue * current)
+    raw = demand / capacity + excess / (capacity * DRAIN_SECONDS)
+    if current > 0 and abs(raw / current - 1) <= TOLERANCE:
+        return current, f"demand {demand:.3g}/s within tolerance of {current} replicas"
+    reason = f"demand {demand:.3g}/s at {capacity:.3g}/s per replica"
+    if excess > 0:
+        reason += f", queue {queue:g} above target"
+    return _ceil(raw), reason
+
+
+def _fallback(spec: Inference, current: int, floor: int) -> int:
+    fb = spec.fallback
+    assert fb is not None
+    if fb.behavior == FallbackBehavior.STATIC:
+        value = fb.replicas
+    elif fb.behavior == FallbackBehavior.CURRENT_REPLICAS:
+        value = current
+    elif fb.behavior == FallbackBehavior.CURRENT_REPLICAS_IF_HIGHER:
+        value = max(current, fb.replicas)
+    else:
+        value = min(current, fb.replicas)
+    # A failing signal never drives a workload to zero, nor below its floor.
+    return min(max(value, floor, 1), spec.max_replicas)
+
+
+def _trim(samples: tuple[Sample, ...], now: float, keep: float) -> tuple[Sample, ...]:
+    return tuple(s for s in samples if s.time > now - keep)
+
+
+def decide(settings: Settings, state: ScalingState, tick: Tick) -> Decision:
+    """Decide the replica count for one tick (pure)."""
+    spec, obs, now, current = settings.spec, tick.observation, tick.now, tick.current
+    sched_floor, window = schedule_floor(spec.schedules, now)
+    floor = max(spec.min_replicas, sched_floor, 1)
+
+    if not obs.available:
+        failures = state.consecutive_failures + 1
+        held = replace(state, consecutive_failures=failures)
+        why = obs.error or "queue signal unknown"
+        if spec.fallback is not None and failures >= spec.fallback.failure_threshold:
+            desired = _fallback(spec, current, floor)
+            return Decision(
+                desired, None, None, None, "Fallback",
+                f"{why}; fallback {spec.fallback.behavior} after {failures} failed reads "
+                f"gives {desired} replicas",
+                False, True, held,
+            )  # fmt: skip
+        return Decision(
+            current, None, None, None, "Hold",
+            f"{why}; holding {current} replicas (missing data never scales down)",
+            False, False, held,
+        )  # fmt: skip
+
+    capacity = settings.capacity_per_replica or update_capacity(
+        state.capacity_per_replica, obs, tick.ready
+    )
+    queue = obs.queue_depth or 0.0
+    demand = obs.arrival_rate if obs.arrival_rate is not None else obs.throughput
+    active = queue > 0 or (demand or 0) > 0 or (obs.running or 0) > 0
+    last_active = now if active or state.last_active_time is None else state.last_active_time
+    state = replace(
+        state, capacity_per_replica=capacity, consecutive_failures=0, last_active_time=last_active
+    )
+    behavior = settings.behavior
+    keep = behavior.history_seconds
+
+    stz = spec.scale_to_zero
+    idle_seconds = stz.idle_seconds if stz is not None and stz.enabled else None
+    idle = idle_seconds is not None and now - last_active >= idle_seconds
+    if current == 0:
+        if not active or idle:
+            return Decision(0, 0, 0, None, "Hold", "scaled to zero; no demand", True, False, state)
+        need, why = reactive_need(obs, 1, 0, capacity, spec.target_queue_depth_per_replica)
+        desired = min(max(need, floor), spec.max_replicas)
+        state = replace(
+            state,
+            scale_ups=_trim((*state.scale_ups, Sample(now, desired)), now, keep),
+            recommendations=_trim((*state.recommendations, Sample(now, desired)), now, keep),
+        )
+        return Decision(
+            desired, desired, need, None, "Wake", f"demand at zero replicas: {why}",
+            True, False, state,
+        )  # fmt: skip
+
+    reactive, why = reactive_need(
+        obs, current, tick.ready, capacity, spec.target_queue_depth_per_replica
+    )
+    predictive = None
+    if tick.forecast_peak is not None and capacity:
+        predictive = _ceil(tick.forecast_peak / capacity)
+    raw = max(reactive, predictive or 0)
+    if predictive is not None and predictive > reactive:
+        why = f"forecast peak {tick.forecast_peak:.3g}/s needs {predictive} replicas"
+    if idle:
+        if current <= 1:
+            state = replace(
+                state,
+                scale_downs=_trim((*state.scale_downs, Sample(now, current)), now, keep),
+                recommendations=(),
+            )
+            return Decision(
+                0, 0, reactive, predictive, "ScaleToZero",
+                f"no demand for {now - last_active:.0f}s (idleSeconds {idle_seconds})",
+                True, False, state,
+            )  # fmt: skip
+        raw, floor, why = 1, 1, f"idle for {now - last_active:.0f}s: stepping down to 1"
+    recommended = min(max(raw, floor), spec.max_replicas)
+    history = state.recommendations
+    stabilized = stabilize(recommended, current, history, behavior, now)
+    desired = stabilized
+    if stabilized > current:
+        limit = scale_up_limit(current, state.scale_ups, behavior.up, now)
+        desired = min(stabilized, limit, spec.max_replicas)
+    elif stabilized < current:
+        limit = scale_down_limit(current, state.scale_downs, behavior.down, now)
+        desired = max(stabilized, limit)
+    # Floors (minReplicas, open schedules) and maxReplicas bypass step policies, as in HPA.
+    desired = min(max(desired, floor), spec.max_replicas)
+    ups, downs = state.scale_ups, state.scale_downs
+    if desired > current:
+        ups = (*ups, Sample(now, desired - current))
+        action = "ScaleUp"
+    elif desired < current:
+        downs = (*downs, Sample(now, current - desired))
+        action = "ScaleDown"
+    else:
+        action = "Hold"
+    if window and floor == sched_floor and desired == floor:
+        why += f"; schedule {window} floor {floor}"
+    if desired != recommended and action != "Hold":
+        why += f" (recommended {recommended}, limited by behavior to {desired})"
+    elif desired != recommended:
+        why += f" (recommended {recommended}, held by stabilization)"
+    state = replace(
+        state,
+        recommendations=_trim((*history, Sample(now, recommended)), now, keep),
+        scale_ups=_trim(ups, now, keep),
+        scale_downs=_trim(downs, now, keep),
+    )
+    return Decision(desired, recommended, reactive, predictive, action, why, True, False, state)

@@ -1,0 +1,245 @@
+"""The autoscaling core: HPA semantics, safety on missing data, no flapping."""
+
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpufinops.api.inference import Inference
+from gpufinops.core.scaling.behavior import Sample
+from gpufinops.core.scaling.decide import Decision, ScalingState, Settings, Tick, decide
+from gpufinops.core.scaling.observation import Observation
+
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC).timestamp()  # a Monday, 12:00 UTC
+SYNC = 15.0
+
+
+def make(**inference: object) -> Settings:
+    spec = {"targetRef": {"name": "llm"}, "minReplicas": 1, "maxReplicas": 40, **inference}
+    return Settings.from_spec(Inference.model_validate(spec))
+
+
+def obs(demand: float, queue: float = 0.0, capacity: float | None = None) -> Observation:
+    return Observation(queue_depth=queue, running=0, arrival_rate=demand, throughput=None)
+
+
+def run(
+    s: Settings, observations: list[Observation], current: int = 1, state=None, start=T0
+) -> list[Decision]:
+    """Ticks where every decision is applied at once and replicas are ready at once."""
+    state = state or ScalingState()
+    out = []
+    for i, o in enumerate(observations):
+        d = decide(s, state, Tick(start + i * SYNC, current, current, o))
+        out.append(d)
+        state, current = d.state, d.desired
+    return out
+
+
+# --- bounds, monotonicity, convergence (properties) ---------------------------------
+
+demands = st.floats(min_value=0, max_value=500, allow_nan=False)
+queues = st.floats(min_value=0, max_value=2000, allow_nan=False)
+currents = st.integers(min_value=0, max_value=40)
+
+
+@given(
+    demand=demands,
+    queue=queues,
+    current=currents,
+    peak=st.none() | demands,
+    min_r=st.integers(0, 10),
+    max_r=st.integers(10, 40),
+)
+def test_bounds_always_respected(demand, queue, current, peak, min_r, max_r) -> None:
+    s = Settings.from_spec(
+        Inference.model_validate(
+            {
+                "targetRef": {"name": "x"},
+                "minReplicas": min_r,
+                "maxReplicas": max_r,
+                "capacityPerReplica": 10,
+            }
+        )
+    )
+    current = min(current, max_r)
+    d = decide(s, ScalingState(), Tick(T0, current, current, obs(demand, queue), peak))
+    assert 0 <= d.desired <= max_r
+    if current > 0:
+        assert d.desired >= max(min_r, 1)
+
+
+@given(d1=demands, d2=demands, queue=queues, current=st.integers(1, 40), peak=st.none() | demands)
+def test_higher_demand_never_fewer_replicas(d1, d2, queue, current, peak) -> None:
+    low, high = sorted((d1, d2))
+    s = make(capacityPerReplica=10)
+    a = decide(s, ScalingState(), Tick(T0, current, current, obs(low, queue), peak))
+    b = decide(s, ScalingState(), Tick(T0, current, current, obs(high, queue), peak))
+    assert b.desired >= a.desired
+
+
+@given(demand=st.floats(min_value=0.5, max_value=350), start=st.integers(1, 40))
+@settings(max_examples=60, deadline=None)
+def test_constant_demand_converges_then_never_changes(demand, start) -> None:
+    s = make(capacityPerReplica=10)
+    decisions = run(s, [obs(demand)] * 120, current=start)  # 30 minutes
+    tail = [d.desired for d in decisions[-40:]]
+    assert len(set(tail)) == 1, tail
+    settled = tail[0]
+    # settled within tolerance of the need, never below it by more than 10 %
+    assert settled * 10 >= demand / 1.1 - 1e-6
+
+
+@given(queue=queues, current=st.integers(1, 40), failures=st.integers(0, 20))
+def test_missing_data_never_lowers_replicas(queue, current, failures) -> None:
+    for extra in ({}, {"fallback": {"replicas": 3, "behavior": "currentReplicasIfHigher"}}):
+        s = make(capacityPerReplica=10, **extra)
+        state = ScalingState(consecutive_failures=failures)
+        unknown = Observation(error="query returned no series")
+        d = decide(s, state, Tick(T0, current, current, unknown))
+        assert d.desired >= current
+        assert not d.metrics_available
+        assert d.state.consecutive_failures == failures + 1
+
+
+@given(demand=demands, current=st.integers(1, 40))
+def test_scale_up_never_exceeds_the_default_step(demand, current) -> None:
+    s = make(capacityPerReplica=1)
+    d = decide(s, ScalingState(), Tick(T0, current, current, obs(demand)))
+    assert d.desired <= max(current + 4, 2 * current)
+
+
+# --- HPA behaviour -------------------------------------------------------------------
+
+
+def test_scale_down_waits_for_the_stabilization_window() -> None:
+    s = make(capacityPerReplica=10)
+    decisions = run(s, [obs(200)] * 4 + [obs(20)] * 30, current=20)
+    drop_index = next(i for i, d in enumerate(decisions) if d.desired < 20)
+    # the last high recommendation was at tick 3; 300 s later is tick 23
+    assert drop_index == 3 + 20
+    assert decisions[drop_index].desired == 2
+
+
+def test_custom_step_policy_limits_scale_down() -> None:
+    s = make(
+        capacityPerReplica=10,
+        behavior={
+            "scaleDown": {
+                "stabilizationWindowSeconds": 0,
+                "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+            }
+        },
+    )
+    decisions = run(s, [obs(20)] * 9, current=10)
+    assert [d.desired for d in decisions] == [9, 9, 9, 9, 8, 8, 8, 8, 7]
+
+
+def test_scale_up_steps_by_max_of_4_pods_or_100_percent() -> None:
+    s = make(capacityPerReplica=1)
+    decisions = run(s, [obs(39.5)] * 4, current=1)
+    assert [d.desired for d in decisions] == [5, 10, 20, 40]
+
+
+def test_tolerance_holds_small_changes() -> None:
+    s = make(capacityPerReplica=10)
+    d = decide(s, ScalingState(), Tick(T0, 10, 10, obs(105)))
+    assert (d.desired, d.action) == (10, "Hold")
+
+
+def test_pending_replicas_count_as_capacity_coming() -> None:
+    # 10 replicas requested, 2 ready: the same load must not add more (no cascade)
+    s = make(capacityPerReplica=10)
+    d = decide(s, ScalingState(), Tick(T0, 10, 2, obs(95, queue=30)))
+    assert d.desired == 10
+
+
+def test_excess_queue_adds_drain_capacity() -> None:
+    s = make(capacityPerReplica=10, targetQueueDepthPerReplica=5)
+    d = decide(s, ScalingState(), Tick(T0, 10, 10, obs(100, queue=50 + 6000)))
+    assert d.desired == 20  # 10 for arrivals + 6000/(10*60) to drain
+
+
+def test_forecast_peak_scales_ahead_of_demand() -> None:
+    s = make(capacityPerReplica=10)
+    d = decide(s, ScalingState(), Tick(T0, 4, 4, obs(40), forecast_peak=75))
+    assert (d.reactive, d.predictive, d.desired) == (4, 8, 8)
+    assert "forecast peak" in d.reason
+
+
+def test_capacity_is_learned_while_saturated() -> None:
+    s = make()
+    saturated = Observation(queue_depth=40, running=8, arrival_rate=60, throughput=32)
+    d = decide(s, ScalingState(), Tick(T0, 4, 4, saturated))
+    assert d.state.capacity_per_replica == 8
+    assert d.desired == 8  # 60/s at 8/s per replica, queue within 5 per replica... plus drain
+
+
+def test_without_capacity_scales_on_queue_like_keda() -> None:
+    s = make(targetQueueDepthPerReplica=5)
+    quiet = decide(s, ScalingState(), Tick(T0, 2, 2, obs(1, queue=3)))
+    assert quiet.desired == 2
+    busy = decide(s, ScalingState(), Tick(T0, 2, 2, obs(1, queue=30)))
+    assert busy.desired == 6
+
+
+# --- failures and fallback -----------------------------------------------------------
+
+
+def test_fallback_applies_after_threshold_and_recovery_clears_it() -> None:
+    s = make(capacityPerReplica=10, fallback={"failureThreshold": 3, "replicas": 6})
+    unknown = Observation(error="Prometheus unreachable")
+    decisions = run(s, [unknown] * 4 + [obs(20)], current=2)
+    assert [d.action for d in decisions[:4]] == ["Hold", "Hold", "Fallback", "Fallback"]
+    assert [d.desired for d in decisions[:4]] == [2, 2, 6, 6]
+    assert "Prometheus unreachable" in decisions[0].reason
+    assert decisions[4].metrics_available and decisions[4].state.consecutive_failures == 0
+
+
+def test_fallback_never_drives_to_zero() -> None:
+    s = make(fallback={"failureThreshold": 1, "replicas": 0})
+    d = decide(s, ScalingState(), Tick(T0, 3, 3, Observation()))
+    assert d.desired == 1
+
+
+# --- scale to zero and schedules -----------------------------------------------------
+
+
+def test_scale_to_zero_steps_to_one_then_zero_and_wakes() -> None:
+    s = make(capacityPerReplica=10, scaleToZero={"enabled": True, "idleSeconds": 60})
+    decisions = run(s, [obs(50)] + [obs(0)] * 60 + [obs(3, queue=2)], current=5)
+    desired = [d.desired for d in decisions]
+    first_zero = desired.index(0)
+    assert desired[first_zero - 1] == 1
+    assert decisions[first_zero].action == "ScaleToZero"
+    assert all(x <= 1 for x in desired[first_zero - 1 : -1])
+    assert decisions[-1].action == "Wake" and desired[-1] >= 1
+
+
+def test_schedule_raises_the_floor_in_its_time_zone() -> None:
+    # 08:00 Europe/Paris on Monday 2 March 2026 is 07:00 UTC
+    s = make(
+        capacityPerReplica=10,
+        schedules=[
+            {
+                "name": "office",
+                "cron": "0 8 * * 1-5",
+                "timezone": "Europe/Paris",
+                "durationSeconds": 3600,
+                "minReplicas": 6,
+            }
+        ],
+    )
+    opening = datetime(2026, 3, 2, 7, 0, tzinfo=UTC).timestamp()
+    before = decide(s, ScalingState(), Tick(opening - 60, 1, 1, obs(5)))
+    inside = decide(s, ScalingState(), Tick(opening + 60, 1, 1, obs(5)))
+    after = decide(s, ScalingState(), Tick(opening + 3601, 1, 1, obs(5)))
+    assert (before.desired, inside.desired, after.desired) == (1, 6, 1)
+    assert "schedule office" in inside.reason
+
+
+def test_history_is_trimmed_to_what_behavior_needs() -> None:
+    s = make(capacityPerReplica=10)
+    decisions = run(s, [obs(30)] * 100, current=3)
+    assert all(x.time > T0 + 99 * SYNC - 300 for x in decisions[-1].state.recommendations)
+    assert isinstance(decisions[-1].state.recommendations[0], Sample)
