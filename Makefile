@@ -22,8 +22,8 @@ test: bootstrap lint
 	$(PY) -m pytest
 
 lint: bootstrap
-	$(PY) -m ruff check operator tests bench
-	$(PY) -m ruff format --check operator tests bench
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	.venv/bin/lint-imports
 
