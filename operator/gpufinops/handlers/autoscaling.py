@@ -1,0 +1,131 @@
+"""Kopf wiring of Inference autoscaling: indexes of what exists, one daemon per workload.
+
+Indexes keep Deployments and other autoscalers in memory from watches, so a
+tick costs no LIST. Each Inference AIWorkload gets its own daemon (an asyncio
+task), so a slow workload never delays another; blocking I/O runs in threads.
+"""
+
+import asyncio
+import time
+from typing import Any
+
+import kopf
+from kubernetes import client
+
+from gpufinops.adapters.deployments import DeploymentView, scale_deployment, view_of
+from gpufinops.adapters.operator_metrics import forget
+from gpufinops.api.resource import GROUP, PLURAL, VERSION
+from gpufinops.config.model import OperatorConfig
+from gpufinops.core.validation import check_spec
+from gpufinops.handlers.inference import Effects, InferenceController
+
+DEFAULT_SYNC_SECONDS = 15.0
+
+
+@kopf.index("apps", "v1", "deployments")
+def deployments(
+    namespace: str | None,
+    name: str,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    **_: Any,
+) -> dict[tuple[str | None, str], DeploymentView]:
+    return {(namespace, name): view_of(dict(spec), dict(status), dict(meta))}
+
+
+@kopf.index("autoscaling", "v2", "horizontalpodautoscalers")
+def hpa_targets(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, str]:
+    ref = spec.get("scaleTargetRef") or {}
+    if ref.get("kind") != "Deployment":
+        return {}
+    return {(namespace, ref.get("name")): f"HorizontalPodAutoscaler/{name}"}
+
+
+@kopf.index("keda.sh", "v1alpha1", "scaledobjects")
+def keda_targets(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, str]:
+    ref = spec.get("scaleTargetRef") or {}
+    if ref.get("kind", "Deployment") != "Deployment":
+        return {}
+    return {(namespace, ref.get("name")): f"ScaledObject/{name}"}
+
+
+def _first(index: kopf.Index[Any, Any], key: Any) -> Any:
+    for value in index.get(key, []):
+        return value
+    return None
+
+
+def _is_inference(spec: kopf.Spec, **_: Any) -> bool:
+    return spec.get("type") == "Inference"
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, when=_is_inference, cancellation_timeout=10.0)
+async def autoscale(
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    status: kopf.Status,
+    stopped: kopf.DaemonStopped,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **indexes: Any,
+) -> None:
+    """Run ticks until the workload is deleted or stops being an Inference workload."""
+    assert namespace is not None  # AIWorkloads are namespaced
+    deployments: kopf.Index[tuple[str, str], DeploymentView] = indexes["deployments"]
+    hpa_targets: kopf.Index[Any, str] = indexes["hpa_targets"]
+    keda_targets: kopf.Index[Any, str] = indexes["keda_targets"]
+    config: OperatorConfig = memo.config
+    api: client.ApiClient = memo.api
+    sync = float(getattr(memo, "sync_seconds", DEFAULT_SYNC_SECONDS))
+    custom = client.CustomObjectsApi(api)
+
+    def write_status(patch: dict[str, Any]) -> None:
+        custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": patch}
+        )
+
+    def post_event(type: str, reason: str, message: str) -> None:
+        kopf.event(body, type=type, reason=reason, message=message)
+
+    controller: InferenceController | None = None
+    target: str | None = None
+    try:
+        while not stopped:
+            check = check_spec(body.get("spec"), config)
+            spec = check.spec
+            if spec is not None and spec.inference is not None:
+                if controller is None or target != spec.inference.target_ref.name:
+                    target = spec.inference.target_ref.name
+                    deployment = _first(deployments, (namespace, target))
+                    signals = memo.signals_for(namespace, spec, config)
+
+                    def scale(replicas: int, _target: str = target) -> None:
+                        scale_deployment(api, namespace, _target, replicas)
+
+                    controller = InferenceController(
+                        namespace, name, signals,
+                        Effects(scale=scale, write_status=write_status, post_event=post_event),
+                        status=dict(status), now=time.time(),
+                        current_replicas=deployment.replicas if deployment else None,
+                    )  # fmt: skip
+                conflicts = sorted(
+                    {*hpa_targets.get((namespace, target), []),
+                     *keda_targets.get((namespace, target), [])}
+                )  # fmt: skip
+                try:
+                    await controller.tick(
+                        spec,
+                        body.get("metadata", {}).get("generation"),
+                        _first(deployments, (namespace, target)),
+                        conflicts,
+                        time.time(),
+                    )
+                except (client.ApiException, OSError) as exc:
+                    logger.warning(f"autoscaling tick failed, retrying next period: {exc}")
+            await stopped.wait(sync)
+    except asyncio.CancelledError:
+        raise
+    finally:
+        forget(namespace, name)

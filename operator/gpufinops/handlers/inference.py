@@ -1,0 +1,363 @@
+"""One Inference workload's autoscaling loop, without Kopf.
+
+Each tick reads the Deployment (from a watch-fed index), the signals (from
+Prometheus, off the event loop), asks the pure core for a decision, applies
+it through /scale unless the workload is in Recommend mode, and reports: a
+status patch when something changed, an Event on each transition, metrics.
+The Kopf daemon in ``autoscaling.py`` only drives this class.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from gpufinops.adapters import operator_metrics as metrics
+from gpufinops.adapters.deployments import DeploymentView
+from gpufinops.adapters.status import conditions_patch, memory_patch, read_conditions, read_memory
+from gpufinops.api.spec import AIWorkloadSpec, Mode
+from gpufinops.api.status import Condition, ConditionStatus, ConditionType
+from gpufinops.core.conditions import find_condition, set_condition
+from gpufinops.core.forecast.model import DemandForecaster, ForecastSettings
+from gpufinops.core.forecast.report import ForecastPoint, ForecastReport
+from gpufinops.core.forecast.series import DemandSeries
+from gpufinops.core.scaling.behavior import Sample
+from gpufinops.core.scaling.decide import Decision, ScalingState, Settings, Tick, decide
+from gpufinops.core.scaling.observation import Observation
+
+log = logging.getLogger(__name__)
+
+CONFLICTING_AUTOSCALER = "ConflictingAutoscaler"
+MEMORY_PERSIST_SECONDS = 60.0
+"""Autoscaler memory is written at least this often (and on every change of replicas)."""
+
+
+class SignalSource(Protocol):
+    """Where a workload's signals come from (Prometheus in production)."""
+
+    def observe(self) -> Observation: ...
+
+    def demand_history(self, now: float) -> DemandSeries | None: ...
+
+
+class StatusWriter(Protocol):
+    def __call__(self, patch: dict[str, Any]) -> None: ...
+
+
+class EventPoster(Protocol):
+    def __call__(self, type: str, reason: str, message: str) -> None: ...
+
+
+@dataclass
+class Effects:
+    """Everything the loop does to the outside world, injected so tests can watch it."""
+
+    scale: Callable[[int], None]
+    write_status: StatusWriter
+    post_event: EventPoster
+
+
+@dataclass
+class TickResult:
+    decision: Decision | None
+    skipped: str | None = None
+    status_patch: dict[str, Any] = field(default_factory=dict)
+
+
+def forecast_settings(spec: AIWorkloadSpec) -> ForecastSettings:
+    assert spec.inference is not None
+    f = spec.inference.forecast
+    return ForecastSettings(
+        quantile=f.quantile,
+        lead_time_seconds=max(float(f.lead_time_seconds), 1.0),
+        history_days=float(f.history_days),
+    )
+
+
+class InferenceController:
+    """The autoscaling loop of one Inference AIWorkload."""
+
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        signals: SignalSource,
+        effects: Effects,
+        status: Mapping[str, Any] | None,
+        now: float,
+        current_replicas: int | None,
+    ) -> None:
+        self.namespace, self.name = namespace, name
+        self.signals = signals
+        self.effects = effects
+        self.conditions: list[Condition] = read_conditions(status)
+        state = read_memory(status)
+        if current_replicas is not None:
+            # After a restart the stabilization history may be stale or lost: seed it
+            # with the replicas running now, so nothing scales down before a full window.
+            state = ScalingState(
+                recommendations=(*state.recommendations, Sample(now, current_replicas)),
+                scale_ups=state.scale_ups,
+                scale_downs=state.scale_downs,
+                capacity_per_replica=state.capacity_per_replica,
+                consecutive_failures=state.consecutive_failures,
+                last_active_time=state.last_active_time,
+            )
+        self.state = state
+        self.forecaster: DemandForecaster | None = None
+        self._forecast_key: ForecastSettings | None = None
+        self._fitting: asyncio.Task[None] | None = None
+        self._last_written: dict[str, Any] = {}
+        self._last_memory_write = 0.0
+        self._last_action: tuple[str, int] | None = None
+        self._fallback_on = False
+
+    # -------------------------------------------------------------- forecasting
+
+    def _forecaster_for(self, spec: AIWorkloadSpec) -> DemandForecaster | None:
+        assert spec.inference is not None
+        if not spec.inference.forecast.enabled:
+            self.forecaster = None
+            return None
+        wanted = forecast_settings(spec)
+        if self.forecaster is None or self._forecast_key != wanted:
+            self.forecaster = DemandForecaster(wanted)
+            self._forecast_key = wanted
+        return self.forecaster
+
+    async def _refit(self, settings: ForecastSettings, history: DemandSeries, now: float) -> None:
+        """Fit a fresh model in a worker thread and swap it in: ticks never wait on it."""
+        fresh = DemandForecaster(settings)
+        await asyncio.to_thread(fresh.fit, history, now)
+        if self._forecast_key == settings:
+            self.forecaster = fresh
+
+    def _forecast(
+        self, spec: AIWorkloadSpec, history: DemandSeries | None, now: float
+    ) -> tuple[ForecastPoint | None, ForecastReport | None]:
+        forecaster = self._forecaster_for(spec)
+        if forecaster is None:
+            return None, None
+        if history is None or len(history) == 0:
+            return None, forecaster.report
+        busy = self._fitting is not None and not self._fitting.done()
+        if not busy and forecaster.needs_refit(now):
+            assert self._forecast_key is not None
+            self._fitting = asyncio.ensure_future(self._refit(self._forecast_key, history, now))
+        report = forecaster.observe(history, now)
+        point = forecaster.peak(history, now) if report.ready else None
+        return point, report
+
+    # ------------------------------------------------------------------- ticks
+
+    def _condition(
+        self, ctype: str, status: ConditionStatus, reason: str, message: str, now: datetime,
+        generation: int | None,
+    ) -> bool:  # fmt: skip
+        """Set a condition; True when its status changed (worth an Event)."""
+        before = find_condition(self.conditions, ctype)
+        self.conditions = set_condition(
+            self.conditions, type=ctype, status=status, reason=reason, message=message,
+            now=now, generation=generation,
+        )  # fmt: skip
+        return before is None or before.status != status
+
+    async def tick(
+        self,
+        spec: AIWorkloadSpec,
+        generation: int | None,
+        deployment: DeploymentView | None,
+        conflicts: list[str],
+        now: float,
+    ) -> TickResult:
+        """One decision; ``now`` is epoch seconds (the daemon passes the clock in)."""
+        assert spec.inference is not None
+        inference = spec.inference
+        stamp = datetime.fromtimestamp(now, tz=UTC)
+        labels = (self.namespace, self.name)
+        target = f"Deployment/{inference.target_ref.name}"
+
+        if deployment is None:
+            changed = self._condition(
+                ConditionType.READY, ConditionStatus.FALSE, "TargetNotFound",
+                f"{target} not found in namespace {self.namespace}", stamp, generation,
+            )  # fmt: skip
+            if changed:
+                self.effects.post_event(
+                    "Warning", "TargetNotFound", f"{target} not found; nothing to scale"
+                )
+            return self._report(None, "target not found", generation, None, None, None)
+
+        if conflicts:
+            changed = self._condition(
+                CONFLICTING_AUTOSCALER, ConditionStatus.TRUE, "AnotherAutoscalerTargetsDeployment",
+                f"{', '.join(conflicts)} also scales {target}; gpufinops will not act "
+                "until it is removed", stamp, generation,
+            )  # fmt: skip
+            self._condition(
+                ConditionType.READY, ConditionStatus.FALSE, CONFLICTING_AUTOSCALER,
+                f"{', '.join(conflicts)} also scales {target}", stamp, generation,
+            )  # fmt: skip
+            if changed:
+                self.effects.post_event(
+                    "Warning", CONFLICTING_AUTOSCALER,
+                    f"{', '.join(conflicts)} also scales {target}: not acting, to avoid a fight",
+                )  # fmt: skip
+            return self._report(None, "conflicting autoscaler", generation, deployment, None, None)
+        if find_condition(self.conditions, CONFLICTING_AUTOSCALER) is not None:
+            self._condition(
+                CONFLICTING_AUTOSCALER, ConditionStatus.FALSE, "NoOtherAutoscaler",
+                f"no other autoscaler targets {target}", stamp, generation,
+            )  # fmt: skip
+
+        started = time.perf_counter()
+        observation = await asyncio.to_thread(self.signals.observe)
+        history = None
+        if inference.forecast.enabled:
+            history = await asyncio.to_thread(self.signals.demand_history, now)
+        point, report = self._forecast(spec, history, now)
+        settings = Settings.from_spec(inference)
+        decision = decide(
+            settings,
+            self.state,
+            Tick(now, deployment.replicas, deployment.ready, observation,
+                 point.peak if point is not None else None),
+        )  # fmt: skip
+        metrics.DECISION_SECONDS.labels(*labels).observe(time.perf_counter() - started)
+        self.state = decision.state
+        desired = decision.desired
+        action, reason = decision.action, decision.reason
+        if spec.replicas is not None:
+            desired, action = spec.replicas, "ManualOverride"
+            reason = f"spec.replicas={spec.replicas} set (kubectl scale); autoscaling paused"
+
+        self._signal_conditions(decision, report, stamp, generation)
+        recommend_only = spec.mode == Mode.RECOMMEND
+        if desired != deployment.replicas and not recommend_only:
+            self.effects.scale(desired)
+            event = {"ScaleUp": "ScaledUp", "ScaleDown": "ScaledDown",
+                     "ScaleToZero": "ScaledToZero", "Wake": "ScaledUp",
+                     "Fallback": "FallbackScaled", "ManualOverride": "ScaledManually"}  # fmt: skip
+            self.effects.post_event(
+                "Normal", event.get(action, "Scaled"),
+                f"{target} {deployment.replicas} → {desired}: {reason}",
+            )  # fmt: skip
+        elif desired != deployment.replicas and (action, desired) != self._last_action:
+            self.effects.post_event(
+                "Normal", "Recommendation",
+                f"would scale {target} {deployment.replicas} → {desired}: {reason}",
+            )  # fmt: skip
+        self._last_action = (action, desired)
+        self._condition(
+            ConditionType.READY, ConditionStatus.TRUE,
+            "Recommending" if recommend_only else "Scaling",
+            f"{'recommending' if recommend_only else 'scaling'} {target}: {reason}",
+            stamp, generation,
+        )  # fmt: skip
+        metrics.DESIRED_REPLICAS.labels(*labels).set(desired)
+        if point is not None:
+            metrics.FORECAST_DEMAND.labels(*labels).set(point.peak)
+        if report is not None and report.backtest_ratio is not None:
+            metrics.FORECAST_ERROR.labels(*labels).set(report.online_ratio or report.backtest_ratio)
+        if not decision.metrics_available:
+            metrics.METRIC_FAILURES.labels(*labels).inc()
+        return self._report(decision, None, generation, deployment, point, report,
+                            desired=desired, action=action, reason=reason, now=now)  # fmt: skip
+
+    def _signal_conditions(
+        self, decision: Decision, report: ForecastReport | None, stamp: datetime,
+        generation: int | None,
+    ) -> None:  # fmt: skip
+        before = find_condition(self.conditions, ConditionType.METRICS_AVAILABLE)
+        if decision.metrics_available:
+            self._condition(
+                ConditionType.METRICS_AVAILABLE, ConditionStatus.TRUE, "QueueSignalRead",
+                "queue and demand signals are being read", stamp, generation,
+            )  # fmt: skip
+            if before is not None and before.status == ConditionStatus.FALSE:
+                self.effects.post_event("Normal", "MetricsAvailable", "signals are read again")
+        else:
+            if self._condition(
+                ConditionType.METRICS_AVAILABLE, ConditionStatus.FALSE, "MetricsUnavailable",
+                decision.reason, stamp, generation,
+            ):  # fmt: skip
+                self.effects.post_event("Warning", "MetricsUnavailable", decision.reason)
+        if decision.fallback_active and not self._fallback_on:
+            self.effects.post_event("Warning", "FallbackActivated", decision.reason)
+        self._fallback_on = decision.fallback_active
+        if report is None:
+            return
+        status = ConditionStatus.TRUE if report.ready else ConditionStatus.FALSE
+        if self._condition(
+            ConditionType.PREDICTION_READY, status, report.reason, report.message, stamp,
+            generation,
+        ):  # fmt: skip
+            self.effects.post_event(
+                "Normal" if report.ready else "Warning",
+                "PredictionReady" if report.ready else "PredictionNotReady",
+                report.message,
+            )
+
+    def _report(
+        self,
+        decision: Decision | None,
+        skipped: str | None,
+        generation: int | None,
+        deployment: DeploymentView | None,
+        point: ForecastPoint | None,
+        report: ForecastReport | None,
+        *,
+        desired: int | None = None,
+        action: str | None = None,
+        reason: str | None = None,
+        now: float | None = None,
+    ) -> TickResult:
+        """Write status when it changed (and memory at least every minute)."""
+        patch: dict[str, Any] = {
+            "observedGeneration": generation,
+            "conditions": conditions_patch(self.conditions),
+        }
+        if deployment is not None:
+            patch["replicas"] = {
+                "current": deployment.replicas,
+                "ready": deployment.ready,
+                "desired": desired if desired is not None else deployment.replicas,
+                "recommended": decision.recommended if decision else None,
+            }
+            if deployment.selector:
+                patch["selector"] = deployment.selector
+        if report is not None:
+            patch["forecast"] = {
+                "predictedPeak": round(point.peak, 4) if point else None,
+                "leadTimeSeconds": int(point.horizon_seconds) if point else None,
+                "backtestError": report.online_ratio or report.backtest_ratio,
+                "lastFitTime": (
+                    datetime.fromtimestamp(report.fitted_at, tz=UTC).isoformat()
+                    if report.fitted_at
+                    else None
+                ),
+            }
+        if decision is not None and action is not None and now is not None:
+            last = self._last_written.get("lastDecision")
+            if last is None or (last.get("action"), last.get("reason")) != (action, reason):
+                patch["lastDecision"] = {
+                    "time": datetime.fromtimestamp(now, tz=UTC).isoformat(),
+                    "action": action,
+                    "reason": reason,
+                }
+            else:
+                patch["lastDecision"] = last
+        comparable = {k: v for k, v in patch.items() if k != "autoscaler"}
+        changed = comparable != self._last_written
+        memory_due = now is not None and now - self._last_memory_write >= MEMORY_PERSIST_SECONDS
+        if decision is not None and (changed or memory_due):
+            patch["autoscaler"] = memory_patch(self.state)
+            if now is not None:
+                self._last_memory_write = now
+        if changed or "autoscaler" in patch:
+            self.effects.write_status(patch)
+            self._last_written = comparable
+        return TickResult(decision, skipped, patch)

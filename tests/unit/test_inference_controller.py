@@ -1,0 +1,168 @@
+"""The autoscaling loop: acts in Active mode, only reports in Recommend mode,
+refuses to fight another autoscaler, holds on missing data, reports transitions."""
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpufinops.adapters.deployments import DeploymentView
+from gpufinops.api.spec import AIWorkloadSpec
+from gpufinops.core.forecast.series import DemandSeries
+from gpufinops.core.scaling.observation import Observation
+from gpufinops.handlers.inference import Effects, InferenceController
+
+NOW = 1_780_000_000.0
+
+
+@dataclass
+class FakeSignals:
+    observation: Observation
+
+    def observe(self) -> Observation:
+        return self.observation
+
+    def demand_history(self, now: float) -> DemandSeries | None:
+        return None
+
+
+@dataclass
+class Recorder:
+    scaled: list[int] = field(default_factory=list)
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def effects(self) -> Effects:
+        return Effects(
+            scale=self.scaled.append,
+            write_status=self.statuses.append,
+            post_event=lambda t, r, m: self.events.append((t, r, m)),
+        )
+
+    def reasons(self) -> list[str]:
+        return [r for _, r, _ in self.events]
+
+
+def spec(**extra: Any) -> AIWorkloadSpec:
+    inference = {
+        "targetRef": {"name": "llm"},
+        "maxReplicas": 10,
+        "capacityPerReplica": 10,
+        "forecast": {"enabled": False},
+        **extra.pop("inference", {}),
+    }
+    return AIWorkloadSpec.model_validate(
+        {"type": "Inference", "costAllocation": {"team": "t"}, "inference": inference, **extra}
+    )
+
+
+def controller(obs: Observation, rec: Recorder) -> InferenceController:
+    return InferenceController("ns", "w", FakeSignals(obs), rec.effects(), None, NOW, 2)
+
+
+def run(c: InferenceController, s: AIWorkloadSpec, dep: DeploymentView, conflicts=(), now=NOW):
+    return asyncio.run(c.tick(s, 1, dep, list(conflicts), now))
+
+
+DEP = DeploymentView(replicas=2, ready=2, selector="app=llm", generation=1)
+
+
+def test_active_mode_scales_and_reports() -> None:
+    rec = Recorder()
+    c = controller(Observation(queue_depth=0, arrival_rate=55), rec)
+    result = run(c, spec(), DEP)
+    assert rec.scaled == [6]
+    assert "ScaledUp" in rec.reasons()
+    status = rec.statuses[-1]
+    assert status["replicas"] == {"current": 2, "ready": 2, "desired": 6, "recommended": 6}
+    assert status["lastDecision"]["action"] == "ScaleUp"
+    assert status["selector"] == "app=llm"
+    assert "autoscaler" in status
+    assert result.decision is not None and result.decision.desired == 6
+
+
+def test_recommend_mode_changes_nothing_but_says_what_it_would_do() -> None:
+    rec = Recorder()
+    c = controller(Observation(queue_depth=0, arrival_rate=55), rec)
+    run(c, spec(mode="Recommend"), DEP)
+    assert rec.scaled == []
+    assert ("Normal", "Recommendation") == rec.events[-1][:2]
+    assert "would scale Deployment/llm 2 → 6" in rec.events[-1][2]
+    assert rec.statuses[-1]["replicas"]["desired"] == 6
+    ready = {c["type"]: c for c in rec.statuses[-1]["conditions"]}["Ready"]
+    assert ready["reason"] == "Recommending"
+
+
+def test_conflicting_autoscaler_blocks_action() -> None:
+    rec = Recorder()
+    c = controller(Observation(queue_depth=500, arrival_rate=90), rec)
+    run(c, spec(), DEP, conflicts=["HorizontalPodAutoscaler/llm"])
+    assert rec.scaled == []
+    assert ("Warning", "ConflictingAutoscaler") == rec.events[0][:2]
+    conditions = {c["type"]: c for c in rec.statuses[-1]["conditions"]}
+    assert conditions["ConflictingAutoscaler"]["status"] == "True"
+    assert conditions["Ready"]["status"] == "False"
+    # the same conflict on the next tick: no second Event
+    run(c, spec(), DEP, conflicts=["HorizontalPodAutoscaler/llm"], now=NOW + 15)
+    assert rec.reasons().count("ConflictingAutoscaler") == 1
+
+
+def test_missing_metrics_hold_and_raise_the_condition_once() -> None:
+    rec = Recorder()
+    c = controller(Observation(error="query returned no series"), rec)
+    run(c, spec(), DEP)
+    run(c, spec(), DEP, now=NOW + 15)
+    assert rec.scaled == []
+    assert rec.reasons().count("MetricsUnavailable") == 1
+    conditions = {c["type"]: c for c in rec.statuses[-1]["conditions"]}
+    assert conditions["MetricsAvailable"]["status"] == "False"
+    assert "query returned no series" in conditions["MetricsAvailable"]["message"]
+
+
+def test_fallback_event_once_and_recovery() -> None:
+    rec = Recorder()
+    s = spec(inference={"fallback": {"failureThreshold": 2, "replicas": 5}})
+    signals = FakeSignals(Observation(error="Prometheus unreachable"))
+    c = InferenceController("ns", "w", signals, rec.effects(), None, NOW, 2)
+    for i in range(4):
+        run(c, s, DEP, now=NOW + 15 * i)
+    assert rec.reasons().count("FallbackActivated") == 1
+    assert rec.scaled == [5, 5, 5]  # the Deployment stays at 2 in this test
+    signals.observation = Observation(queue_depth=0, arrival_rate=15)
+    run(c, s, DEP, now=NOW + 60)
+    assert "MetricsAvailable" in rec.reasons()
+
+
+def test_missing_target_is_reported() -> None:
+    rec = Recorder()
+    c = controller(Observation(queue_depth=0), rec)
+    result = run(c, spec(), None)
+    assert result.skipped == "target not found"
+    assert rec.events[0][1] == "TargetNotFound"
+
+
+def test_manual_override_holds_the_count() -> None:
+    rec = Recorder()
+    c = controller(Observation(queue_depth=0, arrival_rate=90), rec)
+    run(c, spec(replicas=3), DEP)
+    assert rec.scaled == [3]
+    assert rec.statuses[-1]["lastDecision"]["action"] == "ManualOverride"
+
+
+def test_unchanged_ticks_do_not_rewrite_status() -> None:
+    rec = Recorder()
+    c = controller(Observation(queue_depth=0, arrival_rate=20), rec)
+    run(c, spec(), DEP)
+    writes = len(rec.statuses)
+    run(c, spec(), DEP, now=NOW + 15)
+    run(c, spec(), DEP, now=NOW + 30)
+    assert len(rec.statuses) == writes
+
+
+def test_restart_seeds_history_so_nothing_scales_down_at_once() -> None:
+    rec = Recorder()
+    c = InferenceController(
+        "ns", "w", FakeSignals(Observation(queue_depth=0, arrival_rate=5)), rec.effects(),
+        None, NOW, 8,
+    )  # fmt: skip
+    run(c, spec(), DeploymentView(8, 8, None, 1))
+    assert rec.scaled == []
