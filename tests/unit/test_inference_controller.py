@@ -85,7 +85,7 @@ def test_recommend_mode_changes_nothing_but_says_what_it_would_do() -> None:
     c = controller(Observation(queue_depth=0, arrival_rate=55), rec)
     run(c, spec(mode="Recommend"), DEP)
     assert rec.scaled == []
-    assert ("Normal", "Recommendation") == rec.events[-1][:2]
+    assert rec.events[-1][:2] == ("Normal", "Recommendation")
     assert "would scale Deployment/llm 2 → 6" in rec.events[-1][2]
     assert rec.statuses[-1]["replicas"]["desired"] == 6
     ready = {c["type"]: c for c in rec.statuses[-1]["conditions"]}["Ready"]
@@ -97,7 +97,7 @@ def test_conflicting_autoscaler_blocks_action() -> None:
     c = controller(Observation(queue_depth=500, arrival_rate=90), rec)
     run(c, spec(), DEP, conflicts=["HorizontalPodAutoscaler/llm"])
     assert rec.scaled == []
-    assert ("Warning", "ConflictingAutoscaler") == rec.events[0][:2]
+    assert rec.events[0][:2] == ("Warning", "ConflictingAutoscaler")
     conditions = {c["type"]: c for c in rec.statuses[-1]["conditions"]}
     assert conditions["ConflictingAutoscaler"]["status"] == "True"
     assert conditions["Ready"]["status"] == "False"
