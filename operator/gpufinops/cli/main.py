@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="validate a config file and show its prices")
     check.add_argument("file", type=Path, nargs="?", default=None)
     check.set_defaults(func=_cmd_config_check)
+
+    from gpufinops.cli import simulate
+
+    simulate.register(sub)
     return parser
 
 
