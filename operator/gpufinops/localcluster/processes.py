@@ -63,6 +63,11 @@ def running_pid(run_dir: Path, name: str) -> int | None:
         pid, exe = int(record["pid"]), str(record["exe"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        # Our own child: ask the kernel directly. Its /proc cmdline is still this
+        # interpreter's between fork and exec, which must not read as "exited".
+        return pid if child.poll() is None else None
     return pid if _alive(pid, exe) else None
 
 
