@@ -118,17 +118,17 @@ apiVersion: gpufinops.dev/v1alpha1
 kind: AIWorkload
 metadata: {name: chat}
 spec:
-  type: Inference
+  type: Experiment
   costAllocation: {team: search}
   nodePools: [l4-spot]
-  inference:
-    targetRef: {name: chat-server}
-    maxReplicas: %d
+  experiment:
+    targetRef: {kind: Deployment, name: chat-server}
+    maxLifetimeSeconds: %d
 """
 
 
 def test_valid_workload_becomes_ready_with_an_event(operator, kubectl) -> None:
-    _apply(kubectl, VALID % 4)
+    _apply(kubectl, VALID % 3600)
     _wait_for(kubectl, "chat", '.status.conditions[?(@.type=="Ready")].status', "True")
     obj = _get(kubectl, "chat")
     status = obj["status"]
@@ -143,9 +143,9 @@ def test_valid_workload_becomes_ready_with_an_event(operator, kubectl) -> None:
 
 
 def test_spec_update_is_observed(operator, kubectl) -> None:
-    _apply(kubectl, VALID % 4)
+    _apply(kubectl, VALID % 3600)
     _wait_for(kubectl, "chat", ".status.observedGeneration", "1")
-    _apply(kubectl, VALID % 6)
+    _apply(kubectl, VALID % 7200)
     _wait_for(kubectl, "chat", ".status.observedGeneration", "2")
 
 

@@ -53,6 +53,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         log_format=args.log_format,
         verbose=args.verbose,
         metrics_address=None if args.metrics_address == "none" else args.metrics_address,
+        sync_seconds=args.sync_seconds,
     )
 
 
@@ -100,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-address",
         default="0.0.0.0:9100",
         help="where to serve the operator's own /metrics, or 'none' (default: %(default)s)",
+    )
+    run.add_argument(
+        "--sync-seconds",
+        type=float,
+        default=15.0,
+        help="autoscaling period per workload in seconds (default: %(default)s)",
     )
     run.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")

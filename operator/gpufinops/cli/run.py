@@ -18,6 +18,7 @@ def run_operator(
     log_format: str,
     verbose: bool,
     metrics_address: str | None = None,
+    sync_seconds: float = 15.0,
 ) -> int:
     """Run until interrupted; the handlers are registered by importing them."""
     import gpufinops.handlers  # noqa: F401  (registers the handlers)
@@ -42,7 +43,27 @@ def run_operator(
         peering_name=peering,
         priority=priority,
         liveness_endpoint=None if liveness == "none" else liveness,
-        memo=kopf.Memo(config=config),
+        memo=_memo(config, sync_seconds),
         loop=asyncio.new_event_loop(),
     )
     return 0
+
+
+def _memo(config: OperatorConfig, sync_seconds: float) -> kopf.Memo:
+    """What every handler shares: config, API client, one Prometheus client."""
+    from gpufinops.adapters.kubeclient import load_kube_config
+    from gpufinops.adapters.prometheus.client import PrometheusClient
+    from gpufinops.adapters.prometheus.workload import WorkloadSignals
+    from gpufinops.api.spec import AIWorkloadSpec
+
+    prometheus = PrometheusClient(config.prometheus.url, timeout=config.prometheus.timeout_seconds)
+
+    def signals_for(namespace: str, spec: AIWorkloadSpec, _: OperatorConfig) -> WorkloadSignals:
+        return WorkloadSignals(prometheus, namespace, spec)
+
+    return kopf.Memo(
+        config=config,
+        api=load_kube_config(),
+        signals_for=signals_for,
+        sync_seconds=sync_seconds,
+    )

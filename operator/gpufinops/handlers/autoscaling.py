@@ -121,6 +121,7 @@ async def autoscale(
                         _first(deployments, (namespace, target)),
                         conflicts,
                         time.time(),
+                        latest_status=body.get("status"),
                     )
                 except (client.ApiException, OSError) as exc:
                     logger.warning(f"autoscaling tick failed, retrying next period: {exc}")

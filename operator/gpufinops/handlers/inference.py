@@ -172,11 +172,15 @@ class InferenceController:
         deployment: DeploymentView | None,
         conflicts: list[str],
         now: float,
+        latest_status: Mapping[str, Any] | None = None,
     ) -> TickResult:
         """One decision; ``now`` is epoch seconds (the daemon passes the clock in)."""
         assert spec.inference is not None
         inference = spec.inference
         stamp = datetime.fromtimestamp(now, tz=UTC)
+        if latest_status is not None:
+            # Other handlers (spec validation) write conditions too: start from theirs.
+            self.conditions = read_conditions(latest_status)
         labels = (self.namespace, self.name)
         target = f"Deployment/{inference.target_ref.name}"
 
@@ -251,12 +255,19 @@ class InferenceController:
                 f"would scale {target} {deployment.replicas} → {desired}: {reason}",
             )  # fmt: skip
         self._last_action = (action, desired)
-        self._condition(
-            ConditionType.READY, ConditionStatus.TRUE,
-            "Recommending" if recommend_only else "Scaling",
-            f"{'recommending' if recommend_only else 'scaling'} {target}: {reason}",
-            stamp, generation,
-        )  # fmt: skip
+        if decision.metrics_available or decision.fallback_active:
+            self._condition(
+                ConditionType.READY, ConditionStatus.TRUE,
+                "Recommending" if recommend_only else "Scaling",
+                f"{'recommending' if recommend_only else 'scaling'} {target}: {reason}",
+                stamp, generation,
+            )  # fmt: skip
+        else:
+            self._condition(
+                ConditionType.READY, ConditionStatus.FALSE, "MetricsUnavailable",
+                f"holding {target} at {deployment.replicas} replicas: {reason}",
+                stamp, generation,
+            )  # fmt: skip
         metrics.DESIRED_REPLICAS.labels(*labels).set(desired)
         if point is not None:
             metrics.FORECAST_DEMAND.labels(*labels).set(point.peak)
