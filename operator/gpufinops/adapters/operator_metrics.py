@@ -25,6 +25,11 @@ DECISION_SECONDS = Histogram(
     LABELS,
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+TICKS = Counter(
+    "gpufinops_autoscaler_ticks_total",
+    "Autoscaler ticks by outcome: decided, conflicting_autoscaler, target_not_found.",
+    (*LABELS, "outcome"),
+)
 METRIC_FAILURES = Counter(
     "gpufinops_metric_read_failures_total",
     "Autoscaler ticks whose queue signal could not be read.",
@@ -40,6 +45,6 @@ def serve(address: str) -> None:
 
 def forget(namespace: str, workload: str) -> None:
     """Drop a deleted workload's series so dashboards do not show ghosts."""
-    for metric in (DESIRED_REPLICAS, FORECAST_DEMAND, FORECAST_ERROR):
+    for metric in (DESIRED_REPLICAS, FORECAST_DEMAND, FORECAST_ERROR, DECISION_SECONDS):
         with contextlib.suppress(KeyError):
             metric.remove(namespace, workload)

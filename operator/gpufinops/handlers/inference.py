@@ -193,6 +193,7 @@ class InferenceController:
                 self.effects.post_event(
                     "Warning", "TargetNotFound", f"{target} not found; nothing to scale"
                 )
+            metrics.TICKS.labels(*labels, "target_not_found").inc()
             return self._report(None, "target not found", generation, None, None, None)
 
         if conflicts:
@@ -210,6 +211,7 @@ class InferenceController:
                     "Warning", CONFLICTING_AUTOSCALER,
                     f"{', '.join(conflicts)} also scales {target}: not acting, to avoid a fight",
                 )  # fmt: skip
+            metrics.TICKS.labels(*labels, "conflicting_autoscaler").inc()
             return self._report(None, "conflicting autoscaler", generation, deployment, None, None)
         if find_condition(self.conditions, CONFLICTING_AUTOSCALER) is not None:
             self._condition(
@@ -275,6 +277,7 @@ class InferenceController:
             metrics.FORECAST_ERROR.labels(*labels).set(report.online_ratio or report.backtest_ratio)
         if not decision.metrics_available:
             metrics.METRIC_FAILURES.labels(*labels).inc()
+        metrics.TICKS.labels(*labels, "decided").inc()
         return self._report(decision, None, generation, deployment, point, report,
                             desired=desired, action=action, reason=reason, now=now)  # fmt: skip
 

@@ -26,8 +26,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from promserver import PrometheusServer, WaitFor, promtool_for, wait_for, write_openmetrics
 from tests.support.exporter import Exporter
+from tests.support.promserver import (
+    PrometheusServer,
+    WaitFor,
+    promtool_for,
+    wait_for,
+    write_openmetrics,
+)
 
 from gpufinops.adapters.prometheus import PrometheusClient
 from gpufinops.localcluster.binaries import find_prometheus

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from promserver import DAY, DEMAND_QUERY, GAUGE_STEP, HISTORY_END, HOUR, demand_at
+from tests.support.promserver import DAY, DEMAND_QUERY, GAUGE_STEP, HISTORY_END, HOUR, demand_at
 
 from gpufinops.adapters.prometheus import DemandHistory, PrometheusClient
 from gpufinops.core.forecast.series import DemandSeries

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 from prometheus_api_client.exceptions import PrometheusApiClientException
-from promserver import (
+from tests.support.promserver import (
     DAY,
     DEMAND_QUERY,
     GAUGE_STEP,

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from promserver import PrometheusServer, WaitFor
 from tests.support.exporter import Exporter
+from tests.support.promserver import PrometheusServer, WaitFor
 
 from gpufinops.adapters.prometheus import (
     MetricsError,

@@ -124,8 +124,9 @@ class PrometheusServer:
         """Start and wait for readiness; a port taken meanwhile gets another try."""
         config = self.write_config()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        for _attempt in range(3):
-            self.port = free_port()
+        for attempt in range(3):
+            if attempt or not self.port:  # a restart keeps its address, as a real server would
+                self.port = free_port()
             with self.log_file.open("ab") as log:
                 self.process = subprocess.Popen(
                     [
@@ -209,3 +210,17 @@ def wait_for(
         if time.monotonic() >= end:
             pytest.fail(f"{query} never gave an accepted value (last: {last!r})", pytrace=False)
         time.sleep(0.2)
+
+
+def backfill(prometheus: Path, data_dir: Path, openmetrics: str) -> None:
+    """Write ``openmetrics`` history into ``data_dir`` (before Prometheus starts there)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    source = data_dir.parent / "backfill.om"
+    source.write_text(openmetrics)
+    done = subprocess.run(
+        [str(promtool_for(prometheus)), "tsdb", "create-blocks-from", "openmetrics", "--quiet",
+         str(source), str(data_dir)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        pytest.fail(f"promtool backfill failed:\n{done.stderr}", pytrace=False)

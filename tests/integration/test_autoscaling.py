@@ -1,0 +1,314 @@
+"""Inference autoscaling end to end: a real API server with controllers and KWOK GPU
+nodes, a real Prometheus scraping a test exporter (with promtool-backfilled history),
+and `gpufinops run` deciding. Every wait polls a condition until a deadline."""
+
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from tests.support.exporter import Exporter
+from tests.support.promserver import PrometheusServer, backfill, free_port, http_ok
+
+from gpufinops.localcluster.binaries import find_prometheus
+
+DAY = 86_400
+HOUR = 3_600
+SHIFT = 3 * HOUR
+"""The forecast scenario reads its demand 3 h in the past, inside the backfilled history."""
+RAMP_AHEAD = 480
+"""The daily ramp starts this many seconds after the fixture is built (in shifted time)."""
+GATEWAY = "gpufinops_test_gateway_rps"
+
+
+def _pod(deployment: str) -> str:
+    return f"{deployment}-7d9f8c6b5-x2x4z"
+
+
+def _gateway_history(now: float) -> tuple[str, float]:
+    """Eight days of a gateway's demand with a ramp at the same time each day.
+
+    Each day has its own level (x0.8 to x1.2) and each minute some noise, so
+    yesterday's value alone (seasonal naive) is a poor forecast and the model,
+    which learns the daily shape relative to the current level, is better.
+    """
+    ramp_start = (now - SHIFT + RAMP_AHEAD) % DAY
+    end = int(now - 2 * HOUR) // 60 * 60
+    start = end - 8 * DAY
+    rng = random.Random(7)
+    day_level = {d: rng.uniform(0.8, 1.2) for d in range(-10, 10)}
+    lines = [f"# TYPE {GATEWAY} gauge"]
+    for t in range(start, end + 1, 60):
+        tod = (t - ramp_start) % DAY
+        level = day_level[int((t - now) // DAY)]
+        shape = 80.0 if tod < 1800 else 20.0
+        value = shape * level * rng.uniform(0.95, 1.05)
+        lines.append(f'{GATEWAY}{{namespace="as-forecast"}} {value:.4f} {t}')
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n", ramp_start
+
+
+@pytest.fixture(scope="module")
+def exporter() -> Iterator[Exporter]:
+    with Exporter() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def prometheus(exporter: Exporter, tmp_path_factory) -> Iterator[PrometheusServer]:
+    binary = find_prometheus(install=True)
+    server = PrometheusServer(
+        binary, tmp_path_factory.mktemp("autoscaling-prom"), [exporter.target]
+    )
+    text, _ = _gateway_history(time.time())
+    backfill(binary, server.data_dir, text)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class Operator:
+    def __init__(self, metrics_url: str, log: Path) -> None:
+        self.metrics_url = metrics_url
+        self.log = log
+
+    def metric(self, name: str, **labels: str) -> float:
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            text = response.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if not line.startswith(name + "{"):
+                continue
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+@pytest.fixture(scope="module")
+def operator(
+    kubeconfig: Path, prometheus: PrometheusServer, tmp_path_factory
+) -> Iterator[Operator]:
+    live, metrics = free_port(), free_port()
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gpufinops", "run", "--namespace", "as-*",
+             "--prometheus-url", prometheus.url, "--sync-seconds", "1",
+             "--liveness", f"http://127.0.0.1:{live}/healthz",
+             "--metrics-address", f"127.0.0.1:{metrics}", "--log-format", "json"],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        _poll(lambda: http_ok(f"http://127.0.0.1:{live}/healthz") or proc.poll() is not None, 60)
+        assert proc.poll() is None, log.read_text()[-3000:]
+        yield Operator(f"http://127.0.0.1:{metrics}/metrics", log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _poll(check: Callable[[], object], deadline: float, what: str = "condition") -> None:
+    end = time.monotonic() + deadline
+    while not check():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.25)  # polling an observable condition, with a deadline
+
+
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: llm, namespace: %(ns)s}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: llm}}
+  template:
+    metadata: {labels: {app: llm}}
+    spec:
+      nodeSelector: {gpufinops.dev/pool: l4-spot}
+      tolerations: [{key: kwok.x-k8s.io/node, operator: Exists, effect: NoSchedule}]
+      containers:
+        - name: vllm
+          image: vllm/vllm-openai:v0.11.0
+          resources: {limits: {nvidia.com/gpu: 1}}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _release_gpus(kubectl) -> Iterator[None]:
+    """Each test's Deployment gives its fake GPUs back, so later tests find the pool free."""
+    yield
+    for ns in ("as-spike", "as-outage", "as-hpa", "as-forecast"):
+        kubectl("delete", "aiw,deployments", "--all", "-n", ns, "--wait=true", "--timeout=60s")
+
+
+def _setup(kubectl, ns: str, workload: str) -> None:
+    kubectl("create", "namespace", ns)
+    for manifest in (DEPLOYMENT % {"ns": ns}, workload):
+        done = kubectl("apply", "-n", ns, "-f", "-", input=manifest)
+        assert done.returncode == 0, done.stderr
+
+
+def _jsonpath(kubectl, ns: str, kind: str, name: str, path: str) -> str:
+    got = kubectl("get", kind, name, "-n", ns, "-o", f"jsonpath={{{path}}}")
+    return got.stdout if got.returncode == 0 else ""
+
+
+def _replicas(kubectl, ns: str) -> int:
+    return int(_jsonpath(kubectl, ns, "deployment", "llm", ".spec.replicas") or -1)
+
+
+def _condition(kubectl, ns: str, ctype: str) -> str:
+    return _jsonpath(kubectl, ns, "aiw", "llm", f'.status.conditions[?(@.type=="{ctype}")].status')
+
+
+def _events(kubectl, ns: str) -> list[str]:
+    got = kubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.kind=AIWorkload",
+                  "-o", "json")  # fmt: skip
+    return [e["reason"] for e in json.loads(got.stdout)["items"]] if got.returncode == 0 else []
+
+
+def _vllm(exporter: Exporter, ns: str, waiting: float, completions_per_s: float = 1.0) -> None:
+    labels = {"namespace": ns, "pod": _pod("llm")}
+    exporter.set("vllm:num_requests_waiting", labels, waiting)
+    exporter.set("vllm:num_requests_running", labels, 1)
+    exporter.set_rate("vllm:request_success_total", labels, completions_per_s)
+
+
+WORKLOAD = """
+apiVersion: gpufinops.dev/v1alpha1
+kind: AIWorkload
+metadata: {name: llm}
+spec:
+  type: Inference
+  costAllocation: {team: serving}
+  inference:
+    targetRef: {name: llm}
+    minReplicas: 1
+    maxReplicas: 6
+    capacityPerReplica: 2
+    forecast: {enabled: false}
+    behavior:
+      scaleDown: {stabilizationWindowSeconds: 0}
+"""
+
+
+def test_scales_up_on_a_queue_spike_and_down_after_it(operator, exporter, kubectl) -> None:
+    ns = "as-spike"
+    _vllm(exporter, ns, waiting=0)
+    _setup(kubectl, ns, WORKLOAD)
+    _poll(lambda: _condition(kubectl, ns, "MetricsAvailable") == "True", 60, "metrics")
+    assert _replicas(kubectl, ns) == 1
+    _vllm(exporter, ns, waiting=2000)  # far beyond 6 replicas' worth: 1 -> 5 (step) -> 6 (max)
+    _poll(lambda: _replicas(kubectl, ns) == 6, 60, "scale-up to 6")
+    # real pods on the KWOK GPU nodes of the pool
+    ready = kubectl("wait", "-n", ns, "deployment/llm", "--for=jsonpath={.status.readyReplicas}=6",
+                    "--timeout=60s")  # fmt: skip
+    assert ready.returncode == 0, ready.stderr
+    _vllm(exporter, ns, waiting=0)
+    _poll(lambda: _replicas(kubectl, ns) == 1, 60, "scale-down to 1")
+    reasons = _events(kubectl, ns)
+    assert "ScaledUp" in reasons and "ScaledDown" in reasons
+    desired = _jsonpath(kubectl, ns, "aiw", "llm", ".status.replicas.desired")
+    assert desired == "1"
+
+
+def test_holds_during_a_prometheus_outage(operator, exporter, prometheus, kubectl) -> None:
+    ns = "as-outage"
+    _vllm(exporter, ns, waiting=2000)
+    _setup(kubectl, ns, WORKLOAD)
+    _poll(lambda: _replicas(kubectl, ns) == 6, 60, "scale-up to 6")
+    _vllm(exporter, ns, waiting=0)  # would scale down, if it could be read
+    prometheus.kill()
+    try:
+        failures = lambda: operator.metric(  # noqa: E731
+            "gpufinops_metric_read_failures_total", namespace=ns, workload="llm"
+        )
+        seen = failures()  # reads may also have failed before the exporter was first scraped
+        _poll(lambda: failures() >= seen + 5, 60, "five failed reads")
+        assert _replicas(kubectl, ns) == 6
+        assert _condition(kubectl, ns, "MetricsAvailable") == "False"
+        assert "MetricsUnavailable" in _events(kubectl, ns)
+    finally:
+        prometheus.start()
+    _poll(lambda: _condition(kubectl, ns, "MetricsAvailable") == "True", 60, "recovery")
+    _poll(lambda: _replicas(kubectl, ns) == 1, 60, "scale-down after recovery")
+
+
+def test_refuses_to_fight_an_hpa(operator, exporter, kubectl) -> None:
+    ns = "as-hpa"
+    _vllm(exporter, ns, waiting=0)
+    _setup(kubectl, ns, WORKLOAD)
+    hpa = """
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: llm-cpu}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: llm}
+  minReplicas: 1
+  maxReplicas: 2
+  metrics:
+    - type: Resource
+      resource: {name: cpu, target: {type: Utilization, averageUtilization: 80}}
+"""
+    assert kubectl("apply", "-n", ns, "-f", "-", input=hpa).returncode == 0
+    _poll(lambda: _condition(kubectl, ns, "ConflictingAutoscaler") == "True", 60, "conflict")
+    _vllm(exporter, ns, waiting=2000)
+    conflicts = lambda: operator.metric(  # noqa: E731
+        "gpufinops_autoscaler_ticks_total", namespace=ns, outcome="conflicting_autoscaler"
+    )
+    seen = conflicts()
+    _poll(lambda: conflicts() >= seen + 5, 60, "five more ticks")
+    assert _replicas(kubectl, ns) == 1
+    assert "ConflictingAutoscaler" in _events(kubectl, ns)
+    assert kubectl("delete", "hpa", "llm-cpu", "-n", ns).returncode == 0
+    _poll(lambda: _replicas(kubectl, ns) == 6, 60, "acting once the HPA is gone")
+
+
+FORECAST_WORKLOAD = """
+apiVersion: gpufinops.dev/v1alpha1
+kind: AIWorkload
+metadata: {name: llm}
+spec:
+  type: Inference
+  costAllocation: {team: serving}
+  inference:
+    targetRef: {name: llm}
+    minReplicas: 1
+    maxReplicas: 10
+    capacityPerReplica: 10
+    metrics:
+      server: custom
+      queueQuery: vector(0)
+      demandQuery: sum(%(gateway)s{namespace="as-forecast"} offset %(shift)ds)
+    forecast: {enabled: true, leadTimeSeconds: 600, historyDays: 7, quantile: 0.9}
+"""
+
+
+def test_scales_ahead_of_a_forecast_peak(operator, kubectl) -> None:
+    ns = "as-forecast"
+    _setup(kubectl, ns, FORECAST_WORKLOAD % {"gateway": GATEWAY, "shift": SHIFT})
+    # Demand now is the quiet level (about 20/s: 2 replicas); the daily ramp to
+    # about 80/s starts within the 600 s lead window, so the forecast scales first.
+    _poll(lambda: _condition(kubectl, ns, "PredictionReady") == "True", 120, "a ready forecast")
+    _poll(lambda: _replicas(kubectl, ns) >= 6, 60, "scale-up ahead of the ramp")
+    reason = _jsonpath(kubectl, ns, "aiw", "llm", ".status.lastDecision.reason")
+    assert "forecast peak" in reason
+    peak = float(_jsonpath(kubectl, ns, "aiw", "llm", ".status.forecast.predictedPeak"))
+    assert peak > 50
+    assert "PredictionReady" in _events(kubectl, ns)
+    assert not math.isnan(peak)
