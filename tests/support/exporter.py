@@ -7,6 +7,7 @@ scrape (e.g. a counter growing at a known rate).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -51,7 +52,9 @@ class Exporter:
                 self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                # A scraper that timed out has hung up: nothing to report.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(body)
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
