@@ -121,9 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path, nargs="?", default=None)
     check.set_defaults(func=_cmd_config_check)
 
-    from gpufinops.cli import simulate
+    from gpufinops.cli import cost, simulate
 
     simulate.register(sub)
+    cost.register(sub)
     return parser
 
 
