@@ -16,11 +16,12 @@ VALID = {
 }
 
 
-def test_valid_spec_is_ready_with_target() -> None:
+def test_valid_inference_spec_waits_for_the_autoscaler_to_say_ready() -> None:
     result = assess(check_spec(VALID, CONFIG), [], generation=3, now=NOW)
     ready = find_condition(result.conditions, "Ready")
     invalid = find_condition(result.conditions, "InvalidSpec")
-    assert ready is not None and ready.status == "True" and ready.observed_generation == 3
+    assert ready is not None and ready.status == "Unknown" and ready.observed_generation == 3
+    assert ready.reason == "Starting"
     assert invalid is not None and invalid.status == "False"
     assert result.target == "Deployment/llm"
     assert (result.event_type, result.event_reason) == ("Normal", "Accepted")
@@ -44,7 +45,7 @@ def test_fixing_the_spec_flips_conditions_with_new_transition_times() -> None:
     later = NOW + timedelta(minutes=5)
     second = assess(check_spec(VALID, CONFIG), first.conditions, generation=2, now=later)
     ready = find_condition(second.conditions, "Ready")
-    assert ready is not None and ready.status == "True" and ready.last_transition_time == later
+    assert ready is not None and ready.status == "Unknown" and ready.last_transition_time == later
     # re-asserting the same state keeps the transition time
     third = assess(
         check_spec(VALID, CONFIG),
@@ -54,3 +55,26 @@ def test_fixing_the_spec_flips_conditions_with_new_transition_times() -> None:
     )
     again = find_condition(third.conditions, "Ready")
     assert again is not None and again.last_transition_time == later
+
+
+def test_valid_experiment_is_ready_at_once() -> None:
+    spec = {
+        "type": "Experiment",
+        "costAllocation": {"team": "a"},
+        "experiment": {"targetRef": {"kind": "Job", "name": "j"}},
+    }
+    result = assess(check_spec(spec, CONFIG), [], generation=1, now=NOW)
+    ready = find_condition(result.conditions, "Ready")
+    assert ready is not None and (ready.status, ready.reason) == ("True", "Accepted")
+
+
+def test_spec_change_keeps_the_autoscalers_ready_verdict() -> None:
+    from gpufinops.core.conditions import set_condition
+
+    held = set_condition(
+        [], type="Ready", status="False", reason="MetricsUnavailable", message="m", now=NOW,
+        generation=1,
+    )  # fmt: skip
+    result = assess(check_spec(VALID, CONFIG), held, generation=2, now=NOW)
+    ready = find_condition(result.conditions, "Ready")
+    assert ready is not None and ready.reason == "MetricsUnavailable"

@@ -4,9 +4,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from gpufinops.api.spec import AIWorkloadSpec
+from gpufinops.api.spec import AIWorkloadSpec, WorkloadType
 from gpufinops.api.status import Condition, ConditionStatus, ConditionType
-from gpufinops.core.conditions import set_condition
+from gpufinops.core.conditions import find_condition, set_condition
 from gpufinops.core.validation import SpecCheck
 
 
@@ -54,15 +54,28 @@ def assess(
             now=now,
             generation=generation,
         )
-        out = set_condition(
-            out,
-            type=ConditionType.READY,
-            status=ConditionStatus.TRUE,
-            reason="Accepted",
-            message=message,
-            now=now,
-            generation=generation,
-        )
+        ready = find_condition(out, ConditionType.READY)
+        if spec.type != WorkloadType.INFERENCE:
+            out = set_condition(
+                out,
+                type=ConditionType.READY,
+                status=ConditionStatus.TRUE,
+                reason="Accepted",
+                message=message,
+                now=now,
+                generation=generation,
+            )
+        elif ready is None or ready.reason in ("InvalidSpec", "Accepted"):
+            # The autoscaler owns Ready for Inference: it knows whether signals are read.
+            out = set_condition(
+                out,
+                type=ConditionType.READY,
+                status=ConditionStatus.UNKNOWN,
+                reason="Starting",
+                message=f"{message}; waiting for the first autoscaling tick",
+                now=now,
+                generation=generation,
+            )
         return Assessment(out, target, "Normal", "Accepted", message)
     summary = check.summary()
     out = set_condition(
