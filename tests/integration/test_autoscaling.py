@@ -4,18 +4,15 @@ and `gpufinops run` deciding. Every wait polls a condition until a deadline."""
 
 import json
 import math
-import os
 import random
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from tests.support.exporter import Exporter
-from tests.support.promserver import PrometheusServer, backfill, free_port, http_ok
+from tests.support.operator import RunningOperator, running_operator
+from tests.support.promserver import PrometheusServer, backfill
 
 from gpufinops.localcluster.binaries import find_prometheus
 
@@ -76,49 +73,15 @@ def prometheus(exporter: Exporter, tmp_path_factory) -> Iterator[PrometheusServe
         server.stop()
 
 
-class Operator:
-    def __init__(self, metrics_url: str, log: Path) -> None:
-        self.metrics_url = metrics_url
-        self.log = log
-
-    def metric(self, name: str, **labels: str) -> float:
-        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
-            text = response.read().decode()
-        total = 0.0
-        for line in text.splitlines():
-            if not line.startswith(name + "{"):
-                continue
-            if all(f'{k}="{v}"' in line for k, v in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
-
-
 @pytest.fixture(scope="module")
 def operator(
     kubeconfig: Path, prometheus: PrometheusServer, tmp_path_factory
-) -> Iterator[Operator]:
-    live, metrics = free_port(), free_port()
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gpufinops", "run", "--namespace", "as-*",
-             "--prometheus-url", prometheus.url, "--sync-seconds", "1",
-             "--liveness", f"http://127.0.0.1:{live}/healthz",
-             "--metrics-address", f"127.0.0.1:{metrics}", "--log-format", "json"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        _poll(lambda: http_ok(f"http://127.0.0.1:{live}/healthz") or proc.poll() is not None, 60)
-        assert proc.poll() is None, log.read_text()[-3000:]
-        yield Operator(f"http://127.0.0.1:{metrics}/metrics", log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+) -> Iterator[RunningOperator]:
+    with running_operator(
+        kubeconfig, tmp_path_factory.mktemp("operator"), "--namespace", "as-*",
+        "--prometheus-url", prometheus.url, "--sync-seconds", "1",
+    ) as op:  # fmt: skip
+        yield op
 
 
 def _poll(check: Callable[[], object], deadline: float, what: str = "condition") -> None:

@@ -1,78 +1,20 @@
 """`gpufinops run` against the real API server: status, conditions and Events."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.operator import RunningOperator, running_operator
 
 NS = "operator-test"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], deadline_s: float) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"operator exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)  # polling a readiness endpoint until a deadline, not synchronisation
-    raise AssertionError(f"operator liveness {url} not healthy within {deadline_s}s")
-
-
 @pytest.fixture(scope="module")
-def operator(kubeconfig: Path, kubectl, tmp_path_factory) -> Iterator[Path]:
+def operator(kubeconfig: Path, kubectl, tmp_path_factory) -> Iterator[RunningOperator]:
     kubectl("create", "namespace", NS)
-    port = _free_port()
-    metrics_port = _free_port()
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gpufinops",
-                "run",
-                "--namespace",
-                NS,
-                "--liveness",
-                f"http://127.0.0.1:{port}/healthz",
-                "--log-format",
-                "json",
-                "--metrics-address",
-                f"127.0.0.1:{metrics_port}",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_healthy(f"http://127.0.0.1:{port}/healthz", proc, 60)
-        yield log
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with running_operator(kubeconfig, tmp_path_factory.mktemp("operator"), "--namespace", NS) as op:
+        yield op
 
 
 def _apply(kubectl, manifest: str) -> None:

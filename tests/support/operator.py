@@ -1,0 +1,61 @@
+"""`gpufinops run` as a real process for integration tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.promserver import free_port, http_ok
+
+START_DEADLINE = 60.0
+
+
+@dataclass
+class RunningOperator:
+    process: subprocess.Popen[bytes]
+    log: Path
+    metrics_url: str
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the operator's own ``name`` samples whose labels include ``labels``."""
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            text = response.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+@contextmanager
+def running_operator(kubeconfig: Path, log_dir: Path, *args: str) -> Iterator[RunningOperator]:
+    """Start the operator with ``args``, wait for its liveness endpoint, stop it after."""
+    live, metrics = free_port(), free_port()
+    log = log_dir / "operator.log"
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    argv = [sys.executable, "-m", "gpufinops", "run", *args, "--log-format", "json",
+            "--liveness", f"http://127.0.0.1:{live}/healthz",
+            "--metrics-address", f"127.0.0.1:{metrics}"]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + START_DEADLINE
+        while not http_ok(f"http://127.0.0.1:{live}/healthz"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"operator did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)  # polling the liveness endpoint until a deadline
+        yield RunningOperator(proc, log, f"http://127.0.0.1:{metrics}/metrics")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
