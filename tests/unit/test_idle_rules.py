@@ -1,0 +1,204 @@
+"""Idle GPU nodes: what counts as idle, what makes a node unsafe to remove, budgets,
+and the resumable shutdown — each safety rule has its own test."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gpufinops.core.idle.model import NodeSnapshot, PodSnapshot
+from gpufinops.core.idle.plan import PoolPolicy, plan_pool, still_safe
+from gpufinops.core.idle.rules import (
+    IdleTimer,
+    blockers,
+    disruption_allowance,
+    is_idle,
+)
+from gpufinops.core.idle.shutdown import Phase, Step, next_step, phase_after
+
+T0 = 1_800_000_000.0
+NODE = NodeSnapshot("gpu-1", "l4-spot", 4)
+
+
+def pod(name: str = "p", **kw: object) -> PodSnapshot:
+    base: dict[str, object] = {
+        "namespace": "default", "name": name, "node": "gpu-1", "phase": "Running",
+        "gpus": 1.0, "controller_kind": "ReplicaSet",
+    }  # fmt: skip
+    base.update(kw)
+    return PodSnapshot(**base)  # type: ignore[arg-type]
+
+
+# --- idleness -------------------------------------------------------------------------
+
+
+def test_gpu_pod_makes_a_node_busy() -> None:
+    assert not is_idle([pod()])
+    assert is_idle([])
+
+
+def test_daemonset_cpu_and_finished_pods_do_not_count() -> None:
+    assert is_idle([pod(controller_kind="DaemonSet")])
+    assert is_idle([pod(gpus=0)])
+    assert is_idle([pod(phase="Succeeded"), pod("q", phase="Failed")])
+    assert is_idle([pod(terminating=True)])
+
+
+def test_utilisation_threshold_makes_low_use_nodes_idle_but_unknown_never_does() -> None:
+    assert is_idle([pod()], utilization_below_threshold=True)
+    assert not is_idle([pod()], utilization_below_threshold=False)
+    assert not is_idle([pod()], utilization_below_threshold=None)
+
+
+def test_fractional_gpu_pods_count() -> None:
+    assert not is_idle([pod(gpus=0.25)])
+
+
+# --- safety rules, one each -------------------------------------------------------------
+
+
+def test_restrictive_pdb_blocks() -> None:
+    assert any("PodDisruptionBudget" in r for r in blockers(NODE, [pod(pdb_blocks=True)]))
+
+
+def test_karpenter_do_not_disrupt_blocks() -> None:
+    assert blockers(NODE, [pod(annotations={"karpenter.sh/do-not-disrupt": "true"})])
+    assert blockers(NODE, [pod(annotations={"karpenter.sh/do-not-disrupt": "4h"})])
+
+
+def test_safe_to_evict_false_blocks() -> None:
+    ann = {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}
+    assert blockers(NODE, [pod(annotations=ann)])
+
+
+def test_our_do_not_disrupt_blocks() -> None:
+    assert blockers(NODE, [pod(annotations={"gpufinops.dev/do-not-disrupt": "true"})])
+
+
+def test_local_storage_blocks_unless_safe_to_evict() -> None:
+    assert blockers(NODE, [pod(local_storage=True)])
+    ann = {"cluster-autoscaler.kubernetes.io/safe-to-evict": "true"}
+    assert not blockers(NODE, [pod(local_storage=True, annotations=ann)])
+
+
+def test_pod_without_controller_blocks() -> None:
+    assert any("no controller" in r for r in blockers(NODE, [pod(controller_kind=None)]))
+
+
+def test_kube_system_pod_without_pdb_blocks() -> None:
+    assert blockers(NODE, [pod(namespace="kube-system", gpus=0)])
+    assert not blockers(NODE, [pod(namespace="kube-system", gpus=0, has_pdb=True)])
+
+
+def test_node_opt_out_annotations_block() -> None:
+    for key in ("cluster-autoscaler.kubernetes.io/scale-down-disabled",
+                "gpufinops.dev/scale-down-disabled"):  # fmt: skip
+        node = NodeSnapshot("gpu-1", "l4-spot", 4, annotations={key: "true"})
+        assert blockers(node, [])
+
+
+def test_daemonset_and_finished_pods_never_block() -> None:
+    assert not blockers(NODE, [pod(controller_kind="DaemonSet", local_storage=True)])
+    assert not blockers(NODE, [pod(controller_kind=None, phase="Succeeded")])
+
+
+def test_recheck_aborts_when_work_landed_during_the_timer() -> None:
+    ok, _ = still_safe(NODE, [])
+    assert ok
+    ok, reasons = still_safe(NODE, [pod()])
+    assert not ok and "GPU pod is running" in reasons[0]
+
+
+# --- budgets and planning ---------------------------------------------------------------
+
+
+@given(
+    total=st.integers(0, 200),
+    pct=st.none() | st.floats(0, 100),
+    nodes=st.none() | st.integers(0, 50),
+    deleting=st.integers(0, 20),
+    not_ready=st.integers(0, 20),
+)
+def test_allowance_never_negative_and_within_every_limit(
+    total, pct, nodes, deleting, not_ready
+) -> None:
+    allowed = disruption_allowance(
+        total, max_percent=pct, max_nodes=nodes, deleting=deleting, not_ready=not_ready
+    )
+    assert allowed >= 0
+    if nodes is not None:
+        assert allowed <= nodes
+    if pct is not None:
+        assert allowed <= -(-total * pct // 100) + 1e-9
+
+
+def test_karpenter_budget_formula() -> None:
+    # roundup(10 x 10 %) - 0 deleting - 0 not ready = 1
+    assert disruption_allowance(10, max_percent=10, max_nodes=None, deleting=0, not_ready=0) == 1
+    assert disruption_allowance(25, max_percent=10, max_nodes=None, deleting=1, not_ready=0) == 2
+
+
+def nodes(n: int) -> list[NodeSnapshot]:
+    return [NodeSnapshot(f"gpu-{i}", "l4-spot", 4) for i in range(n)]
+
+
+def test_timer_must_expire_and_oldest_idle_go_first_within_budget() -> None:
+    pool = nodes(3)
+    timers = {"gpu-0": IdleTimer(T0 - 700), "gpu-1": IdleTimer(T0 - 900), "gpu-2": IdleTimer(T0)}
+    verdicts = plan_pool(pool, {}, timers, PoolPolicy(600, max_nodes_per_interval=1), T0)
+    shut = [v.node for v in verdicts if v.shut_down]
+    assert shut == ["gpu-1"]
+    kept = {v.node: v.reasons for v in verdicts}
+    assert kept["gpu-0"] == ("disruption budget exhausted",)
+    assert kept["gpu-2"] == ()  # still on its timer
+
+
+def test_busy_node_resets_its_timer() -> None:
+    pool = nodes(1)
+    verdicts = plan_pool(pool, {"gpu-0": [pod(node="gpu-0")]}, {"gpu-0": IdleTimer(T0 - 9999)},
+                         PoolPolicy(600), T0)  # fmt: skip
+    assert not verdicts[0].shut_down and verdicts[0].timer.since is None
+
+
+def test_outside_schedule_and_dry_run_change_nothing() -> None:
+    pool = nodes(1)
+    timers = {"gpu-0": IdleTimer(T0 - 9999)}
+    outside = plan_pool(pool, {}, timers, PoolPolicy(600, in_window=False), T0)
+    assert not outside[0].shut_down and "schedule" in outside[0].reasons[0]
+    dry = plan_pool(pool, {}, timers, PoolPolicy(600, dry_run=True), T0)
+    assert not dry[0].shut_down and dry[0].reasons == ("dry run",)
+
+
+@given(st.lists(st.tuples(st.booleans(), st.booleans(), st.integers(0, 30)), max_size=12))
+def test_never_more_shutdowns_than_the_budget(specs) -> None:
+    pool = [NodeSnapshot(f"n{i}", "p", 4, ready=ready) for i, (ready, _, _) in enumerate(specs)]
+    pods = {f"n{i}": ([pod(node=f"n{i}")] if busy else []) for i, (_, busy, _) in enumerate(specs)}
+    timers = {f"n{i}": IdleTimer(T0 - age * 60) for i, (_, _, age) in enumerate(specs)}
+    policy = PoolPolicy(600, max_nodes_per_interval=2, max_percent=50)
+    verdicts = plan_pool(pool, pods, timers, policy, T0)
+    shut = [v for v in verdicts if v.shut_down]
+    not_ready = sum(1 for n in pool if not n.ready)
+    assert len(shut) <= disruption_allowance(
+        len(pool), max_percent=50, max_nodes=2, deleting=0, not_ready=not_ready
+    )
+    assert all(v.idle and not pods[v.node] for v in shut)
+
+
+# --- the resumable shutdown -------------------------------------------------------------
+
+
+def test_shutdown_walks_taint_drain_delete() -> None:
+    phase, steps = Phase.NONE, []
+    for drained in (False, False, False, True):
+        step = next_step(phase, safe=True, drained=drained)
+        steps.append(step)
+        phase = phase_after(step, phase)
+    assert steps == [Step.TAINT, Step.DRAIN, Step.WAIT, Step.SHUT_DOWN]
+
+
+def test_resume_after_a_crash_finishes_exactly_once_or_untaints() -> None:
+    # killed after recording ShuttingDown: finish, whatever landed since
+    assert next_step(Phase.SHUTTING_DOWN, safe=False, drained=False) == Step.SHUT_DOWN
+    # killed while draining and a pod landed: abort, remove the taint
+    assert next_step(Phase.DRAINING, safe=False, drained=False) == Step.ABORT
+    assert phase_after(Step.ABORT, Phase.DRAINING) == Phase.NONE
+    # nothing started and unsafe: nothing to do
+    assert next_step(Phase.NONE, safe=False, drained=False) == Step.DONE
