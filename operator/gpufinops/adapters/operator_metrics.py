@@ -37,6 +37,15 @@ METRIC_FAILURES = Counter(
 )
 
 
+IDLE_GPU_SECONDS = Counter(
+    "gpufinops_idle_gpu_seconds_total", "GPU-seconds on nodes with no GPU pod.", ("pool",)
+)
+IDLE_COST = Counter(
+    "gpufinops_idle_cost_usd_total", "Cost of idle GPUs at the pool's price, USD.", ("pool",)
+)
+NODES_SHUT_DOWN = Counter("gpufinops_nodes_shut_down_total", "Idle GPU nodes shut down.", ("pool",))
+
+
 def serve(address: str) -> None:
     """Expose /metrics on ``host:port`` (a background thread)."""
     host, _, port = address.rpartition(":")

@@ -43,13 +43,13 @@ def run_operator(
         peering_name=peering,
         priority=priority,
         liveness_endpoint=None if liveness == "none" else liveness,
-        memo=_memo(config, sync_seconds),
+        memo=_memo(config, sync_seconds, clusterwide=not namespaces),
         loop=asyncio.new_event_loop(),
     )
     return 0
 
 
-def _memo(config: OperatorConfig, sync_seconds: float) -> kopf.Memo:
+def _memo(config: OperatorConfig, sync_seconds: float, *, clusterwide: bool) -> kopf.Memo:
     """What every handler shares: config, API client, one Prometheus client."""
     from gpufinops.adapters.kubeclient import load_kube_config
     from gpufinops.adapters.prometheus.client import PrometheusClient
@@ -66,4 +66,5 @@ def _memo(config: OperatorConfig, sync_seconds: float) -> kopf.Memo:
         api=load_kube_config(),
         signals_for=signals_for,
         sync_seconds=sync_seconds,
+        clusterwide=clusterwide,
     )

@@ -34,13 +34,35 @@ class CostConfig(_Model):
     currency: str = Field(default="USD")
 
 
+class ShutdownWindow(_Model):
+    """A recurring window in which idle nodes may be shut down (e.g. nights, weekends)."""
+
+    cron: str = Field(min_length=1, max_length=128)
+    duration_seconds: int = Field(gt=0, le=604800, alias="durationSeconds")
+    timezone: str = "UTC"
+
+
+class ShutdownProvider(StrEnum):
+    KUBERNETES = "kubernetes"
+    KARPENTER = "karpenter"
+    CLUSTER_API = "cluster-api"
+
+
 class IdleShutdownDefaults(_Model):
+    """Idle GPU node shutdown, for the whole cluster or one pool."""
+
     enabled: bool = False
-    idle_after_seconds: int = Field(default=600, ge=60, alias="idleAfterSeconds")
+    idle_after_seconds: int = Field(default=600, ge=1, alias="idleAfterSeconds")
     gpu_utilization_below_percent: float | None = Field(
         default=None, ge=0, le=100, alias="gpuUtilizationBelowPercent"
     )
     max_nodes_per_interval: int = Field(default=1, ge=1, alias="maxNodesPerInterval")
+    max_percent: float | None = Field(default=None, gt=0, le=100, alias="maxPercent")
+    schedule: list[ShutdownWindow] = Field(default_factory=list)
+    """Empty: any time. Otherwise only inside one of these windows."""
+    provider: ShutdownProvider = ShutdownProvider.KUBERNETES
+    interval_seconds: float = Field(default=30.0, gt=0, alias="intervalSeconds")
+    drain_timeout_seconds: float = Field(default=600.0, gt=0, alias="drainTimeoutSeconds")
     dry_run: bool = Field(default=True, alias="dryRun")
 
 
@@ -88,6 +110,10 @@ class OperatorConfig(_Model):
 
     def pool(self, name: str) -> NodePool | None:
         return next((p for p in self.node_pools if p.name == name), None)
+
+    def idle_shutdown_for(self, pool: NodePool) -> IdleShutdownDefaults:
+        """The pool's own settings when it has them, else the cluster-wide defaults."""
+        return pool.idle_shutdown or self.idle_shutdown
 
 
 def _fill_prices(config: OperatorConfig, table: PricingTable) -> OperatorConfig:

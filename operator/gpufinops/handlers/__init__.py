@@ -3,6 +3,6 @@
 Importing this package registers the handlers with Kopf.
 """
 
-from gpufinops.handlers import aiworkload, autoscaling, startup
+from gpufinops.handlers import aiworkload, autoscaling, idle_nodes, startup
 
-__all__ = ["aiworkload", "autoscaling", "startup"]
+__all__ = ["aiworkload", "autoscaling", "idle_nodes", "startup"]

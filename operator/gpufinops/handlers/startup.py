@@ -1,5 +1,6 @@
 """Operator-wide Kopf settings: where Kopf keeps its bookkeeping, what it posts."""
 
+import asyncio
 import logging
 from typing import Any
 
@@ -11,7 +12,7 @@ ANNOTATION_PREFIX = GROUP
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Keep Kopf's state in our own annotations; our status schema has no room for it.
 
     Status fields Kopf would write (``status.kopf``) are pruned by the
@@ -27,3 +28,6 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Our handlers post their own, meaningful Events; Kopf's per-handler
     # "succeeded" chatter is left to the logs.
     settings.posting.level = logging.WARNING
+    # Idle-node daemons share one lock so two nodes never take the last budget unit.
+    memo.idle_lock = asyncio.Lock()
+    memo.idle_claims = {}

@@ -1,0 +1,260 @@
+"""Idle GPU node shutdown: one Kopf daemon per GPU node, pods and PDBs from indexes.
+
+Each node's daemon keeps its idle timer in a node annotation, checks every
+safety rule of ``core.idle`` and, within the pool's disruption budget, walks
+the resumable shutdown: taint, drain through the Eviction API, shut down.
+Progress is recorded on the node before each step, so a restarted operator
+resumes (or un-taints a node that got work meanwhile).
+"""
+
+import asyncio
+import time
+from typing import Any
+
+import kopf
+
+from gpufinops.adapters import operator_metrics as metrics
+from gpufinops.adapters.nodes import (
+    IDLE_SINCE,
+    NodeActions,
+    node_snapshot,
+    pod_record,
+    pod_snapshot,
+    pool_of,
+)
+from gpufinops.config.model import IdleShutdownDefaults, NodePool, OperatorConfig
+from gpufinops.core.idle.plan import still_safe
+from gpufinops.core.idle.rules import IdleTimer, blockers, disruption_allowance, is_idle
+from gpufinops.core.idle.shutdown import PHASE_ANNOTATION, Phase, Step, next_step, phase_after
+from gpufinops.core.scaling.schedule import window_open
+
+DRAIN_STARTED = "gpufinops.dev/drain-started"
+
+
+@kopf.index("", "v1", "pods")
+def pods_by_node(body: kopf.Body, spec: kopf.Spec, **_: Any) -> dict[str, dict[str, Any]]:
+    node = spec.get("nodeName")
+    return {node: pod_record(body)} if node else {}
+
+
+@kopf.index("policy", "v1", "poddisruptionbudgets")
+def pdbs(
+    namespace: str | None, spec: kopf.Spec, status: kopf.Status, **_: Any
+) -> dict[str | None, dict[str, Any]]:
+    return {
+        namespace: {
+            "namespace": namespace,
+            "selector": spec.get("selector"),
+            "disruptions_allowed": status.get("disruptionsAllowed", 0),
+        }
+    }
+
+
+@kopf.index("", "v1", "nodes")
+def nodes_by_pool(
+    name: str, body: kopf.Body, labels: kopf.Labels, memo: kopf.Memo, **_: Any
+) -> dict[str, dict[str, Any]]:
+    pool = pool_of(labels, memo.config.node_pools)
+    if pool is None:
+        return {}
+    return {pool.name: {"name": name, "body": dict(body)}}
+
+
+def _settings(labels: kopf.Labels, memo: kopf.Memo) -> tuple[NodePool, IdleShutdownDefaults] | None:
+    config: OperatorConfig = memo.config
+    pool = pool_of(labels, config.node_pools)
+    if pool is None:
+        return None
+    settings = config.idle_shutdown_for(pool)
+    return (pool, settings) if settings.enabled else None
+
+
+def _is_managed_gpu_node(labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> bool:
+    return _settings(labels, memo) is not None
+
+
+def _in_window(settings: IdleShutdownDefaults, now: float) -> bool:
+    if not settings.schedule:
+        return True
+    return any(window_open(w.cron, w.timezone, w.duration_seconds, now) for w in settings.schedule)
+
+
+@kopf.daemon("", "v1", "nodes", when=_is_managed_gpu_node, cancellation_timeout=10.0)
+async def idle_node(
+    name: str,
+    body: kopf.Body,
+    labels: kopf.Labels,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    stopped: kopf.DaemonStopped,
+    **indexes: Any,
+) -> None:
+    """Watch one GPU node; shut it down once idle long enough and safe to remove."""
+    if not getattr(memo, "clusterwide", True):
+        logger.warning("idle shutdown needs a cluster-wide operator: pods elsewhere are unseen")
+        return
+    actions = NodeActions(memo.api)
+    last_tick = time.time()
+    while not stopped:
+        found = _settings(labels, memo)
+        if found is None:
+            return
+        pool, settings = found
+        now = time.time()
+        try:
+            await _tick(name, body, pool, settings, actions, memo, indexes, now, now - last_tick)
+        except Exception as exc:
+            logger.warning(f"idle shutdown step failed, retrying next interval: {exc}")
+        last_tick = now
+        await stopped.wait(settings.interval_seconds)
+
+
+async def _tick(
+    name: str,
+    body: kopf.Body,
+    pool: NodePool,
+    settings: IdleShutdownDefaults,
+    actions: NodeActions,
+    memo: kopf.Memo,
+    indexes: dict[str, Any],
+    now: float,
+    elapsed: float,
+) -> None:
+    pdb_list = [p for values in indexes["pdbs"].values() for p in values]
+    pods = [pod_snapshot(r, pdb_list) for r in indexes["pods_by_node"].get(name, [])]
+    node = node_snapshot(body, pool.name)
+    annotations = node.annotations
+    timer = IdleTimer(float(annotations[IDLE_SINCE]) if IDLE_SINCE in annotations else None)
+    idle = is_idle(pods)
+    updated = timer.observe(idle, now)
+    if idle:
+        metrics.IDLE_GPU_SECONDS.labels(pool.name).inc(node.gpus * elapsed)
+        metrics.IDLE_COST.labels(pool.name).inc(
+            node.gpus * elapsed / 3600 * pool.gpu_hourly_price_usd
+        )
+    if updated.since != timer.since:
+        value = None if updated.since is None else f"{updated.since:.3f}"
+        await asyncio.to_thread(actions.annotate, name, {IDLE_SINCE: value})
+        if updated.since is not None:
+            kopf.event(
+                body,
+                type="Normal",
+                reason="IdleDetected",
+                message=f"no GPU pod on the node; shutdown after "
+                f"{settings.idle_after_seconds}s if it stays idle",
+            )
+
+    phase = Phase(annotations.get(PHASE_ANNOTATION, ""))
+    if phase == Phase.NONE:
+        if not updated.expired(settings.idle_after_seconds, now) or not _in_window(settings, now):
+            return
+        if blockers(node, pods):
+            return
+        async with memo.idle_lock:
+            if not await _claim(name, pool, settings, memo, indexes, actions, body):
+                return
+        phase = Phase.TAINTED
+    await _advance(name, body, node, pods, phase, pool, settings, actions, now)
+
+
+async def _claim(
+    name: str,
+    pool: NodePool,
+    settings: IdleShutdownDefaults,
+    memo: kopf.Memo,
+    indexes: dict[str, Any],
+    actions: NodeActions,
+    body: kopf.Body,
+) -> bool:
+    """Take one unit of the pool's disruption budget, by recording the first phase."""
+    members = [
+        node_snapshot(n["body"], pool.name) for n in indexes["nodes_by_pool"].get(pool.name, [])
+    ]
+    # Claims made moments ago by other nodes' daemons may not be in the index yet.
+    recent = memo.idle_claims.setdefault(pool.name, {})
+    now = time.time()
+    claimed = {n for n, at in recent.items() if now - at < 2 * settings.interval_seconds + 5}
+    claimed |= {n.name for n in members if n.annotations.get(PHASE_ANNOTATION) or n.being_deleted}
+    allowed = disruption_allowance(
+        len(members),
+        max_percent=settings.max_percent,
+        max_nodes=settings.max_nodes_per_interval,
+        deleting=len(claimed - {name}),
+        not_ready=sum(1 for n in members if not n.ready and n.name not in claimed),
+    )
+    if allowed <= 0:
+        return False
+    if settings.dry_run:
+        kopf.event(
+            body,
+            type="Normal",
+            reason="IdleShutdownDryRun",
+            message="idle and safe to shut down; dryRun is on, so nothing is done",
+        )
+        return False
+    await asyncio.to_thread(actions.annotate, name, {PHASE_ANNOTATION: Phase.TAINTED.value})
+    recent[name] = now
+    await asyncio.to_thread(actions.set_taint, name, True)
+    return True
+
+
+async def _advance(
+    name: str,
+    body: kopf.Body,
+    node: Any,
+    pods: list[Any],
+    phase: Phase,
+    pool: NodePool,
+    settings: IdleShutdownDefaults,
+    actions: NodeActions,
+    now: float,
+) -> None:
+    safe, reasons = still_safe(node, pods)
+    evictable = [p for p in pods if not p.terminal and not p.daemonset]
+    drain_started = float(node.annotations.get(DRAIN_STARTED) or now)
+    if phase == Phase.DRAINING and now - drain_started > settings.drain_timeout_seconds:
+        safe, reasons = False, [f"drain did not finish in {settings.drain_timeout_seconds:.0f}s"]
+    step = next_step(phase, safe=safe, drained=not evictable)
+    if step == Step.TAINT:
+        await asyncio.to_thread(actions.set_taint, name, True)
+        step = Step.DRAIN
+    if step == Step.ABORT:
+        await asyncio.to_thread(actions.set_taint, name, False)
+        await asyncio.to_thread(
+            actions.annotate, name, {PHASE_ANNOTATION: None, DRAIN_STARTED: None, IDLE_SINCE: None}
+        )
+        kopf.event(body, type="Warning", reason="ShutdownAborted", message="; ".join(reasons))
+        return
+    if step in (Step.DRAIN, Step.WAIT):
+        if phase != Phase.DRAINING:
+            await asyncio.to_thread(
+                actions.annotate,
+                name,
+                {
+                    PHASE_ANNOTATION: phase_after(Step.DRAIN, phase).value,
+                    DRAIN_STARTED: f"{now:.3f}",
+                },
+            )
+            kopf.event(
+                body,
+                type="Normal",
+                reason="Draining",
+                message=f"evicting {len(evictable)} pod(s) before shutdown",
+            )
+        for pod in evictable:
+            await asyncio.to_thread(actions.evict, pod.namespace, pod.name)
+        if evictable:
+            return
+        step = Step.SHUT_DOWN
+    if step == Step.SHUT_DOWN:
+        await asyncio.to_thread(
+            actions.annotate, name, {PHASE_ANNOTATION: Phase.SHUTTING_DOWN.value}
+        )
+        await asyncio.to_thread(actions.shut_down, name, settings.provider)
+        metrics.NODES_SHUT_DOWN.labels(pool.name).inc()
+        kopf.event(
+            body,
+            type="Normal",
+            reason="ShutDown",
+            message=f"idle GPU node shut down via the {settings.provider} provider",
+        )
