@@ -1,8 +1,303 @@
-"""``gpufinops estimate | report`` subcommands."""
+"""``gpufinops estimate | report`` subcommands.
+
+``estimate`` is the cost check for CI: exit 0 within budget, 1 over budget,
+2 when the input cannot be estimated (the message names the file and field),
+so a pipeline can tell "too expensive" from "broken".
+"""
 
 import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+from gpufinops.config.model import ConfigError, OperatorConfig, load_config
+from gpufinops.core.cost.estimate import WorkloadEstimate, estimate
+from gpufinops.core.cost.manifests import EstimateError, Manifest
+from gpufinops.core.cost.periods import HOURS_PER_MONTH
+
+EXIT_OK, EXIT_OVER_BUDGET, EXIT_INVALID = 0, 1, 2
+
+
+class InputError(Exception):
+    """Input that cannot be estimated; the message names the file and the field."""
+
+
+def _yaml_files(target: Path, recursive: bool) -> list[Path]:
+    if target.is_dir():
+        pattern = "**/*" if recursive else "*"
+        return sorted(p for p in target.glob(pattern) if p.suffix in (".yaml", ".yml"))
+    if target.is_file():
+        return [target]
+    raise InputError(f"{target}: no such file or directory")
+
+
+def read_manifests(targets: Sequence[Path], recursive: bool = False) -> list[Manifest]:
+    """Every YAML document of the given files and directories, tagged with its file."""
+    out = []
+    for target in targets:
+        for path in _yaml_files(target, recursive):
+            try:
+                docs = list(yaml.safe_load_all(path.read_text()))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InputError(f"{path}: cannot read it: {exc}") from exc
+            except yaml.YAMLError as exc:
+                raise InputError(f"{path}: not valid YAML: {exc}") from exc
+            for i, doc in enumerate(docs):
+                if doc is None:
+                    continue
+                if not isinstance(doc, dict):
+                    raise InputError(f"{path}: document {i + 1}: expected a mapping")
+                out.append(Manifest(str(path), doc))
+    return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    over_budget: bool
+    reasons: list[str]
+
+
+def judge(estimates: Sequence[WorkloadEstimate], max_monthly_usd: float | None) -> Verdict:
+    """Over budget when the expected total passes the limit or a workload passes its own."""
+    reasons = []
+    total = sum(e.expected_monthly_usd for e in estimates)
+    if max_monthly_usd is not None and total > max_monthly_usd:
+        reasons.append(
+            f"expected total ${total:,.2f}/month exceeds --max-monthly-usd ${max_monthly_usd:,.2f}"
+        )
+    for e in estimates:
+        if e.over_own_budget:
+            reasons.append(
+                f"{e.key}: expected ${e.expected_monthly_usd:,.2f}/month exceeds its budget "
+                f"${e.budget_monthly_usd:,.2f}/month"
+            )
+    return Verdict(bool(reasons), reasons)
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str
+    base_usd: float | None
+    new_usd: float | None
+
+    @property
+    def delta_usd(self) -> float:
+        return (self.new_usd or 0.0) - (self.base_usd or 0.0)
+
+
+def diff(base: Sequence[WorkloadEstimate], new: Sequence[WorkloadEstimate]) -> list[Change]:
+    """Expected monthly cost per workload before and after (None: absent on that side)."""
+    before = {e.key: e.expected_monthly_usd for e in base}
+    after = {e.key: e.expected_monthly_usd for e in new}
+    keys = list(after) + [k for k in before if k not in after]
+    return [Change(k, before.get(k), after.get(k)) for k in keys]
+
+
+def _usd(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.2f}"
+
+
+def _signed(value: float) -> str:
+    return f"{'+' if value >= 0 else '-'}${abs(value):,.2f}"
+
+
+_HEADER = ["WORKLOAD", "TYPE", "TEAM", "POOL", "GPUS/POD", "PODS", "$/GPU-H"]
+_HEADER += ["EXPECTED/MO", "WORST/MO", "BUDGET/MO"]
+
+
+def _rows(estimates: Sequence[WorkloadEstimate]) -> list[list[str]]:
+    return [
+        [
+            e.key,
+            e.type,
+            e.team,
+            f"{e.pool} ({e.capacity_type})",
+            f"{e.gpus_per_pod:g}",
+            f"{e.expected_pods:.2f}/{e.max_pods}",
+            f"{e.gpu_hourly_usd:.4f}",
+            _usd(e.expected_monthly_usd),
+            _usd(e.worst_case_monthly_usd),
+            _usd(e.budget_monthly_usd),
+        ]
+        for e in estimates
+    ]
+
+
+def _totals(estimates: Sequence[WorkloadEstimate]) -> tuple[float, float]:
+    return (
+        sum(e.expected_monthly_usd for e in estimates),
+        sum(e.worst_case_monthly_usd for e in estimates),
+    )
+
+
+def _notes(estimates: Sequence[WorkloadEstimate]) -> list[str]:
+    return [f"{e.key}: {n}" for e in estimates for n in e.notes]
+
+
+def render_table(
+    estimates: Sequence[WorkloadEstimate], verdict: Verdict, changes: list[Change] | None
+) -> str:
+    expected, worst = _totals(estimates)
+    rows = [_HEADER, *_rows(estimates)]
+    rows.append(["TOTAL", "", "", "", "", "", "", _usd(expected), _usd(worst), ""])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(_HEADER))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines += [f"note: {n}" for n in _notes(estimates)]
+    if changes is not None:
+        lines.append("")
+        lines += [
+            f"{c.key}: {_usd(c.base_usd)} -> {_usd(c.new_usd)} ({_signed(c.delta_usd)})"
+            for c in changes
+        ]
+        lines.append(f"expected change: {_signed(sum(c.delta_usd for c in changes))}/month")
+    lines.append("")
+    lines.append("OVER BUDGET" if verdict.over_budget else "within budget")
+    lines += [f"  {r}" for r in verdict.reasons]
+    return "\n".join(lines) + "\n"
+
+
+def _md_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def render_markdown(
+    estimates: Sequence[WorkloadEstimate], verdict: Verdict, changes: list[Change] | None
+) -> str:
+    expected, worst = _totals(estimates)
+    status = "Over budget" if verdict.over_budget else "Within budget"
+    out = [
+        "### GPU cost estimate",
+        "",
+        f"**{status}**: expected **{_usd(expected)}/month**, worst case {_usd(worst)}/month "
+        f"({HOURS_PER_MONTH:g} h months).",
+    ]
+    if verdict.reasons:
+        out += ["", *[f"- {r}" for r in verdict.reasons]]
+    out += ["", _md_row(_HEADER), _md_row(["---"] * 4 + ["---:"] * 6)]
+    out += [_md_row([f"`{r[0]}`", *r[1:]]) for r in _rows(estimates)]
+    out.append(
+        _md_row(["**Total**", "", "", "", "", "", "", f"**{_usd(expected)}**", _usd(worst), ""])
+    )
+    if changes is not None:
+        out += ["", "#### Change against the base", ""]
+        out += [
+            _md_row(["Workload", "Base", "New", "Change"]),
+            _md_row(["---", "---:", "---:", "---:"]),
+        ]
+        out += [
+            _md_row([f"`{c.key}`", _usd(c.base_usd), _usd(c.new_usd), _signed(c.delta_usd)])
+            for c in changes
+        ]
+        total = _signed(sum(c.delta_usd for c in changes))
+        out.append(_md_row(["**Total**", "", "", f"**{total}**"]))
+    notes = _notes(estimates)
+    if notes:
+        out += ["", "<details><summary>Assumptions</summary>", ""]
+        out += [f"- {n}" for n in notes]
+        out += ["", "</details>"]
+    return "\n".join(out) + "\n"
+
+
+def render_json(
+    estimates: Sequence[WorkloadEstimate],
+    verdict: Verdict,
+    changes: list[Change] | None,
+    max_monthly_usd: float | None,
+) -> str:
+    expected, worst = _totals(estimates)
+    doc: dict[str, Any] = {
+        "currency": "USD",
+        "hoursPerMonth": HOURS_PER_MONTH,
+        "workloads": [{**asdict(e), "notes": list(e.notes)} for e in estimates],
+        "totalExpectedMonthlyUSD": round(expected, 2),
+        "totalWorstCaseMonthlyUSD": round(worst, 2),
+        "maxMonthlyUSD": max_monthly_usd,
+        "overBudget": verdict.over_budget,
+        "reasons": verdict.reasons,
+    }
+    if changes is not None:
+        doc["diff"] = [{**asdict(c), "delta_usd": round(c.delta_usd, 2)} for c in changes]
+        doc["totalDeltaMonthlyUSD"] = round(sum(c.delta_usd for c in changes), 2)
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def _estimate_paths(
+    paths: Sequence[Path], config: OperatorConfig, recursive: bool
+) -> list[WorkloadEstimate]:
+    try:
+        return estimate(read_manifests(paths, recursive), config)
+    except EstimateError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+        estimates = _estimate_paths(args.files, config, args.recursive)
+        base = None if args.diff is None else _estimate_paths([args.diff], config, args.recursive)
+    except (ConfigError, InputError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    if not estimates:
+        print("note: no AIWorkload manifests found", file=sys.stderr)
+    verdict = judge(estimates, args.max_monthly_usd)
+    changes = None if base is None else diff(base, estimates)
+    if args.format == "json":
+        text = render_json(estimates, verdict, changes, args.max_monthly_usd)
+    elif args.format == "markdown":
+        text = render_markdown(estimates, verdict, changes)
+    else:
+        text = render_table(estimates, verdict, changes)
+    sys.stdout.write(text)
+    return EXIT_OVER_BUDGET if verdict.over_budget else EXIT_OK
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
 
 
 def register(sub: "argparse._SubParsersAction[Any]") -> None:
     """Add the cost commands to the top-level parser."""
+    p = sub.add_parser(
+        "estimate",
+        help="monthly GPU cost of AIWorkload manifests before they are applied (CI check)",
+        description="Worst-case and expected monthly GPU cost of AIWorkload manifests, with "
+        "the Deployments/StatefulSets/Jobs they target when given. Exit 0 within budget, "
+        "1 over budget, 2 on invalid input.",
+    )
+    p.add_argument(
+        "-f",
+        "--filename",
+        dest="files",
+        type=Path,
+        action="append",
+        required=True,
+        help="manifest file or directory of *.yaml/*.yml (repeatable)",
+    )
+    p.add_argument("-R", "--recursive", action="store_true", help="descend into directories")
+    p.add_argument(
+        "--config", type=Path, default=None, help="operator config YAML (default: packaged)"
+    )
+    p.add_argument(
+        "--max-monthly-usd",
+        type=_non_negative,
+        default=None,
+        help="fail (exit 1) when the expected monthly total is above this",
+    )
+    p.add_argument("--format", choices=["table", "json", "markdown"], default="table")
+    p.add_argument(
+        "--diff",
+        type=Path,
+        default=None,
+        metavar="BASE_DIR",
+        help="also show the change against the manifests in BASE_DIR (e.g. the base branch)",
+    )
+    p.set_defaults(func=_cmd_estimate)

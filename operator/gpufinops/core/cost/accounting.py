@@ -1,0 +1,228 @@
+"""GPU spend: GPU-seconds held times the per-GPU price of the pool, over calendar periods.
+
+The persisted state of one cost key (a workload, a team, an idle pool) is its
+totals for the current day and month plus ``last_accounted_time``, the end of
+the last interval included. Time before that instant is never charged again,
+so replaying an interval, or a restart in the middle of one, cannot
+double-count; and the totals belong to the period containing that instant, so
+the first interval of a new day or month starts them from zero, even when the
+operator was down across the boundary.
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+from gpufinops.api.spec import CostAllocation
+from gpufinops.api.status import CostStatus
+from gpufinops.config.model import OperatorConfig
+from gpufinops.core.cost.periods import (
+    day_id,
+    month_bounds,
+    month_id,
+    period_of_end,
+    split_days,
+)
+
+IDLE = "__idle__"
+"""Owner of GPUs that sit on pool nodes allocated to nobody (OpenCost's name)."""
+UNSET = "__unset__"
+"""Group of spend whose workload leaves that costAllocation key empty."""
+
+
+@dataclass(frozen=True)
+class CostTotals:
+    """What must survive a restart for one cost key."""
+
+    today_usd: float = 0.0
+    month_to_date_usd: float = 0.0
+    hourly_usd: float = 0.0
+    """Spend rate of the last accounted interval: the basis of the projection."""
+    last_accounted_time: datetime | None = None
+
+    @classmethod
+    def from_status(cls, status: CostStatus | None) -> "CostTotals":
+        if status is None:
+            return cls()
+        return cls(
+            today_usd=status.today_usd or 0.0,
+            month_to_date_usd=status.month_to_date_usd or 0.0,
+            hourly_usd=status.hourly_usd or 0.0,
+            last_accounted_time=status.last_accounted_time,
+        )
+
+
+def accrue(
+    totals: CostTotals, start: datetime, end: datetime, usd_per_hour: float, tz: ZoneInfo
+) -> CostTotals:
+    """Add spend at ``usd_per_hour`` over ``[start, end)``, minus what is already counted."""
+    if usd_per_hour < 0:
+        raise ValueError(f"usd_per_hour must be >= 0, got {usd_per_hour}")
+    last = totals.last_accounted_time
+    begin = start if last is None or start > last else last
+    if end <= begin:
+        return totals
+    today, month = totals.today_usd, totals.month_to_date_usd
+    current = period_of_end(last, tz) if last is not None else None
+    for a, b in split_days(begin, end, tz):
+        day, mon = day_id(a, tz), month_id(a, tz)
+        if current is None or current[0] != day:
+            today = 0.0
+        if current is None or current[1] != mon:
+            month = 0.0
+        current = (day, mon)
+        usd = usd_per_hour * (b - a).total_seconds() / 3600.0
+        today += usd
+        month += usd
+    return CostTotals(today, month, usd_per_hour, end)
+
+
+def as_of(totals: CostTotals, now: datetime, tz: ZoneInfo) -> CostTotals:
+    """The totals as a reader at ``now`` should see them: periods that ended read zero.
+
+    A workload with no pods since yesterday must not show yesterday's spend as
+    today's; ``last_accounted_time`` is kept, so accounting resumes exactly.
+    """
+    last = totals.last_accounted_time
+    if last is None:
+        return totals
+    day, mon = period_of_end(last, tz)
+    today = totals.today_usd if day == day_id(now, tz) else 0.0
+    month = totals.month_to_date_usd if mon == month_id(now, tz) else 0.0
+    return replace(totals, today_usd=today, month_to_date_usd=month)
+
+
+def project_month(totals: CostTotals, now: datetime, tz: ZoneInfo) -> float:
+    """Month-to-date spend plus the current hourly rate over the hours left in the month.
+
+    GPU spend moves in steps (replicas added, a job suspended), so the current
+    rate predicts the rest of the month better than the month's average, and a
+    Throttle or Suspend shows in the projection at once instead of days later.
+    """
+    seen = as_of(totals, now, tz)
+    _, end = month_bounds(now, tz)
+    remaining_hours = max(0.0, (end - now).total_seconds() / 3600.0)
+    return seen.month_to_date_usd + seen.hourly_usd * remaining_hours
+
+
+def to_status(totals: CostTotals, now: datetime, tz: ZoneInfo) -> CostStatus:
+    """``status.cost`` of a workload, rounded to cents for people (totals stay exact)."""
+    seen = as_of(totals, now, tz)
+    return CostStatus(
+        hourly_usd=round(seen.hourly_usd, 4),
+        today_usd=round(seen.today_usd, 2),
+        month_to_date_usd=round(seen.month_to_date_usd, 2),
+        projected_month_usd=round(project_month(totals, now, tz), 2),
+        last_accounted_time=totals.last_accounted_time,
+    )
+
+
+@dataclass(frozen=True)
+class CostLabels:
+    """The costAllocation keys spend is grouped by."""
+
+    team: str
+    project: str | None = None
+    model: str | None = None
+    environment: str | None = None
+
+    @classmethod
+    def from_spec(cls, allocation: CostAllocation) -> "CostLabels":
+        return cls(allocation.team, allocation.project, allocation.model, allocation.environment)
+
+
+IDLE_LABELS = CostLabels(IDLE, IDLE, IDLE, IDLE)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """GPUs one workload holds on one pool over an interval (fractions allowed)."""
+
+    workload: str
+    """``namespace/name`` of the AIWorkload, or ``__idle__/<pool>``."""
+    pool: str
+    gpus: float
+    labels: CostLabels
+
+
+class CostKey(NamedTuple):
+    """One row of a cost report: a dimension and its value, e.g. ("team", "search")."""
+
+    dimension: str
+    name: str
+
+
+DIMENSIONS = ("workload", "team", "project", "model", "environment")
+
+
+def gpu_prices(config: OperatorConfig) -> dict[str, float]:
+    """USD per GPU-hour of each configured pool."""
+    return {p.name: p.gpu_hourly_price_usd for p in config.node_pools}
+
+
+def idle_allocations(
+    allocations: Iterable[Allocation], capacity: Mapping[str, float]
+) -> list[Allocation]:
+    """GPUs on each pool's nodes that no workload holds, owned by ``__idle__``."""
+    used: dict[str, float] = {}
+    for a in allocations:
+        used[a.pool] = used.get(a.pool, 0.0) + a.gpus
+    out = []
+    for pool, gpus in sorted(capacity.items()):
+        free = gpus - used.get(pool, 0.0)
+        if free > 0:
+            out.append(Allocation(f"{IDLE}/{pool}", pool, free, IDLE_LABELS))
+    return out
+
+
+def keys_of(a: Allocation) -> list[CostKey]:
+    """Every report row an allocation's spend counts towards."""
+    values = (a.workload, a.labels.team, a.labels.project, a.labels.model, a.labels.environment)
+    return [CostKey(d, v or UNSET) for d, v in zip(DIMENSIONS, values, strict=True)]
+
+
+@dataclass(frozen=True)
+class Rates:
+    """USD per hour of each cost key during one interval."""
+
+    by_key: dict[CostKey, float]
+    unpriced_pools: frozenset[str]
+    """Pools GPUs were seen on that have no price: their GPUs are not charged."""
+
+
+def hourly_rates(
+    allocations: Iterable[Allocation],
+    capacity: Mapping[str, float],
+    prices: Mapping[str, float],
+) -> Rates:
+    """Spend rate of every workload, costAllocation group and idle pool."""
+    held = [a for a in allocations if a.gpus > 0]
+    rows: dict[CostKey, float] = {}
+    unpriced = set()
+    for a in held + idle_allocations(held, capacity):
+        price = prices.get(a.pool)
+        if price is None:
+            unpriced.add(a.pool)
+            continue
+        for key in keys_of(a):
+            rows[key] = rows.get(key, 0.0) + a.gpus * price
+    return Rates(rows, frozenset(unpriced))
+
+
+Ledger = Mapping[CostKey, CostTotals]
+
+
+def accrue_ledger(
+    ledger: Ledger, start: datetime, end: datetime, rates: Mapping[CostKey, float], tz: ZoneInfo
+) -> dict[CostKey, CostTotals]:
+    """Advance every key over one interval; keys without GPUs accrue at zero.
+
+    Advancing idle keys too is what resets their day and month totals at the
+    boundary, so a workload that stopped yesterday reads zero today.
+    """
+    out = dict(ledger)
+    for key in set(ledger) | set(rates):
+        out[key] = accrue(ledger.get(key, CostTotals()), start, end, rates.get(key, 0.0), tz)
+    return out

@@ -1,0 +1,225 @@
+"""Cost accounting: additive, idempotent, never negative, calendar-aligned in any zone."""
+
+import math
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpufinops.api.status import CostStatus
+from gpufinops.config import load_config
+from gpufinops.core.cost.accounting import (
+    IDLE,
+    Allocation,
+    CostKey,
+    CostLabels,
+    CostTotals,
+    accrue,
+    accrue_ledger,
+    as_of,
+    gpu_prices,
+    hourly_rates,
+    project_month,
+    to_status,
+)
+from gpufinops.core.cost.periods import month_bounds, split_days
+
+ZONES = ["UTC", "Europe/Paris", "America/New_York", "Australia/Sydney", "Asia/Kolkata"]
+zones = st.sampled_from(ZONES).map(ZoneInfo)
+instants = st.datetimes(
+    min_value=datetime(2025, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC)
+)
+spans = st.integers(min_value=0, max_value=40 * 86400).map(lambda s: timedelta(seconds=s))
+rates = st.floats(min_value=0, max_value=500, allow_nan=False)
+
+
+def close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
+
+
+def same(a: CostTotals, b: CostTotals) -> bool:
+    return (
+        close(a.today_usd, b.today_usd)
+        and close(a.month_to_date_usd, b.month_to_date_usd)
+        and a.last_accounted_time == b.last_accounted_time
+    )
+
+
+def local_day_start(t: datetime, tz: ZoneInfo) -> datetime:
+    d = (t - timedelta(microseconds=1)).astimezone(tz).date()
+    return datetime(d.year, d.month, d.day, tzinfo=tz).astimezone(UTC)
+
+
+@settings(max_examples=200, deadline=None)
+@given(zones, instants, spans, spans, rates)
+def test_accrual_is_additive_over_split_intervals(
+    tz: ZoneInfo, start: datetime, first: timedelta, second: timedelta, rate: float
+) -> None:
+    mid, end = start + first, start + first + second
+    whole = accrue(CostTotals(), start, end, rate, tz)
+    split = accrue(accrue(CostTotals(), start, mid, rate, tz), mid, end, rate, tz)
+    if end > start:
+        assert same(whole, split)
+
+
+@settings(max_examples=200, deadline=None)
+@given(zones, instants, spans, spans, rates)
+def test_repeated_or_overlapping_intervals_are_counted_once(
+    tz: ZoneInfo, start: datetime, first: timedelta, second: timedelta, rate: float
+) -> None:
+    mid, end = start + first, start + first + second
+    once = accrue(CostTotals(), start, end, rate, tz)
+    assert accrue(once, start, end, rate, tz) == once
+    assert accrue(once, start, mid, rate, tz) == once
+    # A restart mid-interval: [start, mid) was persisted, the new process replays [start, end).
+    restarted = accrue(accrue(CostTotals(), start, mid, rate, tz), start, end, rate, tz)
+    if end > start:
+        assert same(restarted, once)
+
+
+@settings(max_examples=200, deadline=None)
+@given(zones, instants, spans, rates)
+def test_period_totals_are_the_spend_since_the_local_period_began(
+    tz: ZoneInfo, start: datetime, span: timedelta, rate: float
+) -> None:
+    end = start + span
+    totals = accrue(CostTotals(), start, end, rate, tz)
+    if end <= start:
+        assert totals == CostTotals()
+        return
+    month_start, _ = month_bounds(end - timedelta(microseconds=1), tz)
+    day_start = local_day_start(end, tz)
+    hours_month = (end - max(start, month_start)).total_seconds() / 3600
+    hours_day = (end - max(start, day_start)).total_seconds() / 3600
+    assert close(totals.month_to_date_usd, rate * hours_month)
+    assert close(totals.today_usd, rate * hours_day)
+    assert 0 <= totals.today_usd <= totals.month_to_date_usd + 1e-6
+
+
+@settings(max_examples=100, deadline=None)
+@given(zones, instants, st.lists(st.tuples(spans, rates), min_size=1, max_size=8))
+def test_totals_are_never_negative_and_time_only_moves_forward(
+    tz: ZoneInfo, start: datetime, steps: list[tuple[timedelta, float]]
+) -> None:
+    totals, t = CostTotals(), start
+    for span, rate in steps:
+        # Intervals may also arrive late or out of order (start before the last one).
+        totals = accrue(totals, t - span / 2, t + span, rate, tz)
+        t += span
+        assert totals.today_usd >= 0 and totals.month_to_date_usd >= 0
+        last = totals.last_accounted_time
+        assert last is None or last >= start
+
+
+@pytest.mark.parametrize(
+    ("zone", "day", "hours"),
+    [
+        ("America/New_York", datetime(2026, 3, 8), 23.0),
+        ("America/New_York", datetime(2026, 11, 1), 25.0),
+        ("Europe/Paris", datetime(2026, 3, 29), 23.0),
+        ("Europe/Paris", datetime(2026, 10, 25), 25.0),
+    ],
+)
+def test_a_dst_day_has_its_real_length(zone: str, day: datetime, hours: float) -> None:
+    tz = ZoneInfo(zone)
+    start = day.replace(tzinfo=tz).astimezone(UTC)
+    end = (day + timedelta(days=1)).replace(tzinfo=tz).astimezone(UTC)
+    totals = accrue(CostTotals(), start - timedelta(hours=3), end, 1.0, tz)
+    assert totals.today_usd == pytest.approx(hours)
+    assert len(list(split_days(start - timedelta(hours=3), end, tz))) == 2
+
+
+def test_month_end_in_paris_resets_the_month_at_local_midnight() -> None:
+    tz = ZoneInfo("Europe/Paris")  # 2026-10-31 23:00 UTC is 2026-11-01 00:00 in Paris
+    t0 = datetime(2026, 10, 31, 21, 0, tzinfo=UTC)
+    totals = accrue(CostTotals(), datetime(2026, 10, 1, tzinfo=UTC), t0, 2.0, tz)
+    assert totals.month_to_date_usd == pytest.approx(2.0 * (30 * 24 + 21))
+    after = accrue(totals, t0, datetime(2026, 11, 1, 1, 0, tzinfo=UTC), 2.0, tz)
+    assert after.month_to_date_usd == pytest.approx(4.0)  # 23:00 to 01:00 UTC
+    assert after.today_usd == pytest.approx(4.0)
+
+
+def test_restart_over_the_month_boundary_starts_the_new_month_from_zero() -> None:
+    tz = ZoneInfo("America/New_York")
+    before = accrue(
+        CostTotals(),
+        datetime(2026, 11, 30, 12, tzinfo=UTC),
+        datetime(2026, 12, 1, 2, tzinfo=UTC),  # 21:00 on Nov 30 in New York
+        3.0,
+        tz,
+    )
+    assert before.month_to_date_usd == pytest.approx(42.0)
+    # The operator was down from 21:00 to 03:00 local; it resumes at 02:00 local on Dec 1.
+    resume = datetime(2026, 12, 1, 7, tzinfo=UTC)
+    reader = as_of(before, resume, tz)
+    assert (reader.today_usd, reader.month_to_date_usd) == (0.0, 0.0)
+    after = accrue(before, resume, resume + timedelta(hours=1), 3.0, tz)
+    assert (after.today_usd, after.month_to_date_usd) == (pytest.approx(3.0), pytest.approx(3.0))
+
+
+def test_status_round_trip_keeps_the_accounting_point() -> None:
+    tz = ZoneInfo("UTC")
+    t0, t1 = datetime(2026, 11, 10, tzinfo=UTC), datetime(2026, 11, 10, 6, tzinfo=UTC)
+    totals = accrue(CostTotals(), t0, t1, 10.0, tz)
+    status = to_status(totals, t1, tz)
+    wire = CostStatus.model_validate(status.to_wire())
+    assert wire.month_to_date_usd == 60.0
+    assert wire.projected_month_usd == pytest.approx(60.0 + 10.0 * (20 * 24 + 18))
+    restored = CostTotals.from_status(wire)
+    assert accrue(restored, t0, t1, 10.0, tz) == restored
+
+
+def test_projection_is_month_to_date_plus_run_rate_for_the_rest_of_the_month() -> None:
+    tz = ZoneInfo("Europe/Paris")
+    now = datetime(2026, 2, 28, 22, 0, tzinfo=UTC)  # 23:00 local, one hour before March
+    totals = CostTotals(0.0, 100.0, 5.0, now)
+    assert project_month(totals, now, tz) == pytest.approx(105.0)
+
+
+LABELS = CostLabels("search", "assistant", "llama", "prod")
+
+
+def test_rates_group_by_workload_team_and_idle_pool_with_fractional_gpus() -> None:
+    prices = gpu_prices(load_config(None))
+    allocations = [
+        Allocation("ml/a", "l4-on-demand", 1.5, LABELS),
+        Allocation("ml/b", "l4-on-demand", 0.5, CostLabels("search")),
+        Allocation("ml/c", "a100-on-demand", 8, CostLabels("research", model="llama")),
+    ]
+    capacity = {"l4-on-demand": 4, "a100-on-demand": 8, "l4-spot": 4}
+    rates = hourly_rates(allocations, capacity, prices).by_key
+    l4, a100, spot = prices["l4-on-demand"], prices["a100-on-demand"], prices["l4-spot"]
+    assert rates[CostKey("workload", "ml/a")] == pytest.approx(1.5 * l4)
+    assert rates[CostKey("team", "search")] == pytest.approx(2 * l4)
+    assert rates[CostKey("model", "llama")] == pytest.approx(1.5 * l4 + 8 * a100)
+    assert rates[CostKey("project", "__unset__")] == pytest.approx(0.5 * l4 + 8 * a100)
+    assert rates[CostKey("workload", f"{IDLE}/l4-on-demand")] == pytest.approx(2 * l4)
+    assert rates[CostKey("workload", f"{IDLE}/l4-spot")] == pytest.approx(4 * spot)
+    assert CostKey("workload", f"{IDLE}/a100-on-demand") not in rates
+    total = 4 * l4 + 8 * a100 + 4 * spot
+    for dim in ("workload", "team", "project", "model", "environment"):
+        assert sum(v for k, v in rates.items() if k.dimension == dim) == pytest.approx(total)
+
+
+def test_unpriced_pools_are_reported_not_charged() -> None:
+    rates = hourly_rates([Allocation("ml/a", "nowhere", 1, LABELS)], {}, {"l4": 1.0})
+    assert rates.by_key == {}
+    assert rates.unpriced_pools == frozenset({"nowhere"})
+
+
+def test_a_ledger_resets_keys_that_stopped_spending() -> None:
+    tz = ZoneInfo("UTC")
+    key = CostKey("team", "search")
+    day1 = datetime(2026, 11, 1, 20, tzinfo=UTC)
+    ledger = accrue_ledger({}, day1, day1 + timedelta(hours=2), {key: 5.0}, tz)
+    ledger = accrue_ledger(ledger, day1 + timedelta(hours=2), day1 + timedelta(hours=6), {}, tz)
+    assert ledger[key].today_usd == 0.0
+    assert ledger[key].month_to_date_usd == pytest.approx(10.0)
+    assert ledger[key].hourly_usd == 0.0
+
+
+def test_naive_times_are_refused() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        accrue(CostTotals(), datetime(2026, 1, 1), datetime(2026, 1, 2), 1.0, ZoneInfo("UTC"))
