@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 CLUSTER ?= local
 
-.PHONY: bootstrap run test lint unit integration crd cluster-up cluster-down cluster-status
+.PHONY: bootstrap run test lint unit integration crd helm lock cluster-up cluster-down cluster-status
 
 bootstrap:
 	@hack/bootstrap.sh
@@ -35,6 +35,12 @@ integration: bootstrap
 
 crd: bootstrap
 	$(PY) -m gpufinops crd > crds/aiworkloads.gpufinops.dev.yaml
+
+helm:
+	hack/build-helm.sh
+
+lock: bootstrap
+	hack/lock-requirements.sh
 
 cluster-up: bootstrap
 	$(PY) -m gpufinops.localcluster up

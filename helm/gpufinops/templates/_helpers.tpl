@@ -1,0 +1,209 @@
+{{/* Chart name, truncated to the 63 characters a label value allows. */}}
+{{- define "gpufinops.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name of the release's objects. */}}
+{{- define "gpufinops.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "gpufinops.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "gpufinops.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "gpufinops.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "gpufinops.labels" -}}
+helm.sh/chart: {{ include "gpufinops.chart" . }}
+{{ include "gpufinops.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: gpufinops
+{{- end }}
+
+{{- define "gpufinops.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "gpufinops.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Several replicas: Kopf peering, so only the highest-priority one acts. */}}
+{{- define "gpufinops.ha" -}}
+{{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
+{{- end }}
+
+{{- define "gpufinops.peeringName" -}}
+{{- default (include "gpufinops.fullname" .) .Values.peering.name }}
+{{- end }}
+
+{{- define "gpufinops.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The operator pod, shared by the Deployment (one replica) and the StatefulSet (HA). */}}
+{{- define "gpufinops.podTemplate" -}}
+metadata:
+  labels:
+    {{- include "gpufinops.selectorLabels" . | nindent 4 }}
+    {{- with .Values.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
+    {{- with .Values.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  serviceAccountName: {{ include "gpufinops.serviceAccountName" . }}
+  automountServiceAccountToken: true
+  {{- with .Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.priorityClassName }}
+  priorityClassName: {{ . }}
+  {{- end }}
+  securityContext:
+    {{- toYaml .Values.podSecurityContext | nindent 4 }}
+  containers:
+    - name: operator
+      image: {{ include "gpufinops.image" . }}
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      # The image's entrypoint is `gpufinops run`; these are its flags.
+      args:
+        - --config=/etc/gpufinops/config.yaml
+        - --liveness=http://0.0.0.0:{{ .Values.operator.healthPort }}/healthz
+        - --metrics-address=0.0.0.0:{{ .Values.operator.metricsPort }}
+        - --sync-seconds={{ .Values.operator.syncSeconds }}
+        - --log-format={{ .Values.operator.logFormat }}
+        {{- range .Values.watchNamespaces }}
+        - --namespace={{ . }}
+        {{- end }}
+        {{- if include "gpufinops.ha" . }}
+        - --peering={{ include "gpufinops.peeringName" . }}
+        - --priority=$(GPUFINOPS_PEERING_PRIORITY)
+        {{- end }}
+        {{- if .Values.operator.verbose }}
+        - --verbose
+        {{- end }}
+        {{- with .Values.operator.extraArgs }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      env:
+        # Kopf's peering identity: the pod's name.
+        - name: POD_ID
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.name
+        {{- if include "gpufinops.ha" . }}
+        # Distinct peering priorities: a StatefulSet pod's ordinal.
+        - name: GPUFINOPS_PEERING_PRIORITY
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.labels['apps.kubernetes.io/pod-index']
+        {{- end }}
+        - name: PYTHONDONTWRITEBYTECODE
+          value: "1"
+        - name: HOME
+          value: /tmp
+        {{- with .Values.operator.extraEnv }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      ports:
+        - name: health
+          containerPort: {{ .Values.operator.healthPort }}
+          protocol: TCP
+        - name: metrics
+          containerPort: {{ .Values.operator.metricsPort }}
+          protocol: TCP
+      livenessProbe:
+        httpGet:
+          path: /healthz
+          port: health
+        {{- toYaml .Values.livenessProbe | nindent 8 }}
+      readinessProbe:
+        httpGet:
+          path: /healthz
+          port: health
+        {{- toYaml .Values.readinessProbe | nindent 8 }}
+      securityContext:
+        {{- toYaml .Values.securityContext | nindent 8 }}
+      resources:
+        {{- toYaml .Values.resources | nindent 8 }}
+      volumeMounts:
+        - name: config
+          mountPath: /etc/gpufinops
+          readOnly: true
+        - name: tmp
+          mountPath: /tmp
+  volumes:
+    - name: config
+      configMap:
+        name: {{ include "gpufinops.fullname" . }}
+    - name: tmp
+      emptyDir:
+        sizeLimit: 64Mi
+  {{- with .Values.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.topologySpreadConstraints }}
+  topologySpreadConstraints:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+
+{{/*
+What idle node shutdown does with the configured pools: enabled anywhere,
+acting anywhere (enabled and not dryRun), and the shutdown providers acting
+pools use. A pool's own idleShutdown replaces the cluster-wide one.
+*/}}
+{{- define "gpufinops.idleShutdown" -}}
+{{- $default := .Values.config.idleShutdown | default dict }}
+{{- $enabled := false }}
+{{- $acting := false }}
+{{- $providers := list }}
+{{- $settings := list $default }}
+{{- range .Values.config.nodePools }}
+{{- $settings = append $settings (.idleShutdown | default $default) }}
+{{- end }}
+{{- range $settings }}
+{{- if .enabled }}
+{{- $enabled = true }}
+{{- if not (hasKey . "dryRun" | ternary .dryRun true) }}
+{{- $acting = true }}
+{{- $providers = append $providers (.provider | default "kubernetes") }}
+{{- end }}
+{{- end }}
+{{- end }}
+enabled: {{ $enabled }}
+acting: {{ $acting }}
+providers: {{ $providers | uniq | toJson }}
+{{- end }}
