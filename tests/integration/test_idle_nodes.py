@@ -130,9 +130,11 @@ def workloads(kubectl) -> Iterator[None]:
     )
     _deployment(kubectl, "trainer", "idle-busy", 1)
     yield
+    # Leave the shared cluster as it was: other tests count the nodes of each pool.
+    kubectl("delete", "deployments,pdb", "--all", "-n", NS, "--wait=true", "--timeout=60s")
+    kubectl("delete", "nodes", "-l", "gpufinops.dev/pool=idle-test", "--wait=true",
+            "--timeout=60s")  # fmt: skip
     kubectl("delete", "namespace", NS, "--wait=false")
-    for node in ("idle-empty", "idle-pdb", "idle-dnd", "idle-busy", "idle-resume", "idle-abort"):
-        kubectl("delete", "node", node, "--wait=false")
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +159,9 @@ def test_empty_node_is_shut_down_and_protected_ones_are_kept(operator, kubectl) 
     for node in ("idle-pdb", "idle-dnd", "idle-busy"):
         assert "gpufinops.dev/idle-shutdown" not in _taints(kubectl, node)
     assert operator.metric("gpufinops_nodes_shut_down_total", pool="idle-test") >= 1
+    # no finalizer of ours on nodes: they must stay deletable while the operator is down
+    finalizers = kubectl("get", "node", "idle-pdb", "-o", "jsonpath={.metadata.finalizers}")
+    assert finalizers.stdout == ""
 
 
 def test_node_is_shut_down_timer_after_its_last_gpu_pod_left(operator, kubectl) -> None:

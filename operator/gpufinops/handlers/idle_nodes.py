@@ -1,4 +1,4 @@
-"""Idle GPU node shutdown: one Kopf daemon per GPU node, pods and PDBs from indexes.
+"""Idle GPU node shutdown: one task per GPU node, pods and PDBs from Kopf indexes.
 
 Each node's daemon keeps its idle timer in a node annotation, checks every
 safety rule of ``core.idle`` and, within the pool's disruption budget, walks
@@ -60,7 +60,7 @@ def nodes_by_pool(
     return {pool.name: {"name": name, "body": dict(body)}}
 
 
-def _settings(labels: kopf.Labels, memo: kopf.Memo) -> tuple[NodePool, IdleShutdownDefaults] | None:
+def _settings(labels: Any, memo: kopf.Memo) -> tuple[NodePool, IdleShutdownDefaults] | None:
     config: OperatorConfig = memo.config
     pool = pool_of(labels, config.node_pools)
     if pool is None:
@@ -69,7 +69,7 @@ def _settings(labels: kopf.Labels, memo: kopf.Memo) -> tuple[NodePool, IdleShutd
     return (pool, settings) if settings.enabled else None
 
 
-def _is_managed_gpu_node(labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> bool:
+def _is_managed_gpu_node(labels: Any, memo: kopf.Memo, **_: Any) -> bool:
     return _settings(labels, memo) is not None
 
 
@@ -79,39 +79,69 @@ def _in_window(settings: IdleShutdownDefaults, now: float) -> bool:
     return any(window_open(w.cron, w.timezone, w.duration_seconds, now) for w in settings.schedule)
 
 
-@kopf.daemon("", "v1", "nodes", when=_is_managed_gpu_node, cancellation_timeout=10.0)
-async def idle_node(
+@kopf.on.event("", "v1", "nodes")
+async def track_node(
     name: str,
+    type: str | None,
     body: kopf.Body,
     labels: kopf.Labels,
     memo: kopf.Memo,
     logger: kopf.Logger,
-    stopped: kopf.DaemonStopped,
     **indexes: Any,
 ) -> None:
+    """Keep one idle-watch task per managed GPU node.
+
+    A plain task fed by watch events, not a Kopf daemon: daemons put a
+    finalizer on their object, and a finalizer on Nodes would block their
+    deletion by anyone else whenever the operator is down.
+    """
+    memo.idle_indexes = {k: indexes[k] for k in ("pods_by_node", "pdbs", "nodes_by_pool")}
+    tasks: dict[str, asyncio.Task[None]] = memo.idle_tasks
+    if type == "DELETED" or not _is_managed_gpu_node(labels, memo):
+        memo.node_bodies.pop(name, None)
+        task = tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+        return
+    memo.node_bodies[name] = dict(body)
+    if name not in tasks or tasks[name].done():
+        tasks[name] = asyncio.get_running_loop().create_task(_watch_node(name, memo, logger))
+
+
+@kopf.on.cleanup()
+async def stop_idle_tasks(memo: kopf.Memo, **_: Any) -> None:
+    for task in list(memo.idle_tasks.values()):
+        task.cancel()
+    memo.idle_tasks.clear()
+
+
+async def _watch_node(name: str, memo: kopf.Memo, logger: kopf.Logger) -> None:
     """Watch one GPU node; shut it down once idle long enough and safe to remove."""
     if not getattr(memo, "clusterwide", True):
         logger.warning("idle shutdown needs a cluster-wide operator: pods elsewhere are unseen")
         return
     actions = NodeActions(memo.api)
     last_tick = time.time()
-    while not stopped:
+    while name in memo.node_bodies:
+        body = memo.node_bodies[name]
+        labels = body.get("metadata", {}).get("labels") or {}
         found = _settings(labels, memo)
         if found is None:
             return
         pool, settings = found
         now = time.time()
         try:
-            await _tick(name, body, pool, settings, actions, memo, indexes, now, now - last_tick)
+            await _tick(name, body, pool, settings, actions, memo, memo.idle_indexes, now,
+                        now - last_tick)  # fmt: skip
         except Exception as exc:
-            logger.warning(f"idle shutdown step failed, retrying next interval: {exc}")
+            logger.warning(f"idle shutdown of {name} failed, retrying next interval: {exc}")
         last_tick = now
-        await stopped.wait(settings.interval_seconds)
+        await asyncio.sleep(settings.interval_seconds)
 
 
 async def _tick(
     name: str,
-    body: kopf.Body,
+    body: Any,
     pool: NodePool,
     settings: IdleShutdownDefaults,
     actions: NodeActions,
@@ -164,7 +194,7 @@ async def _claim(
     memo: kopf.Memo,
     indexes: dict[str, Any],
     actions: NodeActions,
-    body: kopf.Body,
+    body: Any,
 ) -> bool:
     """Take one unit of the pool's disruption budget, by recording the first phase."""
     members = [
@@ -200,7 +230,7 @@ async def _claim(
 
 async def _advance(
     name: str,
-    body: kopf.Body,
+    body: Any,
     node: Any,
     pods: list[Any],
     phase: Phase,

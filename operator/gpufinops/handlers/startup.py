@@ -31,3 +31,6 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # Idle-node daemons share one lock so two nodes never take the last budget unit.
     memo.idle_lock = asyncio.Lock()
     memo.idle_claims = {}
+    memo.idle_tasks = {}
+    memo.node_bodies = {}
+    memo.idle_indexes = {}
