@@ -141,10 +141,37 @@ def test_scale_up_steps_by_max_of_4_pods_or_100_percent() -> None:
     assert [d.desired for d in decisions] == [5, 10, 20, 40]
 
 
-def test_tolerance_holds_small_changes() -> None:
+def test_tolerance_holds_small_decreases_only() -> None:
     s = make(capacityPerReplica=10)
-    d = decide(s, ScalingState(), Tick(T0, 10, 10, obs(105)))
+    d = decide(s, ScalingState(), Tick(T0, 10, 10, obs(95)))
     assert (d.desired, d.action) == (10, "Hold")
+    # Demand above the replicas' capacity is never held: the queue would only grow.
+    d = decide(s, ScalingState(), Tick(T0, 10, 10, obs(105)))
+    assert (d.desired, d.action) == (11, "ScaleUp")
+
+
+def test_learned_capacity_is_planned_with_headroom() -> None:
+    # Learned capacity is saturated throughput: demand fills 90 % of it.
+    state = ScalingState(capacity_per_replica=10)
+    d = decide(make(), state, Tick(T0, 10, 10, obs(95)))
+    assert d.reactive == 11  # 95 / (10 x 0.9) = 10.6
+    # A capacity from the user's load tests is what a replica sustains: used as given.
+    d = decide(make(capacityPerReplica=10), state, Tick(T0, 10, 10, obs(95)))
+    assert d.reactive == 10
+
+
+def test_capacity_is_not_learned_while_ready_replicas_change() -> None:
+    s = make()
+    saturated = Observation(queue_depth=40, running=8, arrival_rate=60, throughput=32)
+    state = ScalingState(capacity_per_replica=10)
+    # 4 ready now, 2 ready a tick ago: the throughput window mostly saw 2 replicas.
+    state = decide(s, state, Tick(T0, 4, 2, saturated)).state
+    d = decide(s, state, Tick(T0 + SYNC, 4, 4, saturated))
+    assert d.state.capacity_per_replica == 10
+    # Saturated with the same replicas for the whole window: 32/s over 4 is the capacity.
+    for i in range(2, 10):
+        d = decide(s, d.state, Tick(T0 + i * SYNC, 4, 4, saturated))
+    assert d.state.capacity_per_replica is not None and d.state.capacity_per_replica < 9
 
 
 def test_pending_replicas_count_as_capacity_coming() -> None:

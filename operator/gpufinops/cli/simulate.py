@@ -1,8 +1,378 @@
 """``gpufinops simulate | bench | forecast`` subcommands."""
 
 import argparse
+import json
+import sys
+import time
+from pathlib import Path
 from typing import Any
+
+from gpufinops.sim.traces import Trace, TraceError
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError("must be in (0, 1]")
+    return value
+
+
+def _selection(text: str) -> tuple[str, str]:
+    column, sep, value = text.partition("=")
+    if not sep or not column:
+        raise argparse.ArgumentTypeError("expected COLUMN=VALUE")
+    return column.strip(), value
+
+
+def _add_source(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_argument_group("traffic source (a trace file, or Prometheus)")
+    src.add_argument(
+        "trace",
+        nargs="?",
+        type=Path,
+        help="CSV trace: timestamp,requests (binned); timestamp,prompt_tokens,"
+        "completion_tokens (per request); or timestamp,value (requests/s samples)",
+    )
+    src.add_argument(
+        "--select",
+        action="append",
+        type=_selection,
+        default=[],
+        metavar="COLUMN=VALUE",
+        help="keep only rows with this value (repeatable), e.g. 'request_type=Generative Requests'",
+    )
+    src.add_argument("--prometheus", metavar="URL", help="read history from this Prometheus")
+    src.add_argument(
+        "--query",
+        help="PromQL returning requests/s, e.g. 'sum(rate(vllm:request_success_total[1m]))'",
+    )
+    src.add_argument("--since", default="7d", help="history to replay (default: %(default)s)")
+    src.add_argument(
+        "--step", type=float, default=15.0, help="query step in seconds (default: %(default)s)"
+    )
+    src.add_argument(
+        "--days", type=float, default=None, help="simulate only the first DAYS of the trace"
+    )
+
+
+def _add_model(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_argument_group("service model (identical for every policy)")
+    model.add_argument(
+        "--peak-replicas",
+        type=_positive_int,
+        default=40,
+        help="replicas the peak minute needs at 100%% utilisation; sets the capacity per "
+        "replica (default: %(default)s)",
+    )
+    model.add_argument("--startup-seconds", type=_non_negative_int, default=180)
+    model.add_argument("--lag-seconds", type=_non_negative_int, default=15)
+    model.add_argument("--sync-seconds", type=_positive_int, default=15)
+    model.add_argument("--slo-wait-seconds", type=float, default=2.0)
+    model.add_argument(
+        "--service-seconds",
+        type=_positive_int,
+        default=5,
+        help="time in service per request, for the running and in-flight gauges "
+        "(default: %(default)s)",
+    )
+    model.add_argument(
+        "--max-replicas",
+        type=_positive_int,
+        default=None,
+        help="maxReplicas of every policy (default: 10 x --peak-replicas)",
+    )
+    model.add_argument(
+        "--refit-seconds",
+        type=float,
+        default=None,
+        help="forecaster refit interval in simulated seconds (default: the shipped 3600)",
+    )
+
+
+def _load(args: argparse.Namespace) -> Trace:
+    from gpufinops.sim.prometheus import prometheus_trace
+    from gpufinops.sim.traces import read_trace
+
+    if args.prometheus:
+        if args.trace is not None:
+            raise TraceError("give either a trace file or --prometheus, not both")
+        if not args.query:
+            raise TraceError("--prometheus needs --query")
+        try:
+            trace = prometheus_trace(args.prometheus, args.query, args.since, args.step)
+        except ValueError as exc:
+            raise TraceError(str(exc)) from None
+    elif args.trace is None:
+        raise TraceError("give a trace file or --prometheus URL --query Q")
+    else:
+        trace = read_trace(args.trace, dict(args.select) or None)
+    if args.days is not None:
+        trace = trace.head(int(args.days * 86400))
+    return trace
+
+
+def _model(args: argparse.Namespace, trace: Trace) -> Any:
+    from gpufinops.sim.service import ServiceModel
+
+    options: dict[str, int | float] = {
+        "startup_seconds": args.startup_seconds,
+        "lag_seconds": args.lag_seconds,
+        "sync_seconds": args.sync_seconds,
+        "slo_wait_seconds": args.slo_wait_seconds,
+        "service_seconds": args.service_seconds,
+    }
+    if args.max_replicas is not None:
+        options["max_replicas"] = args.max_replicas
+    return ServiceModel.normalised(trace, args.peak_replicas, **options)
+
+
+def _fail(exc: Exception) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return 2
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from gpufinops.sim.report import ProgressBar, describe_model, plot, results_table
+    from gpufinops.sim.run import POLICIES, run_policy
+
+    try:
+        trace = _load(args)
+        model = _model(args, trace)
+    except (TraceError, ValueError) as exc:
+        return _fail(exc)
+    names = list(POLICIES) if "all" in args.policy else list(dict.fromkeys(args.policy))
+    todo = [*names, *(["oracle"] if "oracle" not in names else [])]
+    long_run = trace.seconds >= 6 * 3600
+    outcomes, results = {}, {}
+    for name in todo:
+        bar = ProgressBar(name) if long_run and not args.json else None
+        outcome, result = run_policy(
+            name, trace, model, target=args.target, refit_seconds=args.refit_seconds, progress=bar
+        )
+        if bar is not None:
+            bar.close()
+        outcomes[name], results[name] = outcome, result
+    oracle = results["oracle"].gpu_hours
+    shown = [results[n] for n in names]
+    if args.json:
+        objects = [r.to_json() | {"oracle_gpu_hours": oracle} for r in shown]
+        print(json.dumps(objects[0] if len(objects) == 1 else {"results": objects}, indent=2))
+    else:
+        print(describe_model(trace, model))
+        print(results_table(shown, oracle))
+        print(f"oracle (instant start, perfect foresight): {oracle:.1f} GPU-hours")
+        for r in shown:
+            if r.details:
+                print(f"{r.policy}: " + ", ".join(f"{k} {v}" for k, v in r.details.items()))
+    if args.plot:
+        plot([outcomes[n] for n in names], args.plot)
+        if not args.json:
+            print(f"plot written to {args.plot}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from gpufinops.sim.report import ProgressBar, bench_json, bench_markdown, plot
+    from gpufinops.sim.run import POLICIES, run_policy
+    from gpufinops.sim.sweep import bench
+
+    try:
+        trace = _load(args)
+        model = _model(args, trace)
+    except (TraceError, ValueError) as exc:
+        return _fail(exc)
+    grid = tuple(args.grid) if args.grid else None
+    started = time.process_time()
+    runs = len(POLICIES) + 2 * len(grid or range(15))
+    state = {"done": 0}
+    bar = ProgressBar(f"bench {trace.name}") if not args.json else None
+
+    def on_result(label: str, _: object) -> None:
+        state["done"] += 1
+        if bar is not None:
+            bar(state["done"] / runs)
+
+    kwargs: dict[str, Any] = {"slo_target": args.slo_target, "refit_seconds": args.refit_seconds}
+    if grid is not None:
+        kwargs["grid"] = grid
+    result = bench(trace, model, on_result=on_result, **kwargs)
+    if bar is not None:
+        bar.close()
+    policies = sum(r.cpu_seconds for r in result.results.values())
+    total = time.process_time() - started
+    cpu = {
+        "all policies": round(policies, 2),
+        "forecast fits": float(
+            result.results["gpufinops"].details.get("forecast_fit_cpu_seconds", 0)
+        ),
+        "sweeps": round(sum(p.cpu_seconds for s in result.sweeps.values() for p in s.points), 2),
+        "total": round(total, 2),
+    }
+    if args.json:
+        print(json.dumps(bench_json(result, cpu), indent=2))
+    else:
+        print(bench_markdown(result, cpu))
+    if args.plot:
+        shown = [result.outcomes["gpufinops"], result.outcomes["reactive"]]
+        for name, sweep in result.sweeps.items():
+            pick = sweep.chosen or sweep.best
+            outcome, _ = run_policy(name, trace, model, target=pick.target)
+            outcome.policy = f"{name} {pick.target:.2f}"
+            shown.append(outcome)
+        shown.append(result.outcomes["oracle"])
+        plot(shown, args.plot)
+    return 0
+
+
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from gpufinops.sim.backtest import METHODS, backtest
+    from gpufinops.sim.report import ProgressBar
+
+    try:
+        trace = _load(args)
+    except (TraceError, ValueError) as exc:
+        return _fail(exc)
+    bar = ProgressBar(f"backtest {trace.name}") if not args.json else None
+    try:
+        result = backtest(
+            trace,
+            args.horizon_seconds,
+            quantile=args.quantile,
+            refit_seconds=args.refit_seconds,
+            stride_seconds=args.stride_seconds,
+            target=args.target,
+            progress=bar,
+        )
+    except ValueError as exc:
+        return _fail(exc)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return 0
+    print(
+        f"{trace.name}: rolling origin, {result.origins} origins, horizon "
+        f"{result.horizon_seconds:g} s, target {result.target}, refit every "
+        f"{args.refit_seconds:g} s ({result.refits} refits), forecaster quantile {result.quantile}"
+    )
+    print(f"{'method':<16}{'sMAPE %':>10}{'MASE':>10}{'CPU s':>10}")
+    for name in METHODS:
+        s = result.scores[name]
+        print(f"{name:<16}{s.smape:>10.2f}{s.mase:>10.3f}{result.cpu_seconds[name]:>10.1f}")
+    return 0
 
 
 def register(sub: "argparse._SubParsersAction[Any]") -> None:
     """Add the simulation commands to the top-level parser."""
+    from gpufinops.sim.run import POLICIES
+    from gpufinops.sim.sweep import DEFAULT_SLO_TARGET
+
+    simulate = sub.add_parser("simulate", help="replay traffic against a scaling policy")
+    simulate_sub = simulate.add_subparsers(dest="simulate_command", required=True)
+    inference = simulate_sub.add_parser(
+        "inference",
+        help="simulate an inference service under a policy (1 s steps)",
+        description="Replay a trace through the service model under one or more policies "
+        "and report GPU-hours, SLO attainment and waits (docs/benchmarks.md).",
+    )
+    _add_source(inference)
+    _add_model(inference)
+    inference.add_argument(
+        "--policy",
+        action="append",
+        choices=[*POLICIES, "all"],
+        default=None,
+        help="policy to run (repeatable; default: gpufinops)",
+    )
+    inference.add_argument(
+        "--target",
+        type=_fraction,
+        default=None,
+        help="keda: in-flight target as a fraction of a saturated replica's; hpa: "
+        "utilisation target (default 0.7)",
+    )
+    inference.add_argument("--json", action="store_true", help="print JSON")
+    inference.add_argument("--plot", type=Path, metavar="FILE.png", help="write a plot")
+    inference.set_defaults(func=_cmd_simulate_default)
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    binf = bench_sub.add_parser(
+        "inference",
+        help="all policies on a trace, baselines compared at equal SLO",
+        description="Run every policy, sweep keda's and hpa's targets for their cheapest "
+        "setting reaching the SLO target, and report GPU-hour ratios.",
+    )
+    _add_source(binf)
+    _add_model(binf)
+    binf.add_argument(
+        "--slo-target",
+        type=_fraction,
+        default=DEFAULT_SLO_TARGET,
+        help="SLO attainment every compared policy must reach (default: %(default)s)",
+    )
+    binf.add_argument(
+        "--grid",
+        type=_fraction,
+        nargs="+",
+        default=None,
+        help="targets swept for keda and hpa (default: 0.30 to 1.00 by 0.05)",
+    )
+    binf.add_argument("--json", action="store_true", help="print JSON instead of markdown")
+    binf.add_argument("--plot", type=Path, metavar="FILE.png", help="write a plot")
+    binf.set_defaults(func=_cmd_bench)
+
+    forecast = sub.add_parser("forecast", help="demand forecaster tools")
+    forecast_sub = forecast.add_subparsers(dest="forecast_command", required=True)
+    bt = forecast_sub.add_parser(
+        "backtest",
+        help="rolling-origin backtest against seasonal-naive and Holt-Winters",
+        description="Score the forecaster, seasonal naive and Holt-Winters on the same "
+        "origins (sMAPE, MASE).",
+    )
+    _add_source(bt)
+    bt.add_argument("--horizon-seconds", type=float, default=900.0)
+    bt.add_argument(
+        "--target",
+        choices=["peak", "value"],
+        default="peak",
+        help="forecast the peak over the horizon (what scaling uses) or the value at it",
+    )
+    bt.add_argument(
+        "--quantile",
+        type=float,
+        default=0.9,
+        help="forecaster quantile (default: %(default)s, the operator's)",
+    )
+    bt.add_argument(
+        "--refit-seconds",
+        type=float,
+        default=86400.0,
+        help="refit every model this often (default: %(default)s)",
+    )
+    bt.add_argument(
+        "--stride-seconds", type=float, default=60.0, help="time between origins (default: 60)"
+    )
+    bt.add_argument("--json", action="store_true", help="print JSON")
+    bt.set_defaults(func=_cmd_backtest)
+
+
+def _cmd_simulate_default(args: argparse.Namespace) -> int:
+    if not args.policy:
+        args.policy = ["gpufinops"]
+    return _cmd_simulate(args)

@@ -1,0 +1,361 @@
+"""The scaling policies compared on the service model.
+
+``gpufinops`` and ``reactive`` run the operator's own decision core with the
+default spec; the baselines re-implement what users deploy instead, with the
+defaults those projects ship, so the comparison is with a real setup and not a
+straw man: an HPA on GPU utilisation, and KEDA's Prometheus scaler on in-flight
+requests driving its generated HPA.
+"""
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gpufinops.api.inference import Forecast, Inference, InferenceTargetRef
+from gpufinops.core.forecast import DemandForecaster, ForecastSettings
+from gpufinops.core.forecast.series import FloatArray
+from gpufinops.core.scaling.behavior import (
+    TOLERANCE,
+    ResolvedBehavior,
+    Sample,
+    resolve_behavior,
+    scale_down_limit,
+    scale_up_limit,
+    stabilize,
+)
+from gpufinops.core.scaling.decide import ScalingState, Settings, Tick, decide
+from gpufinops.core.scaling.observation import Observation
+from gpufinops.sim.history import MinuteHistory
+from gpufinops.sim.service import IntArray, ServiceModel, View
+
+KEDA_COOLDOWN_SECONDS = 300
+"""KEDA's ``cooldownPeriod`` default: idle time before scaling 1 -> 0."""
+KEDA_POLLING_SECONDS = 30
+"""KEDA's ``pollingInterval`` default: how often it checks activation (0 <-> 1)."""
+
+
+def default_spec(model: ServiceModel, *, forecast: bool) -> Inference:
+    """The spec a user gets by naming only the Deployment and the bounds."""
+    return Inference(
+        target_ref=InferenceTargetRef(name="model"),
+        min_replicas=model.min_replicas,
+        max_replicas=model.max_replicas,
+        forecast=Forecast(enabled=forecast),
+    )
+
+
+def forecast_settings(spec: Inference) -> ForecastSettings:
+    """The forecaster settings the operator derives from a spec (its Inference
+    controller does the same), so the simulated forecaster is the shipped one."""
+    f = spec.forecast
+    return ForecastSettings(
+        quantile=f.quantile,
+        lead_time_seconds=max(float(f.lead_time_seconds), 1.0),
+        history_days=float(f.history_days),
+    )
+
+
+class CorePolicy:
+    """The operator's decision core, tick for tick.
+
+    With a forecaster, it is refitted every ``refit_interval_seconds`` of
+    simulated time on the demand history seen so far (a fresh instance, as the
+    operator builds one per refit), scored with ``observe`` every tick, and its
+    peak is used only while its report says it is ready.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        spec: Inference,
+        history: MinuteHistory | None = None,
+        settings: ForecastSettings | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = Settings.from_spec(spec)
+        self.state = ScalingState()
+        self.history = history
+        self.forecast_settings = settings or forecast_settings(spec)
+        self.forecaster: DemandForecaster | None = None
+        self.fits = 0
+        self.fit_seconds = 0.0
+        self.forecasts: list[float] = []
+        self.capacity: list[float] = []
+        self._memo: dict[tuple[int, int], float | None] = {}
+        self._memo_model: DemandForecaster | None = None
+
+    def decide(self, view: View) -> int:
+        peak = self._forecast(view.now) if self.history is not None else None
+        observation = Observation(
+            queue_depth=view.queue_depth,
+            running=view.running,
+            arrival_rate=view.arrival_rate,
+            throughput=view.throughput,
+        )
+        tick = Tick(view.now, view.current, view.ready, observation, peak)
+        decision = decide(self.settings, self.state, tick)
+        self.state = decision.state
+        self.forecasts.append(math.nan if peak is None else peak)
+        learned = self.state.capacity_per_replica
+        self.capacity.append(math.nan if learned is None else learned)
+        return decision.desired
+
+    def _forecast(self, now: float) -> float | None:
+        assert self.history is not None
+        series = self.history.seen(now)
+        if series is None:
+            return None
+        forecaster = self.forecaster
+        if forecaster is None or forecaster.needs_refit(now):
+            # The operator fits in the background and swaps the model in when done:
+            # this tick still uses the previous one.
+            fresh = DemandForecaster(self.forecast_settings)
+            started = time.process_time()
+            fresh.fit(series, now)
+            self.fit_seconds += time.process_time() - started
+            self.fits += 1
+            self.forecaster = fresh
+        if forecaster is None:
+            return None
+        report = forecaster.observe(series, now)
+        if not report.ready:
+            return None
+        # peak() depends only on the model, the series and how many model steps
+        # separate its end from now + lead: memoise on exactly those.
+        if forecaster is not self._memo_model:
+            self._memo.clear()
+            self._memo_model = forecaster
+        s = self.forecast_settings
+        horizons = math.ceil((now + s.lead_time_seconds - series.end) / s.step_seconds - 1e-9)
+        key = (len(series), horizons)
+        if key not in self._memo:
+            point = forecaster.peak(series, now)
+            self._memo[key] = None if point is None else point.peak
+        return self._memo[key]
+
+
+@dataclass
+class Hpa:
+    """The HorizontalPodAutoscaler's replica arithmetic after the metric:
+    stabilisation windows and step policies with their defaults (the operator's
+    core follows the same algorithm; it is reused so both sides share it)."""
+
+    min_replicas: int
+    max_replicas: int
+    behavior: ResolvedBehavior = field(default_factory=lambda: resolve_behavior(None))
+    recommendations: list[Sample] = field(default_factory=list)
+    ups: list[Sample] = field(default_factory=list)
+    downs: list[Sample] = field(default_factory=list)
+
+    def apply(self, raw: int, current: int, now: float) -> int:
+        keep = now - self.behavior.history_seconds
+        for samples in (self.recommendations, self.ups, self.downs):
+            while samples and samples[0].time <= keep:
+                samples.pop(0)
+        recommended = min(max(raw, self.min_replicas), self.max_replicas)
+        desired = stabilize(recommended, current, self.recommendations, self.behavior, now)
+        if desired > current:
+            limit = scale_up_limit(current, self.ups, self.behavior.up, now)
+            desired = min(desired, limit)
+        elif desired < current:
+            limit = scale_down_limit(current, self.downs, self.behavior.down, now)
+            desired = max(desired, limit)
+        desired = min(max(desired, self.min_replicas), self.max_replicas)
+        self.recommendations.append(Sample(now, recommended))
+        if desired > current:
+            self.ups.append(Sample(now, desired - current))
+        elif desired < current:
+            self.downs.append(Sample(now, current - desired))
+        return desired
+
+
+def average_value_replicas(metric: float, target: float, current: int) -> int:
+    """HPA on an external metric with an ``AverageValue`` target (what KEDA generates)."""
+    if current > 0 and abs(metric / (target * current) - 1.0) <= TOLERANCE:
+        return current
+    return math.ceil(metric / target - 1e-9)
+
+
+def utilization_replicas(utilization: float, target: float, ready: int, current: int) -> int:
+    """HPA on a per-pod metric averaged over ready pods (``calcPlainMetricReplicas``).
+
+    While scaling up, pods not ready yet count as idle, so replicas that are
+    starting damp the next step; scaling down only counts ready pods.
+    """
+    if ready <= 0:
+        return current
+    ratio = utilization / target
+    unready = max(0, current - ready)
+    if not (unready > 0 and ratio > 1.0):
+        if abs(1.0 - ratio) <= TOLERANCE:
+            return current
+        return math.ceil(ratio * ready - 1e-9)
+    new_ratio = utilization * ready / (target * current)
+    if abs(1.0 - new_ratio) <= TOLERANCE or new_ratio < 1.0:
+        return current
+    return max(current, math.ceil(new_ratio * current - 1e-9))
+
+
+class HpaUtilization:
+    """An HPA on GPU utilisation (DCGM duty cycle through an adapter), target ``U``.
+
+    It cannot tell a saturated replica with a long queue from one just busy:
+    utilisation stops at 100 %, so it grows by at most 1/U per period under load.
+    """
+
+    def __init__(self, target: float, model: ServiceModel, name: str = "hpa") -> None:
+        if not 0 < target <= 1:
+            raise ValueError("utilisation target must be in (0, 1]")
+        self.name = name
+        self.target = target
+        self.hpa = Hpa(model.min_replicas, model.max_replicas)
+
+    def decide(self, view: View) -> int:
+        if view.utilization is None:
+            return view.current
+        raw = utilization_replicas(view.utilization, self.target, view.ready, view.current)
+        return self.hpa.apply(raw, view.current, view.now)
+
+
+class Keda:
+    """KEDA's Prometheus scaler on in-flight requests (waiting + running) with
+    an ``AverageValue`` target, driving the HPA it generates (HPA defaults).
+
+    KEDA itself only decides 0 <-> 1: with ``minReplicaCount`` 0 it deactivates
+    after ``cooldownPeriod`` without activity and reactivates at the next poll
+    that sees some; everything between 1 and max is the HPA's.
+    """
+
+    def __init__(
+        self,
+        target: float,
+        model: ServiceModel,
+        name: str = "keda",
+        cooldown_seconds: int = KEDA_COOLDOWN_SECONDS,
+        polling_seconds: int = KEDA_POLLING_SECONDS,
+        activation_threshold: float = 0.0,
+    ) -> None:
+        if target <= 0:
+            raise ValueError("KEDA target must be positive")
+        self.name = name
+        self.target = target
+        self.min_replicas = model.min_replicas
+        self.cooldown = cooldown_seconds
+        self.polling = polling_seconds
+        self.activation = activation_threshold
+        self.hpa = Hpa(max(1, model.min_replicas), model.max_replicas)
+        self.last_active: float | None = None
+        self.last_poll: float | None = None
+
+    def decide(self, view: View) -> int:
+        metric = view.in_flight
+        if metric > self.activation or self.last_active is None:
+            self.last_active = view.now
+        if self.min_replicas == 0:
+            polled = self.last_poll is None or view.now - self.last_poll >= self.polling
+            if polled:
+                self.last_poll = view.now
+            if view.current == 0:
+                active = metric > self.activation
+                return 1 if polled and active else 0
+            if polled and view.now - self.last_active >= self.cooldown:
+                return 0
+        raw = average_value_replicas(metric, self.target, view.current)
+        return self.hpa.apply(raw, view.current, view.now)
+
+
+class Static:
+    """A fixed count: what one buys without autoscaling."""
+
+    def __init__(self, replicas: int, name: str = "static") -> None:
+        self.name = name
+        self.replicas = replicas
+
+    def decide(self, view: View) -> int:
+        return self.replicas
+
+
+class Planned:
+    """Replays a replica count per decision (the oracle's plan)."""
+
+    def __init__(self, plan: IntArray, sync_seconds: int, name: str = "oracle") -> None:
+        self.name = name
+        self.plan = plan
+        self.sync = sync_seconds
+
+    def decide(self, view: View) -> int:
+        return int(self.plan[min(view.second // self.sync, len(self.plan) - 1)])
+
+
+def oracle_plan(work: Sequence[float] | np.ndarray, model: ServiceModel) -> IntArray:
+    """Fewest replicas in each decision period that keep every wait within the SLO,
+    knowing all arrivals and with replicas that start instantly.
+
+    Chosen greedily period after period from the backlog the previous choice
+    left. Feasibility is monotone in the replica count, so each minimum is found
+    by galloping from the previous period's count and then bisecting.
+    """
+    values = np.asarray(work, dtype=np.float64)
+    n = values.shape[0]
+    sync, mu, slo = model.sync_seconds, model.capacity_per_replica, model.slo_wait_seconds
+    cumulative = np.concatenate(([0.0], np.cumsum(values)))
+    steps = np.arange(1, sync + 1, dtype=np.float64)
+    floor, ceiling = max(1, model.min_replicas), model.max_replicas
+    plan = np.zeros(math.ceil(n / sync), dtype=np.int64)
+    queue = 0.0
+    count = floor
+    for i, t in enumerate(range(0, n, sync)):
+        end = min(t + sync, n)
+        arrived = cumulative[t + 1 : end + 1] - cumulative[t]
+        served = steps[: end - t] * mu
+
+        def backlog(replicas: int) -> FloatArray:
+            net = arrived - replicas * served  # noqa: B023 (used within this iteration only)
+            left: FloatArray = net - np.minimum(np.minimum.accumulate(net), -queue)  # noqa: B023
+            return left
+
+        def feasible(replicas: int) -> bool:
+            return bool(backlog(replicas).max() <= slo * replicas * mu + 1e-9)
+
+        count = _smallest(feasible, count, floor, ceiling)
+        plan[i] = count
+        queue = float(backlog(count)[-1])
+    return plan
+
+
+def _smallest(feasible: Callable[[int], bool], start: int, floor: int, ceiling: int) -> int:
+    """Smallest feasible count in [floor, ceiling] (``ceiling`` when none is)."""
+    start = min(max(start, floor), ceiling)
+    step = 1
+    if feasible(start):
+        hi, lo = start, floor - 1
+        while hi - step >= floor:
+            if not feasible(hi - step):
+                lo = hi - step
+                break
+            hi -= step
+            step *= 2
+    else:
+        lo, hi = start, ceiling
+        while lo + step < ceiling:
+            if feasible(lo + step):
+                hi = lo + step
+                break
+            lo += step
+            step *= 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if feasible(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def keda_target(fraction: float, model: ServiceModel) -> float:
+    """In-flight requests per replica for a target given as a fraction of what a
+    saturated replica holds (mu x service time), so grids compare across traces."""
+    return fraction * model.capacity_per_replica * model.service_seconds

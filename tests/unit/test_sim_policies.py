@@ -1,0 +1,212 @@
+"""Policy semantics: the shipped core behind gpufinops, KEDA's and HPA's defaults."""
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gpufinops.api.inference import Inference
+from gpufinops.core.scaling import decide as core_decide
+from gpufinops.core.scaling.decide import Settings
+from gpufinops.sim import policies
+from gpufinops.sim.history import MinuteHistory
+from gpufinops.sim.policies import (
+    CorePolicy,
+    HpaUtilization,
+    Keda,
+    average_value_replicas,
+    default_spec,
+    keda_target,
+    utilization_replicas,
+)
+from gpufinops.sim.run import build_policy, run_policy
+from gpufinops.sim.service import ServiceModel, View
+from gpufinops.sim.traces import Trace
+
+T0 = 1_700_000_000.0
+MODEL = ServiceModel(capacity_per_replica=2.0, max_replicas=100, peak_replicas=10)
+
+
+def view(t: float, current: int, ready: int | None = None, **signals: Any) -> View:
+    base: dict[str, Any] = {
+        "queue_depth": 0.0,
+        "running": 0.0,
+        "arrival_rate": 0.0,
+        "throughput": 0.0,
+        "utilization": 0.0,
+    }
+    base.update(signals)
+    return View(T0 + t, int(t), current, current if ready is None else ready, **base)
+
+
+def flat_trace(seconds: int, rate: float = 10.0) -> Trace:
+    values = np.full(seconds, rate)
+    return Trace("flat", T0, values, values.copy(), "binned", 10.0)
+
+
+# --- gpufinops and reactive: the operator's core -------------------------------------
+
+
+def test_core_policies_call_the_shipped_decide_with_the_default_spec(monkeypatch) -> None:
+    calls: list[tuple[Settings, Any]] = []
+    shipped = core_decide.decide
+
+    def spy(settings: Settings, state: Any, tick: Any) -> Any:
+        calls.append((settings, tick))
+        return shipped(settings, state, tick)
+
+    monkeypatch.setattr(policies, "decide", spy)
+    for name, forecast in (("reactive", False), ("gpufinops", True)):
+        calls.clear()
+        policy = build_policy(name, flat_trace(3600), MODEL)
+        assert isinstance(policy, CorePolicy)
+        expected = Settings.from_spec(
+            Inference.model_validate(
+                {
+                    "targetRef": {"name": "model"},
+                    "maxReplicas": MODEL.max_replicas,
+                    "forecast": {"enabled": forecast},
+                }
+            )
+        )
+        assert policy.settings == expected
+        assert policy.settings.spec.target_queue_depth_per_replica == 5
+        assert policy.settings.spec.capacity_per_replica is None
+        run_policy(name, flat_trace(600), MODEL)
+        assert calls, "the policy must go through the shipped decide()"
+        settings, tick = calls[-1]
+        assert settings.spec == expected.spec
+        assert tick.observation.arrival_rate == pytest.approx(10.0)
+        assert tick.forecast_peak is None  # ten minutes: nothing to forecast from
+
+
+def test_core_policy_passes_signals_through_unchanged() -> None:
+    policy = CorePolicy("reactive", default_spec(MODEL, forecast=False))
+    v = view(60, 4, 3, queue_depth=12.0, running=8.0, arrival_rate=7.5, throughput=6.0)
+    desired = policy.decide(v)
+    assert desired >= 4  # a queue and no capacity learned yet: KEDA-like, never down
+    assert policy.state.capacity_per_replica == pytest.approx(2.0)
+
+
+def test_history_shows_only_minutes_finished_and_scraped() -> None:
+    values = np.arange(600, dtype=np.float64)
+    t = Trace("ramp", 120.0, values, values.copy(), "binned", 1.0)
+    history = MinuteHistory(t, lag_seconds=15)
+    assert history.seen(120 + 74) is None  # first minute [120, 180) visible from 195
+    first = history.seen(120 + 75)
+    assert first is not None and len(first) == 1 and first.start == 120
+    assert first.values[0] == pytest.approx(np.mean(values[:60]))
+    later = history.seen(120 + 300)
+    assert later is not None and later.end <= 120 + 300 - 15
+
+
+def test_forecaster_is_refitted_on_the_past_and_used_when_ready() -> None:
+    days = 2.0
+    n = int(days * 86400)
+    seconds = np.arange(n)
+    rng = np.random.default_rng(3)
+    daily = 20 + 15 * np.sin(2 * np.pi * seconds / 86400)
+    # minute-to-minute noise: yesterday is then a worse guess than a learnt model
+    noise = np.repeat(rng.normal(0.0, 1.5, size=n // 60 + 1), 60)[:n]
+    rate = np.maximum(daily + noise, 0.0)
+    t = Trace("daily", 0.0, rate, rate.copy(), "binned", 1.0)
+    model = ServiceModel.normalised(t, 40)
+    fits: list[tuple[float, float]] = []
+    original = policies.DemandForecaster.fit
+
+    def record(self: Any, history: Any, now: float) -> Any:
+        fits.append((history.end, now))
+        return original(self, history, now)
+
+    policy = build_policy("gpufinops", t, model, refit_seconds=6 * 3600)
+    assert isinstance(policy, CorePolicy)
+    policies.DemandForecaster.fit = record  # type: ignore[method-assign]
+    try:
+        from gpufinops.sim.service import simulate
+
+        outcome = simulate(t, model, policy)
+    finally:
+        policies.DemandForecaster.fit = original  # type: ignore[method-assign]
+    assert all(end <= now - model.lag_seconds for end, now in fits)  # no lookahead
+    gaps = np.diff([now for _, now in fits])
+    assert gaps.min() >= 6 * 3600
+    used = np.isfinite(np.asarray(policy.forecasts))
+    assert used.any(), "the forecaster must become ready on two days of daily traffic"
+    assert not used[: int(1.5 * 86400 / model.sync_seconds)].any()  # not before enough history
+    assert outcome.gpu_hours > 0
+
+
+# --- KEDA ------------------------------------------------------------------------------
+
+
+def test_keda_average_value_target_with_hpa_tolerance() -> None:
+    assert average_value_replicas(105.0, 10.0, 10) == 10  # 5 % off: tolerated
+    assert average_value_replicas(120.0, 10.0, 10) == 12
+    assert average_value_replicas(50.0, 10.0, 10) == 5
+    assert keda_target(0.5, MODEL) == pytest.approx(0.5 * 2.0 * 5)
+
+
+def test_keda_scale_up_is_limited_by_hpa_default_policies() -> None:
+    keda = Keda(10.0, MODEL)
+    assert keda.decide(view(0, 1, queue_depth=1000.0)) == 5  # max(+4 pods, +100 %)
+    assert keda.decide(view(15, 5, queue_depth=1000.0)) == 10
+    assert keda.decide(view(30, 10, queue_depth=1000.0)) == 20
+
+
+def test_keda_scale_down_waits_for_the_stabilization_window() -> None:
+    keda = Keda(10.0, MODEL)
+    assert keda.decide(view(0, 10, queue_depth=100.0)) == 10
+    desired = [keda.decide(view(15 * i, 10, queue_depth=20.0)) for i in range(1, 22)]
+    # the recommendation of 10 at t=0 holds for 300 s (HPA scale-down stabilisation)
+    assert desired[:19] == [10] * 19
+    assert desired[19] == 2
+
+
+def test_keda_cooldown_scales_to_zero_only_after_300_s_idle_and_polls_activation() -> None:
+    model = ServiceModel(capacity_per_replica=2.0, min_replicas=0, max_replicas=100)
+    keda = Keda(10.0, model)
+    assert keda.decide(view(0, 1, queue_depth=3.0)) == 1
+    current, t = 1, 0
+    while current > 0:
+        t += 15
+        current = keda.decide(view(t, current))
+    assert 300 <= t < 330  # cooldownPeriod 300 s, checked at each 30 s poll
+    # activation waits for the next poll (30 s), then 0 -> 1 and the HPA takes over
+    assert keda.decide(view(t + 15, 0, queue_depth=50.0)) == 0
+    assert keda.decide(view(t + 30, 0, queue_depth=50.0)) == 1
+    assert keda.decide(view(t + 45, 1, queue_depth=50.0)) == 5
+
+
+def test_keda_with_min_one_never_goes_to_zero() -> None:
+    keda = Keda(10.0, MODEL)
+    current = 3
+    for i in range(100):
+        current = keda.decide(view(15 * i, current))
+    assert current == 1
+
+
+# --- HPA on GPU utilisation ------------------------------------------------------------
+
+
+def test_hpa_utilization_formula_and_unready_pods() -> None:
+    assert utilization_replicas(0.9, 0.5, ready=4, current=4) == 8
+    assert utilization_replicas(0.52, 0.5, ready=4, current=4) == 4  # within tolerance
+    assert utilization_replicas(0.25, 0.5, ready=4, current=4) == 2
+    # 4 ready at 100 %, 4 more starting (counted idle): ratio 1.0 -> hold
+    assert utilization_replicas(1.0, 0.5, ready=4, current=8) == 8
+    # scaling down only counts ready pods
+    assert utilization_replicas(0.2, 0.5, ready=4, current=6) == 2
+
+
+def test_hpa_is_blind_to_the_queue_once_saturated() -> None:
+    hpa = HpaUtilization(0.8, MODEL)
+    calm = hpa.decide(view(0, 10, utilization=1.0, queue_depth=0.0))
+    hpa2 = HpaUtilization(0.8, MODEL)
+    flooded = hpa2.decide(view(0, 10, utilization=1.0, queue_depth=1e6))
+    assert calm == flooded == math.ceil(10 / 0.8)
+
+
+def test_hpa_holds_without_a_utilization_signal() -> None:
+    hpa = HpaUtilization(0.7, MODEL)
+    assert hpa.decide(view(0, 7, utilization=None)) == 7
