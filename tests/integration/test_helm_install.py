@@ -248,7 +248,11 @@ def test_inference_workload_gets_conditions_and_an_event(
         invalid = _condition(kubectl, "chat", "InvalidSpec")
         return invalid is not None and invalid["status"] == "False"
 
-    _poll(accepted, "the spec to be accepted in status.conditions")
+    try:
+        _poll(accepted, "the spec to be accepted in status.conditions")
+    except AssertionError as exc:
+        status = _get(kubectl, "aiw", "chat").get("status")
+        raise AssertionError(f"{exc}; status: {status}; log: {operator.log}") from None
     obj = _get(kubectl, "aiw", "chat")
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
     assert obj["status"]["target"] == "Deployment/chat-server"

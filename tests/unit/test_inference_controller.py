@@ -9,7 +9,7 @@ from gpufinops.adapters.deployments import DeploymentView
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.core.forecast.series import DemandSeries
 from gpufinops.core.scaling.observation import Observation
-from gpufinops.handlers.inference import Effects, InferenceController
+from gpufinops.handlers.inference import Effects, InferenceController, StatusConflict
 
 NOW = 1_780_000_000.0
 
@@ -156,6 +156,38 @@ def test_unchanged_ticks_do_not_rewrite_status() -> None:
     run(c, spec(), DEP, now=NOW + 15)
     run(c, spec(), DEP, now=NOW + 30)
     assert len(rec.statuses) == writes
+
+
+def test_a_conflicting_status_write_is_retried_from_the_newer_object() -> None:
+    """The spec handler wrote InvalidSpec between our read and our write: the
+    writer refuses (409), and the next tick rewrites on top of the newer status."""
+    rec = Recorder()
+    refused: list[dict[str, Any]] = []
+
+    def write(patch: dict[str, Any]) -> None:
+        if not refused:
+            refused.append(patch)
+            raise StatusConflict("the object has been modified")
+        rec.statuses.append(patch)
+
+    effects = Effects(scale=rec.scaled.append, write_status=write, post_event=lambda *a: None)
+    c = InferenceController(
+        "ns", "w", FakeSignals(Observation(queue_depth=0, arrival_rate=20)), effects,
+        None, NOW, 2,
+    )  # fmt: skip
+    asyncio.run(c.tick(spec(), 1, DEP, [], NOW))
+    assert len(refused) == 1 and rec.statuses == []
+    newer = {
+        "conditions": [
+            {"type": "InvalidSpec", "status": "False", "reason": "SpecValid", "message": "ok",
+             "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}
+        ]
+    }  # fmt: skip
+    asyncio.run(c.tick(spec(), 1, DEP, [], NOW + 15, latest_status=newer))
+    assert len(rec.statuses) == 1
+    types = {cond["type"] for cond in rec.statuses[0]["conditions"]}
+    assert {"InvalidSpec", "Ready", "MetricsAvailable"} <= types
+    assert "autoscaler" in rec.statuses[0]
 
 
 def test_restart_seeds_history_so_nothing_scales_down_at_once() -> None:

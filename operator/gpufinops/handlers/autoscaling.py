@@ -17,7 +17,7 @@ from gpufinops.adapters.operator_metrics import forget
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.config.model import OperatorConfig
 from gpufinops.core.validation import check_spec
-from gpufinops.handlers.inference import Effects, InferenceController
+from gpufinops.handlers.inference import Effects, InferenceController, StatusConflict
 
 DEFAULT_SYNC_SECONDS = 15.0
 
@@ -82,9 +82,18 @@ async def autoscale(
     custom = client.CustomObjectsApi(api)
 
     def write_status(patch: dict[str, Any]) -> None:
-        custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": patch}
-        )
+        # The resourceVersion makes the merge patch conditional: a newer object
+        # (another handler wrote conditions) answers 409 instead of being overwritten.
+        version = body.get("metadata", {}).get("resourceVersion")
+        try:
+            custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name,
+                {"metadata": {"resourceVersion": version}, "status": patch},
+            )  # fmt: skip
+        except client.ApiException as exc:
+            if exc.status == 409:
+                raise StatusConflict(str(exc.reason)) from exc
+            raise
 
     def post_event(type: str, reason: str, message: str) -> None:
         kopf.event(body, type=type, reason=reason, message=message)

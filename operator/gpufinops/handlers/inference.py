@@ -43,8 +43,19 @@ class SignalSource(Protocol):
     def demand_history(self, now: float) -> DemandSeries | None: ...
 
 
+class StatusConflict(Exception):
+    """The object changed since the loop last saw it; the write was not applied.
+
+    Conditions are a list, and a merge patch replaces lists whole: writing over a
+    newer object would drop conditions another handler set in between (the spec
+    handler's InvalidSpec, say). The writer therefore sends the resourceVersion it
+    saw, and the loop rewrites on its next tick from the fresher object.
+    """
+
+
 class StatusWriter(Protocol):
-    def __call__(self, patch: dict[str, Any]) -> None: ...
+    def __call__(self, patch: dict[str, Any]) -> None:
+        """Apply ``patch`` to status; raise StatusConflict when the object moved on."""
 
 
 class EventPoster(Protocol):
@@ -372,6 +383,13 @@ class InferenceController:
             if now is not None:
                 self._last_memory_write = now
         if changed or "autoscaler" in patch:
-            self.effects.write_status(patch)
+            try:
+                self.effects.write_status(patch)
+            except StatusConflict:
+                log.debug(
+                    "status of %s/%s moved on; rewriting next tick", self.namespace, self.name
+                )
+                self._last_memory_write = 0.0
+                return TickResult(decision, skipped, patch)
             self._last_written = comparable
         return TickResult(decision, skipped, patch)
