@@ -6,6 +6,7 @@ task), so a slow workload never delays another; blocking I/O runs in threads.
 """
 
 import asyncio
+import copy
 import time
 from typing import Any
 
@@ -81,10 +82,14 @@ async def autoscale(
     sync = float(getattr(memo, "sync_seconds", DEFAULT_SYNC_SECONDS))
     custom = client.CustomObjectsApi(api)
 
+    # The body is a live view: the version a write is conditional on must be the
+    # one whose status the tick started from, captured together with it.
+    seen: dict[str, Any] = {"resourceVersion": None}
+
     def write_status(patch: dict[str, Any]) -> None:
         # The resourceVersion makes the merge patch conditional: a newer object
         # (another handler wrote conditions) answers 409 instead of being overwritten.
-        version = body.get("metadata", {}).get("resourceVersion")
+        version = seen["resourceVersion"]
         try:
             custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, PLURAL, name,
@@ -123,6 +128,8 @@ async def autoscale(
                     {*hpa_targets.get((namespace, target), []),
                      *keda_targets.get((namespace, target), [])}
                 )  # fmt: skip
+                seen["resourceVersion"] = body.get("metadata", {}).get("resourceVersion")
+                latest = copy.deepcopy(body.get("status"))
                 try:
                     await controller.tick(
                         spec,
@@ -130,7 +137,7 @@ async def autoscale(
                         _first(deployments, (namespace, target)),
                         conflicts,
                         time.time(),
-                        latest_status=body.get("status"),
+                        latest_status=latest,
                     )
                 except (client.ApiException, OSError) as exc:
                     logger.warning(f"autoscaling tick failed, retrying next period: {exc}")
