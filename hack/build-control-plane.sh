@@ -26,7 +26,7 @@ need() {
   for b in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
     [[ -x "$BIN_DIR/$b" ]] || missing=1
   done
-  [[ -s "$BIN_DIR/kwok-stages.yaml" ]] || missing=1
+  [[ -s "$BIN_DIR/kwok-stages-v2.yaml" ]] || missing=1
   return $((1 - missing))
 }
 
@@ -97,21 +97,24 @@ build_kwok() {
   mv "$WORK/gobin/kwok" "$BIN_DIR/kwok"
 }
 
-# A standalone kwok controller has no built-in stages; kwok's module ships its
-# default "fast" set (nodes become Ready, pods Running, Job pods complete,
-# deleted pods go). Take them from the module as released, next to the binary.
+# A standalone kwok controller has no built-in stages; kwok's module ships them.
+# Take them from the module as released, next to the binary: the "fast" set
+# (nodes become Ready, pods Running, deleted pods go), except that Job pods
+# complete through the "general" stage, which honours the pod annotation
+# pod-complete.stage.kwok.x-k8s.io/delay, so a test can keep a training pod
+# running. (The file name carries a version so cached older sets are replaced.)
 kwok_stages() {
-  [[ -s "$BIN_DIR/kwok-stages.yaml" ]] && return
+  [[ -s "$BIN_DIR/kwok-stages-v2.yaml" ]] && return
   local dir
   dir="$(go mod download -json "sigs.k8s.io/kwok@${KWOK_VERSION}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
-  local out="$BIN_DIR/kwok-stages.yaml.tmp"
+  local out="$BIN_DIR/kwok-stages-v2.yaml.tmp"
   : > "$out"
   for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
-           pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+           pod/fast/pod-ready.yaml pod/general/pod-complete.yaml pod/fast/pod-delete.yaml; do
     printf -- '---\n' >> "$out"
     cat "$dir/kustomize/stage/$f" >> "$out"
   done
-  mv "$out" "$BIN_DIR/kwok-stages.yaml"
+  mv "$out" "$BIN_DIR/kwok-stages-v2.yaml"
 }
 
 start=$(date +%s)

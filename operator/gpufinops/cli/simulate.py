@@ -309,6 +309,7 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
     inference.add_argument("--json", action="store_true", help="print JSON")
     inference.add_argument("--plot", type=Path, metavar="FILE.png", help="write a plot")
     inference.set_defaults(func=_cmd_simulate_default)
+    _add_training(simulate_sub)
 
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)
@@ -376,3 +377,101 @@ def _cmd_simulate_default(args: argparse.Namespace) -> int:
     if not args.policy:
         args.policy = ["gpufinops"]
     return _cmd_simulate(args)
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def _add_training(simulate_sub: "argparse._SubParsersAction[Any]") -> None:
+    from gpufinops.sim.training import Settings
+
+    d = Settings()
+    training = simulate_sub.add_parser(
+        "training",
+        help="replay a GPU pod trace through spot placement and fallback",
+        description="Place every job of an Alibaba GPU pod list (openb_pod_list format) "
+        "with the training placement core, draw spot interruptions, and compare the cost "
+        "with on-demand (docs/training.md).",
+    )
+    training.add_argument("trace", type=Path, help="pod list CSV (alibaba-gpu2023-pods.csv)")
+    training.add_argument("--config", type=Path, help="operator config (default: the packaged one)")
+    training.add_argument(
+        "--all", action="store_true", help="every GPU pod, not only qos BE (training) pods"
+    )
+    training.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
+    training.add_argument(
+        "--checkpoint-seconds",
+        type=_non_negative_float,
+        default=d.checkpoint_seconds,
+        help="checkpoint interval, 0 for none (default: %(default)s)",
+    )
+    training.add_argument(
+        "--restart-seconds",
+        type=_non_negative_float,
+        default=d.restart_seconds,
+        help="restart overhead after an interruption (default: %(default)s)",
+    )
+    training.add_argument(
+        "--deadline-factor",
+        type=float,
+        default=d.deadline_factor,
+        help="deadline = submission + FACTOR x run time (default: %(default)s)",
+    )
+    training.add_argument(
+        "--max-interruptions",
+        type=_non_negative_int,
+        default=d.max_interruptions,
+        help="spot.maxInterruptions (default: %(default)s)",
+    )
+    training.add_argument(
+        "--no-fallback", action="store_true", help="spot.fallbackToOnDemand: false"
+    )
+    training.add_argument("--no-spot", action="store_true", help="spot.enabled: false")
+    training.add_argument(
+        "--interruptions-per-month",
+        type=_fraction,
+        default=None,
+        help="what-if: replace every spot pool's interruptionRatePerMonth",
+    )
+    training.add_argument(
+        "--interruptions-per-hour",
+        type=_non_negative_float,
+        default=None,
+        help="what-if: replace every spot pool's hourly interruption rate per node",
+    )
+    training.add_argument("--json", action="store_true", help="print JSON")
+    training.set_defaults(func=_cmd_simulate_training)
+
+
+def _cmd_simulate_training(args: argparse.Namespace) -> int:
+    from gpufinops.config.model import ConfigError, load_config
+    from gpufinops.sim.training import Settings, simulate_training, table
+
+    if args.deadline_factor < 1:
+        return _fail(ValueError("--deadline-factor must be >= 1"))
+    settings = Settings(
+        seed=args.seed,
+        checkpoint_seconds=args.checkpoint_seconds,
+        restart_seconds=args.restart_seconds,
+        deadline_factor=args.deadline_factor,
+        max_interruptions=args.max_interruptions,
+        fallback=not args.no_fallback,
+        spot=not args.no_spot,
+        interruptions_per_month=args.interruptions_per_month,
+        interruptions_per_hour=args.interruptions_per_hour,
+        include_all=args.all,
+    )
+    try:
+        config = load_config(args.config)
+        result = simulate_training(args.trace, config, settings)
+    except (ConfigError, TraceError) as exc:
+        return _fail(exc)
+    if args.json:
+        print(json.dumps(result.to_json() | {"seed": args.seed}, indent=2))
+    else:
+        print(table(result, settings))
+    return 0

@@ -55,7 +55,8 @@ def assess(
             generation=generation,
         )
         ready = find_condition(out, ConditionType.READY)
-        if spec.type != WorkloadType.INFERENCE:
+        looped = spec.type in (WorkloadType.INFERENCE, WorkloadType.TRAINING)
+        if not looped:
             out = set_condition(
                 out,
                 type=ConditionType.READY,
@@ -66,13 +67,15 @@ def assess(
                 generation=generation,
             )
         elif ready is None or ready.reason in ("InvalidSpec", "Accepted"):
-            # The autoscaler owns Ready for Inference: it knows whether signals are read.
+            # The autoscaler (Inference) and the placement loop (Training) own Ready:
+            # they know whether signals are read and where the Job runs.
+            first = "autoscaling tick" if spec.type == WorkloadType.INFERENCE else "placement"
             out = set_condition(
                 out,
                 type=ConditionType.READY,
                 status=ConditionStatus.UNKNOWN,
                 reason="Starting",
-                message=f"{message}; waiting for the first autoscaling tick",
+                message=f"{message}; waiting for the first {first}",
                 now=now,
                 generation=generation,
             )

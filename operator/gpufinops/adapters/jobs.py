@@ -1,0 +1,332 @@
+"""Training Jobs and their pods: what the placement loop reads, and the patches it applies.
+
+The Job is held suspended until a pool is chosen, as Kueue does: while a Job is
+suspended and not started (``status.startTime`` unset, which the Job controller
+also ensures after a re-suspend) its pod template's scheduling directives are
+mutable, so one merge patch can move it to a pool and unsuspend it.
+"""
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from gpufinops.config.model import NodePool
+
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+LEGACY_JOB_NAME_LABEL = "job-name"
+WORKLOAD_LABEL = "gpufinops.dev/workload"
+POOL_LABEL = "gpufinops.dev/pool"
+CAPACITY_LABEL = "gpufinops.dev/capacity-type"
+GPU_RESOURCE = "nvidia.com/gpu"
+
+DISRUPTION_RULE: dict[str, Any] = {
+    "action": "Ignore",
+    "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+}
+"""Interrupted pods (evicted, node drained or gone) do not count against backoffLimit."""
+
+
+class JobError(RuntimeError):
+    """A Job could not be read or changed; the message says why (RBAC, conflict, ...)."""
+
+
+@dataclass(frozen=True)
+class JobView:
+    """The parts of a Job the placement loop reads."""
+
+    name: str
+    uid: str
+    generation: int
+    suspended: bool
+    started: bool
+    """``status.startTime`` is set: the template is immutable until the controller clears it."""
+    active: int
+    succeeded: int
+    failed: int
+    complete: bool
+    failed_permanently: bool
+    node_selector: Mapping[str, str]
+    tolerations: tuple[Mapping[str, Any], ...]
+    gpus_per_pod: float
+    parallelism: int
+    owned_by: str | None
+    """Name of the AIWorkload that owns the Job (controller reference), if any."""
+
+
+@dataclass(frozen=True)
+class PodView:
+    """One pod of the Job."""
+
+    uid: str
+    name: str
+    node: str | None
+    phase: str
+    unschedulable: bool
+    disrupted: str | None
+    """Reason of a True DisruptionTarget condition (EvictionByEvictionAPI, ...)."""
+    terminating: bool
+
+
+_QUANTITY = re.compile(
+    r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?:(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])|[eE]([+-]?[0-9]+))?"
+)
+_SCALE = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+_SCALE |= {"P": 1e15, "E": 1e18}
+_SCALE |= {s: 1024.0**i for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"), start=1)}
+
+
+def parse_quantity(value: Any) -> float | None:
+    """A Kubernetes resource quantity (``2``, ``500m``, ``1k``, ``1e3``) as a number;
+    ``None`` when ``value`` is not one (or is negative, or not finite)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        if isinstance(value, int | float):
+            number = float(value)
+        else:
+            match = _QUANTITY.fullmatch(str(value).strip())
+            if match is None:
+                return None
+            digits, suffix, exponent = match.groups()
+            number = float(digits) * (_SCALE[suffix] if suffix else 10.0 ** int(exponent or 0))
+    except (OverflowError, ValueError):  # ValueError: an exponent of thousands of digits
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _quantity(value: Any) -> float:
+    """A GPU quantity; one the API server would never store counts as none."""
+    return parse_quantity(value) or 0.0
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _mappings(value: Any) -> list[Mapping[str, Any]]:
+    """The mappings of a list field; anything else in it (or instead of it) is skipped."""
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list | tuple) else []
+
+
+def _count(value: Any) -> int:
+    """A non-negative integer field (counters, generation); unreadable values count as 0."""
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+def pod_template_gpus(pod_spec: Mapping[str, Any]) -> float:
+    """GPUs one pod holds: the sum over its containers (limits, else requests).
+
+    Bodies come from watches and may be malformed (an object stored before a
+    schema change, a hand-made fixture): such fields count as no GPUs rather
+    than crash the index that reads them.
+    """
+    total = 0.0
+    for container in _mappings(_mapping(pod_spec).get("containers")):
+        resources = _mapping(container.get("resources"))
+        value = _mapping(resources.get("limits")).get(GPU_RESOURCE)
+        if value is None:
+            value = _mapping(resources.get("requests")).get(GPU_RESOURCE)
+        if value is not None:
+            total += _quantity(value)
+    return total
+
+
+def _condition(conditions: Any, ctype: str) -> Mapping[str, Any]:
+    for c in _mappings(conditions):
+        if c.get("type") == ctype:
+            return c
+    return {}
+
+
+def job_view(body: Mapping[str, Any]) -> JobView:
+    """The Job as the placement loop reads it; malformed fields read as absent."""
+    meta = _mapping(body.get("metadata"))
+    spec = _mapping(body.get("spec"))
+    status = _mapping(body.get("status"))
+    pod_spec = _mapping(_mapping(spec.get("template")).get("spec"))
+    owner = next(
+        (
+            str(ref.get("name"))
+            for ref in _mappings(meta.get("ownerReferences"))
+            if ref.get("kind") == "AIWorkload" and ref.get("controller")
+        ),
+        None,
+    )
+    conditions = status.get("conditions")
+    return JobView(
+        name=str(meta.get("name")),
+        uid=str(meta.get("uid")),
+        generation=_count(meta.get("generation")),
+        suspended=bool(spec.get("suspend")),
+        started=status.get("startTime") is not None,
+        active=_count(status.get("active")),
+        succeeded=_count(status.get("succeeded")),
+        failed=_count(status.get("failed")),
+        complete=_condition(conditions, "Complete").get("status") == "True",
+        failed_permanently=_condition(conditions, "Failed").get("status") == "True",
+        node_selector={str(k): str(v) for k, v in _mapping(pod_spec.get("nodeSelector")).items()},
+        tolerations=tuple(_mappings(pod_spec.get("tolerations"))),
+        gpus_per_pod=pod_template_gpus(pod_spec),
+        parallelism=_count(spec.get("parallelism")) if "parallelism" in spec else 1,
+        owned_by=owner,
+    )
+
+
+def pod_view(body: Mapping[str, Any]) -> PodView:
+    """A pod as the placement loop reads it; malformed fields read as absent."""
+    meta = _mapping(body.get("metadata"))
+    spec = _mapping(body.get("spec"))
+    status = _mapping(body.get("status"))
+    conditions = status.get("conditions")
+    scheduled = _condition(conditions, "PodScheduled")
+    disruption = _condition(conditions, "DisruptionTarget")
+    return PodView(
+        uid=str(meta.get("uid")),
+        name=str(meta.get("name")),
+        node=None if spec.get("nodeName") is None else str(spec.get("nodeName")),
+        phase=str(status.get("phase") or "Pending"),
+        unschedulable=scheduled.get("status") == "False"
+        and scheduled.get("reason") == "Unschedulable",
+        disrupted=str(disruption.get("reason") or "DisruptionTarget")
+        if disruption.get("status") == "True"
+        else None,
+        terminating=meta.get("deletionTimestamp") is not None,
+    )
+
+
+def job_name_of(labels: Mapping[str, str]) -> str | None:
+    return labels.get(JOB_NAME_LABEL) or labels.get(LEGACY_JOB_NAME_LABEL)
+
+
+def job_gpus(job: JobView) -> float:
+    return job.gpus_per_pod * max(job.parallelism, 1)
+
+
+def build_job(
+    name: str, namespace: str, owner_uid: str, template: Mapping[str, Any]
+) -> tuple[dict[str, Any], str | None]:
+    """The Job for a ``jobTemplate``: owned by the AIWorkload, suspended, and with a
+    podFailurePolicy that ignores disruptions; plus a warning when that policy cannot
+    be added (it requires ``restartPolicy: Never``)."""
+    spec = dict(template)
+    pod_template = dict(spec.get("template") or {})
+    pod_spec = dict(pod_template.get("spec") or {})
+    warning = None
+    restart = pod_spec.setdefault("restartPolicy", "Never")
+    if restart == "Never":
+        policy = dict(spec.get("podFailurePolicy") or {})
+        rules = list(policy.get("rules") or [])
+        if DISRUPTION_RULE not in rules:
+            rules.insert(0, DISRUPTION_RULE)
+        spec["podFailurePolicy"] = {**policy, "rules": rules}
+    else:
+        warning = (
+            f"jobTemplate uses restartPolicy {restart}: interruptions count against "
+            "backoffLimit (podFailurePolicy needs restartPolicy: Never)"
+        )
+    meta = dict(pod_template.get("metadata") or {})
+    meta["labels"] = {**(meta.get("labels") or {}), WORKLOAD_LABEL: name}
+    pod_template["metadata"] = meta
+    pod_template["spec"] = pod_spec
+    spec["template"] = pod_template
+    spec["suspend"] = True
+    body = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {WORKLOAD_LABEL: name},
+            "ownerReferences": [
+                {
+                    "apiVersion": "gpufinops.dev/v1alpha1",
+                    "kind": "AIWorkload",
+                    "name": name,
+                    "uid": owner_uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": spec,
+    }
+    return body, warning
+
+
+def _toleration_key(t: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (t.get("key"), t.get("operator"), t.get("value"), t.get("effect"))
+
+
+def placement_patch(job: JobView, pool: NodePool, previous: NodePool | None) -> dict[str, Any]:
+    """Merge patch that moves a suspended Job's pods to ``pool`` and unsuspends it.
+
+    Keys and tolerations the previous pool injected are removed; the user's own
+    nodeSelector entries and tolerations stay.
+    """
+    selector: dict[str, str | None] = {}
+    if previous is not None:
+        selector.update({k: None for k in previous.selector if k not in pool.selector})
+    selector.update(pool.selector)
+    dropped = {_toleration_key(t) for t in (previous.tolerations if previous else [])}
+    kept = [dict(t) for t in job.tolerations if _toleration_key(t) not in dropped]
+    present = {_toleration_key(t) for t in kept}
+    kept += [dict(t) for t in pool.tolerations if _toleration_key(t) not in present]
+    return {
+        "spec": {
+            "suspend": False,
+            "template": {
+                "metadata": {
+                    "labels": {POOL_LABEL: pool.name, CAPACITY_LABEL: str(pool.capacity_type)}
+                },
+                "spec": {"nodeSelector": selector, "tolerations": kept},
+            },
+        }
+    }
+
+
+class JobActions:
+    """Reads and changes Jobs through the API server.
+
+    Jobs go through the generic object API with plain dicts: a user's jobTemplate
+    is passed on as written (``nvidia.com/gpu: 4`` is a valid quantity to the API
+    server, which is the judge), never re-typed by the client library.
+    """
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.objects = client.CustomObjectsApi(api)
+
+    def create(self, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        try:
+            self.objects.create_namespaced_custom_object(
+                "batch", "v1", meta["namespace"], "jobs", dict(body)
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return  # created by a previous attempt; the index will show it
+            raise JobError(f"creating Job {meta['namespace']}/{meta['name']} failed: "
+                           f"{exc.reason}: {exc.body}") from exc  # fmt: skip
+
+    def patch(self, namespace: str, name: str, patch: Mapping[str, Any]) -> int:
+        """Merge-patch the Job; its new generation (a watch-fed view older than it is stale)."""
+        try:
+            job = self.objects.patch_namespaced_custom_object(
+                "batch", "v1", namespace, "jobs", name, dict(patch)
+            )
+        except ApiException as exc:
+            raise JobError(
+                f"patching Job {namespace}/{name} failed: {exc.reason}: {exc.body}"
+            ) from exc
+        meta = job.get("metadata") if isinstance(job, dict) else None
+        return int((meta or {}).get("generation") or 0)
+
+    def suspend(self, namespace: str, name: str) -> int:
+        return self.patch(namespace, name, {"spec": {"suspend": True}})

@@ -1,0 +1,1 @@
+"""Training placement on spot and on-demand GPU pools: pure decisions."""

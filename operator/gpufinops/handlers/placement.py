@@ -1,0 +1,148 @@
+"""Kopf wiring of Training placement: Jobs, their pods and node taints from indexes,
+one daemon per Training workload.
+
+The indexes make a tick cost no LIST: Jobs by name, pods by the Job that owns
+them (the Job controller's ``job-name`` label), and the taint keys of every node
+(a spot interruption notice is a taint; a pod whose node is missing from the
+index lost its node).
+"""
+
+import asyncio
+import copy
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import kopf
+from kubernetes import client
+
+from gpufinops.adapters.jobs import (
+    JOB_NAME_LABEL,
+    JobActions,
+    JobView,
+    PodView,
+    job_name_of,
+    job_view,
+    pod_view,
+)
+from gpufinops.api.resource import GROUP, PLURAL, VERSION
+from gpufinops.config.model import OperatorConfig
+from gpufinops.core.validation import check_spec
+from gpufinops.handlers.autoscaling import DEFAULT_SYNC_SECONDS
+from gpufinops.handlers.inference import StatusConflict
+from gpufinops.handlers.training import TrainingController, World, job_name
+
+
+@kopf.index("batch", "v1", "jobs")
+def training_jobs(
+    namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[tuple[str | None, str], JobView]:
+    return {(namespace, name): job_view(body)}
+
+
+@kopf.index("", "v1", "pods", labels={JOB_NAME_LABEL: kopf.PRESENT})
+def job_pods(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[tuple[str | None, str | None], PodView]:
+    return {(namespace, job_name_of(labels)): pod_view(body)}
+
+
+@kopf.index("", "v1", "nodes")
+def node_taints(name: str, spec: kopf.Spec, **_: Any) -> dict[str, tuple[str, ...]]:
+    return {name: tuple(str(t.get("key")) for t in spec.get("taints") or [])}
+
+
+class NodeTaints(Mapping[str, Sequence[str]]):
+    """The node index as the plain mapping the controller reads (no copy per tick)."""
+
+    def __init__(self, index: kopf.Index[str, tuple[str, ...]]) -> None:
+        self._index = index
+
+    def __getitem__(self, node: str) -> Sequence[str]:
+        for taints in self._index[node]:
+            return taints
+        return ()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+def _is_training(spec: kopf.Spec, **_: Any) -> bool:
+    return spec.get("type") == "Training"
+
+
+def _first(index: kopf.Index[Any, Any], key: Any) -> Any:
+    for value in index.get(key, []):
+        return value
+    return None
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, when=_is_training, cancellation_timeout=10.0)
+async def place_training(
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    uid: str,
+    meta: kopf.Meta,
+    stopped: kopf.DaemonStopped,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **indexes: Any,
+) -> None:
+    """Tick until the workload is deleted or stops being a Training workload."""
+    assert namespace is not None
+    jobs_index: kopf.Index[Any, JobView] = indexes["training_jobs"]
+    pods_index: kopf.Index[Any, PodView] = indexes["job_pods"]
+    taints_index: kopf.Index[str, tuple[str, ...]] = indexes["node_taints"]
+    config: OperatorConfig = memo.config
+    api: client.ApiClient = memo.api
+    sync = float(getattr(memo, "sync_seconds", DEFAULT_SYNC_SECONDS))
+    custom = client.CustomObjectsApi(api)
+    seen: dict[str, Any] = {"resourceVersion": None}
+
+    def write_status(patch: dict[str, Any]) -> None:
+        try:
+            custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name,
+                {"metadata": {"resourceVersion": seen["resourceVersion"]}, "status": patch},
+            )  # fmt: skip
+        except client.ApiException as exc:
+            if exc.status == 409:
+                raise StatusConflict(str(exc.reason)) from exc
+            raise
+
+    def post_event(type: str, reason: str, message: str) -> None:
+        kopf.event(body, type=type, reason=reason, message=message)
+
+    controller = TrainingController(
+        namespace, name, uid, config, JobActions(api), write_status, post_event
+    )
+    created = meta.get("creationTimestamp")
+    created_at = (
+        datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+        if created
+        else time.time()
+    )
+    while not stopped:
+        spec = check_spec(body.get("spec"), config).spec
+        if spec is not None and spec.training is not None:
+            job = job_name(name, spec)
+            seen["resourceVersion"] = body.get("metadata", {}).get("resourceVersion")
+            world = World(
+                job=_first(jobs_index, (namespace, job)),
+                pods=list(pods_index.get((namespace, job), [])),
+                node_taints=NodeTaints(taints_index),
+                latest_status=copy.deepcopy(body.get("status")),
+                generation=body.get("metadata", {}).get("generation"),
+                created_at=created_at,
+                now=time.time(),
+            )
+            try:
+                await asyncio.to_thread(controller.tick, spec, world)
+            except Exception as exc:  # one bad tick must not stop the loop for a minute
+                logger.warning(f"placement tick failed, retrying next period: {exc}")
+        await stopped.wait(sync)

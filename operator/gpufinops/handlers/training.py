@@ -1,0 +1,518 @@
+"""One Training workload's placement loop, without Kopf.
+
+Each tick reads the Job, its pods and the taints of their nodes (watch-fed
+indexes), lets the pure placement core decide (choose a pool, count
+interruptions, fall back to on-demand) and applies it the way Kueue does: the
+Job stays suspended until the loop has injected the pool's nodeSelector and
+tolerations, then it is unsuspended; a fallback re-suspends it, waits for its
+pods to go, re-places and unsuspends. Every step is recorded in
+``status.placement`` first consulted on the next tick, so a restarted operator
+finishes a half-done step instead of repeating or forgetting it. The Kopf
+daemon in ``placement.py`` only drives this class.
+"""
+
+import copy
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from gpufinops.adapters.jobs import JobView, PodView, build_job, job_gpus, placement_patch
+from gpufinops.adapters.placement_status import (
+    MAX_REMEMBERED_PODS,
+    Phase,
+    PlacementRecord,
+    read_record,
+    record_patch,
+)
+from gpufinops.adapters.status import conditions_patch, read_conditions
+from gpufinops.api.spec import AIWorkloadSpec, Mode
+from gpufinops.api.status import Condition, ConditionStatus, ConditionType
+from gpufinops.config.model import CapacityType, OperatorConfig
+from gpufinops.core.conditions import find_condition, set_condition
+from gpufinops.core.placement.choose import choose_pool, expected_cost_usd
+from gpufinops.core.placement.fallback import assess, remaining_seconds
+from gpufinops.core.placement.interruptions import interruption_reason
+from gpufinops.core.placement.model import JobProfile, PoolOffer
+from gpufinops.core.placement.transitions import (
+    fell_back,
+    interrupted,
+    pending,
+    placed,
+    pool_unavailable,
+)
+from gpufinops.handlers.inference import StatusConflict
+
+log = logging.getLogger(__name__)
+
+NODE_DELETED = "NodeDeleted"
+SPEND_FIELDS = ("spentUSD", "accountedAt")
+SPEND_PERSIST_SECONDS = 60.0
+TERMINAL_POD_PHASES = ("Succeeded", "Failed")
+
+
+class JobClient(Protocol):
+    """What the loop does to Jobs (the API server in production, a fake in tests)."""
+
+    def create(self, body: Mapping[str, Any]) -> None: ...
+
+    def patch(self, namespace: str, name: str, patch: Mapping[str, Any]) -> int:
+        """Apply a merge patch; return the Job's new metadata.generation."""
+
+    def suspend(self, namespace: str, name: str) -> int:
+        """Suspend the Job; return its new metadata.generation."""
+
+
+class StatusWriter(Protocol):
+    def __call__(self, patch: dict[str, Any]) -> None:
+        """Apply ``patch`` to status; raise StatusConflict when the object moved on."""
+
+
+class EventPoster(Protocol):
+    def __call__(self, type: str, reason: str, message: str) -> None: ...
+
+
+@dataclass
+class World:
+    """What one tick observes, read from the indexes by the caller."""
+
+    job: JobView | None
+    pods: Sequence[PodView]
+    node_taints: Mapping[str, Sequence[str]]
+    """Taint keys of every node the cluster has (a pod's node missing here is gone)."""
+    latest_status: Mapping[str, Any] | None
+    generation: int | None
+    created_at: float
+    now: float
+
+
+def job_name(name: str, spec: AIWorkloadSpec) -> str:
+    """The Job of a Training workload: its jobRef, or one named like the workload."""
+    assert spec.training is not None
+    return spec.training.job_ref.name if spec.training.job_ref is not None else name
+
+
+def profile(spec: AIWorkloadSpec, job: JobView, created_at: float) -> JobProfile:
+    training = spec.training
+    assert training is not None
+    checkpoint = training.checkpoint.interval_seconds if training.checkpoint else None
+    return JobProfile(
+        gpus=job_gpus(job),
+        pods=max(job.parallelism, 1),
+        expected_duration_seconds=training.expected_duration_seconds,
+        checkpoint_interval_seconds=checkpoint,
+        deadline=training.deadline.timestamp() if training.deadline else None,
+        start_windows=tuple(training.start_windows or ()),
+        submitted_at=created_at,
+    )
+
+
+class TrainingController:
+    """Places one Training workload's Job and keeps it placed well."""
+
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        config: OperatorConfig,
+        jobs: JobClient,
+        write_status: StatusWriter,
+        post_event: EventPoster,
+    ) -> None:
+        self.namespace, self.name, self.uid = namespace, name, uid
+        self.config = config
+        self.jobs = jobs
+        self.write_status = write_status
+        self.post_event = post_event
+        self._last_written: dict[str, Any] | None = None
+        # While this process lives it is the only writer of status.placement, so its
+        # own record is authoritative; status is read once, after a (re)start. The
+        # watch-fed views may lag our own writes: a Job view older than the generation
+        # our last patch produced is stale, and the tick waits for a fresh one.
+        self._record: PlacementRecord | None = None
+        self._job_generation = 0
+        self._ready: tuple[str, str] | None = None
+        self._created = False
+        self._last_spend_write = float("-inf")
+
+    # ------------------------------------------------------------------ helpers
+
+    def _offers(self, spec: AIWorkloadSpec) -> list[PoolOffer]:
+        offers = []
+        for name in spec.node_pools or []:
+            pool = self.config.pool(name)
+            if pool is not None and pool.hourly_price_usd is not None:
+                offers.append(PoolOffer.from_pool(pool))
+        return offers
+
+    def _set(
+        self,
+        conditions: list[Condition],
+        status: ConditionStatus,
+        reason: str,
+        message: str,
+        world: World,
+    ) -> tuple[list[Condition], bool]:
+        before = find_condition(conditions, ConditionType.READY)
+        last = self._ready or ((before.status, before.reason) if before else None)
+        after = set_condition(
+            conditions, type=ConditionType.READY, status=status, reason=reason,
+            message=message, now=datetime.fromtimestamp(world.now, tz=UTC),
+            generation=world.generation,
+        )  # fmt: skip
+        self._ready = (str(status), reason)
+        return after, last != self._ready
+
+    # ------------------------------------------------------------------ the tick
+
+    def tick(self, spec: AIWorkloadSpec, world: World) -> PlacementRecord:
+        """One look at the Job; returns the record written to status."""
+        assert spec.training is not None
+        if self._record is None:
+            self._record = read_record(world.latest_status)
+        record = copy.deepcopy(self._record)
+        if world.job is not None and world.job.generation < self._job_generation:
+            return record  # the Job view predates our own last change
+        conditions = read_conditions(world.latest_status)
+        record.job = job_name(self.name, spec)
+        record, conditions = self._step(spec, world, record, conditions)
+        self._record = record
+        self._write(record, conditions, world)
+        return record
+
+    def _patch(self, name: str, patch: Mapping[str, Any]) -> None:
+        self._job_generation = self.jobs.patch(self.namespace, name, patch)
+
+    def _suspend(self, name: str) -> None:
+        self._job_generation = self.jobs.suspend(self.namespace, name)
+
+    def _step(
+        self,
+        spec: AIWorkloadSpec,
+        world: World,
+        record: PlacementRecord,
+        conditions: list[Condition],
+    ) -> tuple[PlacementRecord, list[Condition]]:
+        training = spec.training
+        assert training is not None and record.job is not None
+        job = world.job
+        recommend = spec.mode == Mode.RECOMMEND
+        target = f"Job/{record.job}"
+
+        if job is None:
+            if training.job_template is None:
+                conditions, changed = self._set(
+                    conditions, ConditionStatus.FALSE, "JobNotFound",
+                    f"{target} not found in namespace {self.namespace}", world,
+                )  # fmt: skip
+                if changed:
+                    self.post_event("Warning", "JobNotFound", f"{target} not found")
+                return record, conditions
+            if recommend:
+                conditions, _ = self._set(
+                    conditions, ConditionStatus.TRUE, "Recommend",
+                    f"Recommend mode: would create {target}", world,
+                )  # fmt: skip
+                return record, conditions
+            if self._created:
+                return record, conditions  # created; the index has not shown it yet
+            body, warning = build_job(record.job, self.namespace, self.uid, training.job_template)
+            self.jobs.create(body)
+            self._created = True
+            self.post_event("Normal", "JobCreated", f"created {target}, suspended until placed")
+            if warning:
+                self.post_event("Warning", "InterruptionsCountAsFailures", warning)
+            conditions, _ = self._set(
+                conditions, ConditionStatus.UNKNOWN, "JobCreated",
+                f"{target} created suspended; placing it", world,
+            )  # fmt: skip
+            return record, conditions
+
+        if job.complete or job.failed_permanently:
+            record = self._account(record, spec, job, world)
+            record.phase = Phase.SUCCEEDED if job.complete else Phase.FAILED
+            status = ConditionStatus.TRUE if job.complete else ConditionStatus.FALSE
+            reason = "JobSucceeded" if job.complete else "JobFailed"
+            conditions, changed = self._set(
+                conditions, status, reason,
+                f"{target} {'succeeded' if job.complete else 'failed'} on "
+                f"{record.memory.pool or 'no pool'} after {record.memory.interruptions} "
+                f"interruption(s)", world,
+            )  # fmt: skip
+            if changed:
+                self.post_event(
+                    "Normal" if job.complete else "Warning", reason,
+                    f"{target} {'succeeded' if job.complete else 'failed'}; "
+                    f"spent ${record.spent_usd:.2f}",
+                )  # fmt: skip
+            record.cost_to_finish_usd = record.cost_to_finish_on_demand_usd = None
+            return record, conditions
+
+        placed_before = record.memory.attempts > 0
+        if not placed_before and not job.suspended:
+            conditions, changed = self._set(
+                conditions, ConditionStatus.FALSE, "JobNotSuspended",
+                f"{target} is running without a placement: create it with spec.suspend: true "
+                "so gpufinops can choose its node pool", world,
+            )  # fmt: skip
+            if changed:
+                self.post_event(
+                    "Warning", "JobNotSuspended",
+                    f"{target} was not created suspended; it is left where it runs",
+                )  # fmt: skip
+            return record, conditions
+
+        offers = self._offers(spec)
+        profile_ = profile(spec, job, world.created_at)
+        record = self._account(record, spec, job, world)
+        budget = ((world.latest_status or {}).get("budget") or {}).get("enforcement")
+
+        if budget == "Suspend" and not recommend:
+            if not job.suspended:
+                self._suspend(job.name)
+                self.post_event(
+                    "Warning", "BudgetSuspended", f"budget exceeded: {target} suspended"
+                )
+            # The running attempt's unsaved work is not credited (a conservative estimate).
+            record.memory = record.memory.model_copy(update={"placed_at": None})
+            record.phase = Phase.SUSPENDED
+            conditions, _ = self._set(
+                conditions, ConditionStatus.FALSE, "BudgetExceeded",
+                f"{target} suspended by budget enforcement", world,
+            )  # fmt: skip
+            return record, conditions
+
+        if record.phase == Phase.RUNNING and job.suspended:
+            # Suspended under us (a restart mid-fallback, or by hand): place it again.
+            record.phase = Phase.FALLING_BACK if record.memory.on_demand_only else Phase.WAITING
+        if record.phase == Phase.SUSPENDED:
+            record.phase = Phase.WAITING
+
+        if record.phase in (Phase.WAITING, Phase.FALLING_BACK):
+            return self._place(spec, world, record, conditions, job, offers, profile_)
+        return self._watch(spec, world, record, conditions, job, offers, profile_)
+
+    def _place(
+        self,
+        spec: AIWorkloadSpec,
+        world: World,
+        record: PlacementRecord,
+        conditions: list[Condition],
+        job: JobView,
+        offers: list[PoolOffer],
+        profile_: JobProfile,
+    ) -> tuple[PlacementRecord, list[Condition]]:
+        training = spec.training
+        assert training is not None
+        target = f"Job/{job.name}"
+        if job.started or job.active:
+            # Re-suspended: the Job controller is still removing its pods; the template
+            # becomes mutable once it has (startTime cleared).
+            conditions, _ = self._set(
+                conditions, ConditionStatus.UNKNOWN, "WaitingForPodsToStop",
+                f"{target} suspended; waiting for its {job.active} pod(s) to stop", world,
+            )  # fmt: skip
+            return record, conditions
+        choice = choose_pool(profile_, offers, training.spot, record.memory, world.now)
+        self._estimate(record, profile_, offers, choice.pool, world.now)
+        record.reason = choice.reason
+        if choice.pool is None:
+            conditions, changed = self._set(
+                conditions, ConditionStatus.FALSE, "NoPoolAvailable", choice.reason, world
+            )
+            if changed:
+                self.post_event("Warning", "NoPoolAvailable", choice.reason)
+            return record, conditions
+        if choice.start_at is not None and choice.start_at > world.now:
+            record.not_before = choice.start_at
+            when = datetime.fromtimestamp(choice.start_at, tz=UTC).isoformat()
+            conditions, changed = self._set(
+                conditions, ConditionStatus.FALSE, "WaitingForStartWindow",
+                f"{target} waits for its start window at {when} on {choice.pool}", world,
+            )  # fmt: skip
+            if changed:
+                self.post_event("Normal", "WaitingForStartWindow", f"starts at {when}")
+            return record, conditions
+        record.not_before = None
+        if spec.mode == Mode.RECOMMEND:
+            conditions, changed = self._set(
+                conditions, ConditionStatus.TRUE, "Recommend",
+                f"would place {target} on {choice.pool}: {choice.reason}", world,
+            )  # fmt: skip
+            if changed:
+                self.post_event("Normal", "Recommendation", f"would place on {choice.pool}")
+            return record, conditions
+        pool = self.config.pool(choice.pool)
+        assert pool is not None
+        previous = self.config.pool(record.memory.pool) if record.memory.pool else None
+        self._patch(job.name, placement_patch(job, pool, previous))
+        falling_back = record.phase == Phase.FALLING_BACK
+        record.memory = placed(record.memory, choice, world.now)
+        record.phase = Phase.RUNNING
+        spot = choice.capacity_type == CapacityType.SPOT
+        if falling_back:
+            event = "FellBackToOnDemand"
+            message = f"{target} now runs on {choice.pool} ({record.fallback_reason})"
+        else:
+            event = "SpotPlaced" if spot else "OnDemandPlaced"
+            message = f"{target} placed on {choice.pool}: {choice.reason}"
+        self.post_event("Normal", event, message)
+        conditions, _ = self._set(conditions, ConditionStatus.TRUE, "Placed", message, world)
+        return record, conditions
+
+    def _watch(
+        self,
+        spec: AIWorkloadSpec,
+        world: World,
+        record: PlacementRecord,
+        conditions: list[Condition],
+        job: JobView,
+        offers: list[PoolOffer],
+        profile_: JobProfile,
+    ) -> tuple[PlacementRecord, list[Condition]]:
+        training = spec.training
+        assert training is not None
+        target = f"Job/{job.name}"
+        # Interruptions: each pod counts once, however it was seen.
+        counted = set(record.interrupted_pods)
+        seen: list[tuple[str, str]] = []
+        for pod in world.pods:
+            if pod.uid in counted or pod.phase == "Succeeded":
+                continue
+            reason = None
+            if pod.node is not None:
+                if pod.node not in world.node_taints:
+                    reason = NODE_DELETED
+                else:
+                    reason = interruption_reason(world.node_taints[pod.node])
+            if reason is None and pod.disrupted is not None:
+                reason = "DisruptionTarget"
+            if reason is not None:
+                seen.append((pod.uid, reason))
+        if seen:
+            record.memory = interrupted(record.memory, profile_, world.now)
+            reasons = sorted({r for _, r in seen})
+            for r in reasons:
+                record.by_reason[r] = record.by_reason.get(r, 0) + 1
+            record.interrupted_pods = (record.interrupted_pods + [u for u, _ in seen])[
+                -MAX_REMEMBERED_PODS:
+            ]
+            self.post_event(
+                "Warning", "SpotInterrupted",
+                f"{target} interrupted on {record.memory.pool} ({', '.join(reasons)}); "
+                f"{record.memory.interruptions} interruption(s) so far",
+            )  # fmt: skip
+        live = [p for p in world.pods if p.phase not in TERMINAL_POD_PHASES and not p.terminating]
+        unschedulable = any(p.unschedulable for p in live)
+        record.memory = pending(record.memory, world.now, unschedulable)
+
+        offer = next((o for o in offers if o.name == record.memory.pool), None)
+        if offer is None:
+            # The pool left the spec or the config: choose again.
+            record.phase = Phase.FALLING_BACK
+            if not job.suspended and spec.mode != Mode.RECOMMEND:
+                self._suspend(job.name)
+            return record, conditions
+        verdict = assess(profile_, training.spot, record.memory, offer, world.now,
+                         pending=unschedulable)  # fmt: skip
+        was_at_risk = record.deadline_at_risk
+        record.deadline_at_risk = verdict.deadline_at_risk
+        record.expected_finish = verdict.expected_finish
+        self._estimate(record, profile_, offers, offer.name, world.now)
+        if verdict.deadline_at_risk and not was_at_risk:
+            self.post_event("Warning", "DeadlineAtRisk", verdict.message)
+        if verdict.fall_back and spec.mode != Mode.RECOMMEND:
+            if verdict.trigger == "PendingTimeout":
+                record.memory = pool_unavailable(record.memory, offer.name, world.now)
+            record.memory = fell_back(record.memory, world.now, profile_)
+            record.fallback_reason = verdict.trigger
+            record.phase = Phase.FALLING_BACK
+            self._suspend(job.name)
+            self.post_event(
+                "Warning", "FallingBackToOnDemand",
+                f"{target} suspended to move to on-demand: {verdict.message}",
+            )  # fmt: skip
+            conditions, _ = self._set(
+                conditions, ConditionStatus.UNKNOWN, "FallingBack", verdict.message, world
+            )
+            return record, conditions
+        would_move = verdict.report_only or (verdict.fall_back and spec.mode == Mode.RECOMMEND)
+        if would_move and record.fallback_reason != verdict.trigger:
+            record.fallback_reason = verdict.trigger
+            self.post_event(
+                    "Warning", "FallbackDisabled" if verdict.report_only else "Recommendation",
+                    f"{target} would move to on-demand: {verdict.message}",
+                )  # fmt: skip
+        state = "pending" if unschedulable else "running"
+        conditions, _ = self._set(
+            conditions, ConditionStatus.TRUE, "Placed",
+            f"{target} {state} on {offer.name} ({offer.capacity_type})", world,
+        )  # fmt: skip
+        return record, conditions
+
+    # ------------------------------------------------------------------ spend
+
+    def _account(
+        self, record: PlacementRecord, spec: AIWorkloadSpec, job: JobView, world: World
+    ) -> PlacementRecord:
+        """Accrue the GPUs of running pods on the current pool since the last tick."""
+        pool = self.config.pool(record.memory.pool) if record.memory.pool else None
+        if record.accounted_at is not None and pool is not None and pool.hourly_price_usd:
+            running = sum(1 for p in world.pods if p.phase == "Running" and not p.terminating)
+            elapsed = max(0.0, world.now - record.accounted_at)
+            record.spent_usd += (
+                running * job.gpus_per_pod * pool.gpu_hourly_price_usd * (elapsed / 3600.0)
+            )
+        record.accounted_at = world.now
+        return record
+
+    def _estimate(
+        self,
+        record: PlacementRecord,
+        job: JobProfile,
+        offers: Sequence[PoolOffer],
+        pool: str | None,
+        now: float,
+    ) -> None:
+        left = remaining_seconds(job, record.memory, now)
+        if left is None:
+            record.cost_to_finish_usd = record.cost_to_finish_on_demand_usd = None
+            return
+        current = next((o for o in offers if o.name == pool), None)
+        record.cost_to_finish_usd = (
+            _finite(expected_cost_usd(job, current, left)) if current else None
+        )
+        on_demand = [expected_cost_usd(job, o, left) for o in offers if not o.spot]
+        record.cost_to_finish_on_demand_usd = _finite(min(on_demand)) if on_demand else None
+
+    # ------------------------------------------------------------------ status
+
+    def _write(self, record: PlacementRecord, conditions: list[Condition], world: World) -> None:
+        patch = {
+            "observedGeneration": world.generation,
+            "target": f"Job/{record.job}",
+            "placement": record_patch(record),
+            "conditions": conditions_patch(conditions),
+        }
+        # Spend moves every tick; alone it is written at most once a minute.
+        placement = {k: v for k, v in record_patch(record).items() if k not in SPEND_FIELDS}
+        comparable = {**patch, "placement": placement}
+        spend_due = world.now - self._last_spend_write >= SPEND_PERSIST_SECONDS
+        if comparable == self._last_written and not spend_due:
+            return
+        try:
+            self.write_status(patch)
+        except StatusConflict:
+            log.debug("%s/%s changed meanwhile; rewriting next tick", self.namespace, self.name)
+            self._last_written = None
+            return
+        self._last_written = comparable
+        self._last_spend_write = world.now
+
+
+def _finite(value: float) -> float | None:
+    """An expected cost that diverges (interruptions outpace checkpoints) is unknown."""
+    return value if math.isfinite(value) else None
