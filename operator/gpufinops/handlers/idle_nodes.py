@@ -22,9 +22,17 @@ from gpufinops.adapters.nodes import (
     pod_snapshot,
     pool_of,
 )
+from gpufinops.adapters.prometheus.client import MetricsError, PrometheusClient
+from gpufinops.adapters.prometheus.utilization import node_peak_gpu_utilization
 from gpufinops.config.model import IdleShutdownDefaults, NodePool, OperatorConfig
 from gpufinops.core.idle.plan import still_safe
-from gpufinops.core.idle.rules import IdleTimer, blockers, disruption_allowance, is_idle
+from gpufinops.core.idle.rules import (
+    IdleTimer,
+    blockers,
+    disruption_allowance,
+    gpu_workload_pods,
+    is_idle,
+)
 from gpufinops.core.idle.shutdown import PHASE_ANNOTATION, Phase, Step, next_step, phase_after
 from gpufinops.core.scaling.schedule import window_open
 
@@ -155,7 +163,8 @@ async def _tick(
     node = node_snapshot(body, pool.name)
     annotations = node.annotations
     timer = IdleTimer(float(annotations[IDLE_SINCE]) if IDLE_SINCE in annotations else None)
-    idle = is_idle(pods)
+    low = await _utilization_low(name, settings, memo, elapsed)
+    idle = is_idle(pods, low)
     updated = timer.observe(idle, now)
     if idle:
         metrics.IDLE_GPU_SECONDS.labels(pool.name).inc(node.gpus * elapsed)
@@ -166,12 +175,16 @@ async def _tick(
         value = None if updated.since is None else f"{updated.since:.3f}"
         await asyncio.to_thread(actions.annotate, name, {IDLE_SINCE: value})
         if updated.since is not None:
+            why = (
+                f"every GPU below {settings.gpu_utilization_below_percent:g} % utilisation"
+                if low and gpu_workload_pods(pods)
+                else "no GPU pod on the node"
+            )
             kopf.event(
                 body,
                 type="Normal",
                 reason="IdleDetected",
-                message=f"no GPU pod on the node; shutdown after "
-                f"{settings.idle_after_seconds}s if it stays idle",
+                message=f"{why}; shutdown after {settings.idle_after_seconds}s if it stays idle",
             )
 
     phase = Phase(annotations.get(PHASE_ANNOTATION, ""))
@@ -184,7 +197,33 @@ async def _tick(
             if not await _claim(name, pool, settings, memo, indexes, actions, body):
                 return
         phase = Phase.TAINTED
-    await _advance(name, body, node, pods, phase, pool, settings, actions, now)
+    await _advance(name, body, node, pods, phase, pool, settings, actions, now, low)
+
+
+async def _utilization_low(
+    name: str, settings: IdleShutdownDefaults, memo: kopf.Memo, elapsed: float
+) -> bool | None:
+    """Whether every GPU of the node stayed below the threshold since the last look.
+
+    None without a threshold; False when unknown (a failed or empty query): missing
+    data never makes a node idle.
+    """
+    threshold = settings.gpu_utilization_below_percent
+    prometheus: PrometheusClient | None = getattr(memo, "prometheus", None)
+    if threshold is None:
+        return None
+    if prometheus is None:
+        return False
+    # The window covers the time since the last look (and at least a scrape or two).
+    window = max(elapsed + settings.interval_seconds, 60.0)
+    try:
+        peak = await asyncio.to_thread(
+            node_peak_gpu_utilization, prometheus, settings.gpu_utilization_node_label,
+            name, window,
+        )  # fmt: skip
+    except MetricsError:
+        return False
+    return peak < threshold
 
 
 async def _claim(
@@ -238,8 +277,9 @@ async def _advance(
     settings: IdleShutdownDefaults,
     actions: NodeActions,
     now: float,
+    utilization_low: bool | None = None,
 ) -> None:
-    safe, reasons = still_safe(node, pods)
+    safe, reasons = still_safe(node, pods, utilization_low)
     evictable = [p for p in pods if not p.terminal and not p.daemonset]
     drain_started = float(node.annotations.get(DRAIN_STARTED) or now)
     if phase == Phase.DRAINING and now - drain_started > settings.drain_timeout_seconds:

@@ -71,9 +71,16 @@ def plan_pool(
     return [verdicts[n.name] for n in nodes]
 
 
-def still_safe(node: NodeSnapshot, pods: Sequence[PodSnapshot]) -> tuple[bool, list[str]]:
-    """The re-check immediately before acting: a pod may have landed during the timer."""
+def still_safe(
+    node: NodeSnapshot, pods: Sequence[PodSnapshot], utilization_low: bool | None = None
+) -> tuple[bool, list[str]]:
+    """The re-check immediately before acting: a pod may have landed during the timer,
+    or (utilisation configured) its GPUs may have become busy again."""
     reasons = blockers(node, pods)
-    if not is_idle(pods):
-        reasons.append("a GPU pod is running on the node again")
+    if not is_idle(pods, utilization_low):
+        reasons.append(
+            "a GPU pod is running on the node again"
+            if utilization_low is None
+            else "its GPUs are busy again (or their utilisation is unknown)"
+        )
     return (not reasons, reasons)

@@ -1,0 +1,127 @@
+"""Experiment sandboxes: shut down (scale to zero / suspend) when idle or too old.
+
+Nothing is ever deleted. The user wakes a sandbox by giving it replicas again (or
+unsuspending its Job); the operator notices and starts the timers afresh, so the
+lifetime counts from the last wake, not from creation — waking an old sandbox
+must not shut it down again at once.
+
+Missing data is never idleness: when the utilisation cannot be read the idle
+timer holds where it is, so an outage of the metrics pipeline shuts nothing down.
+"""
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from gpufinops.api.experiment import Experiment
+
+
+class Action(StrEnum):
+    NONE = "None"
+    SHUT_DOWN = "ShutDown"
+    WOKEN = "Woken"
+
+
+class Reason(StrEnum):
+    MAX_LIFETIME = "MaxLifetime"
+    IDLE = "Idle"
+    BUDGET = "BudgetExceeded"
+
+
+@dataclass(frozen=True)
+class SandboxState:
+    """The timers, persisted in ``status.sandbox``."""
+
+    active_since: float
+    idle_since: float | None = None
+    shut_down_at: float | None = None
+    reason: Reason | None = None
+    replicas_before: int | None = None
+
+
+@dataclass(frozen=True)
+class SandboxObservation:
+    running: bool
+    """The target has replicas (Deployment/StatefulSet) or is not suspended (Job)."""
+    replicas: int
+    gpu_pods: int
+    """Running pods of the target that request GPUs."""
+    peak_utilization: float | None
+    """Highest GPU utilisation (percent) of its pods since the last look; None: unknown."""
+
+
+@dataclass(frozen=True)
+class SandboxDecision:
+    action: Action
+    state: SandboxState
+    message: str
+    reason: Reason | None = None
+
+
+def _idle(experiment: Experiment, obs: SandboxObservation) -> bool | None:
+    """Whether this look counts as idle; None when it cannot be told (hold the timer)."""
+    threshold = experiment.idle.gpu_utilization_below_percent
+    if threshold is None:
+        return obs.gpu_pods == 0
+    if obs.gpu_pods == 0:
+        return True  # nothing holds a GPU: idle whatever the exporter says
+    if obs.peak_utilization is None:
+        return None
+    return obs.peak_utilization < threshold
+
+
+def decide_sandbox(
+    experiment: Experiment,
+    state: SandboxState,
+    obs: SandboxObservation,
+    now: float,
+    *,
+    budget_suspend: bool = False,
+) -> SandboxDecision:
+    """One look at a sandbox: shut it down, note that the user woke it, or wait.
+
+    ``budget_suspend``: the budget's enforcement says Suspend; a running sandbox is
+    shut down, and stays down while it does (waking it shuts it down again).
+    """
+    if budget_suspend and obs.running:
+        return _shut_down(state, obs, now, Reason.BUDGET, "budget exceeded (enforcement Suspend)")
+    if state.shut_down_at is not None:
+        if obs.running:
+            fresh = SandboxState(active_since=now)
+            return SandboxDecision(
+                Action.WOKEN, fresh, "woken by the user; idle and lifetime timers restart"
+            )
+        return SandboxDecision(Action.NONE, state, "shut down; waiting to be woken")
+    if not obs.running:
+        # Already at zero (by the user): nothing to shut down, nothing to time.
+        return SandboxDecision(Action.NONE, replace(state, idle_since=None), "not running")
+
+    lifetime = experiment.max_lifetime_seconds
+    if lifetime is not None and now - state.active_since >= lifetime:
+        return _shut_down(state, obs, now, Reason.MAX_LIFETIME,
+                          f"maxLifetimeSeconds={lifetime} reached")  # fmt: skip
+
+    idle = _idle(experiment, obs)
+    after = experiment.idle.after_seconds
+    if idle is None:
+        return SandboxDecision(Action.NONE, state, "GPU utilisation unknown: the idle timer holds")
+    if not idle:
+        return SandboxDecision(Action.NONE, replace(state, idle_since=None), "active")
+    since = state.idle_since if state.idle_since is not None else now
+    if now - since >= after:
+        what = (
+            f"GPU utilisation below {experiment.idle.gpu_utilization_below_percent:g} %"
+            if experiment.idle.gpu_utilization_below_percent is not None and obs.gpu_pods
+            else "no running GPU pods"
+        )
+        return _shut_down(state, obs, now, Reason.IDLE, f"idle ({what}) for {now - since:.0f}s")
+    left = after - (now - since)
+    return SandboxDecision(
+        Action.NONE, replace(state, idle_since=since), f"idle; shuts down in {left:.0f}s"
+    )
+
+
+def _shut_down(
+    state: SandboxState, obs: SandboxObservation, now: float, reason: Reason, message: str
+) -> SandboxDecision:
+    done = replace(state, shut_down_at=now, reason=reason, replicas_before=obs.replicas)
+    return SandboxDecision(Action.SHUT_DOWN, done, message, reason)

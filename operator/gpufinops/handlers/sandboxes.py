@@ -1,0 +1,178 @@
+"""Kopf wiring of Experiment sandboxes: targets and their GPU pods from indexes, the
+GPU utilisation from Prometheus (DCGM), one daemon per Experiment workload."""
+
+import asyncio
+import time
+from datetime import datetime
+from typing import Any
+
+import kopf
+from kubernetes import client
+
+from gpufinops.adapters.deployments import scale_deployment, scale_statefulset
+from gpufinops.adapters.jobs import JobActions, JobView, pod_template_gpus
+from gpufinops.adapters.prometheus.client import MetricsError, PrometheusClient
+from gpufinops.adapters.prometheus.utilization import peak_gpu_utilization
+from gpufinops.api.experiment import Experiment
+from gpufinops.api.resource import GROUP, PLURAL, VERSION
+from gpufinops.config.model import OperatorConfig
+from gpufinops.core.sandbox import SandboxObservation
+from gpufinops.core.validation import check_spec
+from gpufinops.handlers.autoscaling import DEFAULT_SYNC_SECONDS
+from gpufinops.handlers.inference import StatusConflict
+from gpufinops.handlers.sandbox import SandboxController, SandboxEffects
+
+
+@kopf.index("apps", "v1", "statefulsets")
+def statefulsets(
+    namespace: str | None, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
+) -> dict[tuple[str | None, str], tuple[int, int]]:
+    replicas = spec.get("replicas")
+    return {(namespace, name): (1 if replicas is None else int(replicas),
+                                int(meta.get("generation") or 0))}  # fmt: skip
+
+
+def _owner_workload(meta: kopf.Meta, labels: kopf.Labels) -> str | None:
+    """The Deployment, StatefulSet or Job a pod belongs to (a ReplicaSet's name is the
+    Deployment's plus ``-<pod-template-hash>``)."""
+    for ref in meta.get("ownerReferences") or []:
+        if not ref.get("controller"):
+            continue
+        kind, name = ref.get("kind"), str(ref.get("name"))
+        if kind == "ReplicaSet":
+            suffix = "-" + str(labels.get("pod-template-hash", ""))
+            return name[: -len(suffix)] if name.endswith(suffix) else name
+        if kind in ("StatefulSet", "Job"):
+            return name
+    return None
+
+
+@kopf.index("", "v1", "pods")
+def gpu_pods_by_owner(
+    namespace: str | None,
+    meta: kopf.Meta,
+    labels: kopf.Labels,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    **_: Any,
+) -> dict[tuple[str | None, str], str]:
+    """Running pods that hold GPUs, by the workload object that owns them."""
+    if status.get("phase") != "Running" or meta.get("deletionTimestamp"):
+        return {}
+    if pod_template_gpus(dict(spec)) <= 0:
+        return {}
+    owner = _owner_workload(meta, labels)
+    return {(namespace, owner): str(meta.get("name"))} if owner else {}
+
+
+def _is_experiment(spec: kopf.Spec, **_: Any) -> bool:
+    return spec.get("type") == "Experiment"
+
+
+def _first(index: kopf.Index[Any, Any], key: Any) -> Any:
+    for value in index.get(key, []):
+        return value
+    return None
+
+
+def _target(
+    experiment: Experiment, namespace: str, indexes: dict[str, Any]
+) -> tuple[bool, int, int] | None:
+    """(running, replicas, generation) of the target, or None when it does not exist."""
+    ref = experiment.target_ref
+    key = (namespace, ref.name)
+    if ref.kind == "Deployment":
+        view = _first(indexes["deployments"], key)
+        return None if view is None else (view.replicas > 0, view.replicas, view.generation)
+    if ref.kind == "StatefulSet":
+        found = _first(indexes["statefulsets"], key)
+        return None if found is None else (found[0] > 0, found[0], found[1])
+    job: JobView | None = _first(indexes["training_jobs"], key)
+    if job is None:
+        return None
+    return (not job.suspended and not job.complete, job.parallelism, job.generation)
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, when=_is_experiment, cancellation_timeout=10.0)
+async def watch_sandbox(
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    meta: kopf.Meta,
+    stopped: kopf.DaemonStopped,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **indexes: Any,
+) -> None:
+    """Tick until the workload is deleted or stops being an Experiment."""
+    assert namespace is not None
+    config: OperatorConfig = memo.config
+    api: client.ApiClient = memo.api
+    prometheus: PrometheusClient | None = getattr(memo, "prometheus", None)
+    sync = float(getattr(memo, "sync_seconds", DEFAULT_SYNC_SECONDS))
+    custom = client.CustomObjectsApi(api)
+    seen: dict[str, Any] = {"resourceVersion": None}
+    created = meta.get("creationTimestamp")
+    created_at = (
+        datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+        if created
+        else time.time()
+    )
+
+    def write_status(patch: dict[str, Any]) -> None:
+        try:
+            custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name,
+                {"metadata": {"resourceVersion": seen["resourceVersion"]}, "status": patch},
+            )  # fmt: skip
+        except client.ApiException as exc:
+            if exc.status == 409:
+                raise StatusConflict(str(exc.reason)) from exc
+            raise
+
+    def post_event(type: str, reason: str, message: str) -> None:
+        kopf.event(body, type=type, reason=reason, message=message)
+
+    current: dict[str, Experiment] = {}
+
+    def shut_down() -> None:
+        ref = current["experiment"].target_ref
+        if ref.kind == "Deployment":
+            scale_deployment(api, namespace, ref.name, 0)
+        elif ref.kind == "StatefulSet":
+            scale_statefulset(api, namespace, ref.name, 0)
+        else:
+            JobActions(api).suspend(namespace, ref.name)
+
+    controller = SandboxController(
+        namespace, name, created_at, SandboxEffects(shut_down, write_status, post_event)
+    )
+    while not stopped:
+        spec = check_spec(body.get("spec"), config).spec
+        if spec is not None and spec.experiment is not None:
+            experiment = current["experiment"] = spec.experiment
+            target = _target(experiment, namespace, indexes)
+            if target is not None:
+                running, replicas, generation = target
+                pods = len(
+                    indexes["gpu_pods_by_owner"].get((namespace, experiment.target_ref.name), [])
+                )
+                utilization = None
+                if experiment.idle.gpu_utilization_below_percent is not None and prometheus:
+                    try:
+                        utilization = await asyncio.to_thread(
+                            peak_gpu_utilization, prometheus, namespace,
+                            experiment.target_ref.kind, experiment.target_ref.name,
+                            max(2 * sync, 60.0),
+                        )  # fmt: skip
+                    except MetricsError as exc:
+                        logger.info(f"GPU utilisation unknown, idle timer holds: {exc}")
+                obs = SandboxObservation(running, replicas, pods, utilization)
+                seen["resourceVersion"] = body.get("metadata", {}).get("resourceVersion")
+                try:
+                    await asyncio.to_thread(
+                        controller.tick, spec, obs, body.get("status"), time.time(), generation
+                    )
+                except Exception as exc:  # one bad tick must not stop the loop
+                    logger.warning(f"sandbox tick failed, retrying next period: {exc}")
+        await stopped.wait(sync)
