@@ -57,3 +57,49 @@ def forget(namespace: str, workload: str) -> None:
     for metric in (DESIRED_REPLICAS, FORECAST_DEMAND, FORECAST_ERROR, DECISION_SECONDS):
         with contextlib.suppress(KeyError):
             metric.remove(namespace, workload)
+
+
+# Spend (handlers.cost). Label values come from AIWorkload specs and the pool
+# config, so series are bounded by workloads x capacity types.
+COST_LABELS = ("namespace", "workload", "team", "project", "model")
+COST_TOTAL = Counter(
+    "gpufinops_cost_usd_total",
+    "GPU spend of the workload since the operator started, USD (use increase()).",
+    (*COST_LABELS, "capacity_type"),
+)
+HOURLY_COST = Gauge(
+    "gpufinops_hourly_cost_usd",
+    "Current GPU spend rate of the workload, USD per hour.",
+    (*COST_LABELS, "capacity_type"),
+)
+BUDGET_USED_RATIO = Gauge(
+    "gpufinops_budget_used_ratio",
+    "Spend divided by the budget of the tightest period (1 means exceeded).",
+    COST_LABELS,
+)
+UNALLOCATED_COST = Counter(
+    "gpufinops_unallocated_gpu_cost_usd_total",
+    "Cost of GPUs on pool nodes that no pod holds (the __idle__ owner), USD.",
+    ("pool", "capacity_type"),
+)
+COST_PER_MILLION_TOKENS = Gauge(
+    "gpufinops_cost_per_million_tokens_usd",
+    "Current spend rate over the vLLM token rate (prompt + generated), USD per million tokens.",
+    ("namespace", "workload", "model"),
+)
+ALERT_DELIVERY_FAILURES = Counter(
+    "gpufinops_alert_delivery_failures_total",
+    "Budget alerts that could not be delivered to Alertmanager or the webhook.",
+)
+
+
+def forget_cost(labels: tuple[str, ...], capacity_types: tuple[str, ...]) -> None:
+    """Drop one workload's spend series (deleted, or its costAllocation changed)."""
+    for ct in capacity_types:
+        for metric in (COST_TOTAL, HOURLY_COST):
+            with contextlib.suppress(KeyError):
+                metric.remove(*labels, ct)
+    with contextlib.suppress(KeyError):
+        BUDGET_USED_RATIO.remove(*labels)
+    with contextlib.suppress(KeyError):
+        COST_PER_MILLION_TOKENS.remove(labels[0], labels[1], labels[4])

@@ -88,6 +88,24 @@ def forecast_settings(spec: AIWorkloadSpec) -> ForecastSettings:
     )
 
 
+def budget_ceiling(
+    status: Mapping[str, Any] | None, min_replicas: int, current: int
+) -> tuple[int, str] | None:
+    """The replica ceiling the cost loop's budget enforcement sets, read from status.
+
+    Throttle holds the replicas running now (never below the floor): the service
+    keeps serving, it only stops growing. Suspend reaches Inference only with the
+    workload's explicit suspendInference consent (the cost core checks). A manual
+    spec.replicas is a person's decision and is not capped.
+    """
+    enforcement = ((status or {}).get("budget") or {}).get("enforcement")
+    if enforcement == "Throttle":
+        return max(current, min_replicas), "BudgetThrottle"
+    if enforcement == "Suspend":
+        return 0, "BudgetSuspend"
+    return None
+
+
 class InferenceController:
     """The autoscaling loop of one Inference AIWorkload."""
 
@@ -250,6 +268,11 @@ class InferenceController:
         if spec.replicas is not None:
             desired, action = spec.replicas, "ManualOverride"
             reason = f"spec.replicas={spec.replicas} set (kubectl scale); autoscaling paused"
+        else:
+            ceiling = budget_ceiling(latest_status, inference.min_replicas, deployment.replicas)
+            if ceiling is not None and desired > ceiling[0]:
+                desired, action = ceiling
+                reason = f"budget exceeded, {action}: replicas capped at {desired} ({reason})"
 
         self._signal_conditions(decision, report, stamp, generation)
         recommend_only = spec.mode == Mode.RECOMMEND
@@ -257,7 +280,8 @@ class InferenceController:
             self.effects.scale(desired)
             event = {"ScaleUp": "ScaledUp", "ScaleDown": "ScaledDown",
                      "ScaleToZero": "ScaledToZero", "Wake": "ScaledUp",
-                     "Fallback": "FallbackScaled", "ManualOverride": "ScaledManually"}  # fmt: skip
+                     "Fallback": "FallbackScaled", "ManualOverride": "ScaledManually",
+                     "BudgetSuspend": "BudgetSuspended"}  # fmt: skip
             self.effects.post_event(
                 "Normal", event.get(action, "Scaled"),
                 f"{target} {deployment.replicas} → {desired}: {reason}",

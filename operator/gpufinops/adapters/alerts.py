@@ -1,0 +1,132 @@
+"""Budget alerts beyond Kubernetes Events: an Alertmanager and a generic JSON webhook.
+
+Events are the record (``kubectl describe``, event exporters); these
+deliveries are for people who are paged from Alertmanager or a chat
+webhook. Delivery is best effort: one attempt per alert, failures are
+logged and counted, never retried forever, because the Event has already
+been posted and a budget alert that arrives an hour late is noise.
+"""
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+
+from gpufinops.config.model import AlertingConfig
+
+log = logging.getLogger(__name__)
+
+ALERT_TTL = timedelta(hours=1)
+"""How long Alertmanager keeps an alert firing without hearing of it again."""
+
+
+@dataclass(frozen=True)
+class BudgetAlert:
+    """One budget alert about one workload, as delivered."""
+
+    reason: str
+    """BudgetThresholdCrossed, BudgetProjectedToExceed or BudgetExceeded."""
+    key: str
+    message: str
+    namespace: str
+    workload: str
+    time: datetime
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """costAllocation keys (team, project, model, environment) that are set."""
+
+    @property
+    def severity(self) -> str:
+        return "info" if self.reason == "BudgetThresholdCrossed" else "warning"
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """``period``, ``period_id`` and ``threshold`` from the memory key.
+
+        Alertmanager merges alerts with equal label sets, so the 50 % and the
+        80 % alert of one day would collapse into one without them, and today's
+        alert would refresh yesterday's. ``threshold`` is the fraction crossed
+        (``1`` for BudgetExceeded); a projection has none.
+        """
+        period, _, rest = self.key.partition(":")
+        period_id, _, what = rest.rpartition(":")
+        out = {"period": period, "period_id": period_id}
+        if what == "exceeded":
+            out["threshold"] = "1"
+        elif what != "projected":
+            out["threshold"] = what
+        return out
+
+
+def alertmanager_payload(alerts: Sequence[BudgetAlert]) -> list[dict[str, Any]]:
+    """The body of ``POST /api/v2/alerts``: labels identify, annotations explain."""
+    return [
+        {
+            "labels": {
+                "alertname": a.reason,
+                "namespace": a.namespace,
+                "workload": a.workload,
+                "severity": a.severity,
+                "source": "gpufinops",
+                **a.identity,
+                **dict(a.labels),
+            },
+            "annotations": {"summary": a.message, "key": a.key},
+            "startsAt": a.time.isoformat(),
+            "endsAt": (a.time + ALERT_TTL).isoformat(),
+        }
+        for a in alerts
+    ]
+
+
+def webhook_payload(alert: BudgetAlert) -> dict[str, Any]:
+    return {
+        "source": "gpufinops",
+        "reason": alert.reason,
+        "severity": alert.severity,
+        "key": alert.key,
+        **alert.identity,
+        "message": alert.message,
+        "namespace": alert.namespace,
+        "workload": alert.workload,
+        "labels": dict(alert.labels),
+        "time": alert.time.isoformat(),
+    }
+
+
+class AlertSender:
+    """Posts alerts to the configured endpoints; a no-op when none is configured."""
+
+    def __init__(self, config: AlertingConfig, session: requests.Session | None = None) -> None:
+        self.config = config
+        self.session = session or requests.Session()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.config.alertmanager_url or self.config.webhook_url)
+
+    def _post(self, url: str, body: Any) -> bool:
+        try:
+            response = self.session.post(url, json=body, timeout=self.config.timeout_seconds)
+        except requests.RequestException as exc:
+            log.warning("budget alert delivery to %s failed: %s", url, exc)
+            return False
+        if response.status_code >= 300:
+            log.warning("budget alert delivery to %s: HTTP %s", url, response.status_code)
+            return False
+        return True
+
+    def send(self, alerts: Sequence[BudgetAlert]) -> int:
+        """Deliver every alert; returns how many deliveries failed (blocking: run in a thread)."""
+        failed = 0
+        if not alerts:
+            return failed
+        if self.config.alertmanager_url:
+            url = self.config.alertmanager_url.rstrip("/") + "/api/v2/alerts"
+            failed += not self._post(url, alertmanager_payload(alerts))
+        if self.config.webhook_url:
+            for a in alerts:
+                failed += not self._post(self.config.webhook_url, webhook_payload(a))
+        return failed

@@ -1,0 +1,190 @@
+"""Who holds which GPUs: pods, as a Kopf index delivers them, turned into allocations.
+
+Spend is charged to the AIWorkload whose target owns the pod, on the pool of
+the node the pod runs on. Owners are resolved from what the pod itself
+carries (its controller reference and labels), so no ReplicaSet or Job has to
+be read: a Deployment's pods belong to ReplicaSet ``<deployment>-<hash>``,
+where ``<hash>`` is the pod's own ``pod-template-hash`` label.
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gpufinops.api.spec import AIWorkloadSpec
+from gpufinops.config.model import NodePool
+from gpufinops.core.cost.accounting import Allocation, CostLabels
+from gpufinops.core.cost.manifests import EstimateError, pod_gpus
+
+GPU = "nvidia.com/gpu"
+TEMPLATE_HASH = "pod-template-hash"
+JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
+
+
+@dataclass(frozen=True)
+class GpuPod:
+    """A pod holding GPUs on a node, and since (and until) when it has held them."""
+
+    namespace: str
+    name: str
+    node: str
+    gpus: float
+    owner: tuple[str, str] | None
+    """(kind, name) of the workload-level owner: Deployment, StatefulSet or Job."""
+    since: datetime | None
+    until: datetime | None
+    """When a finished pod stopped holding its GPUs; None while it runs."""
+
+
+def _time(raw: Any) -> datetime | None:
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def owner_of(meta: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The Deployment, StatefulSet or Job a pod belongs to, from its own metadata."""
+    labels = meta.get("labels") or {}
+    for ref in meta.get("ownerReferences") or []:
+        if not ref.get("controller"):
+            continue
+        kind, name = str(ref.get("kind") or ""), str(ref.get("name") or "")
+        if kind == "ReplicaSet":
+            suffix = f"-{labels.get(TEMPLATE_HASH, '')}"
+            if len(suffix) > 1 and name.endswith(suffix):
+                return "Deployment", name[: -len(suffix)]
+            return "ReplicaSet", name
+        return kind, name
+    for key in JOB_NAME_LABELS:
+        if labels.get(key):
+            return "Job", str(labels[key])
+    return None
+
+
+def _held(status: Mapping[str, Any]) -> tuple[datetime | None, datetime | None]:
+    """Since when the pod's containers have run, and until when if they all ended.
+
+    Container start times are when the GPUs were handed over; the pod's
+    startTime (before image pulls) stands in when no container has started yet.
+    """
+    started, finished = [], []
+    for cs in status.get("containerStatuses") or []:
+        state = cs.get("state") or {}
+        for key in ("running", "terminated"):
+            at = _time((state.get(key) or {}).get("startedAt"))
+            if at is not None:
+                started.append(at)
+        end = _time((state.get("terminated") or {}).get("finishedAt"))
+        if end is not None:
+            finished.append(end)
+    phase = status.get("phase")
+    since = min(started) if started else None
+    if since is None and phase == "Running":
+        since = _time(status.get("startTime"))
+    until = None
+    if phase in ("Succeeded", "Failed"):
+        until = max(finished) if finished else since
+    return since, until
+
+
+def gpu_pod_record(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What the index keeps of a pod: only pods with GPUs on a node, a few fields each."""
+    meta, spec = body.get("metadata") or {}, body.get("spec") or {}
+    node = spec.get("nodeName")
+    if not node:
+        return None
+    try:
+        gpus = pod_gpus(spec, "pod", "spec")
+    except EstimateError:
+        return None
+    if gpus <= 0:
+        return None
+    since, until = _held(body.get("status") or {})
+    return {
+        "namespace": meta.get("namespace", ""),
+        "name": meta.get("name", ""),
+        "node": node,
+        "gpus": gpus,
+        "owner": owner_of(meta),
+        "since": since,
+        "until": until,
+    }
+
+
+def gpu_pod(record: Mapping[str, Any]) -> GpuPod:
+    owner = record.get("owner")
+    return GpuPod(
+        namespace=record["namespace"],
+        name=record["name"],
+        node=record["node"],
+        gpus=float(record["gpus"]),
+        owner=(str(owner[0]), str(owner[1])) if owner else None,
+        since=record.get("since"),
+        until=record.get("until"),
+    )
+
+
+def targets_of(name: str, spec: AIWorkloadSpec) -> list[tuple[str, str]]:
+    """The (kind, name) objects whose pods are the workload's, in its namespace."""
+    if spec.inference is not None:
+        return [("Deployment", spec.inference.target_ref.name)]
+    if spec.training is not None:
+        job = spec.training.job_ref.name if spec.training.job_ref is not None else name
+        return [("Job", job)]
+    if spec.experiment is not None:
+        return [(spec.experiment.target_ref.kind, spec.experiment.target_ref.name)]
+    return []
+
+
+@dataclass(frozen=True)
+class Pools:
+    """Node → pool, and GPUs per pool, from the nodes the operator config selects."""
+
+    by_node: dict[str, NodePool]
+    capacity: dict[str, float]
+
+    @classmethod
+    def of(cls, nodes: Iterable[tuple[NodePool, Mapping[str, Any]]]) -> "Pools":
+        by_node: dict[str, NodePool] = {}
+        capacity: dict[str, float] = {}
+        for pool, body in nodes:
+            name = (body.get("metadata") or {}).get("name")
+            if not name:
+                continue
+            by_node[str(name)] = pool
+            allocatable = (body.get("status") or {}).get("allocatable") or {}
+            try:
+                gpus = float(allocatable.get(GPU) or 0)
+            except (TypeError, ValueError):
+                gpus = 0.0
+            capacity[pool.name] = capacity.get(pool.name, 0.0) + gpus
+        return cls(by_node, capacity)
+
+
+def holds_at(pod: GpuPod, t: datetime) -> bool:
+    return pod.since is not None and pod.since <= t and (pod.until is None or pod.until > t)
+
+
+def held_seconds(pod: GpuPod, start: datetime, end: datetime) -> float:
+    """Seconds of ``[start, end)`` during which the pod held its GPUs."""
+    if pod.since is None:
+        return 0.0
+    a = max(start, pod.since)
+    b = min(end, pod.until) if pod.until is not None else end
+    return max(0.0, (b - a).total_seconds())
+
+
+def allocations_at(
+    pods: Iterable[GpuPod], pools: Pools, t: datetime, workload: str, labels: CostLabels
+) -> list[Allocation]:
+    """GPUs the workload's pods hold at ``t``, per pool (pods off every pool: not charged)."""
+    by_pool: dict[str, float] = {}
+    for pod in pods:
+        pool = pools.by_node.get(pod.node)
+        if pool is not None and holds_at(pod, t):
+            by_pool[pool.name] = by_pool.get(pool.name, 0.0) + pod.gpus
+    return [Allocation(workload, p, g, labels) for p, g in sorted(by_pool.items())]

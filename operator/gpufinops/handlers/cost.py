@@ -1,0 +1,221 @@
+"""GPU spend per workload: one operator-wide loop accrues it into status.cost and budgets.
+
+Every ``cost.intervalSeconds`` the loop charges each AIWorkload for the
+GPU-seconds its pods held since ``status.cost.lastAccountedTime`` (the pure
+``core.cost`` does the calendar arithmetic), decides budget alerts and
+enforcement, and writes ``status.cost``, ``status.budget`` and (every few minutes, when
+they change) ``status.recommendations`` with a merge patch holding only those:
+the autoscaler owns the conditions list, which a merge patch would replace
+whole.
+
+Pods, nodes and workloads come from Kopf indexes, so a tick costs no LIST;
+the loop is one task for the whole operator, started from the first
+AIWorkload or node event because only resource handlers receive indexes.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import kopf
+from kubernetes import client
+
+from gpufinops.adapters.alerts import AlertSender
+from gpufinops.adapters.allocations import GpuPod, Pools, gpu_pod, gpu_pod_record
+from gpufinops.adapters.deployments import DeploymentView
+from gpufinops.adapters.nodes import pool_of
+from gpufinops.adapters.prometheus.client import MetricsError, PrometheusClient
+from gpufinops.adapters.prometheus.presets import deployment_pods_regex, quote
+from gpufinops.adapters.prometheus.utilization import peak_gpu_utilization
+from gpufinops.api.inference import MetricsServer
+from gpufinops.api.resource import GROUP, PLURAL, VERSION
+from gpufinops.api.spec import AIWorkloadSpec
+from gpufinops.config.model import OperatorConfig
+from gpufinops.handlers.cost_accounting import (
+    CostAccountant,
+    CostEffects,
+    TokenRate,
+    Utilization,
+    WorkloadView,
+)
+
+logger = logging.getLogger(__name__)
+
+TOKEN_RATE_WINDOW = "5m"
+"""Long enough to smooth bursts of long generations, short enough to follow the load."""
+
+_INDEXES = ("gpu_pods", "cost_workloads", "pool_nodes", "deployments")
+
+
+@kopf.index("", "v1", "pods")
+def gpu_pods(namespace: str | None, body: kopf.Body, **_: Any) -> dict[str | None, Any]:
+    record = gpu_pod_record(body)
+    return {namespace: record} if record is not None else {}
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def cost_workloads(
+    namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[tuple[str | None, str], WorkloadView]:
+    meta = body.get("metadata", {})
+    status = body.get("status") or {}
+    return {
+        (namespace, name): WorkloadView(
+            namespace=namespace or "",
+            name=name,
+            ref={
+                "apiVersion": body.get("apiVersion"),
+                "kind": body.get("kind"),
+                "metadata": {"name": name, "namespace": namespace, "uid": meta.get("uid")},
+            },
+            spec=dict(body.get("spec") or {}),
+            cost=dict(status.get("cost") or {}),
+            budget=dict(status.get("budget") or {}),
+            recommendations=(
+                [dict(r) for r in status["recommendations"]]
+                if isinstance(status.get("recommendations"), list)
+                else None
+            ),
+        )
+    }
+
+
+@kopf.index("", "v1", "nodes")
+def pool_nodes(
+    name: str, labels: kopf.Labels, status: kopf.Status, memo: kopf.Memo, **_: Any
+) -> dict[str, dict[str, Any]]:
+    pool = pool_of(labels, memo.config.node_pools)
+    if pool is None:
+        return {}
+    allocatable = dict(status.get("allocatable") or {})
+    return {pool.name: {"metadata": {"name": name}, "status": {"allocatable": allocatable}}}
+
+
+@kopf.on.startup()
+def cost_setup(memo: kopf.Memo, **_: Any) -> None:
+    """One holder shared by every handler: resource handlers get a copy of the memo per
+    object, so only a mutable object created here reaches all of them (one loop, not one
+    per node or workload)."""
+    memo.cost_loop = {}
+
+
+def _ensure_loop(memo: kopf.Memo, indexes: Mapping[str, Any]) -> None:
+    shared: dict[str, Any] = memo.cost_loop
+    shared["indexes"] = {k: indexes[k] for k in _INDEXES if k in indexes}
+    task: asyncio.Task[None] | None = shared.get("task")
+    if task is None or task.done():
+        # Created inside a handler, the task inherits Kopf's context (Events work).
+        shared["task"] = asyncio.get_running_loop().create_task(_run(memo))
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def cost_on_workload(memo: kopf.Memo, **indexes: Any) -> None:
+    _ensure_loop(memo, indexes)
+
+
+@kopf.on.event("", "v1", "nodes")
+async def cost_on_node(memo: kopf.Memo, **indexes: Any) -> None:
+    _ensure_loop(memo, indexes)
+
+
+@kopf.on.cleanup()
+async def stop_cost_loop(memo: kopf.Memo, **_: Any) -> None:
+    task: asyncio.Task[None] | None = memo.cost_loop.get("task")
+    if task is not None:
+        task.cancel()
+
+
+def _values(index: Any) -> Iterable[Any]:
+    for key in list(index or {}):
+        yield from index.get(key, [])
+
+
+def _effects(memo: kopf.Memo) -> CostEffects:
+    custom = client.CustomObjectsApi(memo.api)
+
+    def write_status(namespace: str, name: str, patch: dict[str, Any]) -> None:
+        # No resourceVersion: the patch holds only dict fields this loop owns, which
+        # a merge patch merges key by key, so nobody else's writes can be lost.
+        custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": patch}
+        )
+
+    def post_event(ref: Mapping[str, Any], type: str, reason: str, message: str) -> None:
+        # A plain mapping with apiVersion, kind and metadata is all an Event reference needs.
+        kopf.event(cast(kopf.Body, dict(ref)), type=type, reason=reason, message=message)
+
+    return CostEffects(write_status, post_event, AlertSender(memo.config.alerting).send)
+
+
+def tokens_query(namespace: str, deployment: str) -> str:
+    """vLLM's prompt and generated tokens per second, over the Deployment's pods."""
+    names = "vllm:prompt_tokens_total|vllm:generation_tokens_total"
+    selector = (
+        f"__name__=~{quote(names)}, namespace={quote(namespace)}, "
+        f"pod=~{quote(deployment_pods_regex(deployment))}"
+    )
+    return f"sum(rate({{{selector}}}[{TOKEN_RATE_WINDOW}]))"
+
+
+def _token_rate(config: OperatorConfig) -> TokenRate:
+    prometheus = PrometheusClient(config.prometheus.url, timeout=config.prometheus.timeout_seconds)
+
+    def read(namespace: str, spec: AIWorkloadSpec) -> float | None:
+        inference = spec.inference
+        if inference is None or inference.metrics.server != MetricsServer.VLLM:
+            return None
+        try:
+            return prometheus.instant(tokens_query(namespace, inference.target_ref.name))
+        except MetricsError:
+            return None  # no figure is better than a wrong one; the spend is still accounted
+
+    return read
+
+
+def _utilization(config: OperatorConfig) -> Utilization:
+    prometheus = PrometheusClient(config.prometheus.url, timeout=config.prometheus.timeout_seconds)
+
+    def read(namespace: str, kind: str, name: str, window_seconds: float) -> float | None:
+        try:
+            return peak_gpu_utilization(prometheus, namespace, kind, name, window_seconds)
+        except MetricsError:
+            return None  # without DCGM the rules that need utilisation stay silent
+
+    return read
+
+
+async def _run(memo: kopf.Memo) -> None:
+    config: OperatorConfig = memo.config
+    accountant = CostAccountant(config, _effects(memo), _token_rate(config), _utilization(config))
+    clusterwide = bool(getattr(memo, "clusterwide", True))
+    if not clusterwide:
+        logger.info("namespaced operator: unallocated GPU cost is not measured")
+    while True:
+        indexes = memo.cost_loop["indexes"]
+        pods: list[GpuPod] = [gpu_pod(r) for r in _values(indexes.get("gpu_pods"))]
+        pools = Pools.of(
+            (p, n)
+            for p in config.node_pools
+            for n in (indexes.get("pool_nodes") or {}).get(p.name, [])
+        )
+        deployments = indexes.get("deployments") or {}
+
+        def replicas(namespace: str, name: str, _d: Any = deployments) -> int | None:
+            view: DeploymentView | None = next(iter(_d.get((namespace, name), [])), None)
+            return view.replicas if view is not None else None
+
+        try:
+            await accountant.tick(
+                datetime.fromtimestamp(time.time(), tz=UTC),
+                list(_values(indexes.get("cost_workloads"))),
+                pods,
+                pools,
+                replicas,
+                measure_unallocated=clusterwide,
+            )
+        except Exception as exc:  # the loop must outlive any one bad tick
+            logger.warning("cost accounting pass failed, retrying next interval: %s", exc)
+        await asyncio.sleep(config.cost.interval_seconds)

@@ -1,0 +1,420 @@
+"""One cost-accounting pass over every AIWorkload, without Kopf (``cost.py`` drives it).
+
+What must survive a restart is in status: the totals and the end of the
+last interval counted (``lastAccountedTime``), and the budget alerts already
+raised (``alertsSent``). Memory is only a cache of what was last written; it
+is refilled from status when empty or when status is ahead of it (another
+replica wrote), so a restarted operator continues exactly where the status
+says, never counting an interval twice and never skipping one.
+
+Spend over an interval is the GPU-seconds each pod held inside it, from the
+pod's container start (and end) times, times its pool's GPU price: a pod
+that started halfway through an interval pays for half of it.
+
+The same pass samples the GPUs and replicas each workload holds, by local hour
+of day, for the rightsizing rules of ``core.cost.recommend``. Those samples are
+memory only: losing them on a restart costs a day of observation, not money,
+so they are not worth a status write every pass.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from gpufinops.adapters import operator_metrics as metrics
+from gpufinops.adapters.alerts import BudgetAlert
+from gpufinops.adapters.allocations import GpuPod, Pools, held_seconds, holds_at, targets_of
+from gpufinops.api.spec import AIWorkloadSpec, WorkloadType
+from gpufinops.api.status import BudgetState, CostStatus
+from gpufinops.config.model import OperatorConfig
+from gpufinops.core.cost.accounting import (
+    UNSET,
+    Allocation,
+    CostLabels,
+    CostTotals,
+    accrue,
+    gpu_prices,
+    idle_allocations,
+    to_status,
+)
+from gpufinops.core.cost.budget import (
+    AlertReason,
+    Spend,
+    alerts_due,
+    budget_state,
+    enforce,
+    remember,
+)
+from gpufinops.core.cost.periods import zone
+from gpufinops.core.cost.recommend import Usage, observe, recommend
+from gpufinops.core.validation import check_spec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkloadView:
+    """What the workloads index keeps of an AIWorkload."""
+
+    namespace: str
+    name: str
+    ref: Mapping[str, Any]
+    """apiVersion, kind and metadata (name, namespace, uid): enough to post Events."""
+    spec: Mapping[str, Any]
+    cost: Mapping[str, Any]
+    budget: Mapping[str, Any]
+    recommendations: Sequence[Mapping[str, Any]] | None = None
+    """``status.recommendations`` as last written (None: never)."""
+
+
+@dataclass
+class CostEffects:
+    """Everything the pass does to the outside world, injected so tests can watch it."""
+
+    write_status: Callable[[str, str, dict[str, Any]], None]
+    post_event: Callable[[Mapping[str, Any], str, str, str], None]
+    send_alerts: Callable[[Sequence[BudgetAlert]], int]
+
+
+TokenRate = Callable[[str, AIWorkloadSpec], float | None]
+"""Tokens per second an Inference workload serves now (None: unknown)."""
+
+Utilization = Callable[[str, str, str, float], float | None]
+"""Peak GPU utilisation (percent) of (namespace, kind, name) over a window in seconds."""
+
+RECOMMEND_EVERY = timedelta(minutes=5)
+"""Recommendations move with days of usage: recomputing them more often only adds writes."""
+UTILIZATION_WINDOW = timedelta(days=7)
+"""The longest look back for peak utilisation: a week holds every weekday's peak."""
+
+
+@dataclass
+class _Book:
+    totals: CostTotals
+    sent: tuple[str, ...]
+    visible: dict[str, Any] | None = None
+    """The last patch written, minus lastAccountedTime: unchanged and idle means no write."""
+    series: tuple[str, ...] | None = None
+    usage: Usage = field(default_factory=Usage)
+    """GPUs and replicas by hour of day, seen by this process (not persisted)."""
+    recommendations: list[dict[str, Any]] | None = None
+    """``status.recommendations`` as last written."""
+    recommended_at: datetime | None = None
+    utilization: float | None = None
+    """Peak GPU utilisation over the observed time, refreshed with the recommendations."""
+
+
+def _status_totals(view: WorkloadView) -> CostTotals:
+    try:
+        return CostTotals.from_status(CostStatus.model_validate(view.cost))
+    except ValidationError:
+        return CostTotals()
+
+
+def _status_sent(view: WorkloadView) -> tuple[str, ...]:
+    try:
+        state = BudgetState.model_validate(view.budget)
+    except ValidationError:
+        return ()
+    return tuple(state.alerts_sent or ())
+
+
+def _later(a: datetime | None, b: datetime | None) -> bool:
+    return a is not None and (b is None or a > b)
+
+
+class CostAccountant:
+    """Accrues spend and decides budgets for all workloads, one pass per interval."""
+
+    def __init__(
+        self,
+        config: OperatorConfig,
+        effects: CostEffects,
+        token_rate: TokenRate | None = None,
+        utilization: Utilization | None = None,
+    ) -> None:
+        self.config, self.effects, self.token_rate = config, effects, token_rate
+        self.utilization = utilization
+        self.tz = zone(config.cost.timezone)
+        self.prices = gpu_prices(config)
+        self.capacity_types = {p.name: str(p.capacity_type) for p in config.node_pools}
+        self.books: dict[tuple[str, str], _Book] = {}
+        self.last_pass: datetime | None = None
+        self._token_reads: list[Coroutine[Any, Any, None]] = []
+
+    def _book(self, view: WorkloadView) -> _Book:
+        key = (view.namespace, view.name)
+        stored = _status_totals(view)
+        book = self.books.get(key)
+        if book is None or _later(stored.last_accounted_time, book.totals.last_accounted_time):
+            fresh = _Book(stored, _status_sent(view), None, book.series if book else None)
+            if book is not None:  # status ahead of memory changes the totals, not the usage seen
+                fresh.usage, fresh.utilization = book.usage, book.utilization
+            fresh.recommendations = (
+                [dict(r) for r in view.recommendations]
+                if view.recommendations is not None
+                else None
+            )
+            book = fresh
+            self.books[key] = book
+        return book
+
+    async def tick(
+        self,
+        now: datetime,
+        workloads: Sequence[WorkloadView],
+        pods: Sequence[GpuPod],
+        pools: Pools,
+        replicas: Callable[[str, str], int | None],
+        *,
+        measure_unallocated: bool = True,
+    ) -> None:
+        by_owner: dict[tuple[str, str, str], list[GpuPod]] = {}
+        for pod in pods:
+            if pod.owner is not None:
+                by_owner.setdefault((pod.namespace, *pod.owner), []).append(pod)
+        seen = set()
+        self._token_reads = []
+        for view in workloads:
+            seen.add((view.namespace, view.name))
+            try:
+                await self._account(view, now, by_owner, pools, replicas)
+            except Exception as exc:  # one workload's failure must not stop the others
+                log.warning("cost of %s/%s not accounted: %s", view.namespace, view.name, exc)
+        # Prometheus is read last and concurrently: a slow one delays no status write.
+        await asyncio.gather(*self._token_reads, return_exceptions=True)
+        for key in set(self.books) - seen:
+            book = self.books.pop(key)
+            if book.series is not None:
+                metrics.forget_cost(book.series, tuple(set(self.capacity_types.values())))
+        if measure_unallocated and self.last_pass is not None and now > self.last_pass:
+            self._unallocated(pods, pools, now, (now - self.last_pass).total_seconds())
+        self.last_pass = now
+
+    def _unallocated(self, pods: Sequence[GpuPod], pools: Pools, now: datetime, s: float) -> None:
+        held = [
+            Allocation("pod", pools.by_node[p.node].name, p.gpus, CostLabels(UNSET))
+            for p in pods
+            if p.node in pools.by_node and holds_at(p, now)
+        ]
+        for idle in idle_allocations(held, pools.capacity):
+            price = self.prices.get(idle.pool)
+            if price is not None:
+                ct = self.capacity_types.get(idle.pool, UNSET)
+                metrics.UNALLOCATED_COST.labels(idle.pool, ct).inc(idle.gpus * price * s / 3600)
+
+    def _spend(
+        self, owned: Sequence[GpuPod], pools: Pools, start: datetime, now: datetime
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """USD over ``[start, now)`` and USD per hour at ``now``, by capacity type."""
+        usd: dict[str, float] = {}
+        rate: dict[str, float] = {}
+        for pod in owned:
+            pool = pools.by_node.get(pod.node)
+            price = self.prices.get(pool.name) if pool is not None else None
+            if pool is None or price is None:
+                continue  # off every configured pool: nothing to price it by
+            ct = self.capacity_types[pool.name]
+            usd[ct] = usd.get(ct, 0.0) + pod.gpus * price * held_seconds(pod, start, now) / 3600
+            if holds_at(pod, now):
+                rate[ct] = rate.get(ct, 0.0) + pod.gpus * price
+        return usd, rate
+
+    async def _account(
+        self,
+        view: WorkloadView,
+        now: datetime,
+        by_owner: Mapping[tuple[str, str, str], list[GpuPod]],
+        pools: Pools,
+        replicas: Callable[[str, str], int | None],
+    ) -> None:
+        spec = check_spec(dict(view.spec), self.config).spec
+        if spec is None:
+            return  # an invalid spec has no costAllocation to charge; the spec handler says so
+        book = self._book(view)
+        targets = targets_of(view.name, spec)
+        owned = [p for t in targets for p in by_owner.get((view.namespace, *t), [])]
+        start = book.totals.last_accounted_time
+        if start is None:
+            start = min([p.since for p in owned if p.since is not None] + [now])
+        usd, rate = self._spend(owned, pools, start, now)
+        spent = sum(usd.values())
+        totals = book.totals
+        if now > start:
+            totals = accrue(
+                totals, start, now, spent * 3600 / (now - start).total_seconds(), self.tz
+            )
+        # The projection uses the rate now, not the interval's average.
+        totals = replace(totals, hourly_usd=sum(rate.values()))
+        if totals.last_accounted_time is None or totals.last_accounted_time < now:
+            totals = replace(totals, last_accounted_time=now)
+
+        spend = Spend.of(totals, now, self.tz)
+        budget = spec.budget
+        state = budget_state(budget, spend)
+        alerts = alerts_due(budget, spend, book.sent) if budget is not None else []
+        sent = tuple(remember(book.sent, alerts, spend)) if budget is not None else ()
+        current = self._current(view, spec, targets, owned, now, replicas)
+        decision = enforce(spec, state, current)
+        recommendations = self._recommend(view, spec, targets, book, owned, pools, now)
+        cost = to_status(totals, now, self.tz).to_wire()
+        budget_patch = {
+            "usedRatio": state.used_ratio,
+            "usedPercent": state.used_percent,
+            "state": state.state,
+            "enforcement": decision.action.value,
+            "maxReplicas": decision.max_replicas,
+            "message": decision.reason,
+            "alertsSent": list(sent),
+        }
+        visible = {"cost": {k: v for k, v in cost.items() if k != "lastAccountedTime"},
+                   "budget": budget_patch}  # fmt: skip
+        patch: dict[str, Any] = {"cost": cost, "budget": budget_patch}
+        if recommendations is not None:
+            patch["recommendations"] = recommendations
+        if spent > 0 or visible != book.visible or recommendations is not None:
+            await asyncio.to_thread(self.effects.write_status, view.namespace, view.name, patch)
+        book.totals, book.sent, book.visible = totals, sent, visible
+        if recommendations is not None:
+            book.recommendations = recommendations
+        self._metrics(view, spec, book, usd, rate, state)
+        self._token_reads.append(self._per_token(view, spec, sum(rate.values())))
+        await self._alert(view, spec, alerts, now)
+
+    def _recommend(
+        self,
+        view: WorkloadView,
+        spec: AIWorkloadSpec,
+        targets: Sequence[tuple[str, str]],
+        book: _Book,
+        owned: Sequence[GpuPod],
+        pools: Pools,
+        now: datetime,
+    ) -> list[dict[str, Any]] | None:
+        """Observe this interval; every few minutes, the recommendations to write if changed.
+
+        GPUs and replicas are sampled at ``now`` and held over the interval since
+        the last pass, by local hour of day. Nothing is returned (status is left
+        as it is) until enough has been seen, so a restarted operator keeps the
+        recommendations its predecessor wrote while it observes again.
+        """
+        running = [p for p in owned if holds_at(p, now)]
+        held: dict[str, float] = {}
+        for p in running:
+            pool = pools.by_node.get(p.node)
+            if pool is not None:
+                held[pool.name] = held.get(pool.name, 0.0) + p.gpus
+        where = max(sorted(held), key=lambda name: held[name]) if held else None
+        gpus = sum(p.gpus for p in running)
+        book.usage = observe(book.usage, now, gpus, len(running), where, self.tz)
+        if book.recommended_at is not None and now - book.recommended_at < RECOMMEND_EVERY:
+            return None
+        book.recommended_at = now
+        if self.utilization is not None and targets:
+            window = min(book.usage.total_hours * 3600, UTILIZATION_WINDOW.total_seconds())
+            if window >= 60:  # read in the background, used from the next recommendation on
+                self._token_reads.append(self._read_utilization(view, targets[0], book, window))
+        found = recommend(
+            spec, book.usage, self.config.node_pools, book.utilization, self.config.cost.timezone
+        )
+        if found is None:
+            return None
+        wire = [
+            {
+                "kind": str(r.kind),
+                "message": r.message,
+                "estimatedMonthlySavingUSD": r.estimated_monthly_saving_usd,
+            }
+            for r in found
+        ]
+        return wire if wire != book.recommendations else None
+
+    async def _read_utilization(
+        self, view: WorkloadView, target: tuple[str, str], book: _Book, window: float
+    ) -> None:
+        if self.utilization is None:
+            return
+        kind, name = target
+        book.utilization = await asyncio.to_thread(
+            self.utilization, view.namespace, kind, name, window
+        )
+
+    def _current(
+        self,
+        view: WorkloadView,
+        spec: AIWorkloadSpec,
+        targets: Sequence[tuple[str, str]],
+        owned: Sequence[GpuPod],
+        now: datetime,
+        replicas: Callable[[str, str], int | None],
+    ) -> int:
+        """Replicas now: the Deployment's for Inference, running GPU pods otherwise."""
+        if spec.type == WorkloadType.INFERENCE and targets:
+            found = replicas(view.namespace, targets[0][1])
+            if found is not None:
+                return found
+        return sum(1 for p in owned if holds_at(p, now))
+
+    def _metrics(
+        self,
+        view: WorkloadView,
+        spec: AIWorkloadSpec,
+        book: _Book,
+        usd: Mapping[str, float],
+        rate: Mapping[str, float],
+        state: BudgetState,
+    ) -> None:
+        a = spec.cost_allocation
+        series = (view.namespace, view.name, a.team, a.project or UNSET, a.model or UNSET)
+        types = tuple(sorted(set(self.capacity_types.values())))
+        if book.series is not None and book.series != series:
+            metrics.forget_cost(book.series, types)
+        book.series = series
+        for ct in types:
+            if usd.get(ct, 0.0) > 0:
+                metrics.COST_TOTAL.labels(*series, ct).inc(usd[ct])
+            metrics.HOURLY_COST.labels(*series, ct).set(rate.get(ct, 0.0))
+        if state.used_ratio is not None:
+            metrics.BUDGET_USED_RATIO.labels(*series).set(state.used_ratio)
+
+    async def _per_token(
+        self, view: WorkloadView, spec: AIWorkloadSpec, usd_per_hour: float
+    ) -> None:
+        """Cost per million tokens: the spend rate over the token rate, both as of now."""
+        if self.token_rate is None or spec.inference is None:
+            return
+        labels = (view.namespace, view.name, spec.cost_allocation.model or UNSET)
+        tokens = await asyncio.to_thread(self.token_rate, view.namespace, spec)
+        if tokens is None or tokens <= 0 or usd_per_hour <= 0:
+            with contextlib.suppress(KeyError):
+                metrics.COST_PER_MILLION_TOKENS.remove(*labels)
+            return
+        per_million = usd_per_hour / (tokens * 3600) * 1e6
+        metrics.COST_PER_MILLION_TOKENS.labels(*labels).set(per_million)
+
+    async def _alert(
+        self, view: WorkloadView, spec: AIWorkloadSpec, alerts: Sequence[Any], now: datetime
+    ) -> None:
+        """Events first (the record), then Alertmanager and the webhook (best effort)."""
+        if not alerts:
+            return
+        for alert in alerts:
+            kind = "Normal" if alert.reason == AlertReason.THRESHOLD_CROSSED else "Warning"
+            self.effects.post_event(view.ref, kind, str(alert.reason), alert.message)
+        a = spec.cost_allocation
+        keys = (("team", a.team), ("project", a.project), ("model", a.model),
+                ("environment", a.environment))  # fmt: skip
+        labels = {k: v for k, v in keys if v}
+        delivered = [
+            BudgetAlert(str(x.reason), x.key, x.message, view.namespace, view.name, now, labels)
+            for x in alerts
+        ]
+        failed = await asyncio.to_thread(self.effects.send_alerts, delivered)
+        if failed:
+            metrics.ALERT_DELIVERY_FAILURES.inc(failed)

@@ -1,0 +1,346 @@
+"""Pods → GPU allocations (owners, pools, held time) and the cost pass built on them."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from gpufinops.adapters.allocations import (
+    Pools,
+    allocations_at,
+    gpu_pod,
+    gpu_pod_record,
+    held_seconds,
+    owner_of,
+    targets_of,
+)
+from gpufinops.api.spec import AIWorkloadSpec
+from gpufinops.config.model import parse_config
+from gpufinops.core.cost.accounting import CostLabels
+from gpufinops.handlers.cost_accounting import CostAccountant, CostEffects, WorkloadView
+from gpufinops.handlers.inference import budget_ceiling
+
+T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+CONFIG = parse_config(
+    {
+        "nodePools": [
+            {"name": "l4", "selector": {"pool": "l4"}, "instanceType": "g6.12xlarge",
+             "capacityType": "spot", "gpusPerNode": 4, "hourlyPriceUSD": 8.0},
+            {"name": "a100", "selector": {"pool": "a100"}, "instanceType": "p4d.24xlarge",
+             "capacityType": "on-demand", "gpusPerNode": 8, "hourlyPriceUSD": 32.0},
+        ]
+    }
+)  # fmt: skip
+"""l4: $2 per GPU-hour (spot); a100: $4 per GPU-hour (on-demand)."""
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def pod(
+    name: str,
+    node: str = "l4-0",
+    gpus: Any = 1,
+    owner: tuple[str, str] | None = ("ReplicaSet", "llm-5d8f"),
+    started: datetime | None = T0,
+    phase: str = "Running",
+    finished: datetime | None = None,
+    labels: dict[str, str] | None = None,
+    namespace: str = "ml",
+) -> dict[str, Any]:
+    state: dict[str, Any] = {}
+    if started is not None and finished is None:
+        state = {"running": {"startedAt": _iso(started)}}
+    elif started is not None and finished is not None:
+        state = {"terminated": {"startedAt": _iso(started), "finishedAt": _iso(finished)}}
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {"pod-template-hash": "5d8f", **(labels or {})},
+    }
+    if owner is not None:
+        meta["ownerReferences"] = [{"kind": owner[0], "name": owner[1], "controller": True}]
+    return {
+        "metadata": meta,
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": gpus}}}],
+        },
+        "status": {"phase": phase, "containerStatuses": [{"state": state}] if state else []},
+    }
+
+
+def node(name: str, gpus: int) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "status": {"allocatable": {"nvidia.com/gpu": str(gpus)}}}
+
+
+POOLS = Pools.of(
+    [(CONFIG.node_pools[0], node("l4-0", 4)), (CONFIG.node_pools[0], node("l4-1", 4)),
+     (CONFIG.node_pools[1], node("a100-0", 8))]
+)  # fmt: skip
+
+
+# ------------------------------------------------------------------ owners and pods
+
+
+@pytest.mark.parametrize(
+    ("meta", "owner"),
+    [
+        ({"labels": {"pod-template-hash": "5d8f"},
+          "ownerReferences": [{"kind": "ReplicaSet", "name": "llm-5d8f", "controller": True}]},
+         ("Deployment", "llm")),
+        ({"ownerReferences": [{"kind": "ReplicaSet", "name": "rs", "controller": True}]},
+         ("ReplicaSet", "rs")),
+        ({"ownerReferences": [{"kind": "Job", "name": "train", "controller": True}]},
+         ("Job", "train")),
+        ({"ownerReferences": [{"kind": "StatefulSet", "name": "nb", "controller": True}]},
+         ("StatefulSet", "nb")),
+        ({"labels": {"batch.kubernetes.io/job-name": "j"}}, ("Job", "j")),
+        ({"labels": {"job-name": "old"}}, ("Job", "old")),
+        ({"ownerReferences": [{"kind": "Node", "name": "n", "controller": False}]}, None),
+        ({}, None),
+    ],
+)  # fmt: skip
+def test_owner_comes_from_the_pods_own_metadata(meta, owner) -> None:
+    assert owner_of(meta) == owner
+
+
+def test_only_pods_holding_gpus_on_a_node_are_indexed() -> None:
+    assert gpu_pod_record(pod("a", gpus=0)) is None
+    assert gpu_pod_record(pod("a", node="")) is None
+    assert gpu_pod_record(pod("a", gpus="lots")) is None
+    record = gpu_pod_record(pod("a", gpus=2))
+    assert record is not None
+    assert record["gpus"] == 2 and record["owner"] == ("Deployment", "llm")
+    assert record["since"] == T0 and record["until"] is None
+
+
+def test_fractional_and_init_container_gpus_follow_the_manifest_rules() -> None:
+    body = pod("a", gpus="0.5")
+    body["spec"]["initContainers"] = [{"resources": {"limits": {"nvidia.com/gpu": 2}}}]
+    assert gpu_pod_record(body)["gpus"] == 2  # type: ignore[index]
+    assert gpu_pod_record(pod("b", gpus="0.5"))["gpus"] == 0.5  # type: ignore[index]
+
+
+def test_held_time_uses_container_start_then_pod_start_time() -> None:
+    body = pod("a", started=None)
+    assert gpu_pod_record(body)["since"] is None  # type: ignore[index]
+    body["status"]["startTime"] = _iso(T0)
+    assert gpu_pod_record(body)["since"] == T0  # type: ignore[index]
+    done = gpu_pod(gpu_pod_record(pod("b", phase="Succeeded", finished=T0 + timedelta(minutes=5))))  # type: ignore[arg-type]
+    assert done.until == T0 + timedelta(minutes=5)
+    assert held_seconds(done, T0 - timedelta(hours=1), T0 + timedelta(hours=1)) == 300
+    assert held_seconds(done, T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)) == 60
+    assert held_seconds(done, T0 + timedelta(minutes=6), T0 + timedelta(minutes=9)) == 0
+
+
+def _spec(doc: dict[str, Any]) -> AIWorkloadSpec:
+    return AIWorkloadSpec.model_validate({"costAllocation": {"team": "t"}, **doc})
+
+
+def test_targets_of_each_workload_type() -> None:
+    inference = _spec({"type": "Inference",
+                       "inference": {"targetRef": {"name": "llm"}, "maxReplicas": 2}})  # fmt: skip
+    assert targets_of("w", inference) == [("Deployment", "llm")]
+    ref = _spec({"type": "Training", "training": {"jobRef": {"name": "job"}}})
+    assert targets_of("w", ref) == [("Job", "job")]
+    template = _spec({"type": "Training", "training": {"jobTemplate": {"template": {}}}})
+    assert targets_of("w", template) == [("Job", "w")]
+    exp = _spec({"type": "Experiment",
+                 "experiment": {"targetRef": {"kind": "StatefulSet", "name": "nb"}}})  # fmt: skip
+    assert targets_of("w", exp) == [("StatefulSet", "nb")]
+
+
+def test_pools_map_nodes_and_sum_capacity() -> None:
+    assert POOLS.capacity == {"l4": 8.0, "a100": 8.0}
+    assert POOLS.by_node["a100-0"].name == "a100"
+    where = (("a", "l4-0"), ("b", "l4-1"), ("c", "a100-0"), ("d", "cpu-0"))
+    pods = [gpu_pod(gpu_pod_record(pod(n, node=nd))) for n, nd in where]  # type: ignore[arg-type]
+    got = allocations_at(pods, POOLS, T0 + timedelta(seconds=1), "ml/w", CostLabels("t"))
+    assert [(a.pool, a.gpus) for a in got] == [("a100", 1.0), ("l4", 2.0)]
+    assert allocations_at(pods, POOLS, T0 - timedelta(seconds=1), "ml/w", CostLabels("t")) == []
+
+
+# ------------------------------------------------------------------------ cost pass
+
+
+class Cluster:
+    """Status as the API server would hold it, and what the pass posted."""
+
+    def __init__(self) -> None:
+        self.status: dict[str, Any] = {}
+        self.writes = 0
+        self.events: list[tuple[str, str]] = []
+        self.sent: list[Any] = []
+        self.fail = False
+
+    def effects(self) -> CostEffects:
+        def write(namespace: str, name: str, patch: dict[str, Any]) -> None:
+            if self.fail:
+                raise OSError("API server unreachable")
+            self.writes += 1
+            self.status = {**self.status, **patch}
+
+        def event(ref: Any, type: str, reason: str, message: str) -> None:
+            self.events.append((type, reason))
+
+        def send(alerts: Any) -> int:
+            self.sent.extend(alerts)
+            return 0
+
+        return CostEffects(write, event, send)
+
+
+SPEC = {
+    "type": "Inference",
+    "costAllocation": {"team": "search", "model": "llama"},
+    "inference": {"targetRef": {"name": "llm"}, "minReplicas": 1, "maxReplicas": 4},
+    "budget": {"dailyUSD": 10.0, "enforcement": "Throttle"},
+}
+
+
+def view(cluster: Cluster, spec: dict[str, Any] = SPEC) -> WorkloadView:
+    status = cluster.status
+    ref = {"kind": "AIWorkload"}
+    return WorkloadView("ml", "w", ref, spec, status.get("cost") or {}, status.get("budget") or {})
+
+
+TWO_L4 = [gpu_pod(gpu_pod_record(pod(n)))  # type: ignore[arg-type]
+          for n in ("a", "b")]  # fmt: skip
+"""Two 1-GPU pods on l4 since T0: $4 per hour."""
+
+
+def run(acct: CostAccountant, cluster: Cluster, at: datetime, pods: Any = TWO_L4) -> None:
+    asyncio.run(acct.tick(at, [view(cluster)], pods, POOLS, lambda ns, n: 2))
+
+
+def test_spend_accrues_from_pod_start_and_survives_a_restart_exactly() -> None:
+    cluster = Cluster()
+    first = CostAccountant(CONFIG, cluster.effects())
+    run(first, cluster, T0 + timedelta(minutes=30))
+    assert cluster.status["cost"]["todayUSD"] == 2.0
+    assert cluster.status["cost"]["hourlyUSD"] == 4.0
+    run(first, cluster, T0 + timedelta(minutes=45))
+    assert cluster.status["cost"]["todayUSD"] == 3.0
+    # A new operator (empty memory) continues from lastAccountedTime: the 45 minutes
+    # already counted are not counted again, and the time it was down is not lost.
+    second = CostAccountant(CONFIG, cluster.effects())
+    run(second, cluster, T0 + timedelta(minutes=90))
+    assert cluster.status["cost"]["todayUSD"] == 6.0
+    run(second, cluster, T0 + timedelta(minutes=90))  # replaying the same instant
+    assert cluster.status["cost"]["todayUSD"] == 6.0
+
+
+def test_a_pod_starting_mid_interval_pays_from_its_start() -> None:
+    cluster = Cluster()
+    acct = CostAccountant(CONFIG, cluster.effects())
+    run(acct, cluster, T0, pods=[])
+    late = gpu_pod(gpu_pod_record(pod("c", node="a100-0", started=T0 + timedelta(minutes=30))))  # type: ignore[arg-type]
+    run(acct, cluster, T0 + timedelta(hours=1), pods=[late])
+    assert cluster.status["cost"]["todayUSD"] == 2.0  # half an hour of a $4/h GPU
+
+
+def test_budget_alerts_fire_once_and_enforcement_is_written() -> None:
+    cluster = Cluster()
+    acct = CostAccountant(CONFIG, cluster.effects())
+    run(acct, cluster, T0 + timedelta(hours=1, minutes=30))  # $6 of $10: 50 %
+    assert cluster.events == [("Normal", "BudgetThresholdCrossed")]
+    run(acct, cluster, T0 + timedelta(hours=3))  # $12: 80 % and exceeded
+    assert cluster.events[1:] == [
+        ("Normal", "BudgetThresholdCrossed"),
+        ("Warning", "BudgetExceeded"),
+    ]
+    budget = cluster.status["budget"]
+    assert budget["state"] == "Exceeded" and budget["enforcement"] == "Throttle"
+    assert budget["maxReplicas"] == 2
+    assert budget["alertsSent"] == ["day:2026-11-27:0.5", "day:2026-11-27:0.8",
+                                    "day:2026-11-27:exceeded"]  # fmt: skip
+    # A restarted operator reads the alerts already raised from status.
+    run(CostAccountant(CONFIG, cluster.effects()), cluster, T0 + timedelta(hours=4))
+    assert len(cluster.events) == 3
+    assert [a.reason for a in cluster.sent] == [e[1] for e in cluster.events]
+    # The next day starts with no memory, under budget ($2 by 00:30), enforcement lifts.
+    run(acct, cluster, T0 + timedelta(hours=14, minutes=30))
+    assert cluster.status["budget"]["enforcement"] == "None"
+    assert cluster.status["budget"]["maxReplicas"] is None
+
+
+def test_a_failed_write_is_retried_without_losing_or_doubling_spend() -> None:
+    cluster = Cluster()
+    acct = CostAccountant(CONFIG, cluster.effects())
+    run(acct, cluster, T0 + timedelta(minutes=30))
+    cluster.fail = True
+    run(acct, cluster, T0 + timedelta(minutes=45))
+    cluster.fail = False
+    run(acct, cluster, T0 + timedelta(minutes=60))
+    assert cluster.status["cost"]["todayUSD"] == 4.0
+
+
+def test_an_idle_workload_is_not_rewritten_every_pass() -> None:
+    cluster = Cluster()
+    acct = CostAccountant(CONFIG, cluster.effects())
+    run(acct, cluster, T0, pods=[])
+    run(acct, cluster, T0 + timedelta(minutes=1), pods=[])
+    assert cluster.writes == 1
+    assert cluster.status["budget"]["state"] == "WithinBudget"
+
+
+def test_an_invalid_spec_is_skipped() -> None:
+    cluster = Cluster()
+    acct = CostAccountant(CONFIG, cluster.effects())
+    asyncio.run(acct.tick(T0, [view(cluster, {"type": "Inference"})], TWO_L4, POOLS,
+                          lambda ns, n: None))  # fmt: skip
+    assert cluster.writes == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "current", "ceiling"),
+    [
+        (None, 3, None),
+        ({"budget": {"enforcement": "None"}}, 3, None),
+        ({"budget": {"enforcement": "Throttle"}}, 3, (3, "BudgetThrottle")),
+        ({"budget": {"enforcement": "Throttle"}}, 0, (1, "BudgetThrottle")),
+        ({"budget": {"enforcement": "Suspend"}}, 3, (0, "BudgetSuspend")),
+    ],
+)
+def test_the_autoscaler_reads_the_budget_ceiling_from_status(status, current, ceiling) -> None:
+    assert budget_ceiling(status, 1, current) == ceiling
+
+
+def test_throttle_in_status_caps_the_autoscalers_scale_up() -> None:
+    from tests.unit.test_inference_controller import DEP, NOW, Recorder, controller, spec
+
+    from gpufinops.core.scaling.observation import Observation
+
+    throttled = {"budget": {"enforcement": "Throttle"}}
+    rec = Recorder()
+    c = controller(Observation(queue_depth=0, arrival_rate=55), rec)  # would scale 2 → 6
+    asyncio.run(c.tick(spec(), 1, DEP, [], NOW, latest_status=throttled))
+    assert rec.scaled == []
+    assert rec.statuses[-1]["replicas"]["desired"] == 2
+    assert "budget exceeded, BudgetThrottle" in rec.statuses[-1]["lastDecision"]["reason"]
+    # The budget lifts (a new day): scaling resumes.
+    asyncio.run(c.tick(spec(), 1, DEP, [], NOW + 15, latest_status={"budget": {}}))
+    assert rec.scaled == [6]
+
+
+def test_cost_per_million_tokens_is_the_spend_rate_over_the_token_rate() -> None:
+    from gpufinops.adapters import operator_metrics as metrics
+    from gpufinops.handlers.cost import tokens_query
+
+    query = tokens_query("ml", "llm")
+    assert query.startswith('sum(rate({__name__=~"vllm:prompt_tokens_total|')
+    assert 'namespace="ml"' in query and "[5m]))" in query and 'pod=~"llm-' in query
+
+    cluster = Cluster()
+    rates: dict[str, float | None] = {"tps": 1000.0 / 3600}  # 1000 tokens an hour
+    acct = CostAccountant(CONFIG, cluster.effects(), lambda ns, spec: rates["tps"])
+    run(acct, cluster, T0 + timedelta(minutes=1))
+    gauge = metrics.COST_PER_MILLION_TOKENS.labels("ml", "w", "llama")
+    assert gauge._value.get() == pytest.approx(4.0 / 1000 * 1e6)  # $4/h for 1000 tokens/h
+    rates["tps"] = None  # Prometheus unreadable: the series goes, no stale figure stays
+    run(acct, cluster, T0 + timedelta(minutes=2))
+    samples = metrics.COST_PER_MILLION_TOKENS.collect()[0].samples
+    assert not [s for s in samples if s.labels.get("workload") == "w"]

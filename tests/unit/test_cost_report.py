@@ -1,0 +1,139 @@
+"""`gpufinops report`: the pure aggregation over AIWorkload objects and its formats."""
+
+import csv
+import io
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from gpufinops.cli import report as cli_report
+from gpufinops.cli.main import build_parser, main
+from gpufinops.cli.report import (
+    FOCUS_COLUMNS,
+    build_report,
+    focus_rows,
+    render_csv,
+    render_focus,
+    render_json,
+    render_table,
+)
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def aiw(
+    name: str,
+    team: str,
+    today: float,
+    month: float,
+    hourly: float = 1.0,
+    last: str = "2026-11-27T11:59:00Z",
+    namespace: str = "ml",
+    **allocation: str,
+) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"type": "Inference", "costAllocation": {"team": team, **allocation}},
+        "status": {
+            "cost": {"hourlyUSD": hourly, "todayUSD": today, "monthToDateUSD": month,
+                     "lastAccountedTime": last},
+            "budget": {"state": "WithinBudget", "usedPercent": 12, "enforcement": "None"},
+        },
+    }  # fmt: skip
+
+
+OBJECTS = [
+    aiw("llm", "search", 10.0, 100.0, project="ranking", model="llama"),
+    aiw("embed", "search", 5.0, 50.0, model="bge"),
+    aiw("train", "research", 20.0, 300.0, hourly=0.0, project="ranking", model="llama"),
+]
+
+
+def test_groups_sum_each_dimension_to_the_same_total() -> None:
+    r = build_report(OBJECTS, NOW, "UTC")
+    for dimension in ("team", "project", "model", "workload"):
+        groups = r.groups[dimension]
+        assert sum(g.month_to_date_usd for g in groups) == 450.0
+        assert sum(g.today_usd for g in groups) == 35.0
+    teams = {g.name: (g.workloads, g.month_to_date_usd) for g in r.groups["team"]}
+    assert teams == {"research": (1, 300.0), "search": (2, 150.0)}
+    assert [g.name for g in r.groups["project"]] == ["ranking", "__unset__"]
+    assert r.groups["workload"][0].name == "ml/train"  # most expensive first
+
+
+def test_periods_that_ended_read_zero_and_the_projection_uses_the_rate() -> None:
+    stale = aiw("old", "t", 7.0, 70.0, hourly=2.0, last="2026-11-26T23:00:00Z")
+    row = build_report([stale], NOW, "UTC").workloads[0]
+    assert row.today_usd == 0.0 and row.month_to_date_usd == 70.0
+    # 70 + $2/h over the 84 hours left in November.
+    assert row.projected_month_usd == pytest.approx(70.0 + 2.0 * 84)
+    last_month = aiw("older", "t", 7.0, 70.0, last="2026-10-31T12:00:00Z")
+    assert build_report([last_month], NOW, "UTC").workloads[0].month_to_date_usd == 0.0
+
+
+def test_days_follow_the_configured_zone() -> None:
+    # 04:30 UTC on the 27th is 23:30 on the 26th in New York: yesterday there.
+    late = aiw("ny", "t", 7.0, 70.0, last="2026-11-27T04:30:00Z")
+    assert build_report([late], NOW, "America/New_York").workloads[0].today_usd == 0.0
+    assert build_report([late], NOW, "UTC").workloads[0].today_usd == 7.0
+
+
+def test_objects_without_status_or_with_a_damaged_one_report_zero() -> None:
+    bare = {"metadata": {"name": "new"}, "spec": {"type": "Training",
+                                                  "costAllocation": {"team": "t"}}}  # fmt: skip
+    broken = aiw("b", "t", 1.0, 1.0)
+    broken["status"]["cost"]["todayUSD"] = "lots"
+    rows = build_report([bare, broken], NOW, "UTC").workloads
+    assert [(r.today_usd, r.projected_month_usd) for r in rows] == [(0.0, 0.0), (0.0, 0.0)]
+    assert rows[0].namespace == "default" and rows[0].budget_state == "NoBudget"
+
+
+def test_focus_rows_carry_the_charge_and_tags() -> None:
+    rows = focus_rows(build_report(OBJECTS, NOW, "UTC"))
+    llm = next(r for r in rows if r["ResourceName"] == "llm")
+    assert llm["BilledCost"] == llm["EffectiveCost"] == 100.0
+    assert llm["ChargeCategory"] == "Usage"
+    assert llm["ChargePeriodStart"] == "2026-11-01T00:00:00+00:00"
+    assert llm["ResourceId"] == "aiworkloads.gpufinops.dev/ml/llm"
+    assert json.loads(llm["Tags"]) == {"team": "search", "project": "ranking", "model": "llama"}
+    assert llm["x_Team"] == "search" and llm["x_Enforcement"] == "None"
+    parsed = list(csv.DictReader(io.StringIO(render_focus(build_report(OBJECTS, NOW, "UTC")))))
+    assert tuple(parsed[0]) == FOCUS_COLUMNS and len(parsed) == 3
+
+
+def test_json_csv_and_table_formats() -> None:
+    r = build_report(OBJECTS, NOW, "UTC")
+    doc = json.loads(render_json(r))
+    assert doc["total"]["month_to_date_usd"] == 450.0
+    assert {g["name"] for g in doc["by_team"]} == {"search", "research"}
+    rows = list(csv.DictReader(io.StringIO(render_csv(r))))
+    assert [row["name"] for row in rows] == ["train", "llm", "embed"]
+    table = render_table(r)
+    assert "by team" in table and "research" in table and "$300.00" in table
+    assert "WithinBudget" in table
+
+
+def test_cli_reads_the_cluster_and_prints_a_format(monkeypatch, capsys) -> None:
+    args = build_parser().parse_args(["report", "--format", "json", "-n", "ml"])
+    assert args.namespace == "ml" and args.format == "json"
+    seen: list[Any] = []
+
+    def fake_read(namespace: str | None, context: str | None) -> list[dict[str, Any]]:
+        seen.append((namespace, context))
+        return OBJECTS
+
+    monkeypatch.setattr(cli_report, "_read_workloads", fake_read)
+    assert main(["report", "--format", "focus", "-n", "ml"]) == 0
+    assert seen == [("ml", None)]
+    assert capsys.readouterr().out.startswith("BilledCost,EffectiveCost")
+
+
+def test_cli_says_when_the_cluster_cannot_be_read(monkeypatch, capsys) -> None:
+    def fail(namespace: str | None, context: str | None) -> list[dict[str, Any]]:
+        raise RuntimeError("no kube context")
+
+    monkeypatch.setattr(cli_report, "_read_workloads", fail)
+    assert main(["report"]) == 2
+    assert "cannot list AIWorkloads: no kube context" in capsys.readouterr().err
