@@ -7,14 +7,14 @@ CLUSTER ?= local
 bootstrap:
 	@hack/bootstrap.sh
 
-# Run the operator: on the local embedded cluster (default) or, with
-# CLUSTER=current, against the current kube context.
+# The live demo (README, "Demo"): the local cluster with fake GPU pools, replayed
+# load and the operator, on screen; q stops everything it started. With
+# CLUSTER=current, only the operator, against the current kube context.
 run: bootstrap
 ifeq ($(CLUSTER),current)
 	$(PY) -m gpufinops run
 else
-	$(PY) -m gpufinops.localcluster up
-	eval "$$($(PY) -m gpufinops.localcluster env)" && $(PY) -m gpufinops run
+	$(PY) -m gpufinops demo
 endif
 
 # Everything CI checks: static checks, then unit and integration tests.

@@ -7,17 +7,33 @@ from pathlib import Path
 import yaml
 
 SCRAPE_INTERVAL = "5s"
+TARGETS_DIR = "targets"
+"""Next to the config: ``*.json`` file_sd target lists that local tools drop in."""
+
+
+def targets_dir(config: Path) -> Path:
+    return config.parent / TARGETS_DIR
 
 
 def write_config(path: Path, *, listen: str) -> None:
-    """A configuration that scrapes Prometheus itself (more targets come later)."""
+    """A configuration that scrapes Prometheus itself and every target listed in
+    ``targets/*.json`` (file service discovery, re-read every few seconds), so a
+    process started later (the demo's exporter) is scraped without a restart.
+    Target labels are honoured: exporters label series by namespace and pod."""
     config = {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
         "scrape_configs": [
             {"job_name": "prometheus", "static_configs": [{"targets": [listen]}]},
+            {
+                "job_name": "local-targets",
+                "honor_labels": True,
+                "file_sd_configs": [
+                    {"files": [str(targets_dir(path) / "*.json")], "refresh_interval": "5s"}
+                ],
+            },
         ],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
+    targets_dir(path).mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
