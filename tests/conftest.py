@@ -4,6 +4,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import settings
+
+# Tests are deterministic: hypothesis explores the same examples on every run (a
+# failure found while developing is kept as an explicit example, not left to chance).
+settings.register_profile("deterministic", derandomize=True, print_blob=True)
+settings.load_profile("deterministic")
 
 ROOT = Path(__file__).resolve().parent.parent
 INVALID_DIR = ROOT / "tests" / "manifests" / "invalid"

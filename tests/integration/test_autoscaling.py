@@ -212,6 +212,41 @@ def test_holds_during_a_prometheus_outage(operator, exporter, prometheus, kubect
     _poll(lambda: _replicas(kubectl, ns) == 1, 60, "scale-down after recovery")
 
 
+FALLBACK_WORKLOAD = WORKLOAD.replace(
+    "    forecast: {enabled: false}\n",
+    "    forecast: {enabled: false}\n    fallback: {failureThreshold: 3, replicas: 4}\n",
+)
+
+
+def test_nan_and_empty_answers_hold_then_fall_back_and_recover(operator, exporter, kubectl) -> None:
+    """A NaN queue and then no series at all are unknown, never zero: the replicas are
+    held, after failureThreshold reads the fallback applies, and real data takes over."""
+    ns = "as-nan"
+    _vllm(exporter, ns, waiting=2000)
+    _setup(kubectl, ns, FALLBACK_WORKLOAD)
+    try:
+        _poll(lambda: _replicas(kubectl, ns) == 6, 60, "scale-up to 6")
+        labels = {"namespace": ns, "pod": _pod("llm")}
+        exporter.set("vllm:num_requests_waiting", labels, float("nan"))
+        _poll(lambda: _condition(kubectl, ns, "MetricsAvailable") == "False", 60,
+              "NaN to be reported as unavailable")  # fmt: skip
+        # The fallback (static, 4 replicas) applies after three failed reads.
+        _poll(lambda: _replicas(kubectl, ns) == 4, 60, "the fallback to 4 replicas")
+        assert "FallbackScaled" in _events(kubectl, ns)
+        exporter.remove_matching(labels)  # now no series at all: still unknown
+        failures = lambda: operator.metric(  # noqa: E731
+            "gpufinops_metric_read_failures_total", namespace=ns, workload="llm"
+        )
+        seen = failures()
+        _poll(lambda: failures() >= seen + 3, 60, "three more failed reads")
+        assert _replicas(kubectl, ns) == 4, "missing data never scales below the fallback"
+        _vllm(exporter, ns, waiting=0)  # data is back: an empty queue
+        _poll(lambda: _condition(kubectl, ns, "MetricsAvailable") == "True", 60, "recovery")
+        _poll(lambda: _replicas(kubectl, ns) == 1, 60, "scale-down on real data")
+    finally:
+        kubectl("delete", "aiw,deployments", "--all", "-n", ns, "--wait=true", "--timeout=60s")
+
+
 def test_refuses_to_fight_an_hpa(operator, exporter, kubectl) -> None:
     ns = "as-hpa"
     _vllm(exporter, ns, waiting=0)

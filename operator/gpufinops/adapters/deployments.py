@@ -37,10 +37,53 @@ class ScaleError(RuntimeError):
     """Scaling the Deployment failed; the message says why (RBAC, not found, ...)."""
 
 
-def scale_deployment(api: client.ApiClient, namespace: str, name: str, replicas: int) -> None:
-    """Set the Deployment's replicas through its scale subresource."""
+class ScaleConflict(ScaleError):
+    """The Deployment changed since it was read: nothing was written; decide again."""
+
+
+def scale_deployment(
+    api: client.ApiClient,
+    namespace: str,
+    name: str,
+    replicas: int,
+    expected: int | None = None,
+) -> None:
+    """Set the Deployment's replicas through its scale subresource.
+
+    With ``expected`` (the replicas the decision was made from) the write never
+    overwrites a newer change: the scale is read first and, when its replicas are no
+    longer ``expected`` (someone ran ``kubectl scale`` meanwhile), ScaleConflict is
+    raised so the caller decides again; otherwise the patch is conditional on the
+    version just read (a status-only change in between is retried once).
+    """
+    apps = client.AppsV1Api(api)
+    message = f"scaling Deployment {namespace}/{name} failed"
+    for _attempt in range(2):
+        body: dict[str, object] = {"spec": {"replicas": replicas}}
+        try:
+            if expected is not None:
+                current = apps.read_namespaced_deployment_scale(name, namespace)
+                now = current.spec.replicas if current.spec else None
+                if now != expected:
+                    raise ScaleConflict(
+                        f"Deployment {namespace}/{name} has {now} replicas, not the {expected} "
+                        "the decision was made from"
+                    )
+                version = current.metadata.resource_version if current.metadata else None
+                body["metadata"] = {"resourceVersion": version}
+            apps.patch_namespaced_deployment_scale(name, namespace, body)
+            return
+        except ApiException as exc:
+            if exc.status == 409 and expected is not None:
+                continue  # changed between our read and our write: read again
+            raise ScaleError(f"{message}: {exc.reason}") from exc
+    raise ScaleConflict(f"{message}: it kept changing under us")
+
+
+def scale_statefulset(api: client.ApiClient, namespace: str, name: str, replicas: int) -> None:
+    """Set the StatefulSet's replicas through its scale subresource."""
     apps = client.AppsV1Api(api)
     try:
-        apps.patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": replicas}})
+        apps.patch_namespaced_stateful_set_scale(name, namespace, {"spec": {"replicas": replicas}})
     except ApiException as exc:
-        raise ScaleError(f"scaling Deployment {namespace}/{name} failed: {exc.reason}") from exc
+        raise ScaleError(f"scaling StatefulSet {namespace}/{name} failed: {exc.reason}") from exc

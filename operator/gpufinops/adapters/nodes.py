@@ -6,6 +6,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from gpufinops.adapters.jobs import parse_quantity
 from gpufinops.config.model import NodePool, ShutdownProvider
 from gpufinops.core.idle.model import IDLE_TAINT, NodeSnapshot, PodSnapshot
 
@@ -14,10 +15,8 @@ IDLE_SINCE = "gpufinops.dev/idle-since"
 
 
 def _quantity(value: Any) -> float:
-    text = str(value or "0").strip()
-    if text.endswith("m"):
-        return float(text[:-1]) / 1000
-    return float(text)
+    """A GPU quantity (``1``, ``500m``, ``1k``); one the API server would never store is 0."""
+    return parse_quantity(value or 0) or 0.0
 
 
 def pod_gpus(spec: Mapping[str, Any]) -> float:

@@ -5,8 +5,11 @@ Kubernetes API. ``rule`` attaches a CEL validation that the generated CRD
 carries, so the API server rejects what the operator would reject.
 """
 
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from croniter import croniter
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
@@ -17,6 +20,39 @@ DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Five-field cron ("m h dom mon dow") or a descriptor such as @daily.
 CRON = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
+
+_CRON_REFERENCE = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def check_timezone(value: str) -> str:
+    """``value`` when it names an IANA time zone; otherwise a ValueError saying so.
+
+    The CRD can only bound the length, so without this a typo would be accepted
+    and fail later, on every tick that reads the zone.
+    """
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(
+            f"unknown time zone {value!r}: use an IANA name such as UTC or Europe/Paris"
+        ) from None
+    return value
+
+
+def check_cron(value: str) -> str:
+    """``value`` when croniter reads it and it ever fires; otherwise a ValueError.
+
+    The CRD pattern only checks the five-field shape: ``a b c d e`` or a date
+    that never comes (``0 0 31 2 *``) would pass it and fail on every tick.
+    """
+    try:
+        croniter(value, _CRON_REFERENCE).get_next(float)
+    except Exception:  # croniter reports bad expressions with several exception types
+        raise ValueError(
+            f"invalid cron expression {value!r}: expected five fields (minute hour "
+            "day-of-month month day-of-week) that match some date, e.g. '0 8 * * 1-5'"
+        ) from None
+    return value
 
 
 def rule(

@@ -29,7 +29,7 @@ class Idle(ApiModel):
         ge=0,
         le=100,
         description="Idle when every GPU stays below this utilisation (DCGM) for the whole "
-        "timer; without it, idle means no requests and no running GPU pods.",
+        "timer; without it, idle means no running pod holds a GPU.",
     )
 
 

@@ -3,9 +3,18 @@
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from gpufinops.api.base import CRON, DNS_LABEL, DNS_SUBDOMAIN, ApiModel, cel, rule
+from gpufinops.api.base import (
+    CRON,
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
+    ApiModel,
+    cel,
+    check_cron,
+    check_timezone,
+    rule,
+)
 from gpufinops.api.scaling import Behavior
 
 
@@ -136,6 +145,9 @@ class Schedule(ApiModel):
         gt=0, le=604800, description="Length of each window in seconds (at most a week)."
     )
     min_replicas: int = Field(ge=0, description="Replica floor while the window is open.")
+
+    _cron = field_validator("cron")(check_cron)
+    _timezone = field_validator("timezone")(check_timezone)
 
 
 class Fallback(ApiModel):

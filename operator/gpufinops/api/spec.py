@@ -140,7 +140,7 @@ class AIWorkloadSpec(ApiModel):
         pools = self.node_pools or []
         for i, name in enumerate(pools):
             if name in pools[:i]:
-                raise ValueError(f"nodePools[{i}]: duplicate value {name!r}")
+                raise ValueError(f"nodePools[{i}]: duplicate value {name[:63]!r}")
         for kind, section in _SECTIONS.items():
             present = getattr(self, section) is not None
             if self.type == kind and not present:

@@ -76,13 +76,84 @@ class ForecastStatus(StatusModel):
     )
 
 
-class PlacementStatus(StatusModel):
-    """Where the workload's pods are placed."""
+class PoolFailure(StatusModel):
+    """A pool that recently failed to provide capacity; skipped for a while."""
 
+    pool: str = Field(max_length=63, description="Node pool name.")
+    time: datetime = Field(description="When it failed to provide capacity.")
+
+
+class PlacementStatus(StatusModel):
+    """Where the workload's pods are placed, and how that has gone (Training)."""
+
+    job: str | None = Field(default=None, description="Name of the Job being placed.")
+    phase: str | None = Field(
+        default=None,
+        description="Waiting (not placed yet), Running, FallingBack (suspended to move to "
+        "on-demand), Suspended (budget), Succeeded or Failed.",
+    )
     pool: str | None = Field(default=None, description="Node pool in use.")
     capacity_type: str | None = Field(default=None, description="spot or on-demand.")
-    interruptions: int | None = Field(default=None, description="Spot interruptions so far.")
     reason: str | None = Field(default=None, description="Why this pool was chosen.")
+    placed_at: datetime | None = Field(default=None, description="When the Job last started.")
+    not_before: datetime | None = Field(
+        default=None, description="Waiting for a start window that opens at this time."
+    )
+    attempts: int | None = Field(default=None, description="Placements so far.")
+    interruptions: int | None = Field(default=None, description="Spot interruptions so far.")
+    interruptions_by_reason: dict[str, int] | None = Field(
+        default=None,
+        json_schema_extra={
+            "additionalProperties": {
+                "type": "integer",
+                "description": "Interruptions seen this way.",
+            }
+        },
+        description="Interruptions counted by how they were seen (SpotInterruptionNotice, "
+        "KarpenterDisruption, DisruptionTarget, NodeDeleted, ...).",
+    )
+    interrupted_pods: list[str] | None = Field(
+        default=None,
+        max_length=64,
+        description="UIDs of the pods already counted as interrupted (the most recent).",
+    )
+    on_demand_only: bool | None = Field(
+        default=None, description="The job fell back and stays on on-demand capacity."
+    )
+    fallback_reason: str | None = Field(
+        default=None, description="PendingTimeout, MaxInterruptions or DeadlineAtRisk."
+    )
+    pending_since: datetime | None = Field(
+        default=None, description="Since when the Job's pods have been unschedulable."
+    )
+    unavailable_pools: list[PoolFailure] | None = Field(
+        default=None, description="Pools that recently failed to provide capacity."
+    )
+    progress_seconds: float | None = Field(
+        default=None, description="Checkpointed work, in seconds of uninterrupted run time."
+    )
+    spent_usd: float | None = Field(
+        default=None, alias="spentUSD", description="Estimated spend of the Job's GPUs so far, USD."
+    )
+    accounted_at: datetime | None = Field(
+        default=None, description="End of the last interval included in spentUSD."
+    )
+    cost_to_finish_usd: float | None = Field(
+        default=None,
+        alias="costToFinishUSD",
+        description="Expected cost to finish on the current pool, USD.",
+    )
+    cost_to_finish_on_demand_usd: float | None = Field(
+        default=None,
+        alias="costToFinishOnDemandUSD",
+        description="Expected cost to finish on on-demand capacity, USD.",
+    )
+    deadline_at_risk: bool | None = Field(
+        default=None, description="The expected finish is after spec.training.deadline."
+    )
+    expected_finish: datetime | None = Field(
+        default=None, description="When the Job is expected to finish at the current pace."
+    )
 
 
 class CostStatus(StatusModel):
@@ -116,6 +187,36 @@ class BudgetState(StatusModel):
     )
     state: str | None = Field(
         default=None, description="WithinBudget, Warning, Exceeded or NoBudget."
+    )
+    enforcement: str | None = Field(
+        default=None,
+        description="What the budget enforces now: None, Throttle (no scale-up beyond the "
+        "current replicas, never below minReplicas) or Suspend (the Training handler suspends "
+        "the Job; Inference scales to zero only with suspendInference).",
+    )
+    max_replicas: int | None = Field(
+        default=None, description="Replica ceiling while Throttle or Suspend is enforced."
+    )
+    message: str | None = Field(default=None, description="Why, in words.")
+    alerts_sent: list[str] | None = Field(
+        default=None,
+        max_length=64,
+        description="Alerts already raised in the current day and month, as "
+        "<day|month>:<period>:<threshold|exceeded|projected> keys (each fires once).",
+    )
+
+
+class Recommendation(StatusModel):
+    """A change that would cost less, with its estimated saving (never applied)."""
+
+    kind: str = Field(
+        max_length=63, description="FewerReplicas, SmallerGPU, UseSpot or AddSchedule."
+    )
+    message: str = Field(max_length=1024, description="What was observed and what to change.")
+    estimated_monthly_saving_usd: float = Field(
+        alias="estimatedMonthlySavingUSD",
+        ge=0,
+        description="Estimated saving per 730-hour month, USD (alternatives, not additive).",
     )
 
 
@@ -157,6 +258,27 @@ class AutoscalerMemory(StatusModel):
     )
 
 
+class SandboxStatus(StatusModel):
+    """The shutdown timers of an Experiment sandbox."""
+
+    active_since: datetime | None = Field(
+        default=None,
+        description="Start of the lifetime: creation, or the last time the user woke it.",
+    )
+    idle_since: datetime | None = Field(
+        default=None, description="Since when it has been idle (None: it is not)."
+    )
+    shut_down_at: datetime | None = Field(
+        default=None, description="When the operator scaled it to zero or suspended it."
+    )
+    shutdown_reason: str | None = Field(
+        default=None, description="MaxLifetime or Idle (with the details in lastDecision)."
+    )
+    replicas_before: int | None = Field(
+        default=None, description="Replicas it had before the shutdown (to tell the user)."
+    )
+
+
 class AIWorkloadStatus(StatusModel):
     """Observed state of the workload, written by the operator only."""
 
@@ -174,8 +296,17 @@ class AIWorkloadStatus(StatusModel):
     replicas: ReplicasStatus | None = Field(default=None, description="Replica counts.")
     forecast: ForecastStatus | None = Field(default=None, description="Demand forecast.")
     placement: PlacementStatus | None = Field(default=None, description="Node pool placement.")
+    sandbox: SandboxStatus | None = Field(
+        default=None, description="Idle and lifetime timers (Experiment)."
+    )
     cost: CostStatus | None = Field(default=None, description="Spend.")
     budget: BudgetState | None = Field(default=None, description="Budget position.")
+    recommendations: list[Recommendation] | None = Field(
+        default=None,
+        max_length=10,
+        description="Rightsizing recommendations with estimated monthly savings, largest "
+        "first (written by the cost loop; see docs/cost.md).",
+    )
     last_decision: Decision | None = Field(default=None, description="The latest decision.")
     selector: str | None = Field(
         default=None, description="Label selector of the target's pods (for the scale subresource)."

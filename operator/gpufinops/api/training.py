@@ -3,9 +3,9 @@
 from datetime import datetime
 from typing import Any
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from gpufinops.api.base import CRON, DNS_SUBDOMAIN, ApiModel, cel, rule
+from gpufinops.api.base import CRON, DNS_SUBDOMAIN, ApiModel, cel, check_cron, check_timezone, rule
 
 
 class JobRef(ApiModel):
@@ -60,6 +60,19 @@ class StartWindow(ApiModel):
     )
     timezone: str = Field(default="UTC", max_length=64, description="IANA time zone of the cron.")
 
+    _cron = field_validator("cron")(check_cron)
+    _timezone = field_validator("timezone")(check_timezone)
+
+
+_TEMPLATE_OBJECTS = (
+    ("template",),
+    ("template", "metadata"),
+    ("template", "metadata", "labels"),
+    ("template", "spec"),
+    ("podFailurePolicy",),
+)
+"""Parts of a jobTemplate the operator adds to (labels, restartPolicy, a failure rule)."""
+
 
 class Training(ApiModel):
     """A training Job placed on the cheapest suitable GPU pool."""
@@ -106,6 +119,25 @@ class Training(ApiModel):
         description="Windows in which the job may start; it starts earlier only when the "
         "deadline needs it.",
     )
+
+    @field_validator("job_template")
+    @classmethod
+    def _template_shape(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The JobSpec is free-form, but the operator writes into these objects."""
+        for path in _TEMPLATE_OBJECTS:
+            node: Any = value
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is not None and not isinstance(node, dict):
+                raise ValueError(
+                    f"jobTemplate.{'.'.join(path)} must be an object, got {type(node).__name__}"
+                )
+        rules = ((value or {}).get("podFailurePolicy") or {}).get("rules")
+        if rules is not None and not isinstance(rules, list):
+            raise ValueError(
+                f"jobTemplate.podFailurePolicy.rules must be a list, got {type(rules).__name__}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> "Training":

@@ -6,6 +6,7 @@ so a pipeline can tell "too expensive" from "broken".
 """
 
 import argparse
+import codecs
 import json
 import sys
 from collections.abc import Sequence
@@ -36,17 +37,50 @@ def _yaml_files(target: Path, recursive: bool) -> list[Path]:
     raise InputError(f"{target}: no such file or directory")
 
 
+def _text(path: Path) -> str:
+    """The file as text: UTF-8 (with or without a byte-order mark), or UTF-16 with a
+    byte-order mark, the encodings YAML allows; otherwise an error naming the line."""
+    raw = path.read_bytes()
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path}: not UTF-16 text: {exc.reason}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise InputError(
+            f"{path}:{line}: not UTF-8 text (byte {exc.start + 1}: {exc.reason}); "
+            "save the file as UTF-8"
+        ) from None
+
+
 def read_manifests(targets: Sequence[Path], recursive: bool = False) -> list[Manifest]:
     """Every YAML document of the given files and directories, tagged with its file."""
     out = []
     for target in targets:
         for path in _yaml_files(target, recursive):
             try:
-                docs = list(yaml.safe_load_all(path.read_text()))
-            except (OSError, UnicodeDecodeError) as exc:
+                text = _text(path)
+            except OSError as exc:
                 raise InputError(f"{path}: cannot read it: {exc}") from exc
+            try:
+                docs = list(yaml.safe_load_all(text))
+            except yaml.reader.ReaderError as exc:
+                line = text.count("\n", 0, exc.position) + 1
+                bad = exc.character if isinstance(exc.character, str) else chr(exc.character)
+                raise InputError(
+                    f"{path}:{line}: not valid YAML: character {bad!r} is not allowed in YAML"
+                ) from exc
+            except yaml.MarkedYAMLError as exc:
+                mark = exc.problem_mark or exc.context_mark
+                where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+                raise InputError(f"{where}: not valid YAML: {exc.problem or exc}") from exc
             except yaml.YAMLError as exc:
                 raise InputError(f"{path}: not valid YAML: {exc}") from exc
+            except RecursionError:
+                raise InputError(f"{path}: not valid YAML: nested too deeply") from None
             for i, doc in enumerate(docs):
                 if doc is None:
                     continue

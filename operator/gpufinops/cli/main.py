@@ -17,6 +17,13 @@ def _cmd_crd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reference(args: argparse.Namespace) -> int:
+    from gpufinops.api.reference import reference_markdown
+
+    sys.stdout.write(reference_markdown())
+    return 0
+
+
 def _cmd_config_check(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.file)
@@ -115,16 +122,23 @@ def build_parser() -> argparse.ArgumentParser:
     crd = sub.add_parser("crd", help="print the AIWorkload CRD generated from the API models")
     crd.set_defaults(func=_cmd_crd)
 
+    reference = sub.add_parser(
+        "reference", help="print the AIWorkload API reference (docs/reference.md) as Markdown"
+    )
+    reference.set_defaults(func=_cmd_reference)
+
     config = sub.add_parser("config", help="operator config tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a config file and show its prices")
     check.add_argument("file", type=Path, nargs="?", default=None)
     check.set_defaults(func=_cmd_config_check)
 
-    from gpufinops.cli import cost, simulate
+    from gpufinops.cli import cost, demo, report, simulate
 
     simulate.register(sub)
     cost.register(sub)
+    report.register(sub)
+    demo.register(sub)
     return parser
 
 

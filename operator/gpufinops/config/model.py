@@ -1,12 +1,15 @@
 """Operator configuration: validated once at start, with errors that name the field."""
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from croniter import croniter
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gpufinops.config.pricing import PricingTable, default_pricing
 
@@ -21,7 +24,26 @@ class CapacityType(StrEnum):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # A YAML file can say .inf or .nan; no price, rate or timeout of ours means either.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+
+
+def _timezone(value: str) -> str:
+    """An IANA zone name, checked at start rather than on every tick that reads it."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"unknown time zone {value!r}: use an IANA name such as UTC") from None
+    return value
+
+
+def _cron(value: str) -> str:
+    """A five-field cron expression that fires on some date."""
+    try:
+        croniter(value, datetime(2024, 1, 1, tzinfo=UTC)).get_next(float)
+    except Exception:  # croniter reports bad expressions with several exception types
+        raise ValueError(f"invalid cron expression {value!r}, e.g. '0 20 * * *'") from None
+    return value
 
 
 class PrometheusConfig(_Model):
@@ -31,7 +53,22 @@ class PrometheusConfig(_Model):
 
 class CostConfig(_Model):
     timezone: str = Field(default="UTC", description="Time zone of calendar days and months.")
+    _timezone = field_validator("timezone")(_timezone)
     currency: str = Field(default="USD")
+    interval_seconds: float = Field(default=60.0, gt=0, le=3600, alias="intervalSeconds")
+    """How often spend is accrued into each workload's status.cost."""
+
+
+class AlertingConfig(_Model):
+    """Where budget alerts go besides Kubernetes Events (both optional)."""
+
+    alertmanager_url: str | None = Field(
+        default=None, pattern=r"^https?://", alias="alertmanagerURL"
+    )
+    """Base URL of an Alertmanager; alerts are POSTed to <url>/api/v2/alerts."""
+    webhook_url: str | None = Field(default=None, pattern=r"^https?://", alias="webhookURL")
+    """Any HTTP endpoint that accepts one JSON object per alert."""
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60, alias="timeoutSeconds")
 
 
 class ShutdownWindow(_Model):
@@ -40,6 +77,9 @@ class ShutdownWindow(_Model):
     cron: str = Field(min_length=1, max_length=128)
     duration_seconds: int = Field(gt=0, le=604800, alias="durationSeconds")
     timezone: str = "UTC"
+
+    _cron = field_validator("cron")(_cron)
+    _timezone = field_validator("timezone")(_timezone)
 
 
 class ShutdownProvider(StrEnum):
@@ -56,6 +96,13 @@ class IdleShutdownDefaults(_Model):
     gpu_utilization_below_percent: float | None = Field(
         default=None, ge=0, le=100, alias="gpuUtilizationBelowPercent"
     )
+    gpu_utilization_node_label: str = Field(
+        default="Hostname",
+        min_length=1,
+        pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",  # a Prometheus label name: it goes into PromQL
+        alias="gpuUtilizationNodeLabel",
+    )
+    """Label of DCGM_FI_DEV_GPU_UTIL that holds the node name (dcgm-exporter: Hostname)."""
     max_nodes_per_interval: int = Field(default=1, ge=1, alias="maxNodesPerInterval")
     max_percent: float | None = Field(default=None, gt=0, le=100, alias="maxPercent")
     schedule: list[ShutdownWindow] = Field(default_factory=list)
@@ -94,6 +141,7 @@ class OperatorConfig(_Model):
 
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     node_pools: list[NodePool] = Field(default_factory=list, alias="nodePools")
     idle_shutdown: IdleShutdownDefaults = Field(
         default_factory=IdleShutdownDefaults, alias="idleShutdown"
@@ -158,14 +206,23 @@ def parse_config(data: Any, pricing: PricingTable | None = None) -> OperatorConf
         raise ConfigError("operator config must be a YAML mapping at the top level")
     try:
         config = OperatorConfig.model_validate(data)
-        if pricing is None and config.pricing_file:
-            raw = yaml.safe_load(Path(config.pricing_file).read_text())
-            pricing = PricingTable.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"invalid operator config: {_format(exc)}") from exc
-    except OSError as exc:
-        raise ConfigError(f"pricingFile: cannot read it: {exc}") from exc
+    if pricing is None and config.pricing_file:
+        pricing = _read_pricing(config.pricing_file)
     return _fill_prices(config, pricing or default_pricing())
+
+
+def _read_pricing(path: str) -> PricingTable:
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return PricingTable.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"pricingFile {path!r}: invalid pricing table: {_format(exc)}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"pricingFile {path!r}: not valid YAML: {exc}") from exc
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path, or not UTF-8
+        raise ConfigError(f"pricingFile: cannot read it: {exc}") from exc
 
 
 def load_config(path: Path | None) -> OperatorConfig:
@@ -174,8 +231,8 @@ def load_config(path: Path | None) -> OperatorConfig:
         text = resources.files("gpufinops.config").joinpath("default.yaml").read_text()
     else:
         try:
-            text = path.read_text()
-        except OSError as exc:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, ValueError) as exc:  # ValueError: not UTF-8 text
             raise ConfigError(f"cannot read operator config {path}: {exc}") from exc
     try:
         data = yaml.safe_load(text)

@@ -51,8 +51,20 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def _shown(value: str, limit: int = 63) -> str:
+    """``value`` quoted for a message, cut to ``limit`` characters: a condition
+    message has a size limit, and an echoed input must not push it over."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
 def check_spec(raw: Mapping[str, Any] | None, config: OperatorConfig) -> SpecCheck:
     """Validate ``raw`` (the object's spec as stored) against the API and the config."""
+    if raw is not None and not isinstance(raw, Mapping):
+        # An object stored without schema validation may hold anything under spec.
+        got = type(raw).__name__
+        return SpecCheck(
+            spec=None, problems=[SpecProblem("spec", f"expected an object, got {got}")]
+        )
     try:
         spec = AIWorkloadSpec.model_validate(dict(raw or {}))
     except ValidationError as exc:
@@ -68,7 +80,7 @@ def check_spec(raw: Mapping[str, Any] | None, config: OperatorConfig) -> SpecChe
             problems.append(
                 SpecProblem(
                     f"spec.nodePools[{i}]",
-                    f"node pool {name!r} is not defined in the operator config "
+                    f"node pool {_shown(name)} is not defined in the operator config "
                     f"(known pools: {', '.join(known) or 'none'})",
                 )
             )

@@ -3,6 +3,14 @@
 Importing this package registers the handlers with Kopf.
 """
 
-from gpufinops.handlers import aiworkload, autoscaling, idle_nodes, startup
+from gpufinops.handlers import (
+    aiworkload,
+    autoscaling,
+    cost,
+    idle_nodes,
+    placement,
+    sandboxes,
+    startup,
+)
 
-__all__ = ["aiworkload", "autoscaling", "idle_nodes", "startup"]
+__all__ = ["aiworkload", "autoscaling", "cost", "idle_nodes", "placement", "sandboxes", "startup"]

@@ -13,7 +13,12 @@ from typing import Any
 import kopf
 from kubernetes import client
 
-from gpufinops.adapters.deployments import DeploymentView, scale_deployment, view_of
+from gpufinops.adapters.deployments import (
+    DeploymentView,
+    ScaleConflict,
+    scale_deployment,
+    view_of,
+)
 from gpufinops.adapters.operator_metrics import forget
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.config.model import OperatorConfig
@@ -116,7 +121,8 @@ async def autoscale(
                     signals = memo.signals_for(namespace, spec, config)
 
                     def scale(replicas: int, _target: str = target) -> None:
-                        scale_deployment(api, namespace, _target, replicas)
+                        # Never over a newer change: the replicas this tick decided from.
+                        scale_deployment(api, namespace, _target, replicas, seen["replicas"])
 
                     controller = InferenceController(
                         namespace, name, signals,
@@ -129,17 +135,21 @@ async def autoscale(
                      *keda_targets.get((namespace, target), [])}
                 )  # fmt: skip
                 seen["resourceVersion"] = body.get("metadata", {}).get("resourceVersion")
+                current = _first(deployments, (namespace, target))
+                seen["replicas"] = current.replicas if current else None
                 latest = copy.deepcopy(body.get("status"))
                 try:
                     await controller.tick(
                         spec,
                         body.get("metadata", {}).get("generation"),
-                        _first(deployments, (namespace, target)),
+                        current,
                         conflicts,
                         time.time(),
                         latest_status=latest,
                     )
-                except (client.ApiException, OSError) as exc:
+                except ScaleConflict as exc:
+                    logger.info(f"{exc}: changed meanwhile by another client; deciding again")
+                except Exception as exc:  # API server away, a bug on one object: keep ticking
                     logger.warning(f"autoscaling tick failed, retrying next period: {exc}")
             await stopped.wait(sync)
     except asyncio.CancelledError:

@@ -32,6 +32,10 @@ KWOK_POD_CIDR = "10.244.0.0/16"
 READY_TIMEOUT = 120.0
 
 
+OWN_STAGES = Path(__file__).with_name("kwok-stages.yaml")
+"""Our stages next to kwok's (a deleted running pod turns Failed, as a kubelet makes it)."""
+
+
 class LocalCluster:
     """A Kubernetes cluster of local processes whose state lives in ``state_dir``.
 
@@ -79,6 +83,11 @@ class LocalCluster:
     @property
     def log_dir(self) -> Path:
         return self._log_dir
+
+    @property
+    def prometheus_targets_dir(self) -> Path:
+        """Where ``*.json`` file_sd target lists make Prometheus scrape more endpoints."""
+        return prometheus.targets_dir(self.state_dir / "prometheus" / "prometheus.yml")
 
     def env(self) -> dict[str, str]:
         """Environment variables that point clients at this cluster."""
@@ -136,6 +145,13 @@ class LocalCluster:
                 processes.stop(self._run_dir, name)
             shutil.rmtree(self.state_dir / "etcd", ignore_errors=True)
             shutil.rmtree(self.state_dir / "prometheus" / "data", ignore_errors=True)
+
+    def stop_component(self, name: str) -> None:
+        """Stop one component (e.g. kube-apiserver, to test outages); ``up()`` restarts it."""
+        if name not in COMPONENTS:
+            raise ValueError(f"unknown component {name!r}; one of {', '.join(COMPONENTS)}")
+        with self._exclusive():
+            processes.stop(self._run_dir, name)
 
     # -- internals ---------------------------------------------------------------
 
@@ -356,6 +372,7 @@ class LocalCluster:
             str(bins.kwok),
             f"--kubeconfig={self._component_kubeconfig('kwok')}",
             f"--config={bins.kwok_stages}",
+            f"--config={OWN_STAGES}",
             "--manage-all-nodes=false",
             f"--manage-nodes-with-annotation-selector={nodes.KWOK_ANNOTATION}=fake",
             f"--server-address={HOST}:{self._port('kwok')}",

@@ -17,17 +17,23 @@ start). A malformed file raises :class:`TraceError` naming the file and line,
 because a silently skipped row would bias every number computed from it.
 """
 
+import codecs
 import csv
 import math
-from collections.abc import Iterable, Mapping
+from array import array
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 import numpy as np
 
 from gpufinops.core.forecast.series import FloatArray
+
+if TYPE_CHECKING:
+    from _csv import Reader
 
 TraceFormat = Literal["binned", "requests", "rate"]
 
@@ -47,6 +53,9 @@ HOLD_SECONDS = 300.0
 
 MAX_SECONDS = 400 * 86400
 """Longest trace accepted: a typo in a timestamp must not allocate gigabytes."""
+
+MAX_LINE_BYTES = 1 << 20
+"""Longest line accepted: a trace row is short, a longer line is some other file."""
 
 _TIME_COLUMNS = ("timestamp", "timestamp_anon", "time")
 
@@ -152,21 +161,52 @@ def detect_format(columns: Iterable[str]) -> tuple[TraceFormat, str]:
     )
 
 
+def text_lines(file: Path, handle: BinaryIO) -> Iterator[str]:
+    """The file's lines decoded one at a time, so a decoding error names its own line
+    and memory stays bounded by the longest line, whatever the file's size."""
+    number = 0
+    while raw := handle.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(raw) > MAX_LINE_BYTES:
+            raise TraceError(f"{file}:{number}: line longer than {MAX_LINE_BYTES} bytes")
+        if number == 1:
+            if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                raise TraceError(f"{file}:1: the file is UTF-16 text; save it as UTF-8")
+            raw = raw.removeprefix(codecs.BOM_UTF8)
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise TraceError(
+                f"{file}:{number}: not UTF-8 text (byte {exc.start + 1} of the line: {exc.reason})"
+            ) from None
+
+
+@contextmanager
+def csv_reader(file: Path) -> "Iterator[Reader]":
+    """A CSV reader over a UTF-8 file (with or without a byte-order mark).
+
+    Undecodable bytes and overlong lines raise :class:`TraceError` naming the
+    line; so do CSV syntax errors, as ``csv.Error``, which the caller turns into
+    a TraceError with the reader's ``line_num``.
+    """
+    try:
+        handle = file.open("rb")
+    except OSError as exc:
+        raise TraceError(f"{file}: cannot open: {exc.strerror or exc}") from None
+    with handle:
+        yield csv.reader(text_lines(file, handle))
+
+
 def read_trace(path: Path | str, select: Mapping[str, str] | None = None) -> Trace:
     """Read a trace file; ``select`` keeps only rows whose columns have these values
     (e.g. ``{"request_type": "Generative Requests"}`` in the Alibaba GenAI export)."""
     file = Path(path)
-    try:
-        handle = file.open(newline="", encoding="utf-8")
-    except OSError as exc:
-        raise TraceError(f"{file}: cannot open: {exc.strerror or exc}") from None
-    with handle:
-        reader = csv.reader(handle)
+    with csv_reader(file) as reader:
         try:
             header = next(reader)
         except StopIteration:
             raise TraceError(f"{file}: empty file (expected a CSV header)") from None
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except csv.Error as exc:
             raise TraceError(f"{file}:1: not a CSV file: {exc}") from None
         try:
             fmt, time_column = detect_format(header)
@@ -184,28 +224,38 @@ def read_trace(path: Path | str, select: Mapping[str, str] | None = None) -> Tra
     return _from_rates(file, rows)
 
 
-_Row = tuple[int, float, float, float]
-"""(line, timestamp, value, completion tokens or 0)."""
+@dataclass(frozen=True)
+class _Rows:
+    """The data rows, column by column (8 bytes a cell, not a Python object per row)."""
+
+    lines: "np.ndarray[tuple[int], np.dtype[np.int64]]"
+    stamps: FloatArray
+    values: FloatArray
+    completions: FloatArray
+    """Completion tokens of each request (zeros for other formats)."""
+
+    def __len__(self) -> int:
+        return int(self.lines.shape[0])
 
 
 def _rows(
     file: Path,
-    reader: Iterable[list[str]],
+    reader: "Reader",
     names: list[str],
     time_column: str,
     fmt: TraceFormat,
     select: Mapping[str, str],
-) -> list[_Row]:
+) -> _Rows:
     index = {name: i for i, name in enumerate(names)}
     t_at = index[time_column]
     value_column = {"binned": "requests", "requests": "prompt_tokens", "rate": "value"}[fmt]
     v_at = index[value_column]
     c_at = index.get("completion_tokens")
     chosen = [(index[k], v) for k, v in select.items()]
-    out: list[_Row] = []
-    line = 1
+    lines, stamps, values, completions = array("q"), array("d"), array("d"), array("d")
     try:
-        for line, row in enumerate(reader, start=2):
+        for row in reader:
+            line = reader.line_num
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) != len(names):
@@ -216,18 +266,24 @@ def _rows(
                 stamp = parse_timestamp(row[t_at])
                 if fmt == "rate" and not row[v_at].strip():
                     continue  # a sample without a value is a gap, not a zero
-                value = _number(row[v_at], value_column)
-                completion = _number(row[c_at], "completion_tokens") if c_at is not None else 0.0
+                values.append(_number(row[v_at], value_column))
+                if c_at is not None:
+                    completions.append(_number(row[c_at], "completion_tokens"))
             except ValueError as exc:
                 raise TraceError(f"{file}:{line}: {exc}") from None
-            out.append((line, stamp, value, completion))
+            lines.append(line)
+            stamps.append(stamp)
     except csv.Error as exc:
-        raise TraceError(f"{file}:{line}: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise TraceError(f"{file}:{line}: not UTF-8 text: {exc.reason}") from None
-    if not out:
+        raise TraceError(f"{file}:{reader.line_num}: {exc}") from None
+    if not lines:
         raise TraceError(f"{file}: no data rows" + (" match the selection" if select else ""))
-    return out
+    n = len(lines)
+    return _Rows(
+        np.frombuffer(lines, dtype=np.int64),
+        np.frombuffer(stamps, dtype=np.float64),
+        np.frombuffer(values, dtype=np.float64),
+        np.frombuffer(completions, dtype=np.float64) if c_at is not None else np.zeros(n),
+    )
 
 
 def _grid_length(file: Path, first: float, end: float) -> int:
@@ -240,10 +296,8 @@ def _grid_length(file: Path, first: float, end: float) -> int:
     return max(1, seconds)
 
 
-def _from_requests(file: Path, rows: list[_Row]) -> Trace:
-    stamps = np.array([r[1] for r in rows])
-    prompt = np.array([r[2] for r in rows])
-    completion = np.array([r[3] for r in rows])
+def _from_requests(file: Path, rows: _Rows) -> Trace:
+    stamps, prompt, completion = rows.stamps, rows.values, rows.completions
     order = np.argsort(stamps, kind="stable")
     stamps, prompt, completion = stamps[order], prompt[order], completion[order]
     start = math.floor(stamps[0])
@@ -258,24 +312,23 @@ def _from_requests(file: Path, rows: list[_Row]) -> Trace:
     return Trace(file.stem, float(start), requests, work, "requests", None, tokens=mean > 0)
 
 
-def _steps(file: Path, rows: list[_Row], what: str) -> tuple[FloatArray, FloatArray, float]:
+def _steps(file: Path, rows: _Rows, what: str) -> tuple[FloatArray, FloatArray, float]:
     """Timestamps, values and the regular step of a binned or sampled source."""
-    stamps = np.array([r[1] for r in rows])
-    values = np.array([r[2] for r in rows])
+    stamps, values, lines = rows.stamps, rows.values, rows.lines
     gaps = np.diff(stamps)
     bad = np.flatnonzero(gaps <= 0)
     if bad.size:
         i = int(bad[0]) + 1
         raise TraceError(
-            f"{file}:{rows[i][0]}: timestamp {rows[i][1]:g} does not increase "
-            f"(previous {what} at line {rows[i - 1][0]})"
+            f"{file}:{lines[i]}: timestamp {stamps[i]:g} does not increase "
+            f"(previous {what} at line {lines[i - 1]})"
         )
     # The narrowest gap is the bin width: wider ones are missing bins.
     step = float(gaps.min()) if gaps.size else 1.0
     return stamps, values, step
 
 
-def _from_bins(file: Path, rows: list[_Row], fmt: TraceFormat) -> Trace:
+def _from_bins(file: Path, rows: _Rows, fmt: TraceFormat) -> Trace:
     stamps, counts, step = _steps(file, rows, "bin")
     if step < 1.0 - 1e-9:
         raise TraceError(f"{file}: bins of {step:g} s are finer than the 1 s simulation step")
@@ -284,20 +337,19 @@ def _from_bins(file: Path, rows: list[_Row], fmt: TraceFormat) -> Trace:
     if misaligned.size:
         i = int(misaligned[0])
         raise TraceError(
-            f"{file}:{rows[i][0]}: timestamp {rows[i][1]:g} is not on the {step:g} s bin grid "
+            f"{file}:{rows.lines[i]}: timestamp {stamps[i]:g} is not on the {step:g} s bin grid "
             f"of the first row (binned traces need fixed-width bins)"
         )
     return _spread(file, stamps, counts, np.full(stamps.shape, step), fmt, step)
 
 
-def _from_rates(file: Path, rows: list[_Row]) -> Trace:
-    grouped: dict[float, float] = {}
-    first_line: dict[float, int] = {}
-    for line, stamp, value, _ in rows:
-        grouped[stamp] = grouped.get(stamp, 0.0) + value
-        first_line.setdefault(stamp, line)
-    ordered = sorted(grouped.items())
-    merged = [(first_line[t], t, v, 0.0) for t, v in ordered]
+def _from_rates(file: Path, rows: _Rows) -> Trace:
+    # Rows sharing a timestamp are summed, and named by the first of them in the file.
+    order = np.argsort(rows.stamps, kind="stable")
+    sorted_stamps = rows.stamps[order]
+    unique, first = np.unique(sorted_stamps, return_index=True)
+    sums = np.add.reduceat(rows.values[order], first)
+    merged = _Rows(rows.lines[order][first], unique, sums, np.zeros(unique.shape))
     stamps, rates, step = _steps(file, merged, "sample")
     widths = _hold(stamps, step)
     return _spread(file, stamps, rates * widths, widths, "rate", step)
