@@ -23,7 +23,8 @@ from gpufinops.adapters.operator_metrics import forget
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.config.model import OperatorConfig
 from gpufinops.core.validation import check_spec
-from gpufinops.handlers.inference import Effects, InferenceController, StatusConflict
+from gpufinops.handlers.inference import Effects, InferenceController
+from gpufinops.handlers.status_writes import ConditionalStatus
 
 DEFAULT_SYNC_SECONDS = 15.0
 
@@ -85,25 +86,10 @@ async def autoscale(
     config: OperatorConfig = memo.config
     api: client.ApiClient = memo.api
     sync = float(getattr(memo, "sync_seconds", DEFAULT_SYNC_SECONDS))
-    custom = client.CustomObjectsApi(api)
-
     # The body is a live view: the version a write is conditional on must be the
     # one whose status the tick started from, captured together with it.
-    seen: dict[str, Any] = {"resourceVersion": None}
-
-    def write_status(patch: dict[str, Any]) -> None:
-        # The resourceVersion makes the merge patch conditional: a newer object
-        # (another handler wrote conditions) answers 409 instead of being overwritten.
-        version = seen["resourceVersion"]
-        try:
-            custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name,
-                {"metadata": {"resourceVersion": version}, "status": patch},
-            )  # fmt: skip
-        except client.ApiException as exc:
-            if exc.status == 409:
-                raise StatusConflict(str(exc.reason)) from exc
-            raise
+    write_status = ConditionalStatus(api, namespace, name)
+    seen: dict[str, Any] = {}
 
     def post_event(type: str, reason: str, message: str) -> None:
         kopf.event(body, type=type, reason=reason, message=message)
@@ -134,7 +120,7 @@ async def autoscale(
                     {*hpa_targets.get((namespace, target), []),
                      *keda_targets.get((namespace, target), [])}
                 )  # fmt: skip
-                seen["resourceVersion"] = body.get("metadata", {}).get("resourceVersion")
+                write_status.seen(body)
                 current = _first(deployments, (namespace, target))
                 seen["replicas"] = current.replicas if current else None
                 latest = copy.deepcopy(body.get("status"))

@@ -11,7 +11,6 @@ import asyncio
 import copy
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 import kopf
@@ -30,7 +29,7 @@ from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.config.model import OperatorConfig
 from gpufinops.core.validation import check_spec
 from gpufinops.handlers.autoscaling import DEFAULT_SYNC_SECONDS
-from gpufinops.handlers.inference import StatusConflict
+from gpufinops.handlers.status_writes import ConditionalStatus, created_at
 from gpufinops.handlers.training import TrainingController, World, job_name
 
 
@@ -101,19 +100,7 @@ async def place_training(
     config: OperatorConfig = memo.config
     api: client.ApiClient = memo.api
     sync = float(getattr(memo, "sync_seconds", DEFAULT_SYNC_SECONDS))
-    custom = client.CustomObjectsApi(api)
-    seen: dict[str, Any] = {"resourceVersion": None}
-
-    def write_status(patch: dict[str, Any]) -> None:
-        try:
-            custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name,
-                {"metadata": {"resourceVersion": seen["resourceVersion"]}, "status": patch},
-            )  # fmt: skip
-        except client.ApiException as exc:
-            if exc.status == 409:
-                raise StatusConflict(str(exc.reason)) from exc
-            raise
+    write_status = ConditionalStatus(api, namespace, name)
 
     def post_event(type: str, reason: str, message: str) -> None:
         kopf.event(body, type=type, reason=reason, message=message)
@@ -121,24 +108,19 @@ async def place_training(
     controller = TrainingController(
         namespace, name, uid, config, JobActions(api), write_status, post_event
     )
-    created = meta.get("creationTimestamp")
-    created_at = (
-        datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
-        if created
-        else time.time()
-    )
+    created = created_at(meta)
     while not stopped:
         spec = check_spec(body.get("spec"), config).spec
         if spec is not None and spec.training is not None:
             job = job_name(name, spec)
-            seen["resourceVersion"] = body.get("metadata", {}).get("resourceVersion")
+            write_status.seen(body)
             world = World(
                 job=_first(jobs_index, (namespace, job)),
                 pods=list(pods_index.get((namespace, job), [])),
                 node_taints=NodeTaints(taints_index),
                 latest_status=copy.deepcopy(body.get("status")),
                 generation=body.get("metadata", {}).get("generation"),
-                created_at=created_at,
+                created_at=created,
                 now=time.time(),
             )
             try:

@@ -3,7 +3,6 @@ GPU utilisation from Prometheus (DCGM), one daemon per Experiment workload."""
 
 import asyncio
 import time
-from datetime import datetime
 from typing import Any
 
 import kopf
@@ -19,8 +18,8 @@ from gpufinops.config.model import OperatorConfig
 from gpufinops.core.sandbox import SandboxObservation
 from gpufinops.core.validation import check_spec
 from gpufinops.handlers.autoscaling import DEFAULT_SYNC_SECONDS
-from gpufinops.handlers.inference import StatusConflict
 from gpufinops.handlers.sandbox import SandboxController, SandboxEffects
+from gpufinops.handlers.status_writes import ConditionalStatus, created_at
 
 
 @kopf.index("apps", "v1", "statefulsets")
@@ -110,25 +109,7 @@ async def watch_sandbox(
     api: client.ApiClient = memo.api
     prometheus: PrometheusClient | None = getattr(memo, "prometheus", None)
     sync = float(getattr(memo, "sync_seconds", DEFAULT_SYNC_SECONDS))
-    custom = client.CustomObjectsApi(api)
-    seen: dict[str, Any] = {"resourceVersion": None}
-    created = meta.get("creationTimestamp")
-    created_at = (
-        datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
-        if created
-        else time.time()
-    )
-
-    def write_status(patch: dict[str, Any]) -> None:
-        try:
-            custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name,
-                {"metadata": {"resourceVersion": seen["resourceVersion"]}, "status": patch},
-            )  # fmt: skip
-        except client.ApiException as exc:
-            if exc.status == 409:
-                raise StatusConflict(str(exc.reason)) from exc
-            raise
+    write_status = ConditionalStatus(api, namespace, name)
 
     def post_event(type: str, reason: str, message: str) -> None:
         kopf.event(body, type=type, reason=reason, message=message)
@@ -145,7 +126,7 @@ async def watch_sandbox(
             JobActions(api).suspend(namespace, ref.name)
 
     controller = SandboxController(
-        namespace, name, created_at, SandboxEffects(shut_down, write_status, post_event)
+        namespace, name, created_at(meta), SandboxEffects(shut_down, write_status, post_event)
     )
     while not stopped:
         spec = check_spec(body.get("spec"), config).spec
@@ -168,7 +149,7 @@ async def watch_sandbox(
                     except MetricsError as exc:
                         logger.info(f"GPU utilisation unknown, idle timer holds: {exc}")
                 obs = SandboxObservation(running, replicas, pods, utilization)
-                seen["resourceVersion"] = body.get("metadata", {}).get("resourceVersion")
+                write_status.seen(body)
                 try:
                     await asyncio.to_thread(
                         controller.tick, spec, obs, body.get("status"), time.time(), generation
