@@ -336,10 +336,24 @@ def test_cost_per_million_tokens_is_the_spend_rate_over_the_token_rate() -> None
 
     cluster = Cluster()
     rates: dict[str, float | None] = {"tps": 1000.0 / 3600}  # 1000 tokens an hour
-    acct = CostAccountant(CONFIG, cluster.effects(), lambda ns, spec: rates["tps"])
+    busy: dict[str, float | None] = {"percent": 25.0}
+    acct = CostAccountant(
+        CONFIG, cluster.effects(), lambda ns, spec: rates["tps"], None,
+        lambda ns, name: busy["percent"],
+    )  # fmt: skip
     run(acct, cluster, T0 + timedelta(minutes=1))
-    gauge = metrics.COST_PER_MILLION_TOKENS.labels("ml", "w", "llama")
+    gauge = metrics.COST_PER_MILLION_TOKENS.labels("ml", "w", "llama", "allocation")
     assert gauge._value.get() == pytest.approx(4.0 / 1000 * 1e6)  # $4/h for 1000 tokens/h
+    usage = metrics.COST_PER_MILLION_TOKENS.labels("ml", "w", "llama", "usage")
+    assert usage._value.get() == pytest.approx(4.0 / 1000 * 1e6 * 0.25)  # GPUs busy 25 %
+    busy["percent"] = None  # no DCGM: the usage basis goes, allocation stays
+    run(acct, cluster, T0 + timedelta(minutes=1, seconds=30))
+    bases = {
+        s.labels["basis"]
+        for s in metrics.COST_PER_MILLION_TOKENS.collect()[0].samples
+        if s.labels.get("workload") == "w"
+    }
+    assert bases == {"allocation"}
     rates["tps"] = None  # Prometheus unreadable: the series goes, no stale figure stays
     run(acct, cluster, T0 + timedelta(minutes=2))
     samples = metrics.COST_PER_MILLION_TOKENS.collect()[0].samples

@@ -84,9 +84,11 @@ UNALLOCATED_COST = Counter(
 )
 COST_PER_MILLION_TOKENS = Gauge(
     "gpufinops_cost_per_million_tokens_usd",
-    "Current spend rate over the vLLM token rate (prompt + generated), USD per million tokens.",
-    ("namespace", "workload", "model"),
+    "Current spend rate over the vLLM token rate (prompt + generated), USD per million tokens; "
+    "basis allocation (all GPU cost of the workload) or usage (weighted by GPU utilisation).",
+    ("namespace", "workload", "model", "basis"),
 )
+TOKEN_COST_BASES = ("allocation", "usage")
 ALERT_DELIVERY_FAILURES = Counter(
     "gpufinops_alert_delivery_failures_total",
     "Budget alerts that could not be delivered to Alertmanager or the webhook.",
@@ -101,5 +103,6 @@ def forget_cost(labels: tuple[str, ...], capacity_types: tuple[str, ...]) -> Non
                 metric.remove(*labels, ct)
     with contextlib.suppress(KeyError):
         BUDGET_USED_RATIO.remove(*labels)
-    with contextlib.suppress(KeyError):
-        COST_PER_MILLION_TOKENS.remove(labels[0], labels[1], labels[4])
+    for basis in TOKEN_COST_BASES:
+        with contextlib.suppress(KeyError):
+            COST_PER_MILLION_TOKENS.remove(labels[0], labels[1], labels[4], basis)

@@ -29,7 +29,7 @@ from gpufinops.adapters.deployments import DeploymentView
 from gpufinops.adapters.nodes import pool_of
 from gpufinops.adapters.prometheus.client import MetricsError, PrometheusClient
 from gpufinops.adapters.prometheus.presets import deployment_pods_regex, quote
-from gpufinops.adapters.prometheus.utilization import peak_gpu_utilization
+from gpufinops.adapters.prometheus.utilization import mean_gpu_utilization, peak_gpu_utilization
 from gpufinops.api.inference import MetricsServer
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.api.spec import AIWorkloadSpec
@@ -37,6 +37,7 @@ from gpufinops.config.model import OperatorConfig
 from gpufinops.handlers.cost_accounting import (
     CostAccountant,
     CostEffects,
+    MeanUtilization,
     TokenRate,
     Utilization,
     WorkloadView,
@@ -175,6 +176,20 @@ def _token_rate(config: OperatorConfig) -> TokenRate:
     return read
 
 
+def _mean_utilization(config: OperatorConfig) -> MeanUtilization:
+    prometheus = PrometheusClient(config.prometheus.url, timeout=config.prometheus.timeout_seconds)
+
+    def read(namespace: str, deployment: str) -> float | None:
+        try:
+            return mean_gpu_utilization(
+                prometheus, namespace, "Deployment", deployment, TOKEN_RATE_WINDOW
+            )
+        except MetricsError:
+            return None  # without DCGM there is no usage basis; allocation still shows
+
+    return read
+
+
 def _utilization(config: OperatorConfig) -> Utilization:
     prometheus = PrometheusClient(config.prometheus.url, timeout=config.prometheus.timeout_seconds)
 
@@ -189,7 +204,10 @@ def _utilization(config: OperatorConfig) -> Utilization:
 
 async def _run(memo: kopf.Memo) -> None:
     config: OperatorConfig = memo.config
-    accountant = CostAccountant(config, _effects(memo), _token_rate(config), _utilization(config))
+    accountant = CostAccountant(
+        config, _effects(memo), _token_rate(config), _utilization(config),
+        _mean_utilization(config),
+    )  # fmt: skip
     clusterwide = bool(getattr(memo, "clusterwide", True))
     if not clusterwide:
         logger.info("namespaced operator: unallocated GPU cost is not measured")

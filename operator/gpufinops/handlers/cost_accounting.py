@@ -85,6 +85,10 @@ class CostEffects:
 TokenRate = Callable[[str, AIWorkloadSpec], float | None]
 """Tokens per second an Inference workload serves now (None: unknown)."""
 
+MeanUtilization = Callable[[str, str], float | None]
+"""Mean GPU utilisation (percent) of an Inference Deployment (namespace, name) over the
+token-rate window (None: unknown)."""
+
 Utilization = Callable[[str, str, str, float], float | None]
 """Peak GPU utilisation (percent) of (namespace, kind, name) over a window in seconds."""
 
@@ -138,9 +142,11 @@ class CostAccountant:
         effects: CostEffects,
         token_rate: TokenRate | None = None,
         utilization: Utilization | None = None,
+        mean_utilization: MeanUtilization | None = None,
     ) -> None:
         self.config, self.effects, self.token_rate = config, effects, token_rate
         self.utilization = utilization
+        self.mean_utilization = mean_utilization
         self.tz = zone(config.cost.timezone)
         self.prices = gpu_prices(config)
         self.capacity_types = {p.name: str(p.capacity_type) for p in config.node_pools}
@@ -386,17 +392,30 @@ class CostAccountant:
     async def _per_token(
         self, view: WorkloadView, spec: AIWorkloadSpec, usd_per_hour: float
     ) -> None:
-        """Cost per million tokens: the spend rate over the token rate, both as of now."""
+        """Cost per million tokens, the spend rate over the token rate, both as of now, in
+        OpenCost's two bases: ``allocation`` charges every GPU-hour the workload holds;
+        ``usage`` only the share its GPUs were busy (mean DCGM utilisation over the same
+        window), which shows what the tokens would cost with no idle headroom."""
         if self.token_rate is None or spec.inference is None:
             return
         labels = (view.namespace, view.name, spec.cost_allocation.model or UNSET)
         tokens = await asyncio.to_thread(self.token_rate, view.namespace, spec)
-        if tokens is None or tokens <= 0 or usd_per_hour <= 0:
-            with contextlib.suppress(KeyError):
-                metrics.COST_PER_MILLION_TOKENS.remove(*labels)
-            return
-        per_million = usd_per_hour / (tokens * 3600) * 1e6
-        metrics.COST_PER_MILLION_TOKENS.labels(*labels).set(per_million)
+        busy = None
+        if self.mean_utilization is not None and tokens:
+            target = spec.inference.target_ref.name
+            busy = await asyncio.to_thread(self.mean_utilization, view.namespace, target)
+        values: dict[str, float | None] = {"allocation": None, "usage": None}
+        if tokens is not None and tokens > 0 and usd_per_hour > 0:
+            per_million = usd_per_hour / (tokens * 3600) * 1e6
+            values["allocation"] = per_million
+            if busy is not None:
+                values["usage"] = per_million * min(max(busy, 0.0), 100.0) / 100.0
+        for basis, value in values.items():
+            if value is None:
+                with contextlib.suppress(KeyError):
+                    metrics.COST_PER_MILLION_TOKENS.remove(*labels, basis)
+            else:
+                metrics.COST_PER_MILLION_TOKENS.labels(*labels, basis).set(value)
 
     async def _alert(
         self, view: WorkloadView, spec: AIWorkloadSpec, alerts: Sequence[Any], now: datetime

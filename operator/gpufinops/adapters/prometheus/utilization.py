@@ -56,3 +56,22 @@ def node_peak_gpu_utilization(
     if value is None:
         raise MetricsError(f"no {GPU_UTIL} series for node {node}", query=query)
     return value
+
+
+def mean_utilization_query(namespace: str, kind: str, name: str, window: str) -> str:
+    selector = f"namespace={quote(namespace)},pod=~{quote(pods_regex(kind, name))}"
+    return f"avg(avg_over_time({GPU_UTIL}{{{selector}}}[{window}]))"
+
+
+def mean_gpu_utilization(
+    prometheus: PrometheusClient, namespace: str, kind: str, name: str, window: str
+) -> float:
+    """Mean utilisation (percent) over the window of every GPU of the workload's pods.
+
+    Raises MetricsError when the query fails or finds no series.
+    """
+    query = mean_utilization_query(namespace, kind, name, window)
+    value = prometheus.instant(query)
+    if value is None:
+        raise MetricsError(f"no {GPU_UTIL} series for the pods", query=query)
+    return value
