@@ -50,21 +50,38 @@ def run_operator(
 
 
 def _memo(config: OperatorConfig, sync_seconds: float, *, clusterwide: bool) -> kopf.Memo:
-    """What every handler shares: config, API client, one Prometheus client."""
+    """What every handler shares: config, API client, one Prometheus client.
+
+    Autoscaling signals are read in batches (one query per preset metric for all
+    workloads, cached for half a sync period, so every tick of a period shares
+    at most two refreshes). ``GPUFINOPS_PER_WORKLOAD_QUERIES=1`` sends each
+    workload's queries on their own instead: the scale benchmark's baseline, and
+    a way to rule batching out when chasing a metrics problem.
+    """
+    import os
+
     from gpufinops.adapters.kubeclient import load_kube_config
+    from gpufinops.adapters.prometheus.batch import PrometheusVectors, SignalBatcher
     from gpufinops.adapters.prometheus.client import PrometheusClient
     from gpufinops.adapters.prometheus.workload import WorkloadSignals
     from gpufinops.api.spec import AIWorkloadSpec
 
     prometheus = PrometheusClient(config.prometheus.url, timeout=config.prometheus.timeout_seconds)
+    per_workload = os.environ.get("GPUFINOPS_PER_WORKLOAD_QUERIES", "") not in ("", "0")
+    batcher = (
+        None
+        if per_workload
+        else SignalBatcher(PrometheusVectors(prometheus), ttl=max(sync_seconds / 2, 0.5))
+    )
 
     def signals_for(namespace: str, spec: AIWorkloadSpec, _: OperatorConfig) -> WorkloadSignals:
-        return WorkloadSignals(prometheus, namespace, spec)
+        return WorkloadSignals(prometheus, namespace, spec, batcher)
 
     return kopf.Memo(
         config=config,
         api=load_kube_config(),
         signals_for=signals_for,
+        prometheus=prometheus,
         sync_seconds=sync_seconds,
         clusterwide=clusterwide,
     )

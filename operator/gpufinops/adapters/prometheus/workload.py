@@ -1,9 +1,18 @@
-"""A workload's signal source: its queries, a shared client and its history cache."""
+"""A workload's signal source: its queries, a shared client and its history cache.
+
+With a ``SignalBatcher`` (as the operator runs), the preset's instant queries
+are answered from batches shared by every workload; without one, each is sent
+on its own. Either way ``read_observation`` turns them into the same
+``Observation``. The demand history stays per workload: it is cached, and only
+its tail is fetched, once per history step.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 
+from gpufinops.adapters.prometheus.batch import InstantSource, SignalBatcher
 from gpufinops.adapters.prometheus.client import MetricsError, PrometheusClient
 from gpufinops.adapters.prometheus.history import DemandHistory
 from gpufinops.adapters.prometheus.presets import SignalQueries, queries_for
@@ -21,12 +30,25 @@ HISTORY_STEP_SECONDS = 60.0
 class WorkloadSignals:
     """Signals of one Inference AIWorkload, read from Prometheus."""
 
-    def __init__(self, client: PrometheusClient, namespace: str, spec: AIWorkloadSpec) -> None:
+    def __init__(
+        self,
+        client: PrometheusClient,
+        namespace: str,
+        spec: AIWorkloadSpec,
+        batcher: SignalBatcher | None = None,
+    ) -> None:
         assert spec.inference is not None
         inference = spec.inference
         self.client = client
         self.queries: SignalQueries = queries_for(
             inference.metrics, namespace, inference.target_ref.name
+        )
+        self.instant: InstantSource = (
+            batcher.source(
+                inference.metrics, namespace, inference.target_ref.name, self.queries, client
+            )
+            if batcher is not None
+            else client
         )
         demand = self.queries.arrival_rate
         self.history = (
@@ -39,16 +61,28 @@ class WorkloadSignals:
             if demand is not None
             else None
         )
+        self._history_step: int | None = None
 
     def observe(self) -> Observation:
-        return read_observation(self.client, self.queries)
+        return read_observation(self.instant, self.queries)
 
     def demand_history(self, now: float) -> DemandSeries | None:
-        """The demand history for the forecaster; None when it cannot be read now."""
+        """The demand history for the forecaster; None when it cannot be read now.
+
+        The window only moves once per history step (a minute), so ticks within
+        the step reuse the last answer: a range query per workload per step, not
+        per tick. Samples arriving late are still re-read by the next step's
+        overlap.
+        """
         if self.history is None:
             return None
+        step = math.floor(now / HISTORY_STEP_SECONDS + 1e-9)
+        if step == self._history_step and self.history.series is not None:
+            return self.history.series
         try:
-            return self.history.update(now)
+            series = self.history.update(now)
         except MetricsError as exc:
             log.debug("demand history not read: %s", exc.reason)
             return self.history.series
+        self._history_step = step
+        return series
