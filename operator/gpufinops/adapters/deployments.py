@@ -51,33 +51,28 @@ def scale_deployment(
     """Set the Deployment's replicas through its scale subresource.
 
     With ``expected`` (the replicas the decision was made from) the write never
-    overwrites a newer change: the scale is read first and, when its replicas are no
-    longer ``expected`` (someone ran ``kubectl scale`` meanwhile), ScaleConflict is
-    raised so the caller decides again; otherwise the patch is conditional on the
-    version just read (a status-only change in between is retried once).
+    overwrites a newer change: one JSON patch tests that the replicas are still
+    ``expected`` and replaces them, atomically on the server, so no read (and no
+    ``get`` permission) is needed. When someone ran ``kubectl scale`` meanwhile the
+    test fails and ScaleConflict is raised, so the caller decides again.
     """
     apps = client.AppsV1Api(api)
-    message = f"scaling Deployment {namespace}/{name} failed"
-    for _attempt in range(2):
-        body: dict[str, object] = {"spec": {"replicas": replicas}}
-        try:
-            if expected is not None:
-                current = apps.read_namespaced_deployment_scale(name, namespace)
-                now = current.spec.replicas if current.spec else None
-                if now != expected:
-                    raise ScaleConflict(
-                        f"Deployment {namespace}/{name} has {now} replicas, not the {expected} "
-                        "the decision was made from"
-                    )
-                version = current.metadata.resource_version if current.metadata else None
-                body["metadata"] = {"resourceVersion": version}
-            apps.patch_namespaced_deployment_scale(name, namespace, body)
-            return
-        except ApiException as exc:
-            if exc.status == 409 and expected is not None:
-                continue  # changed between our read and our write: read again
-            raise ScaleError(f"{message}: {exc.reason}") from exc
-    raise ScaleConflict(f"{message}: it kept changing under us")
+    body: Any = {"spec": {"replicas": replicas}}
+    if expected is not None:
+        body = [
+            {"op": "test", "path": "/spec/replicas", "value": expected},
+            {"op": "replace", "path": "/spec/replicas", "value": replicas},
+        ]
+    try:
+        apps.patch_namespaced_deployment_scale(name, namespace, body)
+    except ApiException as exc:
+        message = f"scaling Deployment {namespace}/{name} failed: {exc.reason}"
+        if expected is not None and exc.status in (409, 422):
+            raise ScaleConflict(
+                f"Deployment {namespace}/{name} no longer has the {expected} replicas the "
+                "decision was made from"
+            ) from exc
+        raise ScaleError(message) from exc
 
 
 def scale_statefulset(api: client.ApiClient, namespace: str, name: str, replicas: int) -> None:
