@@ -26,7 +26,7 @@ need() {
   for b in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
     [[ -x "$BIN_DIR/$b" ]] || missing=1
   done
-  [[ -s "$BIN_DIR/kwok-stages-v2.yaml" ]] || missing=1
+  [[ -s "$BIN_DIR/kwok-stages-v3.yaml" ]] || missing=1
   return $((1 - missing))
 }
 
@@ -99,22 +99,25 @@ build_kwok() {
 
 # A standalone kwok controller has no built-in stages; kwok's module ships them.
 # Take them from the module as released, next to the binary: the "fast" set
-# (nodes become Ready, pods Running, deleted pods go), except that Job pods
-# complete through the "general" stage, which honours the pod annotation
+# (nodes become Ready, pods Running), except that Job pods complete through the
+# "general" stage, which honours the pod annotation
 # pod-complete.stage.kwok.x-k8s.io/delay, so a test can keep a training pod
-# running. (The file name carries a version so cached older sets are replaced.)
+# running. Deleted pods are handled by our own stages (localcluster/
+# kwok-stages.yaml): kwok picks one of several matching stages at random, so the
+# fast pod-delete (which ignores finalizers) must not compete with them. (The
+# file name carries a version so cached older sets are replaced.)
 kwok_stages() {
-  [[ -s "$BIN_DIR/kwok-stages-v2.yaml" ]] && return
+  [[ -s "$BIN_DIR/kwok-stages-v3.yaml" ]] && return
   local dir
   dir="$(go mod download -json "sigs.k8s.io/kwok@${KWOK_VERSION}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
-  local out="$BIN_DIR/kwok-stages-v2.yaml.tmp"
+  local out="$BIN_DIR/kwok-stages-v3.yaml.tmp"
   : > "$out"
   for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
-           pod/fast/pod-ready.yaml pod/general/pod-complete.yaml pod/fast/pod-delete.yaml; do
+           pod/fast/pod-ready.yaml pod/general/pod-complete.yaml; do
     printf -- '---\n' >> "$out"
     cat "$dir/kustomize/stage/$f" >> "$out"
   done
-  mv "$out" "$BIN_DIR/kwok-stages-v2.yaml"
+  mv "$out" "$BIN_DIR/kwok-stages-v3.yaml"
 }
 
 start=$(date +%s)

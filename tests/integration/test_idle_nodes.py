@@ -158,7 +158,8 @@ def test_empty_node_is_shut_down_and_protected_ones_are_kept(operator, kubectl) 
     assert _exists(kubectl, "idle-busy"), "a running GPU pod keeps it busy"
     for node in ("idle-pdb", "idle-dnd", "idle-busy"):
         assert "gpufinops.dev/idle-shutdown" not in _taints(kubectl, node)
-    assert operator.metric("gpufinops_nodes_shut_down_total", pool="idle-test") >= 1
+    shut = operator.metric("gpufinops_nodes_shut_down_total", pool="idle-test")
+    assert shut >= 1, f"metric {shut}; operator log tail:\n{operator.log.read_text()[-4000:]}"
     # no finalizer of ours on nodes: they must stay deletable while the operator is down
     finalizers = kubectl("get", "node", "idle-pdb", "-o", "jsonpath={.metadata.finalizers}")
     assert finalizers.stdout == ""

@@ -141,4 +141,5 @@ def test_a_node_with_idle_gpus_is_shut_down_busy_and_unknown_ones_are_kept(
         assert "gpufinops.dev/idle-since" not in (meta["metadata"].get("annotations") or {})
         taints = [t["key"] for t in meta["spec"].get("taints") or []]
         assert "gpufinops.dev/idle-shutdown" not in taints
-    assert operator.metric("gpufinops_nodes_shut_down_total", pool=POOL.name) == 1
+    shut = operator.metric("gpufinops_nodes_shut_down_total", pool=POOL.name)
+    assert shut == 1, f"metric {shut}; operator log tail:\n{operator.log.read_text()[-4000:]}"

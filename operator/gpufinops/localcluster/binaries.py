@@ -47,14 +47,14 @@ def find_binaries(*, with_prometheus: bool) -> Binaries:
         kube_controller_manager=bin_dir / "kube-controller-manager",
         kube_scheduler=bin_dir / "kube-scheduler",
         kwok=bin_dir / "kwok",
-        kwok_stages=bin_dir / "kwok-stages-v2.yaml",
+        kwok_stages=bin_dir / "kwok-stages-v3.yaml",
         kubectl=find_kubectl(),
         prometheus=find_prometheus(install=True) if with_prometheus else None,
     )
 
 
 def _complete(bin_dir: Path) -> bool:
-    stages = bin_dir / "kwok-stages-v2.yaml"
+    stages = bin_dir / "kwok-stages-v3.yaml"
     binaries = all(os.access(bin_dir / name, os.X_OK) for name in CONTROL_PLANE)
     return binaries and stages.is_file() and stages.stat().st_size > 0
 
