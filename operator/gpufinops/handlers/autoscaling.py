@@ -23,6 +23,7 @@ from gpufinops.adapters.operator_metrics import forget
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.config.model import OperatorConfig
 from gpufinops.core.validation import check_spec
+from gpufinops.handlers.indexes import first
 from gpufinops.handlers.inference import Effects, InferenceController
 from gpufinops.handlers.status_writes import ConditionalStatus
 
@@ -55,12 +56,6 @@ def keda_targets(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) ->
     if ref.get("kind", "Deployment") != "Deployment":
         return {}
     return {(namespace, ref.get("name")): f"ScaledObject/{name}"}
-
-
-def _first(index: kopf.Index[Any, Any], key: Any) -> Any:
-    for value in index.get(key, []):
-        return value
-    return None
 
 
 def _is_inference(spec: kopf.Spec, **_: Any) -> bool:
@@ -103,7 +98,7 @@ async def autoscale(
             if spec is not None and spec.inference is not None:
                 if controller is None or target != spec.inference.target_ref.name:
                     target = spec.inference.target_ref.name
-                    deployment = _first(deployments, (namespace, target))
+                    deployment = first(deployments, (namespace, target))
                     signals = memo.signals_for(namespace, spec, config)
 
                     def scale(replicas: int, _target: str = target) -> None:
@@ -121,7 +116,7 @@ async def autoscale(
                      *keda_targets.get((namespace, target), [])}
                 )  # fmt: skip
                 write_status.seen(body)
-                current = _first(deployments, (namespace, target))
+                current = first(deployments, (namespace, target))
                 seen["replicas"] = current.replicas if current else None
                 latest = copy.deepcopy(body.get("status"))
                 try:

@@ -29,6 +29,7 @@ from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.config.model import OperatorConfig
 from gpufinops.core.validation import check_spec
 from gpufinops.handlers.autoscaling import DEFAULT_SYNC_SECONDS
+from gpufinops.handlers.indexes import first
 from gpufinops.handlers.status_writes import ConditionalStatus, created_at
 from gpufinops.handlers.training import TrainingController, World, job_name
 
@@ -74,12 +75,6 @@ def _is_training(spec: kopf.Spec, **_: Any) -> bool:
     return spec.get("type") == "Training"
 
 
-def _first(index: kopf.Index[Any, Any], key: Any) -> Any:
-    for value in index.get(key, []):
-        return value
-    return None
-
-
 @kopf.daemon(GROUP, VERSION, PLURAL, when=_is_training, cancellation_timeout=10.0)
 async def place_training(
     body: kopf.Body,
@@ -115,7 +110,7 @@ async def place_training(
             job = job_name(name, spec)
             write_status.seen(body)
             world = World(
-                job=_first(jobs_index, (namespace, job)),
+                job=first(jobs_index, (namespace, job)),
                 pods=list(pods_index.get((namespace, job), [])),
                 node_taints=NodeTaints(taints_index),
                 latest_status=copy.deepcopy(body.get("status")),

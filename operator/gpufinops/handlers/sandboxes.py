@@ -18,6 +18,7 @@ from gpufinops.config.model import OperatorConfig
 from gpufinops.core.sandbox import SandboxObservation
 from gpufinops.core.validation import check_spec
 from gpufinops.handlers.autoscaling import DEFAULT_SYNC_SECONDS
+from gpufinops.handlers.indexes import first
 from gpufinops.handlers.sandbox import SandboxController, SandboxEffects
 from gpufinops.handlers.status_writes import ConditionalStatus, created_at
 
@@ -68,12 +69,6 @@ def _is_experiment(spec: kopf.Spec, **_: Any) -> bool:
     return spec.get("type") == "Experiment"
 
 
-def _first(index: kopf.Index[Any, Any], key: Any) -> Any:
-    for value in index.get(key, []):
-        return value
-    return None
-
-
 def _target(
     experiment: Experiment, namespace: str, indexes: dict[str, Any]
 ) -> tuple[bool, int, int] | None:
@@ -81,12 +76,12 @@ def _target(
     ref = experiment.target_ref
     key = (namespace, ref.name)
     if ref.kind == "Deployment":
-        view = _first(indexes["deployments"], key)
+        view = first(indexes["deployments"], key)
         return None if view is None else (view.replicas > 0, view.replicas, view.generation)
     if ref.kind == "StatefulSet":
-        found = _first(indexes["statefulsets"], key)
+        found = first(indexes["statefulsets"], key)
         return None if found is None else (found[0] > 0, found[0], found[1])
-    job: JobView | None = _first(indexes["training_jobs"], key)
+    job: JobView | None = first(indexes["training_jobs"], key)
     if job is None:
         return None
     return (not job.suspended and not job.complete, job.parallelism, job.generation)

@@ -491,14 +491,15 @@ class TrainingController:
     # ------------------------------------------------------------------ status
 
     def _write(self, record: PlacementRecord, conditions: list[Condition], world: World) -> None:
+        written = record_patch(record)
         patch = {
             "observedGeneration": world.generation,
             "target": f"Job/{record.job}",
-            "placement": record_patch(record),
+            "placement": written,
             "conditions": conditions_patch(conditions),
         }
         # Spend moves every tick; alone it is written at most once a minute.
-        placement = {k: v for k, v in record_patch(record).items() if k not in SPEND_FIELDS}
+        placement = {k: v for k, v in written.items() if k not in SPEND_FIELDS}
         comparable = {**patch, "placement": placement}
         spend_due = world.now - self._last_spend_write >= SPEND_PERSIST_SECONDS
         if comparable == self._last_written and not spend_due:
