@@ -320,11 +320,19 @@ async def _advance(
         await asyncio.to_thread(
             actions.annotate, name, {PHASE_ANNOTATION: Phase.SHUTTING_DOWN.value}
         )
-        await asyncio.to_thread(actions.shut_down, name, settings.provider)
-        metrics.NODES_SHUT_DOWN.labels(pool.name).inc()
-        kopf.event(
-            body,
-            type="Normal",
-            reason="ShutDown",
-            message=f"idle GPU node shut down via the {settings.provider} provider",
-        )
+        # Shielded: the node's deletion reaches the watch (and cancels this task)
+        # before the thread returns; the count and the Event must still be recorded.
+        await asyncio.shield(_shut_down(name, body, pool, settings, actions))
+
+
+async def _shut_down(
+    name: str, body: Any, pool: NodePool, settings: IdleShutdownDefaults, actions: NodeActions
+) -> None:
+    await asyncio.to_thread(actions.shut_down, name, settings.provider)
+    metrics.NODES_SHUT_DOWN.labels(pool.name).inc()
+    kopf.event(
+        body,
+        type="Normal",
+        reason="ShutDown",
+        message=f"idle GPU node shut down via the {settings.provider} provider",
+    )
