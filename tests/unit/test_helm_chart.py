@@ -281,6 +281,42 @@ def test_namespaced_ha_peers_in_each_named_namespace(helm: Path) -> None:
     assert ("kopf.dev", "clusterkopfpeerings", None) not in rules
 
 
+def _args(docs: list[dict[str, Any]]) -> list[str]:
+    args: list[str] = workload(docs)["spec"]["template"]["spec"]["containers"][0]["args"]
+    return args
+
+
+def test_a_release_per_label_shard_passes_its_selector_and_can_leave_the_nodes(
+    helm: Path,
+) -> None:
+    acting = ("config.idleShutdown.enabled=true", "config.idleShutdown.dryRun=false")
+    with_nodes = render(helm, None, "workloadSelector=gpufinops.dev/shard in (a)", *acting)
+    assert "--selector=gpufinops.dev/shard in (a)" in _args(with_nodes)
+    assert "--no-node-duties" not in _args(with_nodes)
+    assert ("", "pods/eviction", None) in rules_of(with_nodes)
+    without = render(helm, None, "workloadSelector=gpufinops.dev/shard=b", "nodeDuties=false",
+                     *acting)  # fmt: skip
+    assert "--selector=gpufinops.dev/shard=b" in _args(without)
+    assert "--no-node-duties" in _args(without)
+    assert rules_of(without) == BASE_RULES, "no write on nodes without the node duties"
+
+
+def test_a_namespaced_shard_never_gets_the_node_duties(helm: Path) -> None:
+    docs = render(helm, VALUES_DIR / "namespaced.yaml")  # idle shutdown on, dryRun false
+    assert not any(a.startswith(("--selector", "--node-duties", "--no-node-duties"))
+                   for a in _args(docs))  # fmt: skip
+    rules = rules_of(docs)
+    assert ("", "pods/eviction", None) not in rules
+    assert rules[("", "nodes", None)] == {"list", "watch"}
+
+
+def test_schema_rejects_a_selector_with_foreign_characters(helm: Path) -> None:
+    result = run_helm(helm, "template", "gpufinops", str(CHART), "--set",
+                      "workloadSelector=a=b;rm")  # fmt: skip
+    assert result.returncode != 0
+    assert "/workloadSelector" in result.stderr
+
+
 # ------------------------------------------------------------------ RBAC
 
 

@@ -47,6 +47,11 @@ app.kubernetes.io/part-of: gpufinops
 {{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
 {{- end }}
 
+{{/* Node duties (idle node shutdown, unallocated GPU cost): cluster-wide instances only. */}}
+{{- define "gpufinops.nodeDuties" -}}
+{{- if and .Values.nodeDuties (not .Values.watchNamespaces) }}true{{- end }}
+{{- end }}
+
 {{- define "gpufinops.peeringName" -}}
 {{- default (include "gpufinops.fullname" .) .Values.peering.name }}
 {{- end }}
@@ -97,6 +102,12 @@ spec:
         - --log-format={{ .Values.operator.logFormat }}
         {{- range .Values.watchNamespaces }}
         - --namespace={{ . }}
+        {{- end }}
+        {{- with .Values.workloadSelector }}
+        - --selector={{ . }}
+        {{- end }}
+        {{- if not (or .Values.nodeDuties .Values.watchNamespaces) }}
+        - --no-node-duties
         {{- end }}
         {{- if include "gpufinops.ha" . }}
         - --peering={{ include "gpufinops.peeringName" . }}

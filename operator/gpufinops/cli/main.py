@@ -41,11 +41,12 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from gpufinops.cli.run import run_operator
+    from gpufinops.cli.run import ShardError, run_operator, shard_from_args
 
     try:
         config = load_config(args.config)
-    except ConfigError as exc:
+        shard = shard_from_args(args)
+    except (ConfigError, ShardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     url = args.prometheus_url or os.environ.get("GPUFINOPS_PROMETHEUS_URL")
@@ -53,7 +54,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config.prometheus.url = url
     return run_operator(
         config,
-        namespaces=args.namespace,
+        shard=shard,
         liveness=args.liveness,
         peering=args.peering,
         priority=args.priority,
@@ -87,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="watch only this namespace (repeatable; globs allowed); default: all namespaces",
     )
+    from gpufinops.cli.run import add_shard_arguments
+
+    add_shard_arguments(run)
     run.add_argument(
         "--liveness",
         default="http://0.0.0.0:8080/healthz",

@@ -103,6 +103,8 @@ async def track_node(
     finalizer on their object, and a finalizer on Nodes would block their
     deletion by anyone else whenever the operator is down.
     """
+    if not getattr(memo, "clusterwide", True):
+        return  # node duties are another instance's (namespaced, or --no-node-duties)
     memo.idle_indexes = {k: indexes[k] for k in ("pods_by_node", "pdbs", "nodes_by_pool")}
     tasks: dict[str, asyncio.Task[None]] = memo.idle_tasks
     if type == "DELETED" or not _is_managed_gpu_node(labels, memo):
@@ -125,9 +127,6 @@ async def stop_idle_tasks(memo: kopf.Memo, **_: Any) -> None:
 
 async def _watch_node(name: str, memo: kopf.Memo, logger: kopf.Logger) -> None:
     """Watch one GPU node; shut it down once idle long enough and safe to remove."""
-    if not getattr(memo, "clusterwide", True):
-        logger.warning("idle shutdown needs a cluster-wide operator: pods elsewhere are unseen")
-        return
     actions = NodeActions(memo.api)
     last_tick = time.time()
     while name in memo.node_bodies:
