@@ -25,6 +25,7 @@ from gpufinops.adapters.nodes import (
 from gpufinops.adapters.prometheus.client import MetricsError, PrometheusClient
 from gpufinops.adapters.prometheus.utilization import node_peak_gpu_utilization
 from gpufinops.config.model import IdleShutdownDefaults, NodePool, OperatorConfig
+from gpufinops.core.idle.model import IDLE_TAINT
 from gpufinops.core.idle.plan import still_safe
 from gpufinops.core.idle.rules import (
     IdleTimer,
@@ -284,8 +285,12 @@ async def _advance(
     if phase == Phase.DRAINING and now - drain_started > settings.drain_timeout_seconds:
         safe, reasons = False, [f"drain did not finish in {settings.drain_timeout_seconds:.0f}s"]
     step = next_step(phase, safe=safe, drained=not evictable)
-    if step == Step.TAINT:
+    # Killed between recording Tainted and tainting, the node is not tainted yet:
+    # taint it before draining, or the evicted pods' replacements may land back on it.
+    untainted = phase in (Phase.TAINTED, Phase.DRAINING) and not _has_idle_taint(body)
+    if step == Step.TAINT or (untainted and step in (Step.DRAIN, Step.WAIT, Step.SHUT_DOWN)):
         await asyncio.to_thread(actions.set_taint, name, True)
+    if step == Step.TAINT:
         step = Step.DRAIN
     if step == Step.ABORT:
         await asyncio.to_thread(actions.set_taint, name, False)
@@ -322,6 +327,11 @@ async def _advance(
         # Shielded: the node's deletion reaches the watch (and cancels this task)
         # before the thread returns; the count and the Event must still be recorded.
         await asyncio.shield(_shut_down(name, body, pool, settings, actions))
+
+
+def _has_idle_taint(body: Any) -> bool:
+    taints = (body.get("spec") or {}).get("taints") or []
+    return any(t.get("key") == IDLE_TAINT for t in taints)
 
 
 async def _shut_down(

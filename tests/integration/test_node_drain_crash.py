@@ -1,0 +1,180 @@
+"""The operator killed (SIGKILL) at each step of an idle node's shutdown.
+
+Each step is recorded on the node before it is taken (``Tainted``, ``Draining``,
+``ShuttingDown``), so a restarted operator either finishes the shutdown exactly
+once or, when that is no longer safe or the drain cannot finish, rolls it back:
+no node stays cordoned for ever. The drain is killed for real: a Deployment
+whose pod tolerates the idle taint and is pinned to the node comes back after
+every eviction, which holds the node in ``Draining`` for as long as the test
+wants. The other steps are set up as a killed operator leaves them.
+
+The operators here are node-duty instances: ``--selector`` matches no AIWorkload.
+"""
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.integration.test_idle_nodes import (
+    CONFIG,
+    NS,
+    _annotation,
+    _exists,
+    _node,
+    _ok,
+    _poll,
+    _taints,
+)
+from tests.support.operator import RunningOperator, running_operator
+
+PHASE = "gpufinops.dev/idle-shutdown-phase"
+TAINT = "gpufinops.dev/idle-shutdown"
+NODES = ("crash-drain-done", "crash-drain-stuck", "crash-shutting", "crash-untainted")
+DEADLINE = 60
+
+
+def _config(tmp: Path, drain_timeout: float) -> Path:
+    config = json.loads(json.dumps(CONFIG))
+    config["nodePools"][-1]["idleShutdown"]["drainTimeoutSeconds"] = drain_timeout
+    path = tmp / f"config-{drain_timeout:g}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _operator(kubeconfig: Path, tmp: Path, drain_timeout: float = 600) -> Any:
+    tmp.mkdir(parents=True, exist_ok=True)
+    config = _config(tmp, drain_timeout)
+    return running_operator(kubeconfig, tmp, "--config", str(config),
+                            "--selector", "gpufinops.dev/shard=node-duties-only")  # fmt: skip
+
+
+def _sigkill(op: RunningOperator) -> None:
+    op.process.send_signal(signal.SIGKILL)
+    op.process.wait()
+
+
+UIDS: dict[str, str] = {}
+
+
+def _new_node(kubectl: Any, node: str, **kwargs: Any) -> None:
+    """A fresh node; its Events are told from those of earlier nodes of that name by uid."""
+    _node(kubectl, node, **kwargs)
+    UIDS[node] = _ok(kubectl("get", "node", node, "-o", "jsonpath={.metadata.uid}"))
+
+
+def _node_events(kubectl: Any, node: str) -> list[str]:
+    selector = f"involvedObject.kind=Node,involvedObject.uid={UIDS[node]}"
+    got = kubectl("get", "events", "-A", "--field-selector", selector, "-o", "json")
+    return [e["reason"] for e in json.loads(got.stdout)["items"]] if got.returncode == 0 else []
+
+
+def _returning_pod(kubectl: Any, node: str) -> None:
+    """A CPU pod pinned to ``node`` that tolerates the idle taint: evicted, it comes back."""
+    manifest = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": node, "namespace": NS},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": node}},
+            "template": {
+                "metadata": {"labels": {"app": node}},
+                "spec": {
+                    "nodeSelector": {"kubernetes.io/hostname": node},
+                    "tolerations": [{"operator": "Exists"}],
+                    "containers": [{"name": "main", "image": "registry.invalid/app:1"}],
+                },
+            },
+        },
+    }  # fmt: skip
+    _ok(kubectl("apply", "-f", "-", input=json.dumps(manifest)))
+    _ok(kubectl("wait", "-n", NS, f"deployment/{node}", "--for=jsonpath={.status.readyReplicas}=1",
+                "--timeout=60s"))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cleanup(kubectl: Any) -> Iterator[None]:
+    kubectl("create", "namespace", NS)
+    yield
+    kubectl("delete", "deployments", *NODES, "-n", NS, "--wait=true", "--timeout=60s")
+    kubectl("delete", "nodes", *NODES, "--wait=true", "--timeout=60s")
+
+
+def _killed_mid_drain(kubectl: Any, kubeconfig: Path, tmp: Path, node: str) -> RunningOperator:
+    """Start an operator, let it tain and start draining ``node``, SIGKILL it there."""
+    _new_node(kubectl, node)
+    _returning_pod(kubectl, node)
+    with _operator(kubeconfig, tmp / "first") as first:
+        _poll(lambda: _annotation(kubectl, node, PHASE) == "Draining", DEADLINE, "draining")
+        _poll(lambda: "Draining" in _node_events(kubectl, node), DEADLINE, "the Draining Event")
+        _sigkill(first)
+    assert TAINT in _taints(kubectl, node), "killed mid-drain: still tainted"
+    return first
+
+
+def test_killed_mid_drain_the_next_operator_finishes_the_shutdown_once(
+    cleanup: None, kubectl: Any, kubeconfig: Path, tmp_path: Path
+) -> None:
+    node = "crash-drain-done"
+    _killed_mid_drain(kubectl, kubeconfig, tmp_path, node)
+    # Meanwhile the pod's owner goes away; the restarted operator finds the node drained.
+    _ok(kubectl("delete", "deployment", node, "-n", NS, "--wait=true", "--timeout=60s"))
+    with _operator(kubeconfig, tmp_path / "second") as second:
+        _poll(lambda: not _exists(kubectl, node), DEADLINE, "the node to be shut down")
+        _poll(lambda: second.metric("gpufinops_nodes_shut_down_total", pool="idle-test") == 1,
+              DEADLINE, "the shutdown to be counted")  # fmt: skip
+        reasons = _node_events(kubectl, node)
+        assert reasons.count("Draining") == 1, reasons  # not drained twice
+        _poll(lambda: _node_events(kubectl, node).count("ShutDown") == 1, DEADLINE, "ShutDown")
+        assert "ShutdownAborted" not in _node_events(kubectl, node)
+
+
+def test_killed_mid_drain_that_cannot_finish_the_node_is_untainted_after_the_timeout(
+    cleanup: None, kubectl: Any, kubeconfig: Path, tmp_path: Path
+) -> None:
+    node = "crash-drain-stuck"
+    _killed_mid_drain(kubectl, kubeconfig, tmp_path, node)
+    started = float(_annotation(kubectl, node, "gpufinops.dev/drain-started"))
+    # The restarted operator has a short drain timeout; the pod keeps coming back.
+    with _operator(kubeconfig, tmp_path / "second", drain_timeout=4):
+        _poll(lambda: TAINT not in _taints(kubectl, node), DEADLINE, "the taint to be removed")
+        assert time.time() > started + 4, "rolled back only once the drain timed out"
+        assert _exists(kubectl, node)
+        assert _annotation(kubectl, node, PHASE) == ""
+        assert _annotation(kubectl, node, "gpufinops.dev/drain-started") == ""
+        _poll(lambda: "ShutdownAborted" in _node_events(kubectl, node), DEADLINE, "the Event")
+        assert "ShutDown" not in _node_events(kubectl, node)
+    _ok(kubectl("delete", "deployment", node, "-n", NS, "--wait=true", "--timeout=60s"))
+
+
+def test_killed_after_recording_a_step_but_before_taking_it(
+    cleanup: None, kubectl: Any, kubeconfig: Path, tmp_path: Path
+) -> None:
+    # Killed between recording ShuttingDown and deleting the node: past the point of
+    # no return, the next operator deletes it. Killed between recording Tainted and
+    # tainting: the next one taints it before draining (else the evicted pods'
+    # replacements could land right back on it) and carries on.
+    shutting = {PHASE: "ShuttingDown"}
+    _new_node(kubectl, "crash-shutting", annotations=shutting, taint=True, wait=False)
+    _new_node(kubectl, "crash-untainted", annotations={PHASE: "Tainted"})
+    _returning_pod(kubectl, "crash-untainted")
+    with _operator(kubeconfig, tmp_path) as op:
+        _poll(lambda: not _exists(kubectl, "crash-shutting"), DEADLINE, "crash-shutting deleted")
+        _poll(lambda: _annotation(kubectl, "crash-untainted", PHASE) == "Draining", DEADLINE,
+              "the drain to resume")  # fmt: skip
+        _poll(lambda: TAINT in _taints(kubectl, "crash-untainted"), DEADLINE,
+              "the taint the killed operator never set")  # fmt: skip
+        _ok(kubectl("delete", "deployment", "crash-untainted", "-n", NS, "--wait=true",
+                    "--timeout=60s"))  # fmt: skip
+        _poll(lambda: not _exists(kubectl, "crash-untainted"), DEADLINE, "crash-untainted deleted")
+        _poll(lambda: op.metric("gpufinops_nodes_shut_down_total", pool="idle-test") == 2,
+              DEADLINE, "both shutdowns to be counted")  # fmt: skip
+        shutting = _node_events(kubectl, "crash-shutting")
+        assert shutting.count("ShutDown") == 1 and "Draining" not in shutting, shutting
+        _poll(lambda: _node_events(kubectl, "crash-untainted").count("ShutDown") == 1,
+              DEADLINE, "the ShutDown Event")  # fmt: skip
+        assert _node_events(kubectl, "crash-untainted").count("Draining") == 1
