@@ -35,7 +35,7 @@ from gpufinops.core.conditions import find_condition, set_condition
 from gpufinops.core.placement.choose import choose_pool, expected_cost_usd
 from gpufinops.core.placement.fallback import assess, remaining_seconds
 from gpufinops.core.placement.interruptions import interruption_reason
-from gpufinops.core.placement.model import JobProfile, PoolOffer
+from gpufinops.core.placement.model import JobProfile, Placement, PoolOffer
 from gpufinops.core.placement.transitions import (
     fell_back,
     interrupted,
@@ -252,6 +252,9 @@ class TrainingController:
             return record, conditions
 
         placed_before = record.memory.attempts > 0
+        if not placed_before and not job.suspended and spec.mode != Mode.RECOMMEND:
+            record = self._adopt(spec, job, record, world)
+            placed_before = record.memory.attempts > 0
         if not placed_before and not job.suspended:
             conditions, changed = self._set(
                 conditions, ConditionStatus.FALSE, "JobNotSuspended",
@@ -294,6 +297,39 @@ class TrainingController:
         if record.phase in (Phase.WAITING, Phase.FALLING_BACK):
             return self._place(spec, world, record, conditions, job, offers, profile_)
         return self._watch(spec, world, record, conditions, job, offers, profile_)
+
+    def _adopt(
+        self, spec: AIWorkloadSpec, job: JobView, record: PlacementRecord, world: World
+    ) -> PlacementRecord:
+        """Record a placement that was made but never recorded.
+
+        A predecessor killed between unsuspending the Job onto a pool and writing
+        status leaves it running on one of the workload's pools (that pool's
+        selector injected) with no placement in status. Taking it up as placed
+        there completes the step once, instead of reporting the Job as unmanaged.
+        """
+        pool = next(
+            (
+                p
+                for name in spec.node_pools or []
+                if (p := self.config.pool(name)) is not None
+                and p.selector
+                and all(job.node_selector.get(k) == v for k, v in p.selector.items())
+            ),
+            None,
+        )
+        if pool is None:
+            return record
+        choice = Placement(
+            pool=pool.name, capacity_type=pool.capacity_type, reason="recorded after a restart"
+        )
+        record.memory = placed(record.memory, choice, world.now)
+        record.phase = Phase.RUNNING
+        event = "SpotPlaced" if pool.capacity_type == CapacityType.SPOT else "OnDemandPlaced"
+        self.post_event(
+            "Normal", event, f"Job/{job.name} placed on {pool.name} (recorded after a restart)"
+        )
+        return record
 
     def _place(
         self,
