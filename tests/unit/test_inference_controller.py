@@ -198,3 +198,29 @@ def test_restart_seeds_history_so_nothing_scales_down_at_once() -> None:
     )  # fmt: skip
     run(c, spec(), DeploymentView(8, 8, None, 1))
     assert rec.scaled == []
+
+
+def test_status_writes_and_scales_run_off_the_event_loop() -> None:
+    """Blocking API calls go to worker threads: the loop keeps running other ticks."""
+    import threading
+
+    threads: dict[str, int] = {}
+    rec = Recorder()
+
+    def write(patch: dict[str, Any]) -> None:
+        threads["write"] = threading.get_ident()
+        rec.statuses.append(patch)
+
+    def scale(replicas: int) -> None:
+        threads["scale"] = threading.get_ident()
+        rec.scaled.append(replicas)
+
+    effects = Effects(scale=scale, write_status=write, post_event=lambda *a: None)
+    c = InferenceController(
+        "ns", "w", FakeSignals(Observation(queue_depth=0, arrival_rate=55)), effects,
+        None, NOW, 2,
+    )  # fmt: skip
+    asyncio.run(c.tick(spec(), 1, DEP, [], NOW))
+    assert rec.scaled == [6] and len(rec.statuses) == 1
+    assert threads["write"] != threading.get_ident()
+    assert threads["scale"] != threading.get_ident()

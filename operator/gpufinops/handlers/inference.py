@@ -223,7 +223,7 @@ class InferenceController:
                     "Warning", "TargetNotFound", f"{target} not found; nothing to scale"
                 )
             metrics.TICKS.labels(*labels, "target_not_found").inc()
-            return self._report(None, "target not found", generation, None, None, None)
+            return await self._report(None, "target not found", generation, None, None, None)
 
         if conflicts:
             changed = self._condition(
@@ -241,7 +241,9 @@ class InferenceController:
                     f"{', '.join(conflicts)} also scales {target}: not acting, to avoid a fight",
                 )  # fmt: skip
             metrics.TICKS.labels(*labels, "conflicting_autoscaler").inc()
-            return self._report(None, "conflicting autoscaler", generation, deployment, None, None)
+            return await self._report(
+                None, "conflicting autoscaler", generation, deployment, None, None
+            )
         if find_condition(self.conditions, CONFLICTING_AUTOSCALER) is not None:
             self._condition(
                 CONFLICTING_AUTOSCALER, ConditionStatus.FALSE, "NoOtherAutoscaler",
@@ -277,7 +279,7 @@ class InferenceController:
         self._signal_conditions(decision, report, stamp, generation)
         recommend_only = spec.mode == Mode.RECOMMEND
         if desired != deployment.replicas and not recommend_only:
-            self.effects.scale(desired)
+            await asyncio.to_thread(self.effects.scale, desired)
             event = {"ScaleUp": "ScaledUp", "ScaleDown": "ScaledDown",
                      "ScaleToZero": "ScaledToZero", "Wake": "ScaledUp",
                      "Fallback": "FallbackScaled", "ManualOverride": "ScaledManually",
@@ -313,7 +315,7 @@ class InferenceController:
         if not decision.metrics_available:
             metrics.METRIC_FAILURES.labels(*labels).inc()
         metrics.TICKS.labels(*labels, "decided").inc()
-        return self._report(decision, None, generation, deployment, point, report,
+        return await self._report(decision, None, generation, deployment, point, report,
                             desired=desired, action=action, reason=reason, now=now)  # fmt: skip
 
     def _signal_conditions(
@@ -350,7 +352,7 @@ class InferenceController:
                 report.message,
             )
 
-    def _report(
+    async def _report(
         self,
         decision: Decision | None,
         skipped: str | None,
@@ -408,7 +410,8 @@ class InferenceController:
                 self._last_memory_write = now
         if changed or "autoscaler" in patch:
             try:
-                self.effects.write_status(patch)
+                # A blocking API call: in a worker thread, so other workloads' ticks go on.
+                await asyncio.to_thread(self.effects.write_status, patch)
             except StatusConflict:
                 log.debug(
                     "status of %s/%s moved on; rewriting next tick", self.namespace, self.name
