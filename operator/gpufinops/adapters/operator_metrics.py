@@ -36,6 +36,14 @@ METRIC_FAILURES = Counter(
     LABELS,
 )
 
+PROMETHEUS_QUERIES = Counter(
+    "gpufinops_prometheus_queries_total",
+    "HTTP queries sent to Prometheus, by kind: signals_batch (one preset metric for every "
+    "workload), instant (one value, e.g. a custom query), range (demand history, per "
+    "chunk), cost_batch (the cost loop's token and GPU utilisation reads for every workload).",
+    ("kind",),
+)
+
 
 IDLE_GPU_SECONDS = Counter(
     "gpufinops_idle_gpu_seconds_total", "GPU-seconds on nodes with no GPU pod.", ("pool",)

@@ -95,8 +95,10 @@ class VectorSource(Protocol):
 class PrometheusVectors:
     """Instant vector queries through a ``PrometheusClient``, with its error translation."""
 
-    def __init__(self, client: PrometheusClient) -> None:
+    def __init__(self, client: PrometheusClient, *, kind: str = "signals_batch") -> None:
         self.client = client
+        self.kind = kind
+        """How the queries are counted in ``gpufinops_prometheus_queries_total``."""
 
     def vector(self, query: str, *, at: float | None = None) -> list[Row]:
         """Every series of ``query`` now (or at epoch ``at``) with its value; NaN kept as NaN.
@@ -105,7 +107,9 @@ class PrometheusVectors:
         """
         params = {} if at is None else {"time": repr(float(at))}
         prom = self.client.connection
-        result = self.client._call(query, lambda: prom.custom_query(query, params=params))
+        result = self.client._call(
+            query, lambda: prom.custom_query(query, params=params), kind=self.kind
+        )
         try:
             if not isinstance(result, list):
                 raise TypeError(f"result is a {type(result).__name__}")

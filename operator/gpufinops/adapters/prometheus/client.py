@@ -24,6 +24,7 @@ from prometheus_api_client.prometheus_connect import PrometheusConnect
 from requests import exceptions as http_errors
 from urllib3.util.retry import Retry
 
+from gpufinops.adapters.operator_metrics import PROMETHEUS_QUERIES
 from gpufinops.core.forecast.series import DemandSeries, FloatArray
 
 MAX_POINTS_PER_REQUEST = 11_000
@@ -116,7 +117,9 @@ class PrometheusClient:
         (aggregate it, e.g. with ``sum``), or its value is NaN or infinite.
         """
         params = {} if at is None else {"time": repr(float(at))}
-        result = self._call(query, lambda: self._prom.custom_query(query, params=params))
+        result = self._call(
+            query, lambda: self._prom.custom_query(query, params=params), kind="instant"
+        )
         try:
             if not isinstance(result, list):
                 raise TypeError(f"result is a {type(result).__name__}")
@@ -179,6 +182,7 @@ class PrometheusClient:
                 step=params["step"],
                 params=params,
             ),
+            kind="range",
         )
         try:
             if not isinstance(result, list):
@@ -198,8 +202,12 @@ class PrometheusClient:
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise MetricsError(f"unreadable answer from Prometheus: {exc}", query=query) from exc
 
-    def _call(self, query: str, request: Callable[[], Any]) -> Any:
-        """Run one API call, translating its failures into ``MetricsError``."""
+    def _call(self, query: str, request: Callable[[], Any], *, kind: str) -> Any:
+        """Run one API call, translating its failures into ``MetricsError``.
+
+        ``kind`` labels the call in ``gpufinops_prometheus_queries_total``.
+        """
+        PROMETHEUS_QUERIES.labels(kind).inc()
         try:
             return request()
         except PrometheusApiClientException as exc:
