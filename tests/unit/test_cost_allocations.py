@@ -358,3 +358,37 @@ def test_cost_per_million_tokens_is_the_spend_rate_over_the_token_rate() -> None
     run(acct, cluster, T0 + timedelta(minutes=2))
     samples = metrics.COST_PER_MILLION_TOKENS.collect()[0].samples
     assert not [s for s in samples if s.labels.get("workload") == "w"]
+
+
+def test_a_restart_does_not_rewrite_an_unchanged_idle_workload() -> None:
+    cluster = Cluster()
+    run(CostAccountant(CONFIG, cluster.effects()), cluster, T0, pods=[])
+    assert cluster.writes == 1
+    # A new operator reads the same status back (nulls dropped, as a merge patch stores
+    # them): nothing to say, nothing written.
+    cluster.status = {
+        key: {k: v for k, v in value.items() if v is not None}
+        for key, value in cluster.status.items()
+    }
+    run(CostAccountant(CONFIG, cluster.effects()), cluster, T0 + timedelta(minutes=1), pods=[])
+    assert cluster.writes == 1
+    # Spend is still written at once.
+    run(CostAccountant(CONFIG, cluster.effects()), cluster, T0 + timedelta(minutes=2))
+    assert cluster.writes == 2
+
+
+def test_the_cost_loop_handlers_run_only_while_the_loop_is_not_running() -> None:
+    import kopf
+
+    from gpufinops.handlers.cost import _loop_missing
+
+    async def scenario() -> tuple[bool, bool, bool]:
+        memo = kopf.Memo(cost_loop={})
+        before = _loop_missing(memo)
+        task = asyncio.get_running_loop().create_future()
+        memo.cost_loop["task"] = task
+        running = _loop_missing(memo)
+        task.set_result(None)
+        return before, running, _loop_missing(memo)
+
+    assert asyncio.run(scenario()) == (True, False, True)

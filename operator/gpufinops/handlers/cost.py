@@ -14,7 +14,9 @@ AIWorkload or node event because only resource handlers receive indexes.
 """
 
 import asyncio
+import functools
 import logging
+import math
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -27,9 +29,11 @@ from gpufinops.adapters.alerts import AlertSender
 from gpufinops.adapters.allocations import GpuPod, Pools, gpu_pod, gpu_pod_record
 from gpufinops.adapters.deployments import DeploymentView
 from gpufinops.adapters.nodes import pool_of
+from gpufinops.adapters.prometheus.batch import PrometheusVectors, Selector, VectorSource
 from gpufinops.adapters.prometheus.client import MetricsError, PrometheusClient
-from gpufinops.adapters.prometheus.presets import deployment_pods_regex, quote
-from gpufinops.adapters.prometheus.utilization import mean_gpu_utilization, peak_gpu_utilization
+from gpufinops.adapters.prometheus.presets import ScopeLabels, deployment_pods_regex, quote
+from gpufinops.adapters.prometheus.shared import SharedVector
+from gpufinops.adapters.prometheus.utilization import GPU_UTIL, peak_gpu_utilization
 from gpufinops.api.inference import MetricsServer
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.api.spec import AIWorkloadSpec
@@ -112,12 +116,20 @@ def _ensure_loop(memo: kopf.Memo, indexes: Mapping[str, Any]) -> None:
         shared["task"] = asyncio.get_running_loop().create_task(_run(memo))
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
+def _loop_missing(memo: kopf.Memo, **_: Any) -> bool:
+    """Whether the loop still has to be started (or restarted): the event handlers below
+    run only then. Every status write is a watch event; a handler invoked (and logged)
+    for each of them would only find the loop already running."""
+    task: asyncio.Task[None] | None = getattr(memo, "cost_loop", {}).get("task")
+    return task is None or task.done()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, when=_loop_missing)
 async def cost_on_workload(memo: kopf.Memo, **indexes: Any) -> None:
     _ensure_loop(memo, indexes)
 
 
-@kopf.on.event("", "v1", "nodes")
+@kopf.on.event("", "v1", "nodes", when=_loop_missing)
 async def cost_on_node(memo: kopf.Memo, **indexes: Any) -> None:
     _ensure_loop(memo, indexes)
 
@@ -161,31 +173,63 @@ def tokens_query(namespace: str, deployment: str) -> str:
     return f"sum(rate({{{selector}}}[{TOKEN_RATE_WINDOW}]))"
 
 
-def _token_rate(config: OperatorConfig) -> TokenRate:
-    prometheus = PrometheusClient(config.prometheus.url, timeout=config.prometheus.timeout_seconds)
+TOKENS_BY_POD = (
+    "sum by (namespace, pod) (rate({__name__=~"
+    '"vllm:prompt_tokens_total|vllm:generation_tokens_total"}'
+    f"[{TOKEN_RATE_WINDOW}]))"
+)
+"""``tokens_query`` for every workload at once: one query per cost pass, not one per workload."""
+UTILIZATION_BY_GPU = f"avg_over_time({GPU_UTIL}[{TOKEN_RATE_WINDOW}])"
+"""``mean_utilization_query`` for every GPU at once (per series: the mean is over GPUs)."""
+_POD_LABELS = ScopeLabels(model=None)
+
+
+@functools.lru_cache(maxsize=8192)
+def _selector(namespace: str, deployment: str) -> Selector:
+    return Selector(namespace, deployment, None)
+
+
+def _shared(config: OperatorConfig, query: str, source: VectorSource | None) -> SharedVector:
+    if source is None:
+        prometheus = PrometheusClient(
+            config.prometheus.url, timeout=config.prometheus.timeout_seconds
+        )
+        source = PrometheusVectors(prometheus, kind="cost_batch")
+    # Half an interval: a pass reads each vector once, the next pass afresh.
+    return SharedVector(source, query, _POD_LABELS, ttl=config.cost.interval_seconds / 2)
+
+
+def _token_rate(config: OperatorConfig, source: VectorSource | None = None) -> TokenRate:
+    """vLLM's token rate of a workload's pods, from one query for every workload per pass."""
+    tokens = _shared(config, TOKENS_BY_POD, source)
 
     def read(namespace: str, spec: AIWorkloadSpec) -> float | None:
         inference = spec.inference
         if inference is None or inference.metrics.server != MetricsServer.VLLM:
             return None
         try:
-            return prometheus.instant(tokens_query(namespace, inference.target_ref.name))
+            values = tokens.values(_selector(namespace, inference.target_ref.name))
         except MetricsError:
             return None  # no figure is better than a wrong one; the spend is still accounted
+        total = sum(values)
+        return total if values and math.isfinite(total) else None
 
     return read
 
 
-def _mean_utilization(config: OperatorConfig) -> MeanUtilization:
-    prometheus = PrometheusClient(config.prometheus.url, timeout=config.prometheus.timeout_seconds)
+def _mean_utilization(
+    config: OperatorConfig, source: VectorSource | None = None
+) -> MeanUtilization:
+    """Mean DCGM utilisation of a Deployment's GPUs, from one query for every GPU per pass."""
+    gpus = _shared(config, UTILIZATION_BY_GPU, source)
 
     def read(namespace: str, deployment: str) -> float | None:
         try:
-            return mean_gpu_utilization(
-                prometheus, namespace, "Deployment", deployment, TOKEN_RATE_WINDOW
-            )
+            values = gpus.values(_selector(namespace, deployment))
         except MetricsError:
             return None  # without DCGM there is no usage basis; allocation still shows
+        mean = sum(values) / len(values) if values else None
+        return mean if mean is not None and math.isfinite(mean) else None
 
     return read
 

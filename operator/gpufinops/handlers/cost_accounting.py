@@ -103,7 +103,8 @@ class _Book:
     totals: CostTotals
     sent: tuple[str, ...]
     visible: dict[str, Any] | None = None
-    """The last patch written, minus lastAccountedTime: unchanged and idle means no write."""
+    """The last patch written (or the status read), minus lastAccountedTime and null fields:
+    unchanged and idle means no write."""
     series: tuple[str, ...] | None = None
     usage: Usage = field(default_factory=Usage)
     """GPUs and replicas by hour of day, seen by this process (not persisted)."""
@@ -127,6 +128,22 @@ def _status_sent(view: WorkloadView) -> tuple[str, ...]:
     except ValidationError:
         return ()
     return tuple(state.alerts_sent or ())
+
+
+def _present(value: Any) -> Any:
+    """``value`` without null fields, as a merge patch leaves it stored (null deletes)."""
+    if isinstance(value, Mapping):
+        return {k: _present(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_present(v) for v in value]
+    return value
+
+
+def _stored_visible(view: WorkloadView) -> dict[str, Any]:
+    """What status shows now, in the form ``_Book.visible`` compares."""
+    cost = {k: v for k, v in view.cost.items() if k != "lastAccountedTime"}
+    visible: dict[str, Any] = _present({"cost": cost, "budget": dict(view.budget)})
+    return visible
 
 
 def _later(a: datetime | None, b: datetime | None) -> bool:
@@ -159,7 +176,10 @@ class CostAccountant:
         stored = _status_totals(view)
         book = self.books.get(key)
         if book is None or _later(stored.last_accounted_time, book.totals.last_accounted_time):
-            fresh = _Book(stored, _status_sent(view), None, book.series if book else None)
+            # What status already shows: a restart rewrites no idle workload that is unchanged.
+            fresh = _Book(
+                stored, _status_sent(view), _stored_visible(view), book.series if book else None
+            )
             if book is not None:  # status ahead of memory changes the totals, not the usage seen
                 fresh.usage, fresh.utilization = book.usage, book.utilization
             fresh.recommendations = (
@@ -279,8 +299,8 @@ class CostAccountant:
             "message": decision.reason,
             "alertsSent": list(sent),
         }
-        visible = {"cost": {k: v for k, v in cost.items() if k != "lastAccountedTime"},
-                   "budget": budget_patch}  # fmt: skip
+        visible = _present({"cost": {k: v for k, v in cost.items() if k != "lastAccountedTime"},
+                            "budget": budget_patch})  # fmt: skip
         patch: dict[str, Any] = {"cost": cost, "budget": budget_patch}
         if recommendations is not None:
             patch["recommendations"] = recommendations
