@@ -213,6 +213,40 @@ def test_refit_after_losing_history_drops_the_model(
     assert forecaster.forecast_path(coarse, coarse.end) is None
 
 
+def test_without_a_model_a_fit_is_retried_sooner() -> None:
+    short = sinusoid(20 / 24, 60.0)
+    forecaster = DemandForecaster()
+    assert forecaster.fit(short, short.end).reason == INSUFFICIENT_HISTORY
+    assert MINUTE.retry_interval_seconds < MINUTE.refit_interval_seconds
+    assert not forecaster.needs_refit(short.end + MINUTE.retry_interval_seconds - 1.0)
+    assert forecaster.needs_refit(short.end + MINUTE.retry_interval_seconds)
+    fitted = sinusoid(3, 60.0)
+    assert forecaster.fit(fitted, fitted.end).ready
+    assert not forecaster.needs_refit(fitted.end + MINUTE.retry_interval_seconds)
+    assert forecaster.needs_refit(fitted.end + MINUTE.refit_interval_seconds)
+
+
+def test_served_forecasts_follow_the_data_not_a_stale_copy(
+    minute_model: tuple[DemandForecaster, DemandSeries],
+) -> None:
+    """Forecasts are computed once per series, and again when any value changes
+    (a late scrape revising a minute), whatever the tick asks for."""
+    forecaster, demand = minute_model
+    recent = head(demand, 3.5 * DAY).tail(forecaster.lookback_seconds)
+    first = forecaster.peak(recent, recent.end)
+    again = forecaster.peak(recent, recent.end + 30.0)
+    assert first is not None and again is not None
+    uncached = forecaster.forecast_path(recent, recent.end)
+    assert uncached is not None and first.peak == pytest.approx(float(uncached.max()))
+    revised = recent.values.copy()
+    revised[-5:] *= 3.0  # same length and end, different data
+    changed = DemandSeries(recent.start, recent.step, revised)
+    bigger = forecaster.peak(changed, changed.end)
+    assert bigger is not None and bigger.peak > 1.5 * first.peak
+    path = forecaster.forecast_path(changed, changed.end)
+    assert path is not None and bigger.peak == pytest.approx(float(path.max()))
+
+
 def test_nan_holes_are_tolerated() -> None:
     demand = sinusoid(4, 300.0, seed=3)
     values = demand.values.copy()

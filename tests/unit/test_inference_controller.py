@@ -224,3 +224,24 @@ def test_status_writes_and_scales_run_off_the_event_loop() -> None:
     assert rec.scaled == [6] and len(rec.statuses) == 1
     assert threads["write"] != threading.get_ident()
     assert threads["scale"] != threading.get_ident()
+
+
+def test_blocking_effects_use_the_writes_executor_when_given() -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    names: list[str] = []
+    rec = Recorder()
+
+    def write(patch: dict[str, Any]) -> None:
+        names.append(threading.current_thread().name)
+        rec.statuses.append(patch)
+
+    effects = Effects(scale=rec.scaled.append, write_status=write, post_event=lambda *a: None)
+    with ThreadPoolExecutor(1, thread_name_prefix="writes") as writes:
+        c = InferenceController(
+            "ns", "w", FakeSignals(Observation(queue_depth=0, arrival_rate=20)), effects,
+            None, NOW, 2, writes=writes,
+        )  # fmt: skip
+        asyncio.run(c.tick(spec(), 1, DEP, [], NOW))
+    assert names and names[0].startswith("writes")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from gpufinops.api.inference import Inference
+from gpufinops.core.forecast import ForecastSettings
 from gpufinops.core.scaling import decide as core_decide
 from gpufinops.core.scaling.decide import Settings
 from gpufinops.sim import policies
@@ -113,11 +114,15 @@ def test_forecaster_is_refitted_on_the_past_and_used_when_ready() -> None:
     t = Trace("daily", 0.0, rate, rate.copy(), "binned", 1.0)
     model = ServiceModel.normalised(t, 40)
     fits: list[tuple[float, float]] = []
+    modelled: list[float] = []
     original = policies.DemandForecaster.fit
 
     def record(self: Any, history: Any, now: float) -> Any:
         fits.append((history.end, now))
-        return original(self, history, now)
+        report = original(self, history, now)
+        if report.backtest_ratio is not None:
+            modelled.append(now)
+        return report
 
     policy = build_policy("gpufinops", t, model, refit_seconds=6 * 3600)
     assert isinstance(policy, CorePolicy)
@@ -130,7 +135,8 @@ def test_forecaster_is_refitted_on_the_past_and_used_when_ready() -> None:
         policies.DemandForecaster.fit = original  # type: ignore[method-assign]
     assert all(end <= now - model.lag_seconds for end, now in fits)  # no lookahead
     gaps = np.diff([now for _, now in fits])
-    assert gaps.min() >= 6 * 3600
+    assert gaps.min() >= ForecastSettings().retry_interval_seconds  # no model yet: hourly
+    assert len(modelled) >= 2 and np.diff(modelled).min() >= 6 * 3600  # then every 6 h
     used = np.isfinite(np.asarray(policy.forecasts))
     assert used.any(), "the forecaster must become ready on two days of daily traffic"
     assert not used[: int(1.5 * 86400 / model.sync_seconds)].any()  # not before enough history

@@ -8,6 +8,7 @@ task), so a slow workload never delays another; blocking I/O runs in threads.
 import asyncio
 import copy
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -29,9 +30,16 @@ from gpufinops.handlers.status_writes import ConditionalStatus
 
 DEFAULT_SYNC_SECONDS = 15.0
 
+API_WRITERS = 4
+"""Threads writing status and scales for every workload: at most this many API calls at once,
+apart from the threads reading signals (asyncio's default executor)."""
+_WRITES = ThreadPoolExecutor(max_workers=API_WRITERS, thread_name_prefix="gpufinops-writes")
 
+
+# Indexes are async: each is a few dict lookups, run for every watch event; as plain
+# functions Kopf would send every one of them through a worker thread.
 @kopf.index("apps", "v1", "deployments")
-def deployments(
+async def deployments(
     namespace: str | None,
     name: str,
     spec: kopf.Spec,
@@ -43,7 +51,9 @@ def deployments(
 
 
 @kopf.index("autoscaling", "v2", "horizontalpodautoscalers")
-def hpa_targets(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, str]:
+async def hpa_targets(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[Any, str]:
     ref = spec.get("scaleTargetRef") or {}
     if ref.get("kind") != "Deployment":
         return {}
@@ -51,7 +61,9 @@ def hpa_targets(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> 
 
 
 @kopf.index("keda.sh", "v1alpha1", "scaledobjects")
-def keda_targets(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, str]:
+async def keda_targets(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[Any, str]:
     ref = spec.get("scaleTargetRef") or {}
     if ref.get("kind", "Deployment") != "Deployment":
         return {}
@@ -110,6 +122,7 @@ async def autoscale(
                         Effects(scale=scale, write_status=write_status, post_event=post_event),
                         status=dict(status), now=time.time(),
                         current_replicas=deployment.replicas if deployment else None,
+                        writes=_WRITES,
                     )  # fmt: skip
                 conflicts = sorted(
                     {*hpa_targets.get((namespace, target), []),

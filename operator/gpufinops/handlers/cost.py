@@ -55,14 +55,15 @@ TOKEN_RATE_WINDOW = "5m"
 _INDEXES = ("gpu_pods", "cost_workloads", "pool_nodes", "deployments")
 
 
+# Async, like the autoscaler's indexes: no worker thread per watch event.
 @kopf.index("", "v1", "pods")
-def gpu_pods(namespace: str | None, body: kopf.Body, **_: Any) -> dict[str | None, Any]:
+async def gpu_pods(namespace: str | None, body: kopf.Body, **_: Any) -> dict[str | None, Any]:
     record = gpu_pod_record(body)
     return {namespace: record} if record is not None else {}
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
-def cost_workloads(
+async def cost_workloads(
     namespace: str | None, name: str, body: kopf.Body, **_: Any
 ) -> dict[tuple[str | None, str], WorkloadView]:
     meta = body.get("metadata", {})
@@ -89,7 +90,7 @@ def cost_workloads(
 
 
 @kopf.index("", "v1", "nodes")
-def pool_nodes(
+async def pool_nodes(
     name: str, labels: kopf.Labels, status: kopf.Status, memo: kopf.Memo, **_: Any
 ) -> dict[str, dict[str, Any]]:
     pool = pool_of(labels, memo.config.node_pools)

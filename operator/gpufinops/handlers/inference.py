@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -118,8 +119,12 @@ class InferenceController:
         status: Mapping[str, Any] | None,
         now: float,
         current_replicas: int | None,
+        writes: Executor | None = None,
     ) -> None:
+        """``writes`` runs the blocking effects (scale, status); None: asyncio's default
+        executor. A separate one keeps signal reads from queueing behind API writes."""
         self.namespace, self.name = namespace, name
+        self.writes = writes
         self.signals = signals
         self.effects = effects
         self.conditions: list[Condition] = read_conditions(status)
@@ -143,6 +148,10 @@ class InferenceController:
         self._last_memory_write = 0.0
         self._last_action: tuple[str, int] | None = None
         self._fallback_on = False
+
+    async def _blocking(self, call: Callable[[Any], None], argument: Any) -> None:
+        """Run a blocking effect in a worker thread: other workloads' ticks go on meanwhile."""
+        await asyncio.get_running_loop().run_in_executor(self.writes, call, argument)
 
     # -------------------------------------------------------------- forecasting
 
@@ -279,7 +288,7 @@ class InferenceController:
         self._signal_conditions(decision, report, stamp, generation)
         recommend_only = spec.mode == Mode.RECOMMEND
         if desired != deployment.replicas and not recommend_only:
-            await asyncio.to_thread(self.effects.scale, desired)
+            await self._blocking(self.effects.scale, desired)
             event = {"ScaleUp": "ScaledUp", "ScaleDown": "ScaledDown",
                      "ScaleToZero": "ScaledToZero", "Wake": "ScaledUp",
                      "Fallback": "FallbackScaled", "ManualOverride": "ScaledManually",
@@ -410,8 +419,7 @@ class InferenceController:
                 self._last_memory_write = now
         if changed or "autoscaler" in patch:
             try:
-                # A blocking API call: in a worker thread, so other workloads' ticks go on.
-                await asyncio.to_thread(self.effects.write_status, patch)
+                await self._blocking(self.effects.write_status, patch)
             except StatusConflict:
                 log.debug(
                     "status of %s/%s moved on; rewriting next tick", self.namespace, self.name

@@ -84,8 +84,6 @@ class CorePolicy:
         self.fit_seconds = 0.0
         self.forecasts: list[float] = []
         self.capacity: list[float] = []
-        self._memo: dict[tuple[int, int], float | None] = {}
-        self._memo_model: DemandForecaster | None = None
 
     def decide(self, view: View) -> int:
         peak = self._forecast(view.now) if self.history is not None else None
@@ -123,18 +121,8 @@ class CorePolicy:
         report = forecaster.observe(series, now)
         if not report.ready:
             return None
-        # peak() depends only on the model, the series and how many model steps
-        # separate its end from now + lead: memoise on exactly those.
-        if forecaster is not self._memo_model:
-            self._memo.clear()
-            self._memo_model = forecaster
-        s = self.forecast_settings
-        horizons = math.ceil((now + s.lead_time_seconds - series.end) / s.step_seconds - 1e-9)
-        key = (len(series), horizons)
-        if key not in self._memo:
-            point = forecaster.peak(series, now)
-            self._memo[key] = None if point is None else point.peak
-        return self._memo[key]
+        point = forecaster.peak(series, now)
+        return None if point is None else point.peak
 
 
 @dataclass

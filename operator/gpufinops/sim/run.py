@@ -87,7 +87,10 @@ def build_policy(
             return CorePolicy(name, spec)
         settings = forecast_settings(spec)
         if refit_seconds is not None:
-            settings = replace(settings, refit_interval_seconds=refit_seconds)
+            retry = min(settings.retry_interval_seconds, refit_seconds)
+            settings = replace(
+                settings, refit_interval_seconds=refit_seconds, retry_interval_seconds=retry
+            )
         return CorePolicy(name, spec, MinuteHistory(trace, model.lag_seconds), settings)
     if name == "keda":
         fraction = DEFAULT_TARGET if target is None else target

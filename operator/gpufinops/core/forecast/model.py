@@ -10,7 +10,6 @@ first on a holdout and then on its own served forecasts.
 
 import math
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 
@@ -38,6 +37,7 @@ from gpufinops.core.forecast.report import (
 )
 from gpufinops.core.forecast.series import DemandSeries, FloatArray
 from gpufinops.core.forecast.settings import DAY, ForecastSettings
+from gpufinops.core.forecast.trees import Forest
 
 __all__ = ["DemandForecaster", "ForecastPoint", "ForecastReport", "ForecastSettings"]
 
@@ -58,8 +58,9 @@ class DemandForecaster:
 
     def __init__(self, settings: ForecastSettings | None = None) -> None:
         self.settings = settings or ForecastSettings()
-        self._model: Any = None
+        self._model: Forest | None = None
         self._layout: FeatureLayout | None = None
+        self._cached: tuple[DemandSeries, FloatArray | None] | None = None
         self._fit_report = ForecastReport(
             ready=False, reason=NOT_FITTED, message="the forecaster has not been fitted yet"
         )
@@ -110,8 +111,14 @@ class DemandForecaster:
         return steps * self.settings.step_seconds
 
     def needs_refit(self, now: float) -> bool:
+        """A fitted model is refitted every ``refit_interval_seconds``; without
+        one (too little history) a fit is retried every ``retry_interval_seconds``."""
         fitted_at = self._fit_report.fitted_at
-        return fitted_at is None or now - fitted_at >= self.settings.refit_interval_seconds
+        if fitted_at is None:
+            return True
+        s = self.settings
+        interval = s.refit_interval_seconds if self._model is not None else s.retry_interval_seconds
+        return now - fitted_at >= interval
 
     # ------------------------------------------------------------------- fit
 
@@ -127,7 +134,7 @@ class DemandForecaster:
         series = history.tail(s.history_days * DAY).resample(s.step_seconds)
         values, start = _trim(series)
         history_seconds = values.shape[0] * s.step_seconds
-        self._model, self._layout = None, None
+        self._model, self._layout, self._cached = None, None, None
         needed = s.required_history_seconds
         if history_seconds < needed:
             return self._set(
@@ -194,7 +201,7 @@ class DemandForecaster:
         )
 
     def _holdout_losses(
-        self, trial: Any, layout: FeatureLayout, values: FloatArray, start: float, cut: int
+        self, trial: Forest, layout: FeatureLayout, values: FloatArray, start: float, cut: int
     ) -> tuple[float, float] | None:
         """Pinball losses of the model and of seasonal naive on the lead-window
         peaks after ``cut``, walking forward as in production; None if too few."""
@@ -214,8 +221,8 @@ class DemandForecaster:
             pinball_loss(actual[ok], naive[ok], s.quantile),
         )
 
-    def _train(self, x: FloatArray, y: FloatArray) -> Any:
-        """Fit a fresh regressor. A column with no value at all (a lag whose
+    def _train(self, x: FloatArray, y: FloatArray) -> Forest:
+        """Fit a fresh regressor, flattened for serving. A column with no value at all (a lag whose
         data was missing throughout) is zeroed: scikit-learn cannot bin it, and
         a constant column is never split on, so serving values do not matter."""
         # Imported here: scikit-learn takes about a second to load, and most
@@ -227,7 +234,7 @@ class DemandForecaster:
             x = x.copy()
             x[:, empty] = 0.0
         s = self.settings
-        return HistGradientBoostingRegressor(
+        model = HistGradientBoostingRegressor(
             loss="quantile",
             quantile=s.quantile,
             max_iter=s.max_iter,
@@ -237,7 +244,8 @@ class DemandForecaster:
             l2_regularization=s.l2_regularization,
             early_stopping=False,
             random_state=s.random_state,
-        ).fit(x, y)
+        )
+        return Forest.from_sklearn(model.fit(x, y))
 
     def _set(
         self,
@@ -269,11 +277,11 @@ class DemandForecaster:
         if window is None:
             return None
         series, horizons = window
-        path = self._path(series, horizons)
+        path = self._full_path(series)
         if path is None:
             return None
         reach = series.end + horizons * self.settings.step_seconds - now
-        return ForecastPoint(peak=float(np.max(path)), horizon_seconds=reach, at=now)
+        return ForecastPoint(peak=float(np.max(path[:horizons])), horizon_seconds=reach, at=now)
 
     def forecast_path(self, recent: DemandSeries, now: float) -> FloatArray | None:
         """Quantile forecast for each step from the end of ``recent`` to past
@@ -300,13 +308,14 @@ class DemandForecaster:
         self._online.score(series, now)
         s = self.settings
         if not self._online.has(series.end):
-            path = self._path(series, s.lead_steps)
+            path = self._full_path(series)
             if path is not None:
                 last = np.array([len(series) - 1], dtype=np.int64)
                 naive = seasonal_naive_peak(
                     series.values, last, s.lead_steps, self._layout.season_steps
                 )
-                self._online.remember(series.end, float(np.max(path)), float(naive[0]))
+                peak = float(np.max(path[: s.lead_steps]))
+                self._online.remember(series.end, peak, float(naive[0]))
         return self.report
 
     def _prepare(self, recent: DemandSeries) -> DemandSeries | None:
@@ -328,15 +337,32 @@ class DemandForecaster:
         horizons = max(1, reach)
         return None if horizons > s.max_horizon_steps else (series, horizons)
 
+    def _full_path(self, series: DemandSeries) -> FloatArray | None:
+        """:meth:`_path` to the longest horizon the model learnt, computed once
+        per series: every tick between two scrapes asks about the same data, and
+        a row's forecast does not depend on how many horizons are asked for."""
+        cached = self._cached
+        if cached is not None:
+            seen, path = cached
+            if (
+                seen.start == series.start
+                and seen.step == series.step
+                and np.array_equal(seen.values, series.values, equal_nan=True)
+            ):
+                return path
+        path = self._path(series, self.settings.max_horizon_steps)
+        self._cached = (DemandSeries(series.start, series.step, series.values.copy()), path)
+        return path
+
     def _path(self, series: DemandSeries, horizons: int) -> FloatArray | None:
-        assert self._layout is not None
+        assert self._model is not None and self._layout is not None
         last = np.array([len(series) - 1], dtype=np.int64)
         table = _paths(self._model, self._layout, series.values, series.start, last, horizons)
         return None if np.isnan(table[0, 0]) else table[0]
 
 
 def _paths(
-    model: Any,
+    model: Forest,
     layout: FeatureLayout,
     values: FloatArray,
     start: float,

@@ -1,0 +1,92 @@
+"""A fitted gradient-boosting model flattened into arrays, for fast small predictions.
+
+The autoscaler asks the model for a handful of rows (one origin, a few
+horizons) every minute. scikit-learn walks its trees one Python call per tree,
+about a millisecond per question whatever its size; walking every tree at once
+with numpy does the same arithmetic in a tenth of that. Only what the
+forecaster fits is supported: numeric features, one output, no categories.
+"""
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from gpufinops.core.forecast.series import FloatArray
+
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+class Forest:
+    """The trees of a fitted ``HistGradientBoostingRegressor``, all nodes in one table.
+
+    A row goes left when its feature is ``<=`` the node's threshold, or when
+    it is NaN and the node sends missing values left, exactly as scikit-learn
+    decides; a leaf points to itself, so every walk takes ``depth`` steps.
+    """
+
+    def __init__(
+        self,
+        baseline: float,
+        roots: IntArray,
+        feature: IntArray,
+        threshold: FloatArray,
+        missing_left: BoolArray,
+        left: IntArray,
+        right: IntArray,
+        value: FloatArray,
+        depth: int,
+    ) -> None:
+        self.baseline = baseline
+        self.roots = roots
+        self.feature = feature
+        self.threshold = threshold
+        self.missing_left = missing_left
+        self.left = left
+        self.right = right
+        self.value = value
+        self.depth = depth
+
+    @classmethod
+    def from_sklearn(cls, model: Any) -> "Forest":
+        """Flatten a fitted regressor (one tree per iteration, no categorical splits)."""
+        tables = []
+        for trees in model._predictors:
+            if len(trees) != 1:
+                raise ValueError("only single-output models can be flattened")
+            nodes = trees[0].nodes
+            if bool(np.any(nodes["is_categorical"])):
+                raise ValueError("categorical splits are not supported")
+            tables.append(nodes)
+        if not tables:
+            raise ValueError("the model has no trees")
+        sizes = np.array([t.shape[0] for t in tables], dtype=np.int64)
+        offsets = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
+        nodes = np.concatenate(tables)
+        shift = np.repeat(offsets, sizes)
+        own = np.arange(nodes.shape[0], dtype=np.int64)
+        leaf = nodes["is_leaf"].astype(bool)
+        return cls(
+            baseline=float(np.ravel(model._baseline_prediction)[0]),
+            roots=offsets,
+            feature=np.where(leaf, 0, nodes["feature_idx"]).astype(np.int64),
+            threshold=np.asarray(nodes["num_threshold"], dtype=np.float64),
+            missing_left=nodes["missing_go_to_left"].astype(bool),
+            left=np.where(leaf, own, nodes["left"].astype(np.int64) + shift),
+            right=np.where(leaf, own, nodes["right"].astype(np.int64) + shift),
+            value=np.where(leaf, nodes["value"], 0.0).astype(np.float64),
+            depth=int(nodes["depth"].max()),
+        )
+
+    def predict(self, x: FloatArray) -> FloatArray:
+        """Raw predictions, one per row of ``x`` (the regressor's ``predict``)."""
+        rows = np.arange(x.shape[0], dtype=np.int64)[:, None]
+        node = np.broadcast_to(self.roots, (x.shape[0], self.roots.shape[0]))
+        for _ in range(self.depth):
+            seen = x[rows, self.feature[node]]
+            below = seen <= self.threshold[node]
+            go_left = np.where(np.isnan(seen), self.missing_left[node], below)
+            node = np.where(go_left, self.left[node], self.right[node])
+        out: FloatArray = self.baseline + self.value[node].sum(axis=1)
+        return out
