@@ -20,15 +20,19 @@ tick reads its signals, decides and reports, but no pod is created: on two
 cores, thousands of KWOK pods would measure the scheduler and controller-manager
 instead of the operator. Forecasting is off unless ``--forecast``: the demand
 history is per workload either way (one range query per workload per minute).
-The cost loop's interval is raised to an hour so that its per-workload token
-queries (one per workload per cost interval) stay out of the query counts.
+The cost loop's interval is raised to an hour (``--cost-interval``) so that its
+passes (two batched queries each, and a status write per workload on its first
+pass when the status is new) stay out of the window.
 
 After every workload has ticked once, a window of ``--window`` seconds is
 measured from counters read at its start and end: the operator's own
 ``/metrics`` (ticks and ``gpufinops_decision_seconds``), its RSS and CPU from
 ``/proc``, the API server's ``apiserver_request_total`` by verb and resource (less
 the rate measured before the operator started: KWOK's heartbeats, controllers)
-and Prometheus' ``prometheus_http_requests_total`` of the query endpoints.
+and Prometheus' ``prometheus_http_requests_total`` of the query endpoints, next
+to the operator's own ``gpufinops_prometheus_queries_total`` by kind. The load
+average is printed with each window: on a shared machine, contention distorts
+tick figures.
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ SYNC_SECONDS = 15.0
 WORKLOADS_PER_NAMESPACE = 50
 HASH = "7d9f8c6b5"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+OPERATOR_RESOURCES = ("aiworkloads", "aiworkloads/status", "events", "deployments/scale")
+"""What the operator writes, and reads besides its watches."""
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, math.inf)
@@ -148,14 +154,22 @@ class OperatorSample:
     ticks: dict[tuple[str, str], float] = field(default_factory=dict)
     buckets: dict[float, float] = field(default_factory=dict)
     seconds_sum: float = 0.0
+    queries: dict[str, float] = field(default_factory=dict)
+    """``gpufinops_prometheus_queries_total`` by kind."""
 
 
 def operator_sample(url: str) -> OperatorSample:
     sample = OperatorSample()
     text = fetch(url)
-    wanted = ("gpufinops_autoscaler_ticks_total{", "gpufinops_decision_seconds_")
+    wanted = (
+        "gpufinops_autoscaler_ticks_total{",
+        "gpufinops_decision_seconds_",
+        "gpufinops_prometheus_queries_total{",
+    )
     for name, labels, value in parse(text, wanted):
-        if name == "gpufinops_autoscaler_ticks_total":
+        if name == "gpufinops_prometheus_queries_total":
+            sample.queries[labels["kind"]] = value
+        elif name == "gpufinops_autoscaler_ticks_total":
             if labels.get("outcome") == "decided":
                 sample.ticks[(labels["namespace"], labels["workload"])] = value
         elif name == "gpufinops_decision_seconds_bucket":
@@ -392,6 +406,18 @@ class Result:
     prom_queries: float
     prom_ranges: float
     api_rate: dict[tuple[str, str], float]
+    queries_by_kind: dict[str, float] = field(default_factory=dict)
+    rss_end_mb: float = 0.0
+    loadavg: tuple[str, str] = ("", "")
+
+    @property
+    def operator_api_rate(self) -> float:
+        """Requests/s on what the operator reads and writes, less the background rate."""
+        return sum(
+            rate
+            for (verb, resource), rate in self.api_rate.items()
+            if resource in OPERATOR_RESOURCES and verb != "WATCH"
+        )
 
     def lines(self) -> list[str]:
         per_period = self.prom_queries / (self.window_seconds / SYNC_SECONDS)
@@ -405,13 +431,28 @@ class Result:
             f"  every workload evaluated each period: {'yes' if self.kept_up else 'NO'}",
             f"  tick latency (signals + decide): p50 {self.p50 * 1e3:.1f} ms, "
             f"p99 {self.p99 * 1e3:.1f} ms, mean {self.mean_latency * 1e3:.1f} ms",
-            f"  operator: RSS max {self.rss_max_mb:.0f} MB, CPU {self.operator_cpu:.2f} cores",
+            f"  mean period per workload: {self.window_seconds / max(self.ticks_median, 1):.1f} s "
+            f"(sync {SYNC_SECONDS:g} s)",
+            f"  operator: RSS max {self.rss_max_mb:.0f} MB (end {self.rss_end_mb:.0f} MB), "
+            f"CPU {self.operator_cpu:.2f} cores",
             "  CPU cores by component: "
             + ", ".join(f"{k} {v:.2f}" for k, v in self.component_cpu.items()),
             f"  Prometheus instant queries: {self.prom_queries:.0f} "
             f"({self.prom_queries / max(self.ticks, 1):.3f} per tick, {per_period:.1f} per "
             f"{SYNC_SECONDS:g} s period); range queries {self.prom_ranges:.0f}",
-            "  API requests/s by the operator (less the rate without it):",
+            "  operator's queries by kind: "
+            + (
+                ", ".join(
+                    f"{kind} {n:.0f} ({n / max(self.ticks, 1):.3f}/tick)"
+                    for kind, n in sorted(self.queries_by_kind.items())
+                )
+                or "none"
+            ),
+            f"  load average (1 min) at the window's start / end: {self.loadavg[0]} / "
+            f"{self.loadavg[1]}",
+            f"  API requests/s by the operator: {self.operator_api_rate:.1f} "
+            f"({', '.join(OPERATOR_RESOURCES)}; watches aside)",
+            "  API requests/s by verb and resource (less the rate without the operator):",
         ]
         for (verb, resource), rate in sorted(self.api_rate.items(), key=lambda kv: -kv[1]):
             if abs(rate) >= 0.05:
@@ -453,12 +494,14 @@ def measure(
         prom0 = prometheus_queries(cluster.prometheus_url)
         cpu0 = {name: proc_stats(pid)[1] for name, pid in pids.items()}
         rss0, opcpu0 = proc_stats(proc.pid)
+        load0 = Path("/proc/loadavg").read_text().split()[0]
         t0 = time.monotonic()
         rss_max = rss0
         while time.monotonic() - t0 < window:
             time.sleep(min(5.0, window - (time.monotonic() - t0)))
             rss_max = max(rss_max, proc_stats(proc.pid)[0])
         elapsed = time.monotonic() - t0
+        load1 = Path("/proc/loadavg").read_text().split()[0]
         rss1, opcpu1 = proc_stats(proc.pid)
         cpu1 = {name: proc_stats(pid)[1] for name, pid in pids.items()}
         prom1 = prometheus_queries(cluster.prometheus_url)
@@ -493,6 +536,9 @@ def measure(
         prom_queries=prom1.get("/api/v1/query", 0.0) - prom0.get("/api/v1/query", 0.0),
         prom_ranges=prom1.get("/api/v1/query_range", 0.0) - prom0.get("/api/v1/query_range", 0.0),
         api_rate=api_rate,
+        queries_by_kind={kind: n - op0.queries.get(kind, 0.0) for kind, n in op1.queries.items()},
+        rss_end_mb=rss1,
+        loadavg=(load0, load1),
     )
 
 
@@ -523,6 +569,9 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=120.0, help="seconds measured per mode")
     parser.add_argument("--modes", default="batched,per-workload")
     parser.add_argument("--forecast", action="store_true", help="enable forecasting")
+    parser.add_argument(
+        "--cost-interval", type=float, default=3600.0, help="the cost loop's interval, seconds"
+    )
     parser.add_argument("--keep", type=Path, help="keep the cluster state and logs here")
     args = parser.parse_args()
     sizes = [int(n) for n in args.workloads.split(",")]
@@ -543,7 +592,7 @@ def main() -> None:
             targets = cluster.prometheus_targets_dir / "scale-bench.json"
             targets.write_text(json.dumps([{"targets": [exporter.target]}]))
             config = yaml.safe_load((ROOT / "operator/gpufinops/config/default.yaml").read_text())
-            config.setdefault("cost", {})["intervalSeconds"] = 3600
+            config.setdefault("cost", {})["intervalSeconds"] = args.cost_interval
             config_file = tmp / "operator.yaml"
             config_file.write_text(yaml.safe_dump(config))
             apiserver = apiserver_of(cluster.kubeconfig, tmp)
