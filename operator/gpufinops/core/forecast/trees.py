@@ -7,6 +7,7 @@ with numpy does the same arithmetic in a tenth of that. Only what the
 forecaster fits is supported: numeric features, one output, no categories.
 """
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 
+@dataclass(frozen=True, eq=False)
 class Forest:
     """The trees of a fitted ``HistGradientBoostingRegressor``, all nodes in one table.
 
@@ -26,27 +28,15 @@ class Forest:
     decides; a leaf points to itself, so every walk takes ``depth`` steps.
     """
 
-    def __init__(
-        self,
-        baseline: float,
-        roots: IntArray,
-        feature: IntArray,
-        threshold: FloatArray,
-        missing_left: BoolArray,
-        left: IntArray,
-        right: IntArray,
-        value: FloatArray,
-        depth: int,
-    ) -> None:
-        self.baseline = baseline
-        self.roots = roots
-        self.feature = feature
-        self.threshold = threshold
-        self.missing_left = missing_left
-        self.left = left
-        self.right = right
-        self.value = value
-        self.depth = depth
+    baseline: float
+    roots: IntArray
+    feature: IntArray
+    threshold: FloatArray
+    missing_left: BoolArray
+    left: IntArray
+    right: IntArray
+    value: FloatArray
+    depth: int
 
     @classmethod
     def from_sklearn(cls, model: Any) -> "Forest":
