@@ -245,3 +245,34 @@ def test_blocking_effects_use_the_writes_executor_when_given() -> None:
         )  # fmt: skip
         asyncio.run(c.tick(spec(), 1, DEP, [], NOW))
     assert names and names[0].startswith("writes")
+
+
+def test_a_reason_whose_numbers_alone_moved_is_not_rewritten() -> None:
+    """Under real load the demand figure changes every tick; the decision does not."""
+    rec = Recorder()
+    signals = FakeSignals(Observation(queue_depth=0, arrival_rate=19))
+    c = InferenceController("ns", "w", signals, rec.effects(), None, NOW, 2)
+    run(c, spec(), DEP)
+    first = rec.statuses[-1]["lastDecision"]
+    assert "demand 19/s within tolerance of 2 replicas" in first["reason"]
+    writes = len(rec.statuses)
+    signals.observation = Observation(queue_depth=0, arrival_rate=19.5)
+    run(c, spec(), DEP, now=NOW + 15)
+    run(c, spec(), DEP, now=NOW + 30)
+    assert len(rec.statuses) == writes
+    # A different decision is news, with the figures of its own tick.
+    signals.observation = Observation(queue_depth=0, arrival_rate=41)
+    run(c, spec(), DEP, now=NOW + 45)
+    latest = rec.statuses[-1]
+    assert latest["replicas"]["recommended"] == 5
+    assert "demand 41/s" in latest["lastDecision"]["reason"]
+    ready = {c["type"]: c for c in latest["conditions"]}["Ready"]
+    assert "demand 41/s" in ready["message"]
+
+
+def test_same_words_ignores_numbers_only() -> None:
+    from gpufinops.handlers.inference import same_words
+
+    assert same_words("demand 19/s at 4.5/s per replica", "demand 19.25/s at 4.52/s per replica")
+    assert same_words("no demand for 120s", "no demand for 135s")
+    assert not same_words("demand 19/s within tolerance", "demand 19/s at 4.5/s per replica")

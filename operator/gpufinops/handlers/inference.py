@@ -9,6 +9,7 @@ The Kopf daemon in ``autoscaling.py`` only drives this class.
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
@@ -34,6 +35,13 @@ log = logging.getLogger(__name__)
 CONFLICTING_AUTOSCALER = "ConflictingAutoscaler"
 MEMORY_PERSIST_SECONDS = 60.0
 """Autoscaler memory is written at least this often (and on every change of replicas)."""
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?(?:e[+-]?\d+)?")
+
+
+def same_words(a: str, b: str) -> bool:
+    """Whether two texts differ at most in their numbers ("demand 19/s" and "demand 19.5/s")."""
+    return _NUMBER.sub("#", a) == _NUMBER.sub("#", b)
 
 
 class SignalSource(Protocol):
@@ -148,6 +156,8 @@ class InferenceController:
         self._last_memory_write = 0.0
         self._last_action: tuple[str, int] | None = None
         self._fallback_on = False
+        self._said: tuple[tuple[object, ...], str] | None = None
+        """The decision last explained (action and replica counts) and its reason."""
 
     async def _blocking(self, call: Callable[[Any], None], argument: Any) -> None:
         """Run a blocking effect in a worker thread: other workloads' ticks go on meanwhile."""
@@ -285,6 +295,9 @@ class InferenceController:
                 desired, action = ceiling
                 reason = f"budget exceeded, {action}: replicas capped at {desired} ({reason})"
 
+        reason = self._settled(
+            (action, desired, decision.recommended, deployment.replicas, deployment.ready), reason
+        )
         self._signal_conditions(decision, report, stamp, generation)
         recommend_only = spec.mode == Mode.RECOMMEND
         if desired != deployment.replicas and not recommend_only:
@@ -326,6 +339,25 @@ class InferenceController:
         metrics.TICKS.labels(*labels, "decided").inc()
         return await self._report(decision, None, generation, deployment, point, report,
                             desired=desired, action=action, reason=reason, now=now)  # fmt: skip
+
+    def _settled(self, decision: tuple[object, ...], reason: str) -> str:
+        """The reason as last said when only its measured numbers moved.
+
+        The same decision (action, desired, recommended, current and ready replicas)
+        explained with a demand of 19.5/s instead of 19/s is not news: rewriting the
+        reason would rewrite ``lastDecision`` and the Ready condition, a status write
+        (and a watch event for every watcher) on nearly every tick under real load.
+        The numbers in status.replicas stay exact; the reason keeps the figures of
+        the tick that made the decision (``lastDecision.time``).
+        """
+        if (
+            self._said is not None
+            and self._said[0] == decision
+            and same_words(self._said[1], reason)
+        ):
+            return self._said[1]
+        self._said = (decision, reason)
+        return reason
 
     def _signal_conditions(
         self, decision: Decision, report: ForecastReport | None, stamp: datetime,
