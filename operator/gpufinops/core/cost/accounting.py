@@ -79,6 +79,17 @@ def accrue(
     return CostTotals(today, month, usd_per_hour, end)
 
 
+def reading_time(totals: CostTotals, now: datetime) -> datetime:
+    """``now``, or the last accounted instant when the clock reads earlier.
+
+    A wall clock stepped back (NTP, a restored VM) must not take the periods back
+    with it: the month that accounting has reached stays the current month, so
+    it resets exactly once, and an old month's spend never comes back.
+    """
+    last = totals.last_accounted_time
+    return last if last is not None and now < last else now
+
+
 def as_of(totals: CostTotals, now: datetime, tz: ZoneInfo) -> CostTotals:
     """The totals as a reader at ``now`` should see them: periods that ended read zero.
 
@@ -88,6 +99,7 @@ def as_of(totals: CostTotals, now: datetime, tz: ZoneInfo) -> CostTotals:
     last = totals.last_accounted_time
     if last is None:
         return totals
+    now = reading_time(totals, now)
     day, mon = period_of_end(last, tz)
     today = totals.today_usd if day == day_id(now, tz) else 0.0
     month = totals.month_to_date_usd if mon == month_id(now, tz) else 0.0
@@ -101,6 +113,7 @@ def project_month(totals: CostTotals, now: datetime, tz: ZoneInfo) -> float:
     rate predicts the rest of the month better than the month's average, and a
     Throttle or Suspend shows in the projection at once instead of days later.
     """
+    now = reading_time(totals, now)
     seen = as_of(totals, now, tz)
     _, end = month_bounds(now, tz)
     remaining_hours = max(0.0, (end - now).total_seconds() / 3600.0)

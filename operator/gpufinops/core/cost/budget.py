@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from gpufinops.api.budget import Budget, Enforcement
 from gpufinops.api.spec import AIWorkloadSpec, WorkloadType
 from gpufinops.api.status import BudgetState
-from gpufinops.core.cost.accounting import CostTotals, as_of, project_month
+from gpufinops.core.cost.accounting import CostTotals, as_of, project_month, reading_time
 from gpufinops.core.cost.periods import day_id, month_id
 
 
@@ -44,6 +44,8 @@ class Spend:
 
     @classmethod
     def of(cls, totals: CostTotals, now: datetime, tz: ZoneInfo) -> "Spend":
+        """As of ``now``, or of the last accounting when the clock stepped back before it."""
+        now = reading_time(totals, now)
         seen = as_of(totals, now, tz)
         return cls(
             day_id(now, tz),
