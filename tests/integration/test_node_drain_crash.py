@@ -22,7 +22,6 @@ import pytest
 import yaml
 from tests.integration.test_idle_nodes import (
     CONFIG,
-    NS,
     _annotation,
     _exists,
     _node,
@@ -32,6 +31,7 @@ from tests.integration.test_idle_nodes import (
 )
 from tests.support.operator import RunningOperator, running_operator
 
+NS = "drain-crash"
 PHASE = "gpufinops.dev/idle-shutdown-phase"
 TAINT = "gpufinops.dev/idle-shutdown"
 NODES = ("crash-drain-done", "crash-drain-stuck", "crash-shutting", "crash-untainted")
@@ -102,6 +102,7 @@ def cleanup(kubectl: Any) -> Iterator[None]:
     yield
     kubectl("delete", "deployments", *NODES, "-n", NS, "--wait=true", "--timeout=60s")
     kubectl("delete", "nodes", *NODES, "--wait=true", "--timeout=60s")
+    kubectl("delete", "namespace", NS, "--wait=true", "--timeout=60s")
 
 
 def _killed_mid_drain(kubectl: Any, kubeconfig: Path, tmp: Path, node: str) -> RunningOperator:
@@ -148,6 +149,8 @@ def test_killed_mid_drain_that_cannot_finish_the_node_is_untainted_after_the_tim
         assert _annotation(kubectl, node, "gpufinops.dev/drain-started") == ""
         _poll(lambda: "ShutdownAborted" in _node_events(kubectl, node), DEADLINE, "the Event")
         assert "ShutDown" not in _node_events(kubectl, node)
+    # Gone before the next test's operator could find it idle and shut it down.
+    _ok(kubectl("delete", "node", node, "--wait=true", "--timeout=60s"))
     _ok(kubectl("delete", "deployment", node, "-n", NS, "--wait=true", "--timeout=60s"))
 
 
