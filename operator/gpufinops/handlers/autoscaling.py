@@ -8,6 +8,7 @@ task), so a slow workload never delays another; blocking I/O runs in threads.
 import asyncio
 import copy
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,7 +24,7 @@ from gpufinops.adapters.deployments import (
 from gpufinops.adapters.operator_metrics import forget
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.config.model import OperatorConfig
-from gpufinops.core.validation import check_spec
+from gpufinops.core.validation import SpecCheck, check_spec
 from gpufinops.handlers.indexes import first
 from gpufinops.handlers.inference import Effects, InferenceController
 from gpufinops.handlers.status_writes import ConditionalStatus
@@ -70,6 +71,31 @@ async def keda_targets(
     return {(namespace, ref.get("name")): f"ScaledObject/{name}"}
 
 
+class SpecChecks:
+    """The spec check of the generation last seen.
+
+    Validating the spec on every tick cost more than the rest of the tick (a
+    pydantic model of the whole spec); the spec changes only with the object's
+    generation, so it is validated once per generation (every tick without one).
+    """
+
+    def __init__(self, config: OperatorConfig) -> None:
+        self.config = config
+        self._seen: tuple[int, SpecCheck] | None = None
+
+    def of(self, body: Mapping[str, Any]) -> SpecCheck:
+        generation = (body.get("metadata") or {}).get("generation")
+        if generation is not None and self._seen is not None and self._seen[0] == generation:
+            return self._seen[1]
+        check = check_spec(body.get("spec"), self.config)
+        self._seen = (generation, check) if generation is not None else None
+        return check
+
+
+_READ_STATUS = ("conditions", "budget")
+"""The status fields a tick reads: other handlers' conditions, the cost loop's budget."""
+
+
 def _is_inference(spec: kopf.Spec, **_: Any) -> bool:
     return spec.get("type") == "Inference"
 
@@ -97,6 +123,7 @@ async def autoscale(
     # one whose status the tick started from, captured together with it.
     write_status = ConditionalStatus(api, namespace, name)
     seen: dict[str, Any] = {}
+    checks = SpecChecks(config)
 
     def post_event(type: str, reason: str, message: str) -> None:
         kopf.event(body, type=type, reason=reason, message=message)
@@ -105,7 +132,7 @@ async def autoscale(
     target: str | None = None
     try:
         while not stopped:
-            check = check_spec(body.get("spec"), config)
+            check = checks.of(body)
             spec = check.spec
             if spec is not None and spec.inference is not None:
                 if controller is None or target != spec.inference.target_ref.name:
@@ -131,7 +158,14 @@ async def autoscale(
                 write_status.seen(body)
                 current = first(deployments, (namespace, target))
                 seen["replicas"] = current.replicas if current else None
-                latest = copy.deepcopy(body.get("status"))
+                # A snapshot of what the tick reads of status (not the autoscaler memory,
+                # the largest part, which the controller keeps itself).
+                now_status = body.get("status")
+                latest = (
+                    None
+                    if now_status is None
+                    else {k: copy.deepcopy(now_status[k]) for k in _READ_STATUS if k in now_status}
+                )
                 try:
                     await controller.tick(
                         spec,

@@ -1,0 +1,54 @@
+"""The autoscaling daemon validates a workload's spec once per generation, not per tick."""
+
+from typing import Any
+
+import pytest
+
+from gpufinops.config.model import OperatorConfig
+from gpufinops.handlers import autoscaling
+
+SPEC = {
+    "type": "Inference",
+    "costAllocation": {"team": "t"},
+    "inference": {"targetRef": {"name": "llm"}, "maxReplicas": 4},
+}
+
+
+def body(generation: int | None, spec: dict[str, Any]) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "w"}
+    if generation is not None:
+        meta["generation"] = generation
+    return {"metadata": meta, "spec": spec}
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    seen: list[Any] = []
+    real = autoscaling.check_spec
+
+    def counting(raw: Any, config: OperatorConfig) -> Any:
+        seen.append(raw)
+        return real(raw, config)
+
+    monkeypatch.setattr(autoscaling, "check_spec", counting)
+    return seen
+
+
+def test_the_spec_is_validated_once_per_generation(calls: list[Any]) -> None:
+    checks = autoscaling.SpecChecks(OperatorConfig())
+    first = checks.of(body(1, SPEC))
+    assert first.spec is not None and first.spec.inference is not None
+    assert checks.of(body(1, SPEC)) is first
+    assert len(calls) == 1
+    bigger = {**SPEC, "inference": {**SPEC["inference"], "maxReplicas": 8}}
+    second = checks.of(body(2, bigger))
+    assert second.spec is not None and second.spec.inference is not None
+    assert second.spec.inference.max_replicas == 8
+    assert len(calls) == 2
+
+
+def test_without_a_generation_every_tick_validates(calls: list[Any]) -> None:
+    checks = autoscaling.SpecChecks(OperatorConfig())
+    checks.of(body(None, SPEC))
+    checks.of(body(None, SPEC))
+    assert len(calls) == 2
