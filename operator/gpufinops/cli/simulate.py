@@ -99,7 +99,8 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
         "--refit-seconds",
         type=float,
         default=None,
-        help="forecaster refit interval in simulated seconds (default: the shipped 3600)",
+        help="forecaster refit interval in simulated seconds "
+        "(default: the shipped 21600; hourly while there is no model)",
     )
 
 
