@@ -7,12 +7,21 @@ must not shut it down again at once.
 
 Missing data is never idleness: when the utilisation cannot be read the idle
 timer holds where it is, so an outage of the metrics pipeline shuts nothing down.
+
+A sandbox found at zero that the operator did not shut down (the user scaled it
+down, or an operator was killed between scaling it and recording that) is
+recorded as shut down, so giving it replicas again is a wake like any other.
+
+The timers are wall-clock instants (they survive restarts); a step of the wall
+clock (``stepped``: an NTP step, a VM resumed) moves them with it, so neither the
+lifetime nor the idle timer gains or loses the jump, and none is left in the future.
 """
 
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from gpufinops.api.experiment import Experiment
+from gpufinops.core.clock import moved_with_the_clock
 
 
 class Action(StrEnum):
@@ -76,12 +85,16 @@ def decide_sandbox(
     now: float,
     *,
     budget_suspend: bool = False,
+    stepped: float = 0.0,
 ) -> SandboxDecision:
     """One look at a sandbox: shut it down, note that the user woke it, or wait.
 
     ``budget_suspend``: the budget's enforcement says Suspend; a running sandbox is
     shut down, and stays down while it does (waking it shuts it down again).
+    ``stepped``: how far the wall clock jumped since the previous look, beyond the
+    time that passed (see ``core.clock``).
     """
+    state = _moved_with_the_clock(state, stepped, now)
     if budget_suspend and obs.running:
         return _shut_down(state, obs, now, Reason.BUDGET, "budget exceeded (enforcement Suspend)")
     if state.shut_down_at is not None:
@@ -92,8 +105,10 @@ def decide_sandbox(
             )
         return SandboxDecision(Action.NONE, state, "shut down; waiting to be woken")
     if not obs.running:
-        # Already at zero (by the user): nothing to shut down, nothing to time.
-        return SandboxDecision(Action.NONE, replace(state, idle_since=None), "not running")
+        # At zero, but not by us: nothing to shut down or time until it is woken, and
+        # then its lifetime starts afresh (not from before it was scaled down).
+        down = replace(state, idle_since=None, shut_down_at=now)
+        return SandboxDecision(Action.NONE, down, "not running: stopped outside gpufinops")
 
     lifetime = experiment.max_lifetime_seconds
     if lifetime is not None and now - state.active_since >= lifetime:
@@ -117,6 +132,15 @@ def decide_sandbox(
     left = after - (now - since)
     return SandboxDecision(
         Action.NONE, replace(state, idle_since=since), f"idle; shuts down in {left:.0f}s"
+    )
+
+
+def _moved_with_the_clock(state: SandboxState, stepped: float, now: float) -> SandboxState:
+    active = moved_with_the_clock(state.active_since, stepped, now)
+    return replace(
+        state,
+        active_since=now if active is None else active,
+        idle_since=moved_with_the_clock(state.idle_since, stepped, now),
     )
 
 

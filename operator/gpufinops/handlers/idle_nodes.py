@@ -25,6 +25,7 @@ from gpufinops.adapters.nodes import (
 from gpufinops.adapters.prometheus.client import MetricsError, PrometheusClient
 from gpufinops.adapters.prometheus.utilization import node_peak_gpu_utilization
 from gpufinops.config.model import IdleShutdownDefaults, NodePool, OperatorConfig
+from gpufinops.core.clock import moved_with_the_clock
 from gpufinops.core.idle.model import IDLE_TAINT
 from gpufinops.core.idle.plan import still_safe
 from gpufinops.core.idle.rules import (
@@ -36,6 +37,7 @@ from gpufinops.core.idle.rules import (
 )
 from gpufinops.core.idle.shutdown import PHASE_ANNOTATION, Phase, Step, next_step, phase_after
 from gpufinops.core.scaling.schedule import window_open
+from gpufinops.handlers.clock import ClockSteps, Reading
 
 DRAIN_STARTED = "gpufinops.dev/drain-started"
 
@@ -129,7 +131,8 @@ async def stop_idle_tasks(memo: kopf.Memo, **_: Any) -> None:
 async def _watch_node(name: str, memo: kopf.Memo, logger: kopf.Logger) -> None:
     """Watch one GPU node; shut it down once idle long enough and safe to remove."""
     actions = NodeActions(memo.api)
-    last_tick = time.time()
+    clock = ClockSteps()
+    clock.read()
     while name in memo.node_bodies:
         body = memo.node_bodies[name]
         labels = body.get("metadata", {}).get("labels") or {}
@@ -137,13 +140,11 @@ async def _watch_node(name: str, memo: kopf.Memo, logger: kopf.Logger) -> None:
         if found is None:
             return
         pool, settings = found
-        now = time.time()
+        reading = clock.read()
         try:
-            await _tick(name, body, pool, settings, actions, memo, memo.idle_indexes, now,
-                        now - last_tick)  # fmt: skip
+            await _tick(name, body, pool, settings, actions, memo, memo.idle_indexes, reading)
         except Exception as exc:
             logger.warning(f"idle shutdown of {name} failed, retrying next interval: {exc}")
-        last_tick = now
         await asyncio.sleep(settings.interval_seconds)
 
 
@@ -155,9 +156,11 @@ async def _tick(
     actions: NodeActions,
     memo: kopf.Memo,
     indexes: dict[str, Any],
-    now: float,
-    elapsed: float,
+    reading: Reading,
 ) -> None:
+    # Wall-clock instants (the timer, the drain start) move with a clock step;
+    # the idle GPU time counted is the time that really passed.
+    now, stepped, elapsed = reading
     pdb_list = [p for values in indexes["pdbs"].values() for p in values]
     pods = [pod_snapshot(r, pdb_list) for r in indexes["pods_by_node"].get(name, [])]
     node = node_snapshot(body, pool.name)
@@ -165,7 +168,7 @@ async def _tick(
     timer = IdleTimer(float(annotations[IDLE_SINCE]) if IDLE_SINCE in annotations else None)
     low = await _utilization_low(name, settings, memo, elapsed)
     idle = is_idle(pods, low)
-    updated = timer.observe(idle, now)
+    updated = timer.observe(idle, now, stepped=stepped)
     if idle:
         metrics.IDLE_GPU_SECONDS.labels(pool.name).inc(node.gpus * elapsed)
         metrics.IDLE_COST.labels(pool.name).inc(
@@ -197,7 +200,7 @@ async def _tick(
             if not await _claim(name, pool, settings, memo, indexes, actions, body):
                 return
         phase = Phase.TAINTED
-    await _advance(name, body, node, pods, phase, pool, settings, actions, now, low)
+    await _advance(name, body, node, pods, phase, pool, settings, actions, now, low, stepped)
 
 
 async def _utilization_low(
@@ -278,10 +281,16 @@ async def _advance(
     actions: NodeActions,
     now: float,
     utilization_low: bool | None = None,
+    stepped: float = 0.0,
 ) -> None:
     safe, reasons = still_safe(node, pods, utilization_low)
     evictable = [p for p in pods if not p.terminal and not p.daemonset]
-    drain_started = float(node.annotations.get(DRAIN_STARTED) or now)
+    recorded = node.annotations.get(DRAIN_STARTED)
+    drain_started = float(recorded) if recorded else now
+    moved = moved_with_the_clock(drain_started, stepped, now)
+    if phase == Phase.DRAINING and recorded and moved is not None and moved != drain_started:
+        drain_started = moved
+        await asyncio.to_thread(actions.annotate, name, {DRAIN_STARTED: f"{moved:.3f}"})
     if phase == Phase.DRAINING and now - drain_started > settings.drain_timeout_seconds:
         safe, reasons = False, [f"drain did not finish in {settings.drain_timeout_seconds:.0f}s"]
     step = next_step(phase, safe=safe, drained=not evictable)

@@ -9,7 +9,6 @@ index lost its node).
 
 import asyncio
 import copy
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -29,6 +28,7 @@ from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.config.model import OperatorConfig
 from gpufinops.core.validation import check_spec
 from gpufinops.handlers.autoscaling import DEFAULT_SYNC_SECONDS
+from gpufinops.handlers.clock import ClockSteps
 from gpufinops.handlers.indexes import first
 from gpufinops.handlers.status_writes import ConditionalStatus, created_at
 from gpufinops.handlers.training import TrainingController, World, job_name
@@ -104,11 +104,13 @@ async def place_training(
         namespace, name, uid, config, JobActions(api), write_status, post_event
     )
     created = created_at(meta)
+    clock = ClockSteps()
     while not stopped:
         spec = check_spec(body.get("spec"), config).spec
         if spec is not None and spec.training is not None:
             job = job_name(name, spec)
             write_status.seen(body)
+            now, stepped, _ = clock.read()
             world = World(
                 job=first(jobs_index, (namespace, job)),
                 pods=list(pods_index.get((namespace, job), [])),
@@ -116,7 +118,8 @@ async def place_training(
                 latest_status=copy.deepcopy(body.get("status")),
                 generation=body.get("metadata", {}).get("generation"),
                 created_at=created,
-                now=time.time(),
+                now=now,
+                stepped=stepped,
             )
             try:
                 await asyncio.to_thread(controller.tick, spec, world)

@@ -93,10 +93,12 @@ class SandboxController:
         latest_status: Mapping[str, Any] | None,
         now: float,
         target_generation: int,
+        stepped: float = 0.0,
     ) -> SandboxState:
         """``target_generation`` is the target's metadata.generation as the view shows it:
         a view no newer than the one we shut down from predates our change (watch lag)
-        and must not be mistaken for the user waking the sandbox."""
+        and must not be mistaken for the user waking the sandbox. ``stepped``: how far
+        the wall clock jumped since the previous tick (see ``handlers.clock``)."""
         experiment: Experiment | None = spec.experiment
         assert experiment is not None
         if self._state is None:
@@ -108,7 +110,7 @@ class SandboxController:
             self._stale_below = None
         budget = ((latest_status or {}).get("budget") or {}).get("enforcement")
         decision = decide_sandbox(
-            experiment, self._state, obs, now, budget_suspend=budget == "Suspend"
+            experiment, self._state, obs, now, budget_suspend=budget == "Suspend", stepped=stepped
         )
         recommend = spec.mode == Mode.RECOMMEND
         last = None

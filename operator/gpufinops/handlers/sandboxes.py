@@ -2,7 +2,6 @@
 GPU utilisation from Prometheus (DCGM), one daemon per Experiment workload."""
 
 import asyncio
-import time
 from typing import Any
 
 import kopf
@@ -18,6 +17,7 @@ from gpufinops.config.model import OperatorConfig
 from gpufinops.core.sandbox import SandboxObservation
 from gpufinops.core.validation import check_spec
 from gpufinops.handlers.autoscaling import DEFAULT_SYNC_SECONDS
+from gpufinops.handlers.clock import ClockSteps
 from gpufinops.handlers.indexes import first
 from gpufinops.handlers.sandbox import SandboxController, SandboxEffects
 from gpufinops.handlers.status_writes import ConditionalStatus, created_at
@@ -123,6 +123,7 @@ async def watch_sandbox(
     controller = SandboxController(
         namespace, name, created_at(meta), SandboxEffects(shut_down, write_status, post_event)
     )
+    clock = ClockSteps()
     while not stopped:
         spec = check_spec(body.get("spec"), config).spec
         if spec is not None and spec.experiment is not None:
@@ -145,9 +146,10 @@ async def watch_sandbox(
                         logger.info(f"GPU utilisation unknown, idle timer holds: {exc}")
                 obs = SandboxObservation(running, replicas, pods, utilization)
                 write_status.seen(body)
+                now, stepped, _ = clock.read()
                 try:
                     await asyncio.to_thread(
-                        controller.tick, spec, obs, body.get("status"), time.time(), generation
+                        controller.tick, spec, obs, body.get("status"), now, generation, stepped
                     )
                 except Exception as exc:  # one bad tick must not stop the loop
                     logger.warning(f"sandbox tick failed, retrying next period: {exc}")

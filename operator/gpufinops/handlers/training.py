@@ -37,6 +37,7 @@ from gpufinops.core.placement.fallback import assess, remaining_seconds
 from gpufinops.core.placement.interruptions import interruption_reason
 from gpufinops.core.placement.model import JobProfile, Placement, PoolOffer
 from gpufinops.core.placement.transitions import (
+    clock_stepped,
     fell_back,
     interrupted,
     pending,
@@ -86,6 +87,8 @@ class World:
     generation: int | None
     created_at: float
     now: float
+    stepped: float = 0.0
+    """How far the wall clock jumped since the previous tick (see ``handlers.clock``)."""
 
 
 def job_name(name: str, spec: AIWorkloadSpec) -> str:
@@ -173,6 +176,7 @@ class TrainingController:
         assert spec.training is not None
         if self._record is None:
             self._record = read_record(world.latest_status)
+        self._record.memory = clock_stepped(self._record.memory, world.stepped, world.now)
         record = copy.deepcopy(self._record)
         if world.job is not None and world.job.generation < self._job_generation:
             return record  # the Job view predates our own last change

@@ -9,6 +9,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from gpufinops.core.clock import moved_with_the_clock
 from gpufinops.core.idle.model import (
     CA_SAFE_TO_EVICT,
     CA_SCALE_DOWN_DISABLED,
@@ -109,11 +110,22 @@ class IdleTimer:
 
     since: float | None
 
-    def observe(self, idle: bool, now: float) -> "IdleTimer":
-        """Idle keeps the start; busy resets it, so the timer counts uninterrupted idleness."""
+    def observe(self, idle: bool, now: float, *, stepped: float = 0.0) -> "IdleTimer":
+        """Idle keeps the start; busy resets it, so the timer counts uninterrupted idleness.
+
+        A wall-clock step (``stepped``, see ``core.clock``) moves the
+        start with it: a forward jump does not make a node idle for longer than
+        it was seen idle (no instant shutdown), a backward jump neither delays
+        the shutdown by the jump nor leaves a start in the future.
+        """
         if not idle:
             return IdleTimer(None)
-        return IdleTimer(self.since if self.since is not None else now)
+        since = moved_with_the_clock(self.since, stepped, now)
+        return IdleTimer(now if since is None else since)
+
+    def idle_seconds(self, now: float) -> float:
+        """How long the node has been idle as of ``now`` (0 when not idle); never negative."""
+        return 0.0 if self.since is None else max(0.0, now - self.since)
 
     def expired(self, after_seconds: float, now: float) -> bool:
         return self.since is not None and now - self.since >= after_seconds

@@ -5,6 +5,7 @@ progress and failed pools the same way. Progress only grows by checkpointed work
 an interruption loses everything since the last checkpoint (see ``progress``).
 """
 
+from gpufinops.core.clock import moved_with_the_clock
 from gpufinops.core.placement.model import (
     UNAVAILABLE_MEMORY_SECONDS,
     JobProfile,
@@ -15,6 +16,7 @@ from gpufinops.core.placement.progress import checkpointed, run_work_seconds
 from gpufinops.core.placement.windows import next_window_start, window_open_now
 
 __all__ = [
+    "clock_stepped",
     "fell_back",
     "interrupted",
     "next_window_start",
@@ -23,6 +25,27 @@ __all__ = [
     "pool_unavailable",
     "window_open_now",
 ]
+
+
+def clock_stepped(memory: PlacementMemory, stepped: float, now: float) -> PlacementMemory:
+    """The memory after the wall clock ``stepped`` beyond the time that passed (``core.clock``).
+
+    When the job was placed, since when its pods are pending and when pools failed
+    move with the clock: a forward step neither credits work that was not done
+    nor times a pending job out at once, a backward one delays nothing by the
+    step and leaves no instant in the future. Start windows and deadlines are
+    wall-clock times the user chose, and stay as they are.
+    """
+    update: dict[str, object] = {
+        "placed_at": moved_with_the_clock(memory.placed_at, stepped, now),
+        "pending_since": moved_with_the_clock(memory.pending_since, stepped, now),
+        "unavailable_pools": {
+            pool: min(at + stepped, now) for pool, at in memory.unavailable_pools.items()
+        },
+    }
+    if all(getattr(memory, key) == value for key, value in update.items()):
+        return memory
+    return memory.model_copy(update=update)
 
 
 def placed(memory: PlacementMemory, placement: Placement, now: float) -> PlacementMemory:
