@@ -98,11 +98,13 @@ def _returning_pod(kubectl: Any, node: str) -> None:
 
 @pytest.fixture(scope="module")
 def cleanup(kubectl: Any) -> Iterator[None]:
+    # A previous run's namespace may still be terminating.
+    kubectl("wait", "--for=delete", f"namespace/{NS}", "--timeout=120s")
     kubectl("create", "namespace", NS)
     yield
     kubectl("delete", "deployments", *NODES, "-n", NS, "--wait=true", "--timeout=60s")
     kubectl("delete", "nodes", *NODES, "--wait=true", "--timeout=60s")
-    kubectl("delete", "namespace", NS, "--wait=true", "--timeout=60s")
+    kubectl("delete", "namespace", NS, "--wait=false")  # its pods' nodes are gone: slow
 
 
 def _killed_mid_drain(kubectl: Any, kubeconfig: Path, tmp: Path, node: str) -> RunningOperator:

@@ -1,0 +1,218 @@
+"""Budget enforcement (Suspend) across SIGKILLs and a month boundary passed while down.
+
+The cost loop writes ``status.cost`` and, once the month's budget is spent,
+``status.budget.enforcement: Suspend``; the Training loop then suspends the Job
+and the Experiment loop scales its sandbox to zero. Everything is kept in
+status, so each step survives a kill: a restarted operator suspends exactly once,
+keeps it suspended within the period, and when the month is over (here: the last
+accounting is moved a month back while no operator runs, as a month spent down
+would leave it) the budget resets and the Training Job is placed again, once.
+An Experiment stays down until its user wakes it, and is not shut down again.
+"""
+
+import json
+import signal
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.integration.test_training import (
+    CONFIG,
+    NS,
+    ON_DEMAND,
+    SPOT_NODES,
+    _events,
+    _get,
+    _ok,
+    _placement,
+    _poll,
+    _running_pod,
+    _workload,
+)
+from tests.integration.test_training import _pod_template as pod_template
+from tests.integration.test_training import describe_on_failure as describe_on_failure
+from tests.integration.test_training import pools as pools
+from tests.support.operator import RunningOperator, running_operator
+
+BUDGET = {"monthlyUSD": 100, "enforcement": "Suspend"}
+OVER = 150.0
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("budget-crash") / "config.yaml"
+    path.write_text(yaml.safe_dump({**CONFIG, "cost": {"intervalSeconds": 1}}))
+    return path
+
+
+class Operators:
+    """Starts operators one after another; each is SIGKILLed by the next step."""
+
+    def __init__(self, kubeconfig: Path, config: Path, root: Path) -> None:
+        self.kubeconfig, self.config, self.root, self.count = kubeconfig, config, root, 0
+
+    def start(self) -> Any:
+        self.count += 1
+        log_dir = self.root / f"operator-{self.count}"
+        log_dir.mkdir()
+        return running_operator(self.kubeconfig, log_dir, "--config", str(self.config),
+                                "--namespace", NS, "--sync-seconds", "1")  # fmt: skip
+
+
+def _sigkill(op: RunningOperator) -> None:
+    op.process.send_signal(signal.SIGKILL)
+    op.process.wait()
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _set_cost(kubectl: Any, name: str, spent: float, accounted: datetime) -> None:
+    cost = {"todayUSD": spent, "monthToDateUSD": spent, "lastAccountedTime": _iso(accounted)}
+    _ok(kubectl("patch", "aiw", name, "-n", NS, "--subresource=status", "--type=merge",
+                "-p", json.dumps({"status": {"cost": cost}})))  # fmt: skip
+
+
+def _status(kubectl: Any, name: str) -> dict[str, Any]:
+    return dict(_get(kubectl, "aiw", name).get("status") or {})
+
+
+def _enforcement(kubectl: Any, name: str) -> str | None:
+    return (_status(kubectl, name).get("budget") or {}).get("enforcement")
+
+
+def _suspended(kubectl: Any, job: str) -> bool:
+    return bool(_get(kubectl, "job", job)["spec"].get("suspend"))
+
+
+def _accounted_after(kubectl: Any, name: str, t: datetime) -> bool:
+    at = _placement(kubectl, name).get("accountedAt")
+    return at is not None and datetime.fromisoformat(at.replace("Z", "+00:00")) > t
+
+
+@pytest.fixture
+def cleanup(kubectl: Any, config_file: Path, kubeconfig: Path, tmp_path: Path) -> Iterator[None]:
+    yield
+    # With an operator running, so that it releases the workloads' finalizers.
+    with running_operator(kubeconfig, tmp_path, "--config", str(config_file),
+                          "--namespace", NS):  # fmt: skip
+        kubectl("delete", "aiw", "--all", "-n", NS, "--wait=true", "--timeout=60s")
+    kubectl("delete", "jobs,deployments", "--all", "-n", NS, "--wait=true", "--timeout=60s")
+
+
+def test_a_training_job_is_suspended_once_and_placed_again_once_the_month_is_over(
+    pools: None, cleanup: None, kubeconfig: Path, config_file: Path, kubectl: Any,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    name = "budget"
+    ops = Operators(kubeconfig, config_file, tmp_path)
+    template = pod_template(name)
+    # KWOK sometimes completes a Job's pod after its default 1-5 s instead of the delay
+    # annotation's day; a jitter as long as the delay keeps it running.
+    template["metadata"]["annotations"]["pod-complete.stage.kwok.x-k8s.io/jitter-delay"] = "24h"
+    training = {"jobTemplate": {"template": template}}
+    manifest = yaml.safe_load(_workload(name, training))
+    manifest["spec"]["budget"] = BUDGET
+    with ops.start() as first:
+        _ok(kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest)))
+        _poll(lambda: _running_pod(kubectl, name, SPOT_NODES), "the Job on spot")
+        _poll(lambda: _placement(kubectl, name).get("phase") == "Running", "Running")
+        _sigkill(first)
+    # Killed as the month's spend went over the budget, before anything enforced it.
+    _set_cost(kubectl, name, OVER, datetime.now(UTC))
+
+    with ops.start() as second:
+        _poll(lambda: _enforcement(kubectl, name) == "Suspend", "the budget to say Suspend")
+        _poll(lambda: _suspended(kubectl, name), "the Job to be suspended")
+        _poll(lambda: _placement(kubectl, name).get("phase") == "Suspended", "phase Suspended")
+        _poll(lambda: "BudgetSuspended" in _events(kubectl, name), "the BudgetSuspended Event")
+        _sigkill(second)
+
+    # Killed while suspended, same month: the next operator keeps it so, silently.
+    restarted = datetime.now(UTC)
+    with ops.start() as third:
+        _poll(lambda: _accounted_after(kubectl, name, restarted), "a tick of the new operator")
+        assert _suspended(kubectl, name)
+        job = _get(kubectl, "job", name)
+        assert _placement(kubectl, name)["phase"] == "Suspended", json.dumps(job["status"])
+        assert _events(kubectl, name).count("BudgetSuspended") == 1
+        _sigkill(third)
+
+    # The month ends while no operator runs: the last accounting was last month.
+    _set_cost(kubectl, name, OVER, datetime.now(UTC) - timedelta(days=32))
+    with ops.start():
+        _poll(lambda: not _suspended(kubectl, name), "the Job to be placed again")
+        _poll(lambda: _running_pod(kubectl, name, SPOT_NODES), "the Job to run again")
+        status = _status(kubectl, name)
+        assert status["budget"]["enforcement"] == "None", status["budget"]
+        assert status["cost"]["monthToDateUSD"] < 1, "the new month starts from zero"
+        placement = status["placement"]
+        assert placement["phase"] == "Running" and placement["attempts"] == 2, placement
+        assert _events(kubectl, name).count("BudgetSuspended") == 1
+        assert _events(kubectl, name).count("JobCreated") == 1
+
+
+def _sandbox(kubectl: Any, name: str) -> None:
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {**pod_template(name)["spec"], "restartPolicy": "Always",
+                         "nodeSelector": {"gpufinops.dev/pool": ON_DEMAND.name}},
+            },
+        },
+    }  # fmt: skip
+    workload = {
+        "apiVersion": "gpufinops.dev/v1alpha1", "kind": "AIWorkload",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {"type": "Experiment", "costAllocation": {"team": "research"},
+                 "nodePools": [ON_DEMAND.name], "budget": BUDGET,
+                 "experiment": {"targetRef": {"kind": "Deployment", "name": name}}},
+    }  # fmt: skip
+    _ok(kubectl("apply", "-f", "-", input=yaml.safe_dump_all([deployment, workload])))
+
+
+def _replicas(kubectl: Any, name: str) -> int:
+    return int(_get(kubectl, "deployment", name)["spec"]["replicas"])
+
+
+def test_an_experiment_is_scaled_to_zero_once_and_stays_up_when_woken_next_month(
+    pools: None, cleanup: None, kubeconfig: Path, config_file: Path, kubectl: Any,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    name = "notebook"
+    ops = Operators(kubeconfig, config_file, tmp_path)
+    _sandbox(kubectl, name)
+    _ok(kubectl("wait", "-n", NS, f"deployment/{name}",
+                "--for=jsonpath={.status.readyReplicas}=1", "--timeout=60s"))  # fmt: skip
+    _ok(kubectl("wait", "-n", NS, f"aiw/{name}", "--for=create", "--timeout=30s"))
+    _set_cost(kubectl, name, OVER, datetime.now(UTC))
+
+    with ops.start() as first:
+        _poll(lambda: _replicas(kubectl, name) == 0, "the sandbox to be scaled to zero")
+        sandbox = _poll(lambda: _status(kubectl, name).get("sandbox", {}).get("shutDownAt")
+                        and _status(kubectl, name)["sandbox"], "status.sandbox")  # fmt: skip
+        assert sandbox["shutdownReason"] == "BudgetExceeded" and sandbox["replicasBefore"] == 1
+        _poll(lambda: "SandboxShutDown" in _events(kubectl, name), "the SandboxShutDown Event")
+        _sigkill(first)
+
+    # A month later, with no operator in between.
+    _set_cost(kubectl, name, OVER, datetime.now(UTC) - timedelta(days=32))
+    with ops.start():
+        _poll(lambda: _enforcement(kubectl, name) == "None", "the budget to reset")
+        assert _replicas(kubectl, name) == 0, "a sandbox waits for its user to wake it"
+        _ok(kubectl("scale", "deployment", name, "-n", NS, "--replicas=1"))
+        _poll(lambda: "SandboxWoken" in _events(kubectl, name), "the SandboxWoken Event")
+        _poll(lambda: _status(kubectl, name)["sandbox"].get("shutDownAt") is None,
+              "the timers to restart")  # fmt: skip
+        assert _status(kubectl, name)["sandbox"].get("shutdownReason") is None
+        assert _replicas(kubectl, name) == 1
+        assert _events(kubectl, name).count("SandboxShutDown") == 1
