@@ -23,20 +23,35 @@ def spec_changed(
     patch: kopf.Patch,
     memo: kopf.Memo,
     logger: kopf.Logger,
+    reason: kopf.Reason | str | None = None,
     **_: Any,
 ) -> None:
-    """Validate the spec as the operator sees it and say so in status and Events."""
+    """Validate the spec as the operator sees it and say so in status and Events.
+
+    On resume (an operator restart) a workload whose status already says exactly
+    this is left alone: a restart of a large fleet would otherwise send one status
+    patch and one Event per workload that tell nobody anything new.
+    """
     config: OperatorConfig = memo.config
     generation = meta.get("generation")
     check = check_spec(spec, config)
     job_name = body.get("metadata", {}).get("name")
+    current = read_conditions(status)
     result = assess(
         check,
-        read_conditions(status),
+        current,
         generation=generation,
         now=datetime.now(UTC),
         job_name=job_name,
     )
+    if (
+        reason == kopf.Reason.RESUME
+        and status.get("observedGeneration") == generation
+        and status.get("target") == result.target
+        and list(result.conditions) == current
+    ):
+        logger.debug("spec unchanged since the last time it was checked")
+        return
     patch.status["observedGeneration"] = generation
     patch.status["conditions"] = conditions_patch(result.conditions)
     patch.status["target"] = result.target

@@ -1,0 +1,53 @@
+"""The spec handler on an operator restart: silent when the status already says it all."""
+
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+import kopf
+import pytest
+
+from gpufinops.config import load_config
+from gpufinops.handlers.aiworkload import spec_changed
+
+SPEC = {
+    "type": "Inference",
+    "costAllocation": {"team": "search"},
+    "inference": {"targetRef": {"name": "llm"}, "maxReplicas": 4},
+}
+
+
+def _run(status: dict[str, Any], reason: kopf.Reason, events: list[str]) -> dict[str, Any]:
+    patch = kopf.Patch()
+    handler: Any = spec_changed  # called as Kopf calls it, with the kwargs it uses
+    handler(
+        body={"metadata": {"name": "chat", "generation": 2}, "spec": SPEC},
+        spec=SPEC,
+        status=status,
+        meta={"generation": 2},
+        patch=patch,
+        memo=SimpleNamespace(config=load_config(None)),
+        logger=logging.getLogger("test"),
+        reason=reason,
+    )
+    return dict(patch.get("status") or {})
+
+
+def test_a_restart_over_an_unchanged_workload_writes_nothing_and_posts_no_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events: list[str] = []
+    monkeypatch.setattr(kopf, "event", lambda body, **kw: events.append(kw["reason"]))
+    written = _run({}, kopf.Reason.CREATE, events)
+    assert written["observedGeneration"] == 2 and written["target"] == "Deployment/llm"
+    assert events == ["Accepted"]
+
+    assert _run(written, kopf.Reason.RESUME, events) == {}
+    assert events == ["Accepted"], "no second Event for the same news"
+
+    # anything that differs (here: an older generation observed) is written again
+    stale = {**written, "observedGeneration": 1}
+    assert _run(stale, kopf.Reason.RESUME, events)["observedGeneration"] == 2
+    # and a create or update is always reported
+    assert _run(written, kopf.Reason.UPDATE, events)["observedGeneration"] == 2
+    assert events == ["Accepted", "Accepted", "Accepted"]
