@@ -104,24 +104,28 @@ def cleanup(kubectl: Any, config_file: Path, kubeconfig: Path, tmp_path: Path) -
     kubectl("delete", "jobs,deployments", "--all", "-n", NS, "--wait=true", "--timeout=60s")
 
 
-def test_a_training_job_is_suspended_once_and_placed_again_once_the_month_is_over(
-    pools: None, cleanup: None, kubeconfig: Path, config_file: Path, kubectl: Any,
-    tmp_path: Path,
-) -> None:  # fmt: skip
-    name = "budget"
-    ops = Operators(kubeconfig, config_file, tmp_path)
+def _placed_then_killed(ops: Operators, kubectl: Any, name: str) -> None:
+    """A Training workload with the budget, its Job running on spot, its operator killed."""
     template = pod_template(name)
     # KWOK sometimes completes a Job's pod after its default 1-5 s instead of the delay
     # annotation's day; a jitter as long as the delay keeps it running.
     template["metadata"]["annotations"]["pod-complete.stage.kwok.x-k8s.io/jitter-delay"] = "24h"
-    training = {"jobTemplate": {"template": template}}
-    manifest = yaml.safe_load(_workload(name, training))
+    manifest = yaml.safe_load(_workload(name, {"jobTemplate": {"template": template}}))
     manifest["spec"]["budget"] = BUDGET
     with ops.start() as first:
         _ok(kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest)))
         _poll(lambda: _running_pod(kubectl, name, SPOT_NODES), "the Job on spot")
         _poll(lambda: _placement(kubectl, name).get("phase") == "Running", "Running")
         _sigkill(first)
+
+
+def test_a_training_job_is_suspended_once_and_placed_again_once_the_month_is_over(
+    pools: None, cleanup: None, kubeconfig: Path, config_file: Path, kubectl: Any,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    name = "budget"
+    ops = Operators(kubeconfig, config_file, tmp_path)
+    _placed_then_killed(ops, kubectl, name)
     # Killed as the month's spend went over the budget, before anything enforced it.
     _set_cost(kubectl, name, OVER, datetime.now(UTC))
 
@@ -216,3 +220,26 @@ def test_an_experiment_is_scaled_to_zero_once_and_stays_up_when_woken_next_month
         assert _status(kubectl, name)["sandbox"].get("shutdownReason") is None
         assert _replicas(kubectl, name) == 1
         assert _events(kubectl, name).count("SandboxShutDown") == 1
+
+
+def test_a_budget_suspension_cut_short_by_a_kill_is_recorded_and_reported_once(
+    pools: None, cleanup: None, kubeconfig: Path, config_file: Path, kubectl: Any,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    name = "cutshort"
+    ops = Operators(kubeconfig, config_file, tmp_path)
+    _placed_then_killed(ops, kubectl, name)
+    # Killed after suspending the Job for the budget (which the cost loop had recorded
+    # as Suspend), before recording or reporting the suspension.
+    _set_cost(kubectl, name, OVER, datetime.now(UTC))
+    budget = {"enforcement": "Suspend", "state": "Exceeded", "maxReplicas": 0}
+    _ok(kubectl("patch", "aiw", name, "-n", NS, "--subresource=status", "--type=merge",
+                "-p", json.dumps({"status": {"budget": budget}})))  # fmt: skip
+    _ok(kubectl("patch", "job", name, "-n", NS, "--type=merge", "-p",
+                json.dumps({"spec": {"suspend": True}})))  # fmt: skip
+    with ops.start():
+        _poll(lambda: _placement(kubectl, name).get("phase") == "Suspended", "phase Suspended")
+        _poll(lambda: "BudgetSuspended" in _events(kubectl, name), "the BudgetSuspended Event")
+        assert _events(kubectl, name).count("BudgetSuspended") == 1
+        assert _suspended(kubectl, name)
+        assert _placement(kubectl, name)["attempts"] == 1, "not placed again meanwhile"

@@ -278,8 +278,12 @@ class TrainingController:
         budget = ((world.latest_status or {}).get("budget") or {}).get("enforcement")
 
         if budget == "Suspend" and not recommend:
-            if not job.suspended:
+            suspended_here = not job.suspended
+            if suspended_here:
                 self._suspend(job.name)
+            # Reported once per suspension: also when a killed predecessor suspended
+            # the Job but never recorded (nor reported) it.
+            if suspended_here or record.phase != Phase.SUSPENDED:
                 self.post_event(
                     "Warning", "BudgetSuspended", f"budget exceeded: {target} suspended"
                 )
