@@ -84,6 +84,8 @@ class CorePolicy:
         self.fit_seconds = 0.0
         self.forecasts: list[float] = []
         self.capacity: list[float] = []
+        self.headroom: list[float] = []
+        """Planning headroom each tick (capacity / planned demand), calibrated or fixed."""
 
     def decide(self, view: View) -> int:
         peak = self._forecast(view.now) if self.history is not None else None
@@ -99,6 +101,7 @@ class CorePolicy:
         self.forecasts.append(math.nan if peak is None else peak)
         learned = self.state.capacity_per_replica
         self.capacity.append(math.nan if learned is None else learned)
+        self.headroom.append(1.0 / self.settings.planned_utilization(self.state))
         return decision.desired
 
     def _forecast(self, now: float) -> float | None:

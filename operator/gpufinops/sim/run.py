@@ -131,6 +131,13 @@ def run_policy(
         if np.isfinite(learned).any():
             median = float(np.nanmedian(learned)) / model.capacity_per_replica
             details["learned_capacity_ratio"] = round(median, 3)
+        headroom = np.asarray(policy.headroom, dtype=np.float64)
+        if headroom.size:
+            fixed = 1.0 / policy.settings.utilization
+            details["calibrated_headroom_share"] = round(float((headroom > fixed).mean()), 4)
+            details["headroom_p50_p90_max"] = [
+                round(float(v), 3) for v in np.percentile(headroom, [50, 90, 100])
+            ]
         if policy.history is not None:
             forecasts = np.asarray(policy.forecasts, dtype=np.float64)
             outcome.forecast = forecasts

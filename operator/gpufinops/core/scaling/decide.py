@@ -3,7 +3,9 @@
 Order of reasoning (each step documented in docs/scaling.md):
 1. no queue signal → hold (or, after ``failureThreshold`` ticks, the fallback);
 2. reactive need from demand, learned capacity and excess queue, with HPA tolerance;
-3. predictive need from the forecast peak over the lead window;
+   demand fills ``utilization`` of capacity, or less when the headroom calibrated
+   on the workload's own recent lead windows asks for more (``headroom.py``);
+3. predictive need from the forecast peak over the lead window, with the same headroom;
 4. recommendation = max(reactive, predictive) within [floor, maxReplicas], where the
    floor rises inside scheduled windows;
 5. HPA stabilisation windows and step policies; scale-to-zero steps N→1 through
@@ -11,7 +13,7 @@ Order of reasoning (each step documented in docs/scaling.md):
 """
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from gpufinops.api.inference import FallbackBehavior, Inference
 from gpufinops.core.scaling.behavior import (
@@ -24,6 +26,8 @@ from gpufinops.core.scaling.behavior import (
     stabilize,
 )
 from gpufinops.core.scaling.capacity import SETTLE_SECONDS, is_saturated, update_capacity
+from gpufinops.core.scaling.headroom import COVERAGE, Calibration, margin
+from gpufinops.core.scaling.headroom import observe as calibrate
 from gpufinops.core.scaling.observation import Observation
 from gpufinops.core.scaling.schedule import schedule_floor
 
@@ -59,6 +63,9 @@ class ScalingState:
     ready_since: float | None = None
     saturated_since: float | None = None
     """Start of the current run of saturated ticks (``None`` when not saturated)."""
+    headroom: Calibration = field(default_factory=Calibration)
+    """The headroom each recent moment would have needed, from which the
+    calibrated margin is read (``headroom.py``)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,12 @@ class Settings:
     """Applies to the *learned* capacity, which is saturated throughput. A
     ``capacityPerReplica`` from the user's load tests is the rate a replica
     sustains at their latency target, and is planned for as given."""
+    coverage: float | None = COVERAGE
+    """Share of demand that should arrive while the ready replicas cover it
+    (with the excess queue drained), calibrated on the workload's own recent
+    history (``core/scaling/headroom.py``); the calibrated headroom replaces
+    the fixed one (1 / ``utilization``) when it is larger. ``None``: the fixed
+    headroom only."""
 
     @classmethod
     def from_spec(cls, spec: Inference) -> "Settings":
@@ -105,6 +118,20 @@ class Settings:
     def utilization(self) -> float:
         """Share of the capacity estimate that demand is planned to fill."""
         return 1.0 if self.capacity_per_replica else self.target_utilization
+
+    @property
+    def lead_seconds(self) -> float:
+        """How long a replica ordered now takes to serve (the forecast's lead time)."""
+        return float(self.spec.forecast.lead_time_seconds)
+
+    def planned_utilization(self, state: "ScalingState") -> float:
+        """:attr:`utilization`, lowered when the calibrated margin asks for more room."""
+        if self.coverage is None:
+            return self.utilization
+        factor = margin(state.headroom, self.coverage)
+        if factor is None:
+            return self.utilization
+        return min(self.utilization, 1.0 / factor)
 
 
 def _ceil(x: float) -> int:
@@ -204,6 +231,15 @@ def decide(settings: Settings, state: ScalingState, tick: Tick) -> Decision:
     demand = obs.arrival_rate if obs.arrival_rate is not None else obs.throughput
     active = queue > 0 or (demand or 0) > 0 or (obs.running or 0) > 0
     last_active = now if active or state.last_active_time is None else state.last_active_time
+    utilization = settings.planned_utilization(state)
+    headroom = state.headroom
+    if settings.coverage is not None:
+        served = capacity * tick.ready if capacity else None
+        excess = max(0.0, queue - spec.target_queue_depth_per_replica * tick.ready)
+        drain = excess / DRAIN_SECONDS
+        headroom = calibrate(
+            headroom, now, demand, served, 1.0 / utilization, settings.lead_seconds, backlog=drain
+        )
     state = replace(
         state,
         capacity_per_replica=capacity,
@@ -212,6 +248,7 @@ def decide(settings: Settings, state: ScalingState, tick: Tick) -> Decision:
         ready_replicas=tick.ready,
         ready_since=ready_since,
         saturated_since=saturated_since,
+        headroom=headroom,
     )
     behavior = settings.behavior
     keep = behavior.history_seconds
@@ -223,7 +260,7 @@ def decide(settings: Settings, state: ScalingState, tick: Tick) -> Decision:
         if not active or idle:
             return Decision(0, 0, 0, None, "Hold", "scaled to zero; no demand", True, False, state)
         need, why = reactive_need(
-            obs, 1, 0, capacity, spec.target_queue_depth_per_replica, settings.utilization
+            obs, 1, 0, capacity, spec.target_queue_depth_per_replica, utilization
         )
         desired = min(max(need, floor), spec.max_replicas)
         state = replace(
@@ -242,11 +279,13 @@ def decide(settings: Settings, state: ScalingState, tick: Tick) -> Decision:
         tick.ready,
         capacity,
         spec.target_queue_depth_per_replica,
-        settings.utilization,
+        utilization,
     )
+    if utilization < settings.utilization:
+        why += f" (headroom {1 / utilization - 1:.0%} calibrated on recent demand)"
     predictive = None
     if tick.forecast_peak is not None and capacity:
-        predictive = _ceil(tick.forecast_peak / (capacity * settings.utilization))
+        predictive = _ceil(tick.forecast_peak / (capacity * utilization))
     raw = max(reactive, predictive or 0)
     if predictive is not None and predictive > reactive:
         why = f"forecast peak {tick.forecast_peak:.3g}/s needs {predictive} replicas"
