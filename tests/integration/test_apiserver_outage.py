@@ -58,7 +58,11 @@ def operator(own_cluster: LocalCluster, kctl, tmp_path_factory) -> Iterator[Runn
 
 
 TRAIN_POD = {
-    "metadata": {"annotations": {"pod-complete.stage.kwok.x-k8s.io/delay": "24h"}},
+    "metadata": {"annotations": {
+        "pod-complete.stage.kwok.x-k8s.io/delay": "24h",
+        # kwok draws the delay up to its default 5 s jitter unless the jitter is as long
+        "pod-complete.stage.kwok.x-k8s.io/jitter-delay": "24h",
+    }},
     "spec": {
         "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists"}],
         "containers": [

@@ -106,7 +106,15 @@ def test_sandbox_is_scaled_to_zero_at_its_lifetime_and_woken_by_the_user(
           "the sandbox to be scaled to zero", LIFETIME + 30)  # fmt: skip
     # Not before its lifetime (counted from the AIWorkload's creation, before the pod ran).
     assert time.monotonic() - started <= LIFETIME + 30
-    sandbox = _get(kubectl, "aiw", "lab")["status"]["sandbox"]
+    # The status is written after the scale: wait for it, do not read it at once.
+    sandbox = _poll(
+        lambda: (
+            (s := _get(kubectl, "aiw", "lab")["status"].get("sandbox") or {}).get("shutdownReason")
+            and s
+        ),
+        "the shutdown to be recorded in status.sandbox",
+        30,
+    )
     assert sandbox["shutdownReason"] == "MaxLifetime"
     assert sandbox["replicasBefore"] == 1
     _poll(lambda: "SandboxShutDown" in _events(kubectl), "the SandboxShutDown event", 30)

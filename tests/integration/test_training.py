@@ -64,7 +64,13 @@ def _ok(result: Any) -> str:
 
 def _pod_template(job: str) -> dict[str, Any]:
     return {
-        "metadata": {"annotations": {"pod-complete.stage.kwok.x-k8s.io/delay": "24h"}},
+        "metadata": {
+            "annotations": {
+                "pod-complete.stage.kwok.x-k8s.io/delay": "24h",
+                # kwok draws the delay up to its default 5 s jitter unless the jitter is as long
+                "pod-complete.stage.kwok.x-k8s.io/jitter-delay": "24h",
+            }
+        },
         "spec": {
             "restartPolicy": "Never",
             "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists"}],
