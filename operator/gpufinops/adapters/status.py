@@ -5,9 +5,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gpufinops.api.status import AutoscalerMemory, Condition, TimedValue
+from gpufinops.api.status import AutoscalerMemory, Condition, HeadroomMemory, TimedValue
 from gpufinops.core.scaling.behavior import Sample
 from gpufinops.core.scaling.decide import ScalingState
+from gpufinops.core.scaling.headroom import BINS, Calibration, Pending
 
 
 def read_conditions(status: Mapping[str, Any] | None) -> list[Condition]:
@@ -46,7 +47,35 @@ def read_memory(status: Mapping[str, Any] | None) -> ScalingState:
         capacity_per_replica=memory.capacity_per_replica,
         consecutive_failures=memory.consecutive_failures or 0,
         last_active_time=memory.last_active_time,
+        headroom=_calibration(memory.headroom),
     )
+
+
+def _calibration(memory: HeadroomMemory | None) -> Calibration:
+    """The stored histogram; one of a different shape (or damaged) starts over."""
+    counts = tuple(memory.counts or ()) if memory is not None else ()
+    if memory is None or len(counts) > BINS + 1 or any(not c >= 0 for c in counts):
+        return Calibration()
+    if counts:
+        counts = counts + (0.0,) * (BINS + 1 - len(counts))
+    pending = tuple(Pending(p.time, max(p.headroom, 1.0)) for p in memory.pending or ())
+    return Calibration(pending, counts, max(memory.scored or 0.0, 0.0), memory.updated)
+
+
+def _headroom_patch(calibration: Calibration) -> dict[str, Any]:
+    """Compact: six significant digits, the empty tail of the histogram left out."""
+    counts = [float(f"{c:.6g}") for c in calibration.counts]
+    while counts and counts[-1] == 0.0:
+        counts.pop()
+    return {
+        "counts": counts,
+        "scored": round(calibration.scored, 3),
+        "updated": calibration.updated,
+        "pending": [
+            {"time": round(p.time, 3), "headroom": round(p.headroom, 4)}
+            for p in calibration.pending
+        ],
+    }
 
 
 def memory_patch(state: ScalingState) -> dict[str, Any]:
@@ -62,4 +91,5 @@ def memory_patch(state: ScalingState) -> dict[str, Any]:
         "capacityPerReplica": state.capacity_per_replica,
         "consecutiveFailures": state.consecutive_failures,
         "lastActiveTime": state.last_active_time,
+        "headroom": _headroom_patch(state.headroom),
     }

@@ -235,6 +235,30 @@ class TimedValue(StatusModel):
     value: int = Field(description="Replicas.")
 
 
+class PlannedHeadroom(StatusModel):
+    """The headroom one recent tick planned with, until its replicas could be ready."""
+
+    time: float = Field(description="Epoch seconds of the tick.")
+    headroom: float = Field(description="Planned capacity / planned demand (at least 1).")
+
+
+class HeadroomMemory(StatusModel):
+    """The calibrated headroom's record: how much spare capacity recent moments needed."""
+
+    counts: list[float] | None = Field(
+        default=None,
+        description="Demand-weighted, decayed histogram of the headroom past moments "
+        "needed: bin 0 holds needs up to 1, bin i those in (1.02^(i-1), 1.02^i].",
+    )
+    scored: float | None = Field(default=None, description="Scored moments, decayed.")
+    updated: float | None = Field(
+        default=None, description="Epoch seconds the counts were last decayed to."
+    )
+    pending: list[PlannedHeadroom] | None = Field(
+        default=None, description="Headroom of the ticks within the last start-up lead."
+    )
+
+
 class AutoscalerMemory(StatusModel):
     """What the autoscaler must remember across ticks and operator restarts."""
 
@@ -255,6 +279,10 @@ class AutoscalerMemory(StatusModel):
     )
     last_active_time: float | None = Field(
         default=None, description="Epoch seconds when demand was last seen (scale to zero)."
+    )
+    headroom: HeadroomMemory | None = Field(
+        default=None,
+        description="The calibrated headroom's record, so a restart keeps the margin it learned.",
     )
 
 

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -27,7 +27,7 @@ from gpufinops.core.forecast.model import DemandForecaster, ForecastSettings
 from gpufinops.core.forecast.report import ForecastPoint, ForecastReport
 from gpufinops.core.forecast.series import DemandSeries
 from gpufinops.core.scaling.behavior import Sample
-from gpufinops.core.scaling.decide import Decision, ScalingState, Settings, Tick, decide
+from gpufinops.core.scaling.decide import Decision, Settings, Tick, decide
 from gpufinops.core.scaling.observation import Observation
 
 log = logging.getLogger(__name__)
@@ -140,13 +140,8 @@ class InferenceController:
         if current_replicas is not None:
             # After a restart the stabilization history may be stale or lost: seed it
             # with the replicas running now, so nothing scales down before a full window.
-            state = ScalingState(
-                recommendations=(*state.recommendations, Sample(now, current_replicas)),
-                scale_ups=state.scale_ups,
-                scale_downs=state.scale_downs,
-                capacity_per_replica=state.capacity_per_replica,
-                consecutive_failures=state.consecutive_failures,
-                last_active_time=state.last_active_time,
+            state = replace(
+                state, recommendations=(*state.recommendations, Sample(now, current_replicas))
             )
         self.state = state
         self.forecaster: DemandForecaster | None = None
