@@ -8,8 +8,7 @@ left by other tests cannot arrive. Every wait polls an observable condition.
 """
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 import yaml
 from tests.support.alertmanager import AlertmanagerServer, WebhookReceiver
 from tests.support.operator import running_operator
+from tests.support.polling import poll
 
 from gpufinops.localcluster import ClusterError
 from gpufinops.localcluster.alertmanager import find_alertmanager
@@ -59,14 +59,6 @@ spec:
     dailyUSD: {DAILY_BUDGET}
     enforcement: Alert
 """
-
-
-def _poll(check: Callable[[], object], deadline: float, what: str) -> None:
-    end = time.monotonic() + deadline
-    while not check():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.25)  # polling an observable condition, with a deadline
 
 
 def _status(kubectl) -> dict:
@@ -150,11 +142,17 @@ def test_budget_alerts_reach_alertmanager_and_the_webhook_once_each(
         }
 
     with running_operator(kubeconfig, tmp_path, "--config", str(config), "-n", NS):
-        _poll(lambda: arrived() == expected, 120, f"alerts {sorted(expected)} in Alertmanager")
+        poll(
+            lambda: arrived() == expected,
+            f"alerts {sorted(expected)} in Alertmanager",
+            deadline=120,
+        )
         # Two more passes over an exceeded budget must not raise anything again.
         seen = _last_accounted(kubectl)
-        _poll(lambda: _last_accounted(kubectl) >= seen + 2 * INTERVAL, 30, "two more passes")
-        _poll(lambda: len(webhook.bodies) >= len(expected), 10, "the webhook deliveries")
+        poll(
+            lambda: _last_accounted(kubectl) >= seen + 2 * INTERVAL, "two more passes", deadline=30
+        )
+        poll(lambda: len(webhook.bodies) >= len(expected), "the webhook deliveries", deadline=10)
 
     alerts = alertmanager.alerts(namespace=NS, workload="notebook")
     assert len(alerts) == len(expected)

@@ -13,21 +13,14 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.support.kube import deployment_manifest
 from tests.support.operator import RunningOperator, running_operator
+from tests.support.polling import poll
 
 from gpufinops.localcluster import Kubectl, LocalCluster, find_kubectl
 
 NS = "outage"
 OUTAGE_SECONDS = 30.0
-
-
-def _poll(check: Callable[[], Any], what: str, deadline: float = 60.0) -> Any:
-    end = time.monotonic() + deadline
-    while not (value := check()):
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {deadline:.0f}s waiting for {what}")
-        time.sleep(0.25)  # polling an observable condition, with a deadline
-    return value
 
 
 @pytest.fixture(scope="module")
@@ -72,11 +65,8 @@ TRAIN_POD = {
     },
 }  # fmt: skip
 MANIFESTS = [
-    {"apiVersion": "apps/v1", "kind": "Deployment",
-     "metadata": {"name": "chat-server", "namespace": NS},
-     "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "chat"}},
-              "template": {"metadata": {"labels": {"app": "chat"}},
-                           "spec": {"containers": [{"name": "s", "image": "example.com/s:1"}]}}}},
+    deployment_manifest("chat-server", NS, app="chat",
+                        pod_spec={"containers": [{"name": "s", "image": "example.com/s:1"}]}),
     {"apiVersion": "gpufinops.dev/v1alpha1", "kind": "AIWorkload",
      "metadata": {"name": "chat", "namespace": NS},
      "spec": {"type": "Inference", "costAllocation": {"team": "search"},
@@ -108,10 +98,10 @@ def test_operator_resumes_after_an_apiserver_outage_without_repeating_itself(
     own_cluster: LocalCluster, operator: RunningOperator, kctl
 ) -> None:
     assert kctl("apply", "-f", "-", input=yaml.safe_dump_all(MANIFESTS)).returncode == 0
-    _poll(lambda: (_get(kctl, "aiw", "train").get("status") or {}).get("placement", {})
-          .get("phase") == "Running", "the Job to be placed before the outage")  # fmt: skip
-    _poll(lambda: (_get(kctl, "aiw", "chat").get("status") or {}).get("replicas"),
-          "the autoscaler's first status before the outage")  # fmt: skip
+    poll(lambda: (_get(kctl, "aiw", "train").get("status") or {}).get("placement", {})
+         .get("phase") == "Running", "the Job to be placed before the outage")  # fmt: skip
+    poll(lambda: (_get(kctl, "aiw", "chat").get("status") or {}).get("replicas"),
+         "the autoscaler's first status before the outage")  # fmt: skip
 
     own_cluster.stop_component("kube-apiserver")
     assert kctl("get", "ns", NS, "--request-timeout=2s").returncode != 0
@@ -121,8 +111,8 @@ def test_operator_resumes_after_an_apiserver_outage_without_repeating_itself(
     assert operator.process.poll() is None, "the operator must survive the outage"
 
     assert kctl("scale", "aiw/chat", "-n", NS, "--replicas=3").returncode == 0
-    _poll(lambda: _get(kctl, "deployment", "chat-server")["spec"]["replicas"] == 3,
-          "the manual scale to go through after the outage", 30)  # fmt: skip
+    poll(lambda: _get(kctl, "deployment", "chat-server")["spec"]["replicas"] == 3,
+         "the manual scale to go through after the outage", deadline=30)  # fmt: skip
     resumed = time.monotonic() - back
     print(f"apiserver back -> first action done: {resumed:.1f}s (tick 1s)")
 
@@ -130,5 +120,5 @@ def test_operator_resumes_after_an_apiserver_outage_without_repeating_itself(
     assert placement["attempts"] == 1, "the Job must not be placed again"
     assert _events(kctl, "train").count("SpotPlaced") == 1
     assert _events(kctl, "train").count("JobCreated") == 1
-    _poll(lambda: _events(kctl, "chat").count("ScaledManually") >= 1, "ScaledManually")
+    poll(lambda: _events(kctl, "chat").count("ScaledManually") >= 1, "ScaledManually")
     assert _events(kctl, "chat").count("ScaledManually") == 1

@@ -8,23 +8,14 @@ from pathlib import Path
 import pytest
 import yaml
 from kubernetes import client, config
+from tests.support.kube import deployment_manifest
 
 from gpufinops.adapters.deployments import ScaleConflict, scale_deployment
 
 NS = "conflicts"
-DEPLOYMENT = {
-    "apiVersion": "apps/v1",
-    "kind": "Deployment",
-    "metadata": {"name": "web", "namespace": NS},
-    "spec": {
-        "replicas": 1,
-        "selector": {"matchLabels": {"app": "web"}},
-        "template": {
-            "metadata": {"labels": {"app": "web"}},
-            "spec": {"containers": [{"name": "s", "image": "example.com/s:1"}]},
-        },
-    },
-}
+DEPLOYMENT = deployment_manifest(
+    "web", NS, {"containers": [{"name": "s", "image": "example.com/s:1"}]}
+)
 
 
 @pytest.fixture(scope="module")

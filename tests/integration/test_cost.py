@@ -13,14 +13,15 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
+from tests.support.kube import ok
 from tests.support.operator import running_operator
+from tests.support.polling import poll
 
 NS = "cost-test"
 POOL = "l4-on-demand"
@@ -75,19 +76,6 @@ spec:
 """
 
 
-def _poll(check: Callable[[], object], deadline: float, what: str) -> None:
-    end = time.monotonic() + deadline
-    while not check():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.25)  # polling an observable condition, with a deadline
-
-
-def _ok(result) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 def _status(kubectl) -> dict:
     got = kubectl("get", "aiw", "llm", "-n", NS, "-o", "json")
     return json.loads(got.stdout).get("status", {}) if got.returncode == 0 else {}
@@ -103,7 +91,7 @@ def _last_accounted(kubectl) -> datetime | None:
 
 
 def _pod_starts(kubectl) -> list[datetime]:
-    pods = json.loads(_ok(kubectl("get", "pods", "-n", NS, "-l", "app=llm", "-o", "json")))
+    pods = json.loads(ok(kubectl("get", "pods", "-n", NS, "-l", "app=llm", "-o", "json")))
     starts = []
     for pod in pods["items"]:
         running = [
@@ -123,7 +111,7 @@ def _budget_events(kubectl) -> dict[str, int]:
     got = kubectl("get", "events", "-n", NS, "--field-selector", "involvedObject.kind=AIWorkload",
                   "-o", "json")  # fmt: skip
     counts: dict[str, int] = {}
-    for e in json.loads(_ok(got))["items"]:
+    for e in json.loads(ok(got))["items"]:
         if e["reason"].startswith("Budget"):
             counts[e["reason"]] = counts.get(e["reason"], 0) + int(e.get("count") or 1)
     return counts
@@ -144,7 +132,7 @@ def _check_spend(kubectl, starts: list[datetime]) -> None:
 @pytest.fixture(scope="module")
 def workload(kubectl) -> Iterator[None]:
     kubectl("create", "namespace", NS)
-    _ok(kubectl("apply", "-f", "-", input=MANIFESTS))
+    ok(kubectl("apply", "-f", "-", input=MANIFESTS))
     yield
     # The operator is stopped by now: drop Kopf's finalizer, or deletion would wait for it.
     kubectl("patch", "aiw", "llm", "-n", NS, "--type=merge",
@@ -157,15 +145,15 @@ def test_spend_accrues_survives_a_restart_and_alerts_once(
 ) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
-    _poll(lambda: len(_pod_starts(kubectl)) == 2, 120, "two running GPU pods")
+    poll(lambda: len(_pod_starts(kubectl)) == 2, "two running GPU pods", deadline=120)
     starts = _pod_starts(kubectl)
 
     (tmp_path / "first").mkdir()
     with running_operator(kubeconfig, tmp_path / "first", "--config", str(config)) as op:
-        _poll(lambda: (_status(kubectl).get("cost") or {}).get("todayUSD"), 60, "status.cost")
+        poll(lambda: (_status(kubectl).get("cost") or {}).get("todayUSD"), "status.cost")
         _check_spend(kubectl, starts)
-        _poll(lambda: (_status(kubectl).get("budget") or {}).get("state") == "Exceeded",
-              90, "the daily budget exceeded")  # fmt: skip
+        poll(lambda: (_status(kubectl).get("budget") or {}).get("state") == "Exceeded",
+             "the daily budget exceeded", deadline=90)  # fmt: skip
         _check_spend(kubectl, starts)
         budget = _status(kubectl)["budget"]
         assert budget["enforcement"] == "Throttle" and budget["maxReplicas"] == 2
@@ -174,37 +162,40 @@ def test_spend_accrues_survives_a_restart_and_alerts_once(
             budget["alertsSent"]
         )
         labels = {"namespace": NS, "workload": "llm", "team": "search"}
-        _poll(lambda: op.metric("gpufinops_cost_usd_total", **labels) > 0, 10, "cost metric")
+        poll(
+            lambda: op.metric("gpufinops_cost_usd_total", **labels) > 0, "cost metric", deadline=10
+        )
         assert op.metric("gpufinops_budget_used_ratio", **labels) >= 1.0
         assert op.metric("gpufinops_hourly_cost_usd", **labels, capacity_type="on-demand") == (
             pytest.approx(7200.0)
         )
         # Two of the pool's four GPUs are held: the other two are charged to nobody.
-        _poll(lambda: op.metric("gpufinops_unallocated_gpu_cost_usd_total", pool=POOL) > 0,
-              10, "unallocated GPU cost")  # fmt: skip
+        poll(lambda: op.metric("gpufinops_unallocated_gpu_cost_usd_total", pool=POOL) > 0,
+             "unallocated GPU cost", deadline=10)  # fmt: skip
     stopped = _last_accounted(kubectl)
     assert stopped is not None
     # Leave the operator down a while: spend in the gap must be charged after the
     # restart, once, from lastAccountedTime on.
-    _poll(lambda: (datetime.now(UTC) - stopped).total_seconds() >= 5, 30, "5 s of downtime")
+    poll(lambda: (datetime.now(UTC) - stopped).total_seconds() >= 5, "5 s of downtime", deadline=30)
 
     # Recommendations a previous operator wrote: the API server accepts them, and an
     # operator that has not yet observed a day must leave them as they are.
     advice = [{"kind": "FewerReplicas", "message": "GPUs peaked at 12%",
                "estimatedMonthlySavingUSD": 1234.5}]  # fmt: skip
-    _ok(kubectl("patch", "aiw", "llm", "-n", NS, "--subresource=status", "--type=merge",
-                "-p", json.dumps({"status": {"recommendations": advice}})))  # fmt: skip
+    ok(kubectl("patch", "aiw", "llm", "-n", NS, "--subresource=status", "--type=merge",
+               "-p", json.dumps({"status": {"recommendations": advice}})))  # fmt: skip
 
     (tmp_path / "second").mkdir()
     with running_operator(kubeconfig, tmp_path / "second", "--config", str(config)):
-        _poll(lambda: (_last_accounted(kubectl) or stopped) > stopped, 60, "a pass after restart")
+        poll(lambda: (_last_accounted(kubectl) or stopped) > stopped, "a pass after restart")
         _check_spend(kubectl, starts)
         after_restart = _last_accounted(kubectl)
         assert after_restart is not None
-        _poll(lambda: (_last_accounted(kubectl) or after_restart).timestamp()
-              >= after_restart.timestamp() + 2 * INTERVAL, 30, "two more passes")  # fmt: skip
+        poll(lambda: (_last_accounted(kubectl) or after_restart).timestamp()
+             >= after_restart.timestamp() + 2 * INTERVAL, "two more passes",
+             deadline=30)  # fmt: skip
         _check_spend(kubectl, starts)
-        _poll(lambda: _budget_events(kubectl).get("BudgetExceeded"), 30, "Events posted")
+        poll(lambda: _budget_events(kubectl).get("BudgetExceeded"), "Events posted", deadline=30)
         assert _budget_events(kubectl) == {"BudgetThresholdCrossed": 2, "BudgetExceeded": 1}
         assert _status(kubectl)["recommendations"] == advice
 

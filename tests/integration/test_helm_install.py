@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from tests.support.kube import KubectlRun, ok
 from tests.support.operator import RunningOperator, running_operator
+from tests.support.polling import poll
 
 from gpufinops.localcluster import Kubectl, LocalCluster, find_kubectl
 from gpufinops.localcluster.binaries import find_helm
@@ -30,22 +31,6 @@ RELEASE_NS = "gpufinops-helm"
 NS = "helm-rbac"
 SERVICE_ACCOUNT = "gpufinops"
 CLUSTER_ROLE = "gpufinops"
-DEADLINE = 60.0
-
-KubectlRun = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def _poll(check: Callable[[], object], what: str, deadline: float = DEADLINE) -> None:
-    end = time.monotonic() + deadline
-    while not check():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {deadline:.0f}s waiting for {what}")
-        time.sleep(0.25)  # polling an observable condition, with a deadline
-
-
-def _ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert result.returncode == 0, result.stderr
-    return result
 
 
 def run_helm(helm: Path, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -90,9 +75,9 @@ def install(
     helm = find_helm()
     workdir = tmp_path_factory.mktemp("helm")
     # The release namespace enforces the restricted Pod Security Standard.
-    _ok(kubectl("create", "namespace", RELEASE_NS))
-    _ok(kubectl("label", "namespace", RELEASE_NS, "pod-security.kubernetes.io/enforce=restricted"))
-    _ok(kubectl("create", "namespace", NS))
+    ok(kubectl("create", "namespace", RELEASE_NS))
+    ok(kubectl("label", "namespace", RELEASE_NS, "pod-security.kubernetes.io/enforce=restricted"))
+    ok(kubectl("create", "namespace", NS))
     try:
         result = run_helm(
             helm, kubeconfig, "install", RELEASE, str(CHART), "--namespace", RELEASE_NS,
@@ -101,14 +86,14 @@ def install(
             "--set", f"watchNamespaces={{{NS}}}",
         )  # fmt: skip
         assert result.returncode == 0, result.stdout + result.stderr
-        token = _ok(
+        token = ok(
             kubectl("create", "token", SERVICE_ACCOUNT, "-n", RELEASE_NS, "--duration=2h")
-        ).stdout.strip()
+        ).strip()
         sa_kubeconfig = workdir / "sa-kubeconfig"
         _sa_kubeconfig(kubeconfig, token, sa_kubeconfig)
         # The operator reads the config the chart rendered, as its pod would.
         config_map = json.loads(
-            _ok(kubectl("get", "configmap", RELEASE, "-n", RELEASE_NS, "-o", "json")).stdout
+            ok(kubectl("get", "configmap", RELEASE, "-n", RELEASE_NS, "-o", "json"))
         )
         config_file = workdir / "config.yaml"
         config_file.write_text(config_map["data"]["config.yaml"])
@@ -133,7 +118,7 @@ def operator(install: Install) -> Iterator[RunningOperator]:
 
 
 def _get(kubectl: KubectlRun, kind: str, name: str) -> dict[str, Any]:
-    return dict(json.loads(_ok(kubectl("get", kind, name, "-n", NS, "-o", "json")).stdout))
+    return dict(json.loads(ok(kubectl("get", kind, name, "-n", NS, "-o", "json"))))
 
 
 def _condition(kubectl: KubectlRun, name: str, ctype: str) -> dict[str, Any] | None:
@@ -142,7 +127,7 @@ def _condition(kubectl: KubectlRun, name: str, ctype: str) -> dict[str, Any] | N
 
 
 def _event_reasons(kubectl: KubectlRun, name: str) -> list[str]:
-    result = _ok(
+    result = ok(
         kubectl(
             "get",
             "events",
@@ -154,7 +139,7 @@ def _event_reasons(kubectl: KubectlRun, name: str) -> list[str]:
             f"involvedObject.name={name},involvedObject.kind=AIWorkload",
         )
     )
-    return [e["reason"] for e in json.loads(result.stdout)["items"]]
+    return [e["reason"] for e in json.loads(result)["items"]]
 
 
 def _workload(name: str, target: str) -> str:
@@ -192,19 +177,17 @@ spec:
 def test_chart_objects_exist_and_the_pod_passes_restricted_pod_security(
     install: Install, kubectl: KubectlRun
 ) -> None:
-    status = json.loads(
-        _ok(install.run_helm("status", RELEASE, "-n", RELEASE_NS, "-o", "json")).stdout
-    )
+    status = json.loads(ok(install.run_helm("status", RELEASE, "-n", RELEASE_NS, "-o", "json")))
     assert status["info"]["status"] == "deployed"
     for kind, name in [
         ("serviceaccount", SERVICE_ACCOUNT), ("configmap", RELEASE),
         ("service", f"{RELEASE}-metrics"), ("deployment", RELEASE),
     ]:  # fmt: skip
-        _ok(kubectl("get", kind, name, "-n", RELEASE_NS))
-    _ok(kubectl("get", "clusterrole,clusterrolebinding", CLUSTER_ROLE))
+        ok(kubectl("get", kind, name, "-n", RELEASE_NS))
+    ok(kubectl("get", "clusterrole,clusterrolebinding", CLUSTER_ROLE))
     assert f"is installed in namespace {RELEASE_NS}" in install.output  # NOTES.txt
     assert f"Watching: {NS}" in install.output
-    _ok(kubectl("get", "crd", "aiworkloads.gpufinops.dev", "clusterkopfpeerings.kopf.dev"))
+    ok(kubectl("get", "crd", "aiworkloads.gpufinops.dev", "clusterkopfpeerings.kopf.dev"))
 
     # The ReplicaSet controller may only create the pod if it meets "restricted".
     def pod_created() -> bool:
@@ -214,7 +197,7 @@ def test_chart_objects_exist_and_the_pod_passes_restricted_pod_security(
         )  # fmt: skip
         return result.returncode == 0 and bool(result.stdout.strip())
 
-    _poll(pod_created, "the operator pod to be admitted in a restricted namespace")
+    poll(pod_created, "the operator pod to be admitted in a restricted namespace")
 
 
 def test_service_account_holds_only_the_charts_permissions(install: Install) -> None:
@@ -242,23 +225,23 @@ def test_service_account_holds_only_the_charts_permissions(install: Install) -> 
 def test_inference_workload_gets_conditions_and_an_event(
     install: Install, operator: RunningOperator, kubectl: KubectlRun
 ) -> None:
-    _ok(kubectl("apply", "-f", "-", input=_workload("chat", "chat-server")))
+    ok(kubectl("apply", "-f", "-", input=_workload("chat", "chat-server")))
 
     def accepted() -> bool:
         invalid = _condition(kubectl, "chat", "InvalidSpec")
         return invalid is not None and invalid["status"] == "False"
 
     try:
-        _poll(accepted, "the spec to be accepted in status.conditions")
+        poll(accepted, "the spec to be accepted in status.conditions")
     except AssertionError as exc:
         status = _get(kubectl, "aiw", "chat").get("status")
         raise AssertionError(f"{exc}; status: {status}; log: {operator.log}") from None
     obj = _get(kubectl, "aiw", "chat")
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
     assert obj["status"]["target"] == "Deployment/chat-server"
-    _poll(lambda: "Accepted" in _event_reasons(kubectl, "chat"), "the Accepted event")
+    poll(lambda: "Accepted" in _event_reasons(kubectl, "chat"), "the Accepted event")
     # The autoscaler's own status write (daemon, status subresource) lands too.
-    _poll(
+    poll(
         lambda: (_get(kubectl, "aiw", "chat").get("status") or {}).get("replicas"),
         "status.replicas from the autoscaler",
     )
@@ -267,18 +250,18 @@ def test_inference_workload_gets_conditions_and_an_event(
 def test_manual_scale_goes_through_the_deployment_scale_subresource(
     install: Install, operator: RunningOperator, kubectl: KubectlRun
 ) -> None:
-    _ok(kubectl("scale", "aiw/chat", "-n", NS, "--replicas=3"))
-    _poll(
+    ok(kubectl("scale", "aiw/chat", "-n", NS, "--replicas=3"))
+    poll(
         lambda: _get(kubectl, "deployment", "chat-server")["spec"]["replicas"] == 3,
         "the Deployment to be scaled to 3",
     )
-    _poll(lambda: "ScaledManually" in _event_reasons(kubectl, "chat"), "a ScaledManually event")
+    poll(lambda: "ScaledManually" in _event_reasons(kubectl, "chat"), "a ScaledManually event")
 
 
 def test_a_conflicting_hpa_is_seen_through_the_hpa_watch(
     install: Install, operator: RunningOperator, kubectl: KubectlRun
 ) -> None:
-    _ok(
+    ok(
         kubectl(
             "autoscale",
             "deployment",
@@ -295,8 +278,8 @@ def test_a_conflicting_hpa_is_seen_through_the_hpa_watch(
         found = _condition(kubectl, "chat", "ConflictingAutoscaler")
         return found is not None and found["status"] == "True"
 
-    _poll(conflicting, "the ConflictingAutoscaler condition")
-    _ok(kubectl("delete", "hpa", "chat-server", "-n", NS))
+    poll(conflicting, "the ConflictingAutoscaler condition")
+    ok(kubectl("delete", "hpa", "chat-server", "-n", NS))
 
 
 # ---------------------------------------------------------------------- one permission less
@@ -305,16 +288,16 @@ def test_a_conflicting_hpa_is_seen_through_the_hpa_watch(
 def test_without_patch_on_aiworkloads_status_no_conditions_are_written(
     install: Install, operator: RunningOperator, kubectl: KubectlRun
 ) -> None:
-    role = json.loads(_ok(kubectl("get", "clusterrole", CLUSTER_ROLE, "-o", "json")).stdout)
+    role = json.loads(ok(kubectl("get", "clusterrole", CLUSTER_ROLE, "-o", "json")))
     original = json.dumps(role)
     rules = [r for r in role["rules"] if r["resources"] != ["aiworkloads/status"]]
     assert len(rules) == len(role["rules"]) - 1
     role["rules"] = rules
     for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
         role["metadata"].pop(key, None)
-    _ok(kubectl("replace", "-f", "-", input=json.dumps(role)))
+    ok(kubectl("replace", "-f", "-", input=json.dumps(role)))
     try:
-        _poll(
+        poll(
             lambda: (
                 install.sa_kubectl(
                     "auth",
@@ -329,14 +312,14 @@ def test_without_patch_on_aiworkloads_status_no_conditions_are_written(
             ),
             "the narrowed ClusterRole to take effect",
         )
-        _ok(kubectl("apply", "-f", "-", input=_workload("blocked", "blocked-server")))
+        ok(kubectl("apply", "-f", "-", input=_workload("blocked", "blocked-server")))
         # The operator acts (its handler runs and posts its Event) but the status
         # write is forbidden: the named feature "status conditions" is gone.
-        _poll(
+        poll(
             lambda: "Accepted" in _event_reasons(kubectl, "blocked"),
             "the handler to run for the new workload",
         )
-        _poll(
+        poll(
             lambda: (
                 "aiworkloads/blocked/status" in operator.log.read_text()
                 and "403" in operator.log.read_text()
@@ -349,7 +332,7 @@ def test_without_patch_on_aiworkloads_status_no_conditions_are_written(
         restored = json.loads(original)
         for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
             restored["metadata"].pop(key, None)
-        _ok(kubectl("replace", "-f", "-", input=json.dumps(restored)))
+        ok(kubectl("replace", "-f", "-", input=json.dumps(restored)))
 
     # With the permission back, the autoscaler's next tick writes its status again
     # (Kopf does not re-run the already-succeeded spec handler).
@@ -357,7 +340,7 @@ def test_without_patch_on_aiworkloads_status_no_conditions_are_written(
         return _condition(kubectl, "blocked", "Ready") is not None
 
     try:
-        _poll(written, "the autoscaler's status once the permission is restored")
+        poll(written, "the autoscaler's status once the permission is restored")
     except AssertionError as exc:
         obj = _get(kubectl, "aiw", "blocked")
         raise AssertionError(f"{exc}; status: {obj.get('status')}") from None
@@ -392,14 +375,14 @@ def _handled(op: RunningOperator, name: str) -> bool:
 def test_two_replicas_never_both_act_and_the_standby_takes_over(
     install: Install, kubectl: KubectlRun
 ) -> None:
-    _ok(kubectl("create", "namespace", HA_NS))
+    ok(kubectl("create", "namespace", HA_NS))
     try:
         result = install.run_helm(
             "upgrade", RELEASE, str(CHART), "-n", RELEASE_NS, "--reuse-values",
             "--set", "replicaCount=2", "--set", f"watchNamespaces={{{NS},{HA_NS}}}",
         )  # fmt: skip
         assert result.returncode == 0, result.stdout + result.stderr
-        _ok(kubectl("get", "kopfpeering", "gpufinops", "-n", HA_NS))
+        ok(kubectl("get", "kopfpeering", "gpufinops", "-n", HA_NS))
         common = ("--config", str(install.config_file), "--namespace", HA_NS)
         for replica in ("high", "low"):
             (install.workdir / replica).mkdir(exist_ok=True)
@@ -419,22 +402,22 @@ def test_two_replicas_never_both_act_and_the_standby_takes_over(
                 got = kubectl("get", "kopfpeering", "gpufinops", "-n", HA_NS, "-o", "json")
                 return len(json.loads(got.stdout).get("status") or {}) if got.returncode == 0 else 0
 
-            _poll(lambda: peers() == 2, "both replicas in the peering object")
-            _ok(kubectl("apply", "-f", "-", input=EXPERIMENT % "ha-one"))
-            _poll(lambda: _handled(high, "ha-one"), "the high-priority replica to act")
+            poll(lambda: peers() == 2, "both replicas in the peering object")
+            ok(kubectl("apply", "-f", "-", input=EXPERIMENT % "ha-one"))
+            poll(lambda: _handled(high, "ha-one"), "the high-priority replica to act")
             assert not _handled(low, "ha-one"), "both replicas acted on ha-one"
 
             assert "Resuming operations" not in low.log.read_text(), "the standby acted"
 
             high.process.terminate()  # Kopf withdraws its keep-alive on the way out
             high.process.wait(timeout=30)
-            _poll(
+            poll(
                 lambda: "Resuming operations" in low.log.read_text(),
                 "the standby to resume",
                 deadline=90.0,  # at worst, the dead peer's keep-alive expires (60 s)
             )
-            _ok(kubectl("apply", "-f", "-", input=EXPERIMENT % "ha-two"))
-            _poll(lambda: _handled(low, "ha-two"), "the standby to act after take-over")
+            ok(kubectl("apply", "-f", "-", input=EXPERIMENT % "ha-two"))
+            poll(lambda: _handled(low, "ha-two"), "the standby to act after take-over")
             assert not _handled(high, "ha-two")
     finally:
         kubectl("delete", "aiw", "--all", "-n", HA_NS, "--wait=true", "--timeout=60s")

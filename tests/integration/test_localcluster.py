@@ -5,37 +5,32 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.kube import KubectlRun, deployment_manifest, ok
+from tests.support.polling import poll
 
-from gpufinops.localcluster import LocalCluster, load_pools, poll, port_is_free
+from gpufinops.localcluster import LocalCluster, load_pools, port_is_free
 from gpufinops.localcluster.probes import http_get, http_ok
-
-KubectlRun = Callable[..., subprocess.CompletedProcess[str]]
 
 K8S_VERSION = "v1.37.2"
 KWOK_TOLERATION = {"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}
 
 
-def _ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 def _json(result: subprocess.CompletedProcess[str]) -> Any:
-    return json.loads(_ok(result))
+    return json.loads(ok(result))
 
 
 @pytest.fixture
 def namespace(kubectl: KubectlRun) -> Iterator[str]:
     """A fresh namespace; its workloads are deleted (and waited for) after the test."""
     name = f"lc-{uuid.uuid4().hex[:8]}"
-    _ok(kubectl("create", "namespace", name))
+    ok(kubectl("create", "namespace", name))
     # Pods are admitted once the namespace's default ServiceAccount exists.
-    _ok(kubectl("wait", "--for=create", "serviceaccount/default", "-n", name, "--timeout=60s"))
+    ok(kubectl("wait", "--for=create", "serviceaccount/default", "-n", name, "--timeout=60s"))
     yield name
     # Free the fake GPUs at once; the namespace itself may linger a few seconds.
     kubectl("delete", "deployments,pods", "--all", "-n", name, "--wait=true", "--timeout=60s")
@@ -101,32 +96,20 @@ def test_expected_pools_and_shapes() -> None:
 
 
 def test_system_namespace_exists(kubectl: KubectlRun) -> None:
-    _ok(kubectl("get", "namespace", "gpufinops-system"))
+    ok(kubectl("get", "namespace", "gpufinops-system"))
 
 
 def test_gpu_deployment_runs_on_spot_l4_nodes(kubectl: KubectlRun, namespace: str) -> None:
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "gpu-test", "namespace": namespace},
-        "spec": {
-            "replicas": 3,
-            "selector": {"matchLabels": {"app": "gpu-test"}},
-            "template": {
-                "metadata": {"labels": {"app": "gpu-test"}},
-                "spec": _gpu_pod_spec("l4-spot", 1),
-            },
-        },
-    }
-    _ok(kubectl("apply", "-f", "-", input=json.dumps(deployment)))
-    _ok(kubectl("wait", "deployment/gpu-test", "-n", namespace,
-                "--for=condition=Available", "--timeout=90s"))  # fmt: skip
-    _ok(kubectl("wait", "pods", "-l", "app=gpu-test", "-n", namespace,
-                "--for=jsonpath={.status.phase}=Running", "--timeout=60s"))  # fmt: skip
+    deployment = deployment_manifest("gpu-test", namespace, _gpu_pod_spec("l4-spot", 1), replicas=3)
+    ok(kubectl("apply", "-f", "-", input=json.dumps(deployment)))
+    ok(kubectl("wait", "deployment/gpu-test", "-n", namespace,
+               "--for=condition=Available", "--timeout=90s"))  # fmt: skip
+    ok(kubectl("wait", "pods", "-l", "app=gpu-test", "-n", namespace,
+               "--for=jsonpath={.status.phase}=Running", "--timeout=60s"))  # fmt: skip
     pods = _json(kubectl("get", "pods", "-l", "app=gpu-test", "-n", namespace, "-o", "json"))
     assert len(pods["items"]) == 3
     spot_nodes = set(
-        _ok(kubectl("get", "nodes", "-l", "gpufinops.dev/pool=l4-spot", "-o", "name")).split()
+        ok(kubectl("get", "nodes", "-l", "gpufinops.dev/pool=l4-spot", "-o", "name")).split()
     )
     for pod in pods["items"]:
         assert pod["status"]["phase"] == "Running"
@@ -141,9 +124,9 @@ def test_scheduler_honours_gpu_capacity(kubectl: KubectlRun, namespace: str) -> 
         "metadata": {"name": "too-big", "namespace": namespace},
         "spec": _gpu_pod_spec("l4-spot", 5),
     }
-    _ok(kubectl("apply", "-f", "-", input=json.dumps(pod)))
-    _ok(kubectl("wait", "pod/too-big", "-n", namespace,
-                "--for=condition=PodScheduled=false", "--timeout=60s"))  # fmt: skip
+    ok(kubectl("apply", "-f", "-", input=json.dumps(pod)))
+    ok(kubectl("wait", "pod/too-big", "-n", namespace,
+               "--for=condition=PodScheduled=false", "--timeout=60s"))  # fmt: skip
     got = _json(kubectl("get", "pod/too-big", "-n", namespace, "-o", "json"))
     scheduled = next(c for c in got["status"]["conditions"] if c["type"] == "PodScheduled")
     assert scheduled["reason"] == "Unschedulable"
@@ -164,7 +147,7 @@ def test_prometheus_is_ready_and_answers_a_query(cluster: LocalCluster) -> None:
         return bool(results)
 
     # The first scrape happens within one scrape interval (5s) of start-up.
-    poll(self_scraped, timeout=30, what="Prometheus to scrape itself")
+    poll(self_scraped, "Prometheus to scrape itself", deadline=30)
     assert any(r["metric"].get("job") == "prometheus" and r["value"][1] == "1" for r in results)
 
 

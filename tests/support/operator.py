@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.polling import describe_on_timeout, poll
 from tests.support.promserver import free_port, http_ok
 
 START_DEADLINE = 60.0
@@ -38,19 +38,18 @@ class RunningOperator:
 def running_operator(kubeconfig: Path, log_dir: Path, *args: str) -> Iterator[RunningOperator]:
     """Start the operator with ``args``, wait for its liveness endpoint, stop it after."""
     live, metrics = free_port(), free_port()
+    liveness = f"http://127.0.0.1:{live}/healthz"
     log = log_dir / "operator.log"
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
     argv = [sys.executable, "-m", "gpufinops", "run", *args, "--log-format", "json",
-            "--liveness", f"http://127.0.0.1:{live}/healthz",
+            "--liveness", liveness,
             "--metrics-address", f"127.0.0.1:{metrics}"]  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + START_DEADLINE
-        while not http_ok(f"http://127.0.0.1:{live}/healthz"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"operator did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)  # polling the liveness endpoint until a deadline
+        with describe_on_timeout(lambda: f"operator log:\n{_tail(log)}"):
+            poll(lambda: _answers(proc, log, liveness), f"the operator to answer on {liveness}",
+                 deadline=START_DEADLINE)  # fmt: skip
         yield RunningOperator(proc, log, f"http://127.0.0.1:{metrics}/metrics")
     finally:
         proc.terminate()
@@ -59,3 +58,14 @@ def running_operator(kubeconfig: Path, log_dir: Path, *args: str) -> Iterator[Ru
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _answers(proc: subprocess.Popen[bytes], log: Path, url: str) -> bool:
+    """Whether the starting operator answers at ``url``; fails at once if it exited."""
+    if proc.poll() is not None:
+        raise AssertionError(f"operator did not start:\n{_tail(log)}")
+    return http_ok(url)
+
+
+def _tail(log: Path) -> str:
+    return log.read_text()[-3000:]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.support.polling import poll_until
 
 from gpufinops.adapters.prometheus import MetricsError, PrometheusClient
 
@@ -196,20 +197,26 @@ def wait_for(
     accept: Callable[[float | None], bool],
     deadline: float = VALUE_DEADLINE,
 ) -> float | None:
-    """Poll ``query`` until its value is accepted; fail with the last value at the deadline."""
-    end = time.monotonic() + deadline
-    last: float | str | None = None
-    while True:
+    """Poll ``query`` until its value is accepted; fail with the last value at the deadline.
+
+    A query Prometheus cannot answer yet (nothing scraped so far) is asked again;
+    should it never answer, the reason it gave is the last value shown.
+    """
+
+    def answer() -> float | str | None:
         try:
-            value = client.instant(query)
-            if accept(value):
-                return value
-            last = value
+            return client.instant(query)
         except MetricsError as exc:
-            last = exc.reason
-        if time.monotonic() >= end:
-            pytest.fail(f"{query} never gave an accepted value (last: {last!r})", pytrace=False)
-        time.sleep(0.2)
+            return exc.reason
+
+    value = poll_until(
+        answer,
+        lambda v: not isinstance(v, str) and accept(v),
+        f"{query} to give an accepted value",
+        deadline=deadline,
+    )
+    assert not isinstance(value, str)
+    return value
 
 
 def backfill(prometheus: Path, data_dir: Path, openmetrics: str) -> None:

@@ -1,0 +1,53 @@
+"""kubectl results and Kubernetes manifests shared by the integration tests."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+KubectlRun = Callable[..., subprocess.CompletedProcess[str]]
+"""``kubectl(*args, input=None, timeout=120.0)``: runs kubectl, never raises on failure."""
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    """The output of a kubectl command that must have succeeded.
+
+    kubectl runs are returned, not raised, so that cleanup and probes can ignore
+    failures; a step of the test itself asserts success here, and its failure
+    shows kubectl's own error message.
+    """
+    assert result.returncode == 0, result.stderr
+    return str(result.stdout)
+
+
+def deployment_manifest(
+    name: str,
+    namespace: str,
+    pod_spec: dict[str, Any],
+    *,
+    replicas: int = 1,
+    app: str | None = None,
+    pod_labels: dict[str, str] | None = None,
+    pod_annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A Deployment of ``replicas`` pods with ``pod_spec``, selected by their ``app`` label.
+
+    ``app`` defaults to the Deployment's name. ``pod_labels`` are added to the pods
+    besides it (the selector stays ``app`` alone), ``pod_annotations`` set on them:
+    what a test needs to point a PodDisruptionBudget or an operator rule at them.
+    """
+    label = app or name
+    metadata: dict[str, Any] = {"labels": {"app": label, **(pod_labels or {})}}
+    if pod_annotations:
+        metadata["annotations"] = pod_annotations
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": label}},
+            "template": {"metadata": metadata, "spec": pod_spec},
+        },
+    }
