@@ -6,12 +6,21 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from tests.support.exporter import Exporter
+from tests.support.inference import (
+    WORKLOAD,
+    jsonpath,
+    llm_deployment,
+    llm_replicas,
+    model_pod,
+    set_vllm,
+)
 from tests.support.operator import RunningOperator, running_operator
+from tests.support.polling import poll
 from tests.support.promserver import PrometheusServer, backfill
 
 from gpufinops.localcluster.binaries import find_prometheus
@@ -23,10 +32,6 @@ SHIFT = 3 * HOUR
 RAMP_AHEAD = 480
 """The daily ramp starts this many seconds after the fixture is built (in shifted time)."""
 GATEWAY = "gpufinops_test_gateway_rps"
-
-
-def _pod(deployment: str) -> str:
-    return f"{deployment}-7d9f8c6b5-x2x4z"
 
 
 def _gateway_history(now: float) -> tuple[str, float]:
@@ -84,33 +89,6 @@ def operator(
         yield op
 
 
-def _poll(check: Callable[[], object], deadline: float, what: str = "condition") -> None:
-    end = time.monotonic() + deadline
-    while not check():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.25)  # polling an observable condition, with a deadline
-
-
-DEPLOYMENT = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: llm, namespace: %(ns)s}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: llm}}
-  template:
-    metadata: {labels: {app: llm}}
-    spec:
-      nodeSelector: {gpufinops.dev/pool: l4-spot}
-      tolerations: [{key: kwok.x-k8s.io/node, operator: Exists, effect: NoSchedule}]
-      containers:
-        - name: vllm
-          image: vllm/vllm-openai:v0.11.0
-          resources: {limits: {nvidia.com/gpu: 1}}
-"""
-
-
 @pytest.fixture(autouse=True)
 def _release_gpus(kubectl) -> Iterator[None]:
     """Each test's Deployment gives its fake GPUs back, so later tests find the pool free."""
@@ -121,22 +99,13 @@ def _release_gpus(kubectl) -> Iterator[None]:
 
 def _setup(kubectl, ns: str, workload: str) -> None:
     kubectl("create", "namespace", ns)
-    for manifest in (DEPLOYMENT % {"ns": ns}, workload):
+    for manifest in (json.dumps(llm_deployment(ns)), workload):
         done = kubectl("apply", "-n", ns, "-f", "-", input=manifest)
         assert done.returncode == 0, done.stderr
 
 
-def _jsonpath(kubectl, ns: str, kind: str, name: str, path: str) -> str:
-    got = kubectl("get", kind, name, "-n", ns, "-o", f"jsonpath={{{path}}}")
-    return got.stdout if got.returncode == 0 else ""
-
-
-def _replicas(kubectl, ns: str) -> int:
-    return int(_jsonpath(kubectl, ns, "deployment", "llm", ".spec.replicas") or -1)
-
-
 def _condition(kubectl, ns: str, ctype: str) -> str:
-    return _jsonpath(kubectl, ns, "aiw", "llm", f'.status.conditions[?(@.type=="{ctype}")].status')
+    return jsonpath(kubectl, ns, "aiw", "llm", f'.status.conditions[?(@.type=="{ctype}")].status')
 
 
 def _events(kubectl, ns: str) -> list[str]:
@@ -145,71 +114,46 @@ def _events(kubectl, ns: str) -> list[str]:
     return [e["reason"] for e in json.loads(got.stdout)["items"]] if got.returncode == 0 else []
 
 
-def _vllm(exporter: Exporter, ns: str, waiting: float, completions_per_s: float = 1.0) -> None:
-    labels = {"namespace": ns, "pod": _pod("llm")}
-    exporter.set("vllm:num_requests_waiting", labels, waiting)
-    exporter.set("vllm:num_requests_running", labels, 1)
-    exporter.set_rate("vllm:request_success_total", labels, completions_per_s)
-
-
-WORKLOAD = """
-apiVersion: gpufinops.dev/v1alpha1
-kind: AIWorkload
-metadata: {name: llm}
-spec:
-  type: Inference
-  costAllocation: {team: serving}
-  inference:
-    targetRef: {name: llm}
-    minReplicas: 1
-    maxReplicas: 6
-    capacityPerReplica: 2
-    forecast: {enabled: false}
-    behavior:
-      scaleDown: {stabilizationWindowSeconds: 0}
-"""
-
-
 def test_scales_up_on_a_queue_spike_and_down_after_it(operator, exporter, kubectl) -> None:
     ns = "as-spike"
-    _vllm(exporter, ns, waiting=0)
+    set_vllm(exporter, ns, waiting=0)
     _setup(kubectl, ns, WORKLOAD)
-    _poll(lambda: _condition(kubectl, ns, "MetricsAvailable") == "True", 60, "metrics")
-    assert _replicas(kubectl, ns) == 1
-    _vllm(exporter, ns, waiting=2000)  # far beyond 6 replicas' worth: 1 -> 5 (step) -> 6 (max)
-    _poll(lambda: _replicas(kubectl, ns) == 6, 60, "scale-up to 6")
+    poll(lambda: _condition(kubectl, ns, "MetricsAvailable") == "True", "metrics")
+    assert llm_replicas(kubectl, ns) == 1
+    set_vllm(exporter, ns, waiting=2000)  # far beyond 6 replicas' worth: 1 -> 5 (step) -> 6 (max)
+    poll(lambda: llm_replicas(kubectl, ns) == 6, "scale-up to 6")
     # real pods on the KWOK GPU nodes of the pool
     ready = kubectl("wait", "-n", ns, "deployment/llm", "--for=jsonpath={.status.readyReplicas}=6",
                     "--timeout=60s")  # fmt: skip
     assert ready.returncode == 0, ready.stderr
-    _vllm(exporter, ns, waiting=0)
-    _poll(lambda: _replicas(kubectl, ns) == 1, 60, "scale-down to 1")
+    set_vllm(exporter, ns, waiting=0)
+    poll(lambda: llm_replicas(kubectl, ns) == 1, "scale-down to 1")
     reasons = _events(kubectl, ns)
     assert "ScaledUp" in reasons and "ScaledDown" in reasons
-    desired = _jsonpath(kubectl, ns, "aiw", "llm", ".status.replicas.desired")
+    desired = jsonpath(kubectl, ns, "aiw", "llm", ".status.replicas.desired")
     assert desired == "1"
 
 
 def test_holds_during_a_prometheus_outage(operator, exporter, prometheus, kubectl) -> None:
     ns = "as-outage"
-    _vllm(exporter, ns, waiting=2000)
+    set_vllm(exporter, ns, waiting=2000)
     _setup(kubectl, ns, WORKLOAD)
-    _poll(lambda: _replicas(kubectl, ns) == 6, 60, "scale-up to 6")
-    _vllm(exporter, ns, waiting=0)  # would scale down, if it could be read
+    poll(lambda: llm_replicas(kubectl, ns) == 6, "scale-up to 6")
+    set_vllm(exporter, ns, waiting=0)  # would scale down, if it could be read
     prometheus.kill()
     try:
         failures = lambda: operator.metric(  # noqa: E731
             "gpufinops_metric_read_failures_total", namespace=ns, workload="llm"
         )
         seen = failures()  # reads may also have failed before the exporter was first scraped
-        _poll(lambda: failures() >= seen + 5, 60, "five failed reads")
-        assert _replicas(kubectl, ns) == 6
+        poll(lambda: failures() >= seen + 5, "five failed reads")
+        assert llm_replicas(kubectl, ns) == 6
         assert _condition(kubectl, ns, "MetricsAvailable") == "False"
         assert "MetricsUnavailable" in _events(kubectl, ns)
     finally:
         prometheus.start()
-    _poll(lambda: _condition(kubectl, ns, "MetricsAvailable") == "True", 60, "recovery")
-    _poll(lambda: _replicas(kubectl, ns) == 1, 60, "scale-down after recovery")
+    poll(lambda: _condition(kubectl, ns, "MetricsAvailable") == "True", "recovery")
+    poll(lambda: llm_replicas(kubectl, ns) == 1, "scale-down after recovery")
 
 
 FALLBACK_WORKLOAD = WORKLOAD.replace(
@@ -222,34 +166,34 @@ def test_nan_and_empty_answers_hold_then_fall_back_and_recover(operator, exporte
     """A NaN queue and then no series at all are unknown, never zero: the replicas are
     held, after failureThreshold reads the fallback applies, and real data takes over."""
     ns = "as-nan"
-    _vllm(exporter, ns, waiting=2000)
+    set_vllm(exporter, ns, waiting=2000)
     _setup(kubectl, ns, FALLBACK_WORKLOAD)
     try:
-        _poll(lambda: _replicas(kubectl, ns) == 6, 60, "scale-up to 6")
-        labels = {"namespace": ns, "pod": _pod("llm")}
+        poll(lambda: llm_replicas(kubectl, ns) == 6, "scale-up to 6")
+        labels = {"namespace": ns, "pod": model_pod("llm")}
         exporter.set("vllm:num_requests_waiting", labels, float("nan"))
-        _poll(lambda: _condition(kubectl, ns, "MetricsAvailable") == "False", 60,
-              "NaN to be reported as unavailable")  # fmt: skip
+        poll(lambda: _condition(kubectl, ns, "MetricsAvailable") == "False",
+             "NaN to be reported as unavailable")  # fmt: skip
         # The fallback (static, 4 replicas) applies after three failed reads.
-        _poll(lambda: _replicas(kubectl, ns) == 4, 60, "the fallback to 4 replicas")
+        poll(lambda: llm_replicas(kubectl, ns) == 4, "the fallback to 4 replicas")
         assert "FallbackScaled" in _events(kubectl, ns)
         exporter.remove_matching(labels)  # now no series at all: still unknown
         failures = lambda: operator.metric(  # noqa: E731
             "gpufinops_metric_read_failures_total", namespace=ns, workload="llm"
         )
         seen = failures()
-        _poll(lambda: failures() >= seen + 3, 60, "three more failed reads")
-        assert _replicas(kubectl, ns) == 4, "missing data never scales below the fallback"
-        _vllm(exporter, ns, waiting=0)  # data is back: an empty queue
-        _poll(lambda: _condition(kubectl, ns, "MetricsAvailable") == "True", 60, "recovery")
-        _poll(lambda: _replicas(kubectl, ns) == 1, 60, "scale-down on real data")
+        poll(lambda: failures() >= seen + 3, "three more failed reads")
+        assert llm_replicas(kubectl, ns) == 4, "missing data never scales below the fallback"
+        set_vllm(exporter, ns, waiting=0)  # data is back: an empty queue
+        poll(lambda: _condition(kubectl, ns, "MetricsAvailable") == "True", "recovery")
+        poll(lambda: llm_replicas(kubectl, ns) == 1, "scale-down on real data")
     finally:
         kubectl("delete", "aiw,deployments", "--all", "-n", ns, "--wait=true", "--timeout=60s")
 
 
 def test_refuses_to_fight_an_hpa(operator, exporter, kubectl) -> None:
     ns = "as-hpa"
-    _vllm(exporter, ns, waiting=0)
+    set_vllm(exporter, ns, waiting=0)
     _setup(kubectl, ns, WORKLOAD)
     hpa = """
 apiVersion: autoscaling/v2
@@ -264,17 +208,17 @@ spec:
       resource: {name: cpu, target: {type: Utilization, averageUtilization: 80}}
 """
     assert kubectl("apply", "-n", ns, "-f", "-", input=hpa).returncode == 0
-    _poll(lambda: _condition(kubectl, ns, "ConflictingAutoscaler") == "True", 60, "conflict")
-    _vllm(exporter, ns, waiting=2000)
+    poll(lambda: _condition(kubectl, ns, "ConflictingAutoscaler") == "True", "conflict")
+    set_vllm(exporter, ns, waiting=2000)
     conflicts = lambda: operator.metric(  # noqa: E731
         "gpufinops_autoscaler_ticks_total", namespace=ns, outcome="conflicting_autoscaler"
     )
     seen = conflicts()
-    _poll(lambda: conflicts() >= seen + 5, 60, "five more ticks")
-    assert _replicas(kubectl, ns) == 1
+    poll(lambda: conflicts() >= seen + 5, "five more ticks")
+    assert llm_replicas(kubectl, ns) == 1
     assert "ConflictingAutoscaler" in _events(kubectl, ns)
     assert kubectl("delete", "hpa", "llm-cpu", "-n", ns).returncode == 0
-    _poll(lambda: _replicas(kubectl, ns) == 6, 60, "acting once the HPA is gone")
+    poll(lambda: llm_replicas(kubectl, ns) == 6, "acting once the HPA is gone")
 
 
 FORECAST_WORKLOAD = """
@@ -302,11 +246,15 @@ def test_scales_ahead_of_a_forecast_peak(operator, kubectl) -> None:
     _setup(kubectl, ns, FORECAST_WORKLOAD % {"gateway": GATEWAY, "shift": SHIFT})
     # Demand now is the quiet level (about 20/s: 2 replicas); the daily ramp to
     # about 80/s starts within the 600 s lead window, so the forecast scales first.
-    _poll(lambda: _condition(kubectl, ns, "PredictionReady") == "True", 120, "a ready forecast")
-    _poll(lambda: _replicas(kubectl, ns) >= 6, 60, "scale-up ahead of the ramp")
-    reason = _jsonpath(kubectl, ns, "aiw", "llm", ".status.lastDecision.reason")
+    poll(
+        lambda: _condition(kubectl, ns, "PredictionReady") == "True",
+        "a ready forecast",
+        deadline=120,
+    )
+    poll(lambda: llm_replicas(kubectl, ns) >= 6, "scale-up ahead of the ramp")
+    reason = jsonpath(kubectl, ns, "aiw", "llm", ".status.lastDecision.reason")
     assert "forecast peak" in reason
-    peak = float(_jsonpath(kubectl, ns, "aiw", "llm", ".status.forecast.predictedPeak"))
+    peak = float(jsonpath(kubectl, ns, "aiw", "llm", ".status.forecast.predictedPeak"))
     assert peak > 50
     assert "PredictionReady" in _events(kubectl, ns)
     assert not math.isnan(peak)

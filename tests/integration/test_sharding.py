@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.test_autoscaling import DEPLOYMENT, _replicas, _vllm
-from tests.integration.test_autoscaling import WORKLOAD as AUTOSCALED
-from tests.integration.test_training import _poll
 from tests.support.exporter import Exporter
+from tests.support.inference import WORKLOAD as AUTOSCALED
+from tests.support.inference import llm_deployment, llm_replicas, set_vllm
+from tests.support.kube import ok
 from tests.support.operator import RunningOperator, running_operator
+from tests.support.polling import poll
 from tests.support.promserver import PrometheusServer
 
 from gpufinops.localcluster.binaries import find_prometheus
@@ -31,20 +32,15 @@ PEERING = "gpufinops"
 CONFLICT = "Possibly conflicting operators with the same priority"
 RESUMED = "Resuming operations after the pause"
 
-# test_autoscaling's workload, named and labelled per test, at most 2 replicas.
+# The autoscaling tests' workload, named and labelled per test, at most 2 replicas.
 WORKLOAD = AUTOSCALED.replace(
     "metadata: {name: llm}", "metadata: {name: %(name)s, labels: %(labels)s}"
 ).replace("maxReplicas: 6", "maxReplicas: 2")
 
 
-def _ok(result: Any) -> str:
-    assert result.returncode == 0, result.stderr
-    return str(result.stdout)
-
-
 def _workload(kubectl: Any, ns: str, name: str, labels: dict[str, str] | None = None) -> None:
     manifest = WORKLOAD % {"name": name, "labels": json.dumps(labels or {})}
-    _ok(kubectl("apply", "-n", ns, "-f", "-", input=manifest))
+    ok(kubectl("apply", "-n", ns, "-f", "-", input=manifest))
 
 
 def _reasons(kubectl: Any, ns: str, name: str) -> list[str]:
@@ -66,7 +62,7 @@ def _peering(ns: str) -> str:
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Exporter, str]]:
     with Exporter() as exporter:
         for ns in (*NS_A, NS_B):
-            _vllm(exporter, ns, waiting=2000)  # every workload wants its maximum, 2
+            set_vllm(exporter, ns, waiting=2000)  # every workload wants its maximum, 2
         root = tmp_path_factory.mktemp("shard-prom")
         server = PrometheusServer(find_prometheus(install=True), root, [exporter.target])
         server.start()
@@ -80,9 +76,9 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Expor
 def namespaces(kubectl: Any) -> Iterator[None]:
     for ns in (*NS_A, NS_B):
         kubectl("create", "namespace", ns)
-        _ok(kubectl("apply", "-n", ns, "-f", "-", input=DEPLOYMENT % {"ns": ns}))
+        ok(kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(llm_deployment(ns))))
     for ns in NS_A:  # shard A's HA peering lives in its own namespaces only
-        _ok(kubectl("apply", "-f", "-", input=_peering(ns)))
+        ok(kubectl("apply", "-f", "-", input=_peering(ns)))
     yield
     for ns in (*NS_A, NS_B):
         kubectl("delete", "deployments,kopfpeerings", "--all", "-n", ns, "--wait=true",
@@ -124,8 +120,8 @@ def test_each_workload_is_acted_on_by_its_own_shard_only(
     _workload(kubectl, NS_B, "unlabelled")
 
     for ns in (*NS_A, NS_B):
-        _poll(lambda ns=ns: _replicas(kubectl, ns) == 2, f"{ns}/llm scaled to its maximum")
-        _poll(lambda ns=ns: "ScaledUp" in _reasons(kubectl, ns, "llm"), f"{ns}/llm ScaledUp")
+        poll(lambda ns=ns: llm_replicas(kubectl, ns) == 2, f"{ns}/llm scaled to its maximum")
+        poll(lambda ns=ns: "ScaledUp" in _reasons(kubectl, ns, "llm"), f"{ns}/llm ScaledUp")
     for ns in NS_A:
         assert _ticks(a, ns) > 0 and _ticks(b, ns) == 0, ns
     assert _ticks(b, NS_B) > 0 and _ticks(a, NS_B) == 0
@@ -133,7 +129,7 @@ def test_each_workload_is_acted_on_by_its_own_shard_only(
     for ns in (*NS_A, NS_B):  # one Accepted, one ScaledUp: never handled twice
         reasons = _reasons(kubectl, ns, "llm")
         assert reasons.count("Accepted") == 1 and reasons.count("ScaledUp") == 1, (ns, reasons)
-    unlabelled = _ok(kubectl("get", "aiw", "unlabelled", "-n", NS_B, "-o", "json"))
+    unlabelled = ok(kubectl("get", "aiw", "unlabelled", "-n", NS_B, "-o", "json"))
     assert "status" not in json.loads(unlabelled), "no shard owns it, so nobody wrote status"
     assert _reasons(kubectl, NS_B, "unlabelled") == []
     log_a, log_b = a.log.read_text(), b.log.read_text()
@@ -158,17 +154,17 @@ def test_two_instances_over_the_same_namespaces_pause_rather_than_both_act(
     with overlap as again:
         # Both see the other's keep-alive in the KopfPeering of shard-a-2 at the same
         # priority: both pause, and both say why.
-        _poll(lambda: CONFLICT in again.log.read_text(), "the new instance to detect A")
-        _poll(lambda: CONFLICT in a.log.read_text(), "shard A to detect the new instance")
+        poll(lambda: CONFLICT in again.log.read_text(), "the new instance to detect A")
+        poll(lambda: CONFLICT in a.log.read_text(), "shard A to detect the new instance")
         _workload(kubectl, ns, "late")
-        _ok(kubectl("wait", "-n", ns, "aiw/late", "--for=create", "--timeout=30s"))
+        ok(kubectl("wait", "-n", ns, "aiw/late", "--for=create", "--timeout=30s"))
         assert _ticks(again, ns, "late") == 0
         assert "late" not in again.log.read_text()
     # The second instance is gone (it removes itself from the peering): A resumes alone
     # and handles the workload created during the pause exactly once.
-    _poll(lambda: RESUMED in a.log.read_text(), "shard A to resume")
-    _poll(lambda: "Accepted" in _reasons(kubectl, ns, "late"), "the late workload accepted")
-    _poll(lambda: _ticks(a, ns, "late") > 0, "shard A to autoscale the late workload")
+    poll(lambda: RESUMED in a.log.read_text(), "shard A to resume")
+    poll(lambda: "Accepted" in _reasons(kubectl, ns, "late"), "the late workload accepted")
+    poll(lambda: _ticks(a, ns, "late") > 0, "shard A to autoscale the late workload")
     assert _reasons(kubectl, ns, "late").count("Accepted") == 1
     assert _ticks(b, ns, "late") == 0
 
