@@ -10,11 +10,14 @@ started with ``make cluster-up``), point GPUFINOPS_TEST_KUBECONFIG at its kubeco
 from __future__ import annotations
 
 import os
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+from tests.support import training
+from tests.support.kube import KubectlRun
+from tests.support.polling import describe_on_timeout
 
 from gpufinops.localcluster import ClusterError, Kubectl, LocalCluster, find_kubectl
 
@@ -22,8 +25,6 @@ KUBECONFIG_ENV = "GPUFINOPS_TEST_KUBECONFIG"
 # The first test to use the cluster pays for its start-up, which on a fresh machine
 # includes building the control plane from source.
 BOOT_TIMEOUT = 3600
-
-KubectlRun = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -93,3 +94,34 @@ def kubectl(kubeconfig: Path) -> KubectlRun:
     Returns the CompletedProcess (text stdout/stderr) and never raises on failure.
     """
     return Kubectl(find_kubectl(), kubeconfig).run
+
+
+# ---------------------------------------------------------------------- Training tests
+
+
+@pytest.fixture(scope="module")
+def training_pools(kubectl: KubectlRun) -> Iterator[None]:
+    """The Training tests' own spot and on-demand nodes, and their namespace.
+
+    Module-scoped: each module starts from empty pools (see ``tests.support.training``).
+    """
+    training.add_pools(kubectl)
+    try:
+        yield
+    finally:
+        training.remove_pools(kubectl)
+
+
+@pytest.fixture(scope="module")
+def training_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The operator config file naming the Training tests' pools."""
+    path = tmp_path_factory.mktemp("training-config") / "config.yaml"
+    path.write_text(yaml.safe_dump(training.CONFIG))
+    return path
+
+
+@pytest.fixture(scope="module")
+def training_state_on_timeout(kubectl: KubectlRun) -> Iterator[None]:
+    """A module's waits that time out show the Training namespace's Jobs, pods and workloads."""
+    with describe_on_timeout(lambda: training.describe(kubectl)):
+        yield

@@ -13,29 +13,31 @@ An Experiment stays down until its user wakes it, and is not shut down again.
 import json
 import signal
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from tests.integration.test_training import (
+from tests.support.kube import deployment_manifest, ok
+from tests.support.operator import RunningOperator, running_operator
+from tests.support.polling import poll
+from tests.support.training import (
     CONFIG,
     NS,
     ON_DEMAND,
     SPOT_NODES,
-    _events,
-    _get,
-    _ok,
-    _placement,
-    _poll,
-    _running_pod,
-    _workload,
+    event_reasons,
+    get,
+    placement_of,
+    pod_template,
+    running_pod,
+    start_operator,
+    workload_manifest,
 )
-from tests.integration.test_training import _pod_template as pod_template
-from tests.integration.test_training import describe_on_failure as describe_on_failure
-from tests.integration.test_training import pools as pools
-from tests.support.operator import RunningOperator, running_operator
+
+pytestmark = pytest.mark.usefixtures("training_state_on_timeout")
 
 BUDGET = {"monthlyUSD": 100, "enforcement": "Suspend"}
 OVER = 150.0
@@ -54,12 +56,11 @@ class Operators:
     def __init__(self, kubeconfig: Path, config: Path, root: Path) -> None:
         self.kubeconfig, self.config, self.root, self.count = kubeconfig, config, root, 0
 
-    def start(self) -> Any:
+    def start(self) -> AbstractContextManager[RunningOperator]:
         self.count += 1
         log_dir = self.root / f"operator-{self.count}"
         log_dir.mkdir()
-        return running_operator(self.kubeconfig, log_dir, "--config", str(self.config),
-                                "--namespace", NS, "--sync-seconds", "1")  # fmt: skip
+        return start_operator(self.kubeconfig, self.config, log_dir)
 
 
 def _sigkill(op: RunningOperator) -> None:
@@ -73,12 +74,12 @@ def _iso(t: datetime) -> str:
 
 def _set_cost(kubectl: Any, name: str, spent: float, accounted: datetime) -> None:
     cost = {"todayUSD": spent, "monthToDateUSD": spent, "lastAccountedTime": _iso(accounted)}
-    _ok(kubectl("patch", "aiw", name, "-n", NS, "--subresource=status", "--type=merge",
-                "-p", json.dumps({"status": {"cost": cost}})))  # fmt: skip
+    ok(kubectl("patch", "aiw", name, "-n", NS, "--subresource=status", "--type=merge",
+               "-p", json.dumps({"status": {"cost": cost}})))  # fmt: skip
 
 
 def _status(kubectl: Any, name: str) -> dict[str, Any]:
-    return dict(_get(kubectl, "aiw", name).get("status") or {})
+    return dict(get(kubectl, "aiw", name).get("status") or {})
 
 
 def _enforcement(kubectl: Any, name: str) -> str | None:
@@ -86,11 +87,11 @@ def _enforcement(kubectl: Any, name: str) -> str | None:
 
 
 def _suspended(kubectl: Any, job: str) -> bool:
-    return bool(_get(kubectl, "job", job)["spec"].get("suspend"))
+    return bool(get(kubectl, "job", job)["spec"].get("suspend"))
 
 
 def _accounted_after(kubectl: Any, name: str, t: datetime) -> bool:
-    at = _placement(kubectl, name).get("accountedAt")
+    at = placement_of(kubectl, name).get("accountedAt")
     return at is not None and datetime.fromisoformat(at.replace("Z", "+00:00")) > t
 
 
@@ -110,17 +111,17 @@ def _placed_then_killed(ops: Operators, kubectl: Any, name: str) -> None:
     # KWOK sometimes completes a Job's pod after its default 1-5 s instead of the delay
     # annotation's day; a jitter as long as the delay keeps it running.
     template["metadata"]["annotations"]["pod-complete.stage.kwok.x-k8s.io/jitter-delay"] = "24h"
-    manifest = yaml.safe_load(_workload(name, {"jobTemplate": {"template": template}}))
+    manifest = yaml.safe_load(workload_manifest(name, {"jobTemplate": {"template": template}}))
     manifest["spec"]["budget"] = BUDGET
     with ops.start() as first:
-        _ok(kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest)))
-        _poll(lambda: _running_pod(kubectl, name, SPOT_NODES), "the Job on spot")
-        _poll(lambda: _placement(kubectl, name).get("phase") == "Running", "Running")
+        ok(kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest)))
+        poll(lambda: running_pod(kubectl, name, SPOT_NODES), "the Job on spot")
+        poll(lambda: placement_of(kubectl, name).get("phase") == "Running", "Running")
         _sigkill(first)
 
 
 def test_a_training_job_is_suspended_once_and_placed_again_once_the_month_is_over(
-    pools: None, cleanup: None, kubeconfig: Path, config_file: Path, kubectl: Any,
+    training_pools: None, cleanup: None, kubeconfig: Path, config_file: Path, kubectl: Any,
     tmp_path: Path,
 ) -> None:  # fmt: skip
     name = "budget"
@@ -130,50 +131,43 @@ def test_a_training_job_is_suspended_once_and_placed_again_once_the_month_is_ove
     _set_cost(kubectl, name, OVER, datetime.now(UTC))
 
     with ops.start() as second:
-        _poll(lambda: _enforcement(kubectl, name) == "Suspend", "the budget to say Suspend")
-        _poll(lambda: _suspended(kubectl, name), "the Job to be suspended")
-        _poll(lambda: _placement(kubectl, name).get("phase") == "Suspended", "phase Suspended")
-        _poll(lambda: "BudgetSuspended" in _events(kubectl, name), "the BudgetSuspended Event")
+        poll(lambda: _enforcement(kubectl, name) == "Suspend", "the budget to say Suspend")
+        poll(lambda: _suspended(kubectl, name), "the Job to be suspended")
+        poll(lambda: placement_of(kubectl, name).get("phase") == "Suspended", "phase Suspended")
+        poll(lambda: "BudgetSuspended" in event_reasons(kubectl, name), "the BudgetSuspended Event")
         _sigkill(second)
 
     # Killed while suspended, same month: the next operator keeps it so, silently.
     restarted = datetime.now(UTC)
     with ops.start() as third:
-        _poll(lambda: _accounted_after(kubectl, name, restarted), "a tick of the new operator")
+        poll(lambda: _accounted_after(kubectl, name, restarted), "a tick of the new operator")
         assert _suspended(kubectl, name)
-        job = _get(kubectl, "job", name)
-        assert _placement(kubectl, name)["phase"] == "Suspended", json.dumps(job["status"])
-        assert _events(kubectl, name).count("BudgetSuspended") == 1
+        job = get(kubectl, "job", name)
+        assert placement_of(kubectl, name)["phase"] == "Suspended", json.dumps(job["status"])
+        assert event_reasons(kubectl, name).count("BudgetSuspended") == 1
         _sigkill(third)
 
     # The month ends while no operator runs: the last accounting was last month.
     _set_cost(kubectl, name, OVER, datetime.now(UTC) - timedelta(days=32))
     with ops.start():
-        _poll(lambda: not _suspended(kubectl, name), "the Job to be placed again")
-        _poll(lambda: _running_pod(kubectl, name, SPOT_NODES), "the Job to run again")
+        poll(lambda: not _suspended(kubectl, name), "the Job to be placed again")
+        poll(lambda: running_pod(kubectl, name, SPOT_NODES), "the Job to run again")
         status = _status(kubectl, name)
         assert status["budget"]["enforcement"] == "None", status["budget"]
         assert status["cost"]["monthToDateUSD"] < 1, "the new month starts from zero"
         placement = status["placement"]
         assert placement["phase"] == "Running" and placement["attempts"] == 2, placement
-        assert _events(kubectl, name).count("BudgetSuspended") == 1
-        assert _events(kubectl, name).count("JobCreated") == 1
+        assert event_reasons(kubectl, name).count("BudgetSuspended") == 1
+        assert event_reasons(kubectl, name).count("JobCreated") == 1
 
 
 def _sandbox(kubectl: Any, name: str) -> None:
-    deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {**pod_template(name)["spec"], "restartPolicy": "Always",
-                         "nodeSelector": {"gpufinops.dev/pool": ON_DEMAND.name}},
-            },
-        },
-    }  # fmt: skip
+    pod_spec = {
+        **pod_template(name)["spec"],
+        "restartPolicy": "Always",
+        "nodeSelector": {"gpufinops.dev/pool": ON_DEMAND.name},
+    }
+    deployment = deployment_manifest(name, NS, pod_spec)
     workload = {
         "apiVersion": "gpufinops.dev/v1alpha1", "kind": "AIWorkload",
         "metadata": {"name": name, "namespace": NS},
@@ -181,49 +175,49 @@ def _sandbox(kubectl: Any, name: str) -> None:
                  "nodePools": [ON_DEMAND.name], "budget": BUDGET,
                  "experiment": {"targetRef": {"kind": "Deployment", "name": name}}},
     }  # fmt: skip
-    _ok(kubectl("apply", "-f", "-", input=yaml.safe_dump_all([deployment, workload])))
+    ok(kubectl("apply", "-f", "-", input=yaml.safe_dump_all([deployment, workload])))
 
 
 def _replicas(kubectl: Any, name: str) -> int:
-    return int(_get(kubectl, "deployment", name)["spec"]["replicas"])
+    return int(get(kubectl, "deployment", name)["spec"]["replicas"])
 
 
 def test_an_experiment_is_scaled_to_zero_once_and_stays_up_when_woken_next_month(
-    pools: None, cleanup: None, kubeconfig: Path, config_file: Path, kubectl: Any,
+    training_pools: None, cleanup: None, kubeconfig: Path, config_file: Path, kubectl: Any,
     tmp_path: Path,
 ) -> None:  # fmt: skip
     name = "notebook"
     ops = Operators(kubeconfig, config_file, tmp_path)
     _sandbox(kubectl, name)
-    _ok(kubectl("wait", "-n", NS, f"deployment/{name}",
-                "--for=jsonpath={.status.readyReplicas}=1", "--timeout=60s"))  # fmt: skip
-    _ok(kubectl("wait", "-n", NS, f"aiw/{name}", "--for=create", "--timeout=30s"))
+    ok(kubectl("wait", "-n", NS, f"deployment/{name}",
+               "--for=jsonpath={.status.readyReplicas}=1", "--timeout=60s"))  # fmt: skip
+    ok(kubectl("wait", "-n", NS, f"aiw/{name}", "--for=create", "--timeout=30s"))
     _set_cost(kubectl, name, OVER, datetime.now(UTC))
 
     with ops.start() as first:
-        _poll(lambda: _replicas(kubectl, name) == 0, "the sandbox to be scaled to zero")
-        sandbox = _poll(lambda: _status(kubectl, name).get("sandbox", {}).get("shutDownAt")
-                        and _status(kubectl, name)["sandbox"], "status.sandbox")  # fmt: skip
+        poll(lambda: _replicas(kubectl, name) == 0, "the sandbox to be scaled to zero")
+        sandbox = poll(lambda: _status(kubectl, name).get("sandbox", {}).get("shutDownAt")
+                       and _status(kubectl, name)["sandbox"], "status.sandbox")  # fmt: skip
         assert sandbox["shutdownReason"] == "BudgetExceeded" and sandbox["replicasBefore"] == 1
-        _poll(lambda: "SandboxShutDown" in _events(kubectl, name), "the SandboxShutDown Event")
+        poll(lambda: "SandboxShutDown" in event_reasons(kubectl, name), "the SandboxShutDown Event")
         _sigkill(first)
 
     # A month later, with no operator in between.
     _set_cost(kubectl, name, OVER, datetime.now(UTC) - timedelta(days=32))
     with ops.start():
-        _poll(lambda: _enforcement(kubectl, name) == "None", "the budget to reset")
+        poll(lambda: _enforcement(kubectl, name) == "None", "the budget to reset")
         assert _replicas(kubectl, name) == 0, "a sandbox waits for its user to wake it"
-        _ok(kubectl("scale", "deployment", name, "-n", NS, "--replicas=1"))
-        _poll(lambda: "SandboxWoken" in _events(kubectl, name), "the SandboxWoken Event")
-        _poll(lambda: _status(kubectl, name)["sandbox"].get("shutDownAt") is None,
-              "the timers to restart")  # fmt: skip
+        ok(kubectl("scale", "deployment", name, "-n", NS, "--replicas=1"))
+        poll(lambda: "SandboxWoken" in event_reasons(kubectl, name), "the SandboxWoken Event")
+        poll(lambda: _status(kubectl, name)["sandbox"].get("shutDownAt") is None,
+             "the timers to restart")  # fmt: skip
         assert _status(kubectl, name)["sandbox"].get("shutdownReason") is None
         assert _replicas(kubectl, name) == 1
-        assert _events(kubectl, name).count("SandboxShutDown") == 1
+        assert event_reasons(kubectl, name).count("SandboxShutDown") == 1
 
 
 def test_a_budget_suspension_cut_short_by_a_kill_is_recorded_and_reported_once(
-    pools: None, cleanup: None, kubeconfig: Path, config_file: Path, kubectl: Any,
+    training_pools: None, cleanup: None, kubeconfig: Path, config_file: Path, kubectl: Any,
     tmp_path: Path,
 ) -> None:  # fmt: skip
     name = "cutshort"
@@ -233,13 +227,13 @@ def test_a_budget_suspension_cut_short_by_a_kill_is_recorded_and_reported_once(
     # as Suspend), before recording or reporting the suspension.
     _set_cost(kubectl, name, OVER, datetime.now(UTC))
     budget = {"enforcement": "Suspend", "state": "Exceeded", "maxReplicas": 0}
-    _ok(kubectl("patch", "aiw", name, "-n", NS, "--subresource=status", "--type=merge",
-                "-p", json.dumps({"status": {"budget": budget}})))  # fmt: skip
-    _ok(kubectl("patch", "job", name, "-n", NS, "--type=merge", "-p",
-                json.dumps({"spec": {"suspend": True}})))  # fmt: skip
+    ok(kubectl("patch", "aiw", name, "-n", NS, "--subresource=status", "--type=merge",
+               "-p", json.dumps({"status": {"budget": budget}})))  # fmt: skip
+    ok(kubectl("patch", "job", name, "-n", NS, "--type=merge", "-p",
+               json.dumps({"spec": {"suspend": True}})))  # fmt: skip
     with ops.start():
-        _poll(lambda: _placement(kubectl, name).get("phase") == "Suspended", "phase Suspended")
-        _poll(lambda: "BudgetSuspended" in _events(kubectl, name), "the BudgetSuspended Event")
-        assert _events(kubectl, name).count("BudgetSuspended") == 1
+        poll(lambda: placement_of(kubectl, name).get("phase") == "Suspended", "phase Suspended")
+        poll(lambda: "BudgetSuspended" in event_reasons(kubectl, name), "the BudgetSuspended Event")
+        assert event_reasons(kubectl, name).count("BudgetSuspended") == 1
         assert _suspended(kubectl, name)
-        assert _placement(kubectl, name)["attempts"] == 1, "not placed again meanwhile"
+        assert placement_of(kubectl, name)["attempts"] == 1, "not placed again meanwhile"

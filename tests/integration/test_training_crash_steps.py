@@ -16,23 +16,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.integration.test_training import (
+from tests.support.kube import ok
+from tests.support.polling import poll
+from tests.support.training import (
     CONFIG,
     NS,
     SPOT,
     SPOT_NODES,
-    _events,
-    _get,
-    _ok,
-    _placement,
-    _poll,
-    _running_pod,
-    _workload,
+    event_reasons,
+    get,
+    placement_of,
+    pod_template,
+    running_pod,
+    start_operator,
+    workload_manifest,
 )
-from tests.integration.test_training import _pod_template as pod_template
-from tests.integration.test_training import pools as pools
-from tests.integration.test_training_crash import _start
-from tests.integration.test_training_crash import config_file as config_file
 
 from gpufinops.adapters.jobs import build_job, job_view, placement_patch
 from gpufinops.config.model import parse_config
@@ -44,24 +42,24 @@ def _training(name: str) -> dict[str, Any]:
 
 def _job_as_created(kubectl: Any, name: str) -> dict[str, Any]:
     """The workload, and its Job as the operator creates it: owned, suspended, unplaced."""
-    _ok(kubectl("apply", "-f", "-", input=_workload(name, _training(name))))
-    uid = _get(kubectl, "aiw", name)["metadata"]["uid"]
+    ok(kubectl("apply", "-f", "-", input=workload_manifest(name, _training(name))))
+    uid = get(kubectl, "aiw", name)["metadata"]["uid"]
     body, _ = build_job(name, NS, uid, _training(name)["jobTemplate"])
-    _ok(kubectl("create", "-f", "-", input=json.dumps(body)))
-    return _get(kubectl, "job", name)
+    ok(kubectl("create", "-f", "-", input=json.dumps(body)))
+    return get(kubectl, "job", name)
 
 
 def _reasons(kubectl: Any, name: str) -> list[str]:
-    return [r for r in _events(kubectl, name) if r != "Accepted"]
+    return [r for r in event_reasons(kubectl, name) if r != "Accepted"]
 
 
 def _placed_once_on_spot(kubectl: Any, name: str) -> dict[str, Any]:
     """status.placement once it names the pool, after exactly one SpotPlaced Event."""
-    placement: dict[str, Any] = _poll(
-        lambda: (p := _placement(kubectl, name)).get("pool") and p, "status.placement"
+    placement: dict[str, Any] = poll(
+        lambda: (p := placement_of(kubectl, name)).get("pool") and p, "status.placement"
     )
     assert placement["pool"] == SPOT.name and placement["attempts"] == 1, placement
-    _poll(lambda: "SpotPlaced" in _reasons(kubectl, name), "the SpotPlaced Event")
+    poll(lambda: "SpotPlaced" in _reasons(kubectl, name), "the SpotPlaced Event")
     assert _reasons(kubectl, name).count("SpotPlaced") == 1
     return placement
 
@@ -70,7 +68,7 @@ def _placed_once_on_spot(kubectl: Any, name: str) -> dict[str, Any]:
 def _operator(kubeconfig: Path, config: Path, log_dir: Path, kubectl: Any, name: str) -> Any:
     """An operator for the test, deleting the workload and Job while it still runs
     (so that it releases the workload's finalizer)."""
-    with _start(kubeconfig, config, log_dir):
+    with start_operator(kubeconfig, config, log_dir):
         try:
             yield
         finally:
@@ -79,18 +77,18 @@ def _operator(kubeconfig: Path, config: Path, log_dir: Path, kubectl: Any, name:
 
 
 def test_killed_after_creating_the_job_the_next_operator_places_it_once(
-    pools: None, kubeconfig: Path, config_file: Path, kubectl: Any, tmp_path: Path
+    training_pools: None, kubeconfig: Path, training_config: Path, kubectl: Any, tmp_path: Path
 ) -> None:
     name = "created"
     _job_as_created(kubectl, name)
-    with _operator(kubeconfig, config_file, tmp_path, kubectl, name):
-        _poll(lambda: _running_pod(kubectl, name, SPOT_NODES), "the Job on spot")
+    with _operator(kubeconfig, training_config, tmp_path, kubectl, name):
+        poll(lambda: running_pod(kubectl, name, SPOT_NODES), "the Job on spot")
         _placed_once_on_spot(kubectl, name)
         assert "JobCreated" not in _reasons(kubectl, name), "the Job is not created again"
 
 
 def test_killed_after_unsuspending_the_job_the_next_operator_adopts_the_placement(
-    pools: None, kubeconfig: Path, config_file: Path, kubectl: Any, tmp_path: Path
+    training_pools: None, kubeconfig: Path, training_config: Path, kubectl: Any, tmp_path: Path
 ) -> None:
     # Killed after unsuspending the Job onto spot, before writing status.placement:
     # the Job runs where it was put, and status still says nothing about it.
@@ -99,23 +97,23 @@ def test_killed_after_unsuspending_the_job_the_next_operator_adopts_the_placemen
     spot = parse_config(CONFIG).pool(SPOT.name)
     assert spot is not None
     patch = placement_patch(job_view(created), spot, None)
-    _ok(kubectl("patch", "job", name, "-n", NS, "--type=merge", "-p", json.dumps(patch)))
-    pod = _poll(lambda: _running_pod(kubectl, name, SPOT_NODES), "the Job on spot")
-    with _operator(kubeconfig, config_file, tmp_path, kubectl, name):
+    ok(kubectl("patch", "job", name, "-n", NS, "--type=merge", "-p", json.dumps(patch)))
+    pod = poll(lambda: running_pod(kubectl, name, SPOT_NODES), "the Job on spot")
+    with _operator(kubeconfig, training_config, tmp_path, kubectl, name):
         assert _placed_once_on_spot(kubectl, name)["phase"] == "Running"
-        ready = next(c for c in _get(kubectl, "aiw", name)["status"]["conditions"]
+        ready = next(c for c in get(kubectl, "aiw", name)["status"]["conditions"]
                      if c["type"] == "Ready")  # fmt: skip
         assert ready["reason"] == "Placed", ready
         assert "JobNotSuspended" not in _reasons(kubectl, name)
-        job = _get(kubectl, "job", name)
+        job = get(kubectl, "job", name)
         assert job["spec"]["suspend"] is False
         assert job["metadata"]["generation"] == created["metadata"]["generation"] + 1
-        still = _running_pod(kubectl, name, SPOT_NODES)
+        still = running_pod(kubectl, name, SPOT_NODES)
         assert still is not None and still["metadata"]["uid"] == pod["metadata"]["uid"]
 
 
 def test_killed_after_suspending_for_a_fallback_the_job_is_placed_again(
-    pools: None, kubeconfig: Path, config_file: Path, kubectl: Any, tmp_path: Path
+    training_pools: None, kubeconfig: Path, training_config: Path, kubectl: Any, tmp_path: Path
 ) -> None:
     # Killed after re-suspending the Job, before recording FallingBack: the status
     # still says Running. The move is rolled back to a fresh placement, never left
@@ -123,18 +121,18 @@ def test_killed_after_suspending_for_a_fallback_the_job_is_placed_again(
     name = "resuspended"
     (tmp_path / "first").mkdir()
     (tmp_path / "second").mkdir()
-    with _start(kubeconfig, config_file, tmp_path / "first") as first:
-        _ok(kubectl("apply", "-f", "-", input=_workload(name, _training(name))))
-        _poll(lambda: _running_pod(kubectl, name, SPOT_NODES), "the Job on spot")
-        _poll(lambda: _placement(kubectl, name).get("phase") == "Running", "Running")
+    with start_operator(kubeconfig, training_config, tmp_path / "first") as first:
+        ok(kubectl("apply", "-f", "-", input=workload_manifest(name, _training(name))))
+        poll(lambda: running_pod(kubectl, name, SPOT_NODES), "the Job on spot")
+        poll(lambda: placement_of(kubectl, name).get("phase") == "Running", "Running")
         first.process.send_signal(signal.SIGKILL)
         first.process.wait()
-    _ok(kubectl("patch", "job", name, "-n", NS, "--type=merge", "-p",
-                json.dumps({"spec": {"suspend": True}})))  # fmt: skip
-    with _operator(kubeconfig, config_file, tmp_path / "second", kubectl, name):
-        _poll(lambda: _placement(kubectl, name).get("attempts") == 2, "a second placement")
-        _poll(lambda: _running_pod(kubectl, name, SPOT_NODES), "the Job to run again")
-        assert _get(kubectl, "job", name)["spec"]["suspend"] is False
-        placement = _placement(kubectl, name)
+    ok(kubectl("patch", "job", name, "-n", NS, "--type=merge", "-p",
+               json.dumps({"spec": {"suspend": True}})))  # fmt: skip
+    with _operator(kubeconfig, training_config, tmp_path / "second", kubectl, name):
+        poll(lambda: placement_of(kubectl, name).get("attempts") == 2, "a second placement")
+        poll(lambda: running_pod(kubectl, name, SPOT_NODES), "the Job to run again")
+        assert get(kubectl, "job", name)["spec"]["suspend"] is False
+        placement = placement_of(kubectl, name)
         assert placement["phase"] == "Running" and placement["pool"] == SPOT.name
         assert _reasons(kubectl, name).count("JobCreated") == 1
