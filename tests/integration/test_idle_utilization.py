@@ -7,14 +7,17 @@ A real Prometheus scrapes a test exporter publishing `DCGM_FI_DEV_GPU_UTIL` with
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from tests.support.exporter import Exporter
+from tests.support.idle_nodes import node_exists
+from tests.support.kube import deployment_manifest, ok
 from tests.support.operator import RunningOperator, running_operator
+from tests.support.polling import poll
 from tests.support.promserver import PrometheusServer
 
 from gpufinops.localcluster.binaries import find_prometheus
@@ -45,19 +48,6 @@ CONFIG = {
 }
 
 
-def _poll(check: Callable[[], Any], deadline: float, what: str) -> None:
-    end = time.monotonic() + deadline
-    while not check():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)  # polling an observable condition, with a deadline
-
-
-def _ok(result: Any) -> str:
-    assert result.returncode == 0, result.stderr
-    return str(result.stdout)
-
-
 @pytest.fixture(scope="module")
 def exporter() -> Iterator[Exporter]:
     with Exporter() as running:
@@ -81,23 +71,20 @@ def prometheus(exporter: Exporter, tmp_path_factory) -> Iterator[PrometheusServe
 
 @pytest.fixture(scope="module")
 def nodes(kubectl) -> Iterator[None]:
-    _ok(kubectl("create", "namespace", NS))
+    ok(kubectl("create", "namespace", NS))
     for node in NODES:
-        _ok(kubectl("apply", "-f", "-", input=yaml.safe_dump(node_manifest(POOL, node))))
-        _ok(kubectl("wait", "--for=condition=Ready", f"node/{node}", "--timeout=60s"))
-        deployment = {
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": node, "namespace": NS},
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": node}},
-                     "template": {"metadata": {"labels": {"app": node}}, "spec": {
-                         "nodeSelector": {"kubernetes.io/hostname": node},
-                         "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists"}],
-                         "containers": [{"name": "main", "image": "registry.invalid/app:1",
-                                         "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}},
+        ok(kubectl("apply", "-f", "-", input=yaml.safe_dump(node_manifest(POOL, node))))
+        ok(kubectl("wait", "--for=condition=Ready", f"node/{node}", "--timeout=60s"))
+        pod_spec = {
+            "nodeSelector": {"kubernetes.io/hostname": node},
+            "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists"}],
+            "containers": [{"name": "main", "image": "registry.invalid/app:1",
+                            "resources": {"limits": {"nvidia.com/gpu": "1"}}}],
         }  # fmt: skip
-        _ok(kubectl("apply", "-f", "-", input=json.dumps(deployment)))
-        _ok(kubectl("wait", "-n", NS, f"deployment/{node}",
-                    "--for=jsonpath={.status.readyReplicas}=1", "--timeout=60s"))  # fmt: skip
+        deployment = deployment_manifest(node, NS, pod_spec)
+        ok(kubectl("apply", "-f", "-", input=json.dumps(deployment)))
+        ok(kubectl("wait", "-n", NS, f"deployment/{node}",
+                   "--for=jsonpath={.status.readyReplicas}=1", "--timeout=60s"))  # fmt: skip
     try:
         yield
     finally:
@@ -120,23 +107,23 @@ def operator(
         yield op
 
 
-def _exists(kubectl, node: str) -> bool:
-    return bool(kubectl("get", "node", node).returncode == 0)
-
-
 def _node(kubectl, node: str) -> dict[str, Any]:
-    return dict(json.loads(_ok(kubectl("get", "node", node, "-o", "json"))))
+    return dict(json.loads(ok(kubectl("get", "node", node, "-o", "json"))))
 
 
 def test_a_node_with_idle_gpus_is_shut_down_busy_and_unknown_ones_are_kept(
     operator: RunningOperator, kubectl
 ) -> None:
-    _poll(lambda: not _exists(kubectl, "util-low"), 90, "the low-utilisation node to be deleted")
+    poll(
+        lambda: not node_exists(kubectl, "util-low"),
+        "the low-utilisation node to be deleted",
+        deadline=90,
+    )
     deleted = time.time()
     # Several intervals after that, the others were looked at many times.
-    _poll(lambda: time.time() > deleted + IDLE_AFTER + 2, 30, "more intervals to pass")
+    poll(lambda: time.time() > deleted + IDLE_AFTER + 2, "more intervals to pass", deadline=30)
     for node in ("util-busy", "util-unknown"):
-        assert _exists(kubectl, node), f"{node} must be kept"
+        assert node_exists(kubectl, node), f"{node} must be kept"
         meta = _node(kubectl, node)
         assert "gpufinops.dev/idle-since" not in (meta["metadata"].get("annotations") or {})
         taints = [t["key"] for t in meta["spec"].get("taints") or []]

@@ -20,22 +20,21 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.integration.test_idle_nodes import (
+from tests.support.idle_nodes import (
     CONFIG,
-    _annotation,
-    _exists,
-    _node,
-    _ok,
-    _poll,
-    _taints,
+    TAINT,
+    add_node,
+    node_annotation,
+    node_exists,
+    node_taints,
 )
+from tests.support.kube import deployment_manifest, ok
 from tests.support.operator import RunningOperator, running_operator
+from tests.support.polling import poll
 
 NS = "drain-crash"
 PHASE = "gpufinops.dev/idle-shutdown-phase"
-TAINT = "gpufinops.dev/idle-shutdown"
 NODES = ("crash-drain-done", "crash-drain-stuck", "crash-shutting", "crash-untainted")
-DEADLINE = 60
 
 
 def _config(tmp: Path, drain_timeout: float) -> Path:
@@ -63,8 +62,8 @@ UIDS: dict[str, str] = {}
 
 def _new_node(kubectl: Any, node: str, **kwargs: Any) -> None:
     """A fresh node; its Events are told from those of earlier nodes of that name by uid."""
-    _node(kubectl, node, **kwargs)
-    UIDS[node] = _ok(kubectl("get", "node", node, "-o", "jsonpath={.metadata.uid}"))
+    add_node(kubectl, node, **kwargs)
+    UIDS[node] = ok(kubectl("get", "node", node, "-o", "jsonpath={.metadata.uid}"))
 
 
 def _node_events(kubectl: Any, node: str) -> list[str]:
@@ -75,25 +74,15 @@ def _node_events(kubectl: Any, node: str) -> list[str]:
 
 def _returning_pod(kubectl: Any, node: str) -> None:
     """A CPU pod pinned to ``node`` that tolerates the idle taint: evicted, it comes back."""
-    manifest = {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": node, "namespace": NS},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": node}},
-            "template": {
-                "metadata": {"labels": {"app": node}},
-                "spec": {
-                    "nodeSelector": {"kubernetes.io/hostname": node},
-                    "tolerations": [{"operator": "Exists"}],
-                    "containers": [{"name": "main", "image": "registry.invalid/app:1"}],
-                },
-            },
-        },
-    }  # fmt: skip
-    _ok(kubectl("apply", "-f", "-", input=json.dumps(manifest)))
-    _ok(kubectl("wait", "-n", NS, f"deployment/{node}", "--for=jsonpath={.status.readyReplicas}=1",
-                "--timeout=60s"))  # fmt: skip
+    pod_spec = {
+        "nodeSelector": {"kubernetes.io/hostname": node},
+        "tolerations": [{"operator": "Exists"}],
+        "containers": [{"name": "main", "image": "registry.invalid/app:1"}],
+    }
+    manifest = deployment_manifest(node, NS, pod_spec)
+    ok(kubectl("apply", "-f", "-", input=json.dumps(manifest)))
+    ok(kubectl("wait", "-n", NS, f"deployment/{node}", "--for=jsonpath={.status.readyReplicas}=1",
+               "--timeout=60s"))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +101,10 @@ def _killed_mid_drain(kubectl: Any, kubeconfig: Path, tmp: Path, node: str) -> R
     _new_node(kubectl, node)
     _returning_pod(kubectl, node)
     with _operator(kubeconfig, tmp / "first") as first:
-        _poll(lambda: _annotation(kubectl, node, PHASE) == "Draining", DEADLINE, "draining")
-        _poll(lambda: "Draining" in _node_events(kubectl, node), DEADLINE, "the Draining Event")
+        poll(lambda: node_annotation(kubectl, node, PHASE) == "Draining", "draining")
+        poll(lambda: "Draining" in _node_events(kubectl, node), "the Draining Event")
         _sigkill(first)
-    assert TAINT in _taints(kubectl, node), "killed mid-drain: still tainted"
+    assert TAINT in node_taints(kubectl, node), "killed mid-drain: still tainted"
     return first
 
 
@@ -125,14 +114,14 @@ def test_killed_mid_drain_the_next_operator_finishes_the_shutdown_once(
     node = "crash-drain-done"
     _killed_mid_drain(kubectl, kubeconfig, tmp_path, node)
     # Meanwhile the pod's owner goes away; the restarted operator finds the node drained.
-    _ok(kubectl("delete", "deployment", node, "-n", NS, "--wait=true", "--timeout=60s"))
+    ok(kubectl("delete", "deployment", node, "-n", NS, "--wait=true", "--timeout=60s"))
     with _operator(kubeconfig, tmp_path / "second") as second:
-        _poll(lambda: not _exists(kubectl, node), DEADLINE, "the node to be shut down")
-        _poll(lambda: second.metric("gpufinops_nodes_shut_down_total", pool="idle-test") == 1,
-              DEADLINE, "the shutdown to be counted")  # fmt: skip
+        poll(lambda: not node_exists(kubectl, node), "the node to be shut down")
+        poll(lambda: second.metric("gpufinops_nodes_shut_down_total", pool="idle-test") == 1,
+             "the shutdown to be counted")  # fmt: skip
         reasons = _node_events(kubectl, node)
         assert reasons.count("Draining") == 1, reasons  # not drained twice
-        _poll(lambda: _node_events(kubectl, node).count("ShutDown") == 1, DEADLINE, "ShutDown")
+        poll(lambda: _node_events(kubectl, node).count("ShutDown") == 1, "ShutDown")
         assert "ShutdownAborted" not in _node_events(kubectl, node)
 
 
@@ -141,19 +130,19 @@ def test_killed_mid_drain_that_cannot_finish_the_node_is_untainted_after_the_tim
 ) -> None:
     node = "crash-drain-stuck"
     _killed_mid_drain(kubectl, kubeconfig, tmp_path, node)
-    started = float(_annotation(kubectl, node, "gpufinops.dev/drain-started"))
+    started = float(node_annotation(kubectl, node, "gpufinops.dev/drain-started"))
     # The restarted operator has a short drain timeout; the pod keeps coming back.
     with _operator(kubeconfig, tmp_path / "second", drain_timeout=4):
-        _poll(lambda: TAINT not in _taints(kubectl, node), DEADLINE, "the taint to be removed")
+        poll(lambda: TAINT not in node_taints(kubectl, node), "the taint to be removed")
         assert time.time() > started + 4, "rolled back only once the drain timed out"
-        assert _exists(kubectl, node)
-        assert _annotation(kubectl, node, PHASE) == ""
-        assert _annotation(kubectl, node, "gpufinops.dev/drain-started") == ""
-        _poll(lambda: "ShutdownAborted" in _node_events(kubectl, node), DEADLINE, "the Event")
+        assert node_exists(kubectl, node)
+        assert node_annotation(kubectl, node, PHASE) == ""
+        assert node_annotation(kubectl, node, "gpufinops.dev/drain-started") == ""
+        poll(lambda: "ShutdownAborted" in _node_events(kubectl, node), "the Event")
         assert "ShutDown" not in _node_events(kubectl, node)
     # Gone before the next test's operator could find it idle and shut it down.
-    _ok(kubectl("delete", "node", node, "--wait=true", "--timeout=60s"))
-    _ok(kubectl("delete", "deployment", node, "-n", NS, "--wait=true", "--timeout=60s"))
+    ok(kubectl("delete", "node", node, "--wait=true", "--timeout=60s"))
+    ok(kubectl("delete", "deployment", node, "-n", NS, "--wait=true", "--timeout=60s"))
 
 
 def test_killed_after_recording_a_step_but_before_taking_it(
@@ -168,18 +157,18 @@ def test_killed_after_recording_a_step_but_before_taking_it(
     _new_node(kubectl, "crash-untainted", annotations={PHASE: "Tainted"})
     _returning_pod(kubectl, "crash-untainted")
     with _operator(kubeconfig, tmp_path) as op:
-        _poll(lambda: not _exists(kubectl, "crash-shutting"), DEADLINE, "crash-shutting deleted")
-        _poll(lambda: _annotation(kubectl, "crash-untainted", PHASE) == "Draining", DEADLINE,
-              "the drain to resume")  # fmt: skip
-        _poll(lambda: TAINT in _taints(kubectl, "crash-untainted"), DEADLINE,
-              "the taint the killed operator never set")  # fmt: skip
-        _ok(kubectl("delete", "deployment", "crash-untainted", "-n", NS, "--wait=true",
-                    "--timeout=60s"))  # fmt: skip
-        _poll(lambda: not _exists(kubectl, "crash-untainted"), DEADLINE, "crash-untainted deleted")
-        _poll(lambda: op.metric("gpufinops_nodes_shut_down_total", pool="idle-test") == 2,
-              DEADLINE, "both shutdowns to be counted")  # fmt: skip
+        poll(lambda: not node_exists(kubectl, "crash-shutting"), "crash-shutting deleted")
+        poll(lambda: node_annotation(kubectl, "crash-untainted", PHASE) == "Draining",
+             "the drain to resume")  # fmt: skip
+        poll(lambda: TAINT in node_taints(kubectl, "crash-untainted"),
+             "the taint the killed operator never set")  # fmt: skip
+        ok(kubectl("delete", "deployment", "crash-untainted", "-n", NS, "--wait=true",
+                   "--timeout=60s"))  # fmt: skip
+        poll(lambda: not node_exists(kubectl, "crash-untainted"), "crash-untainted deleted")
+        poll(lambda: op.metric("gpufinops_nodes_shut_down_total", pool="idle-test") == 2,
+             "both shutdowns to be counted")  # fmt: skip
         shutting = _node_events(kubectl, "crash-shutting")
         assert shutting.count("ShutDown") == 1 and "Draining" not in shutting, shutting
-        _poll(lambda: _node_events(kubectl, "crash-untainted").count("ShutDown") == 1,
-              DEADLINE, "the ShutDown Event")  # fmt: skip
+        poll(lambda: _node_events(kubectl, "crash-untainted").count("ShutDown") == 1,
+             "the ShutDown Event")  # fmt: skip
         assert _node_events(kubectl, "crash-untainted").count("Draining") == 1
