@@ -52,3 +52,13 @@ def test_without_a_generation_every_tick_validates(calls: list[Any]) -> None:
     checks.of(body(None, SPEC))
     checks.of(body(None, SPEC))
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("took", "wait"),
+    [(0.0, 15.0), (0.4, 14.6), (13.0, 2.0), (14.0, 1.5), (60.0, 1.5)],
+)
+def test_periods_run_start_to_start_with_a_floor(took: float, wait: float) -> None:
+    # A tick slowed by the API server does not shift every later tick by its length
+    # (the period is not 15 s plus the tick), yet an overrunning workload still pauses.
+    assert autoscaling.next_wait(15.0, took) == pytest.approx(wait)

@@ -96,6 +96,16 @@ _READ_STATUS = ("conditions", "budget")
 """The status fields a tick reads: other handlers' conditions, the cost loop's budget."""
 
 
+def next_wait(sync: float, took: float) -> float:
+    """Seconds to wait after a tick that took ``took`` seconds.
+
+    A slow tick (an API server under load) is followed at once by the next,
+    but never by a burst: at least a tenth of the period passes in between, so
+    a workload whose ticks always overrun still leaves the loop to the others.
+    """
+    return max(sync - took, 0.1 * sync)
+
+
 def _is_inference(spec: kopf.Spec, **_: Any) -> bool:
     return spec.get("type") == "Inference"
 
@@ -132,6 +142,7 @@ async def autoscale(
     target: str | None = None
     try:
         while not stopped:
+            started = time.monotonic()
             check = checks.of(body)
             spec = check.spec
             if spec is not None and spec.inference is not None:
@@ -179,7 +190,9 @@ async def autoscale(
                     logger.info(f"{exc}: changed meanwhile by another client; deciding again")
                 except Exception as exc:  # API server away, a bug on one object: keep ticking
                     logger.warning(f"autoscaling tick failed, retrying next period: {exc}")
-            await stopped.wait(sync)
+            # Periods run start to start, as the HPA's sync period does: a tick that
+            # waited for the API server does not push every later tick back.
+            await stopped.wait(next_wait(sync, time.monotonic() - started))
     except asyncio.CancelledError:
         raise
     finally:
