@@ -24,7 +24,14 @@ The cost loop's interval is raised to an hour (``--cost-interval``) so that its
 passes (two batched queries each, and a status write per workload on its first
 pass when the status is new) stay out of the window.
 
-After every workload has ticked once, a window of ``--window`` seconds is
+``--shards 2`` (or 4, 8; ``--shards 1,2`` runs both) splits the workloads between
+that many operator instances by label selector (``gpufinops run --selector``, every
+workload carries ``gpufinops.dev/shard``), only the first with node duties: the
+way past one instance's limits described in ``docs/deploy.md`` ("Sharding"). Ticks,
+latencies and queries are summed over the instances; RSS is given per instance.
+
+After every workload has ticked once and Kopf has handled every creation (its
+own PATCHes of AIWorkloads have stopped), a window of ``--window`` seconds is
 measured from counters read at its start and end: the operator's own
 ``/metrics`` (ticks and ``gpufinops_decision_seconds``), its RSS and CPU from
 ``/proc``, the API server's ``apiserver_request_total`` by verb and resource (less
@@ -53,7 +60,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,7 +136,27 @@ class ApiServer:
                 resource += "/" + labels["subresource"]
             key = (labels.get("verb", ""), resource)
             counts[key] = counts.get(key, 0.0) + value
+            if labels.get("code") == "409":  # conflicts also on their own line
+                conflict = (key[0], f"{resource} (409)")
+                counts[conflict] = counts.get(conflict, 0.0) + value
         return counts
+
+    def creation_handled(self, deadline: float = 600.0) -> float:
+        """Wait until Kopf has handled every object's creation; the seconds it took.
+
+        Kopf marks each new AIWorkload handled with PATCHes of its own; while they
+        go on, status writes conflict with them and Events are posted, which is
+        start-up, not the steady state the window is meant to measure.
+        """
+        started = time.monotonic()
+        before = self.requests_by().get(("PATCH", "aiworkloads"), 0.0)
+        while time.monotonic() - started < deadline:
+            time.sleep(SYNC_SECONDS)
+            after = self.requests_by().get(("PATCH", "aiworkloads"), 0.0)
+            if (after - before) / SYNC_SECONDS < 0.5:
+                break
+            before = after
+        return time.monotonic() - started
 
 
 def apiserver_of(kubeconfig: Path, tmp: Path) -> ApiServer:
@@ -238,11 +265,21 @@ def deployment(i: int, namespace: str, pool: str) -> dict[str, Any]:
     }
 
 
+SHARD_LABEL = f"{GROUP}/shard"
+SHARDS_LABELLED = 8
+"""Workloads are labelled round-robin over this many shards (``shard-0`` … ``shard-7``),
+so one cluster serves runs with 1, 2, 4 or 8 operator instances."""
+
+
 def workload(i: int, namespace: str, forecast: bool) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "AIWorkload",
-        "metadata": {"name": f"llm-{i}", "namespace": namespace},
+        "metadata": {
+            "name": f"llm-{i}",
+            "namespace": namespace,
+            "labels": {SHARD_LABEL: f"shard-{i % SHARDS_LABELLED}"},
+        },
         "spec": {
             "type": "Inference",
             "mode": "Recommend",
@@ -351,7 +388,12 @@ class Fleet:
 
 @contextmanager
 def operator(
-    cluster: LocalCluster, config: Path, log: Path, per_workload: bool
+    cluster: LocalCluster,
+    config: Path,
+    log: Path,
+    per_workload: bool,
+    selector: str | None = None,
+    node_duties: bool = True,
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     from tests.support.promserver import free_port, http_ok
 
@@ -365,6 +407,10 @@ def operator(
             "--prometheus-url", cluster.prometheus_url, "--sync-seconds", f"{SYNC_SECONDS:g}",
             "--log-format", "json", "--liveness", f"http://127.0.0.1:{live}/healthz",
             "--metrics-address", f"127.0.0.1:{port}"]  # fmt: skip
+    if selector is not None:
+        argv += ["--selector", selector]
+    if not node_duties:
+        argv.append("--no-node-duties")
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
@@ -392,6 +438,7 @@ class Result:
     workloads: int
     nodes: int
     warmup_seconds: float
+    settle_seconds: float
     window_seconds: float
     ticks: int
     ticks_min: float
@@ -409,6 +456,8 @@ class Result:
     queries_by_kind: dict[str, float] = field(default_factory=dict)
     rss_end_mb: float = 0.0
     loadavg: tuple[str, str] = ("", "")
+    instances: int = 1
+    rss_per_instance: list[float] = field(default_factory=list)
 
     @property
     def operator_api_rate(self) -> float:
@@ -423,18 +472,26 @@ class Result:
         per_period = self.prom_queries / (self.window_seconds / SYNC_SECONDS)
         ideal = self.window_seconds / SYNC_SECONDS
         out = [
-            f"## {self.mode}: {self.workloads} workloads, {self.nodes} nodes "
-            f"(window {self.window_seconds:.0f} s after a {self.warmup_seconds:.0f} s warm-up)",
+            f"## {self.mode}: {self.workloads} workloads, {self.nodes} nodes, "
+            f"{self.instances} operator instance{'s' if self.instances > 1 else ''} "
+            f"(window {self.window_seconds:.0f} s after a {self.warmup_seconds:.0f} s warm-up "
+            f"and {self.settle_seconds:.0f} s until Kopf had handled every creation)",
             f"  ticks: {self.ticks} ({self.ticks / self.window_seconds:.1f}/s); per workload "
             f"min {self.ticks_min:.0f}, median {self.ticks_median:.0f}, ideal {ideal:.1f} "
-            f"(one per {SYNC_SECONDS:g} s + tick time)",
+            f"(one per {SYNC_SECONDS:g} s)",
             f"  every workload evaluated each period: {'yes' if self.kept_up else 'NO'}",
             f"  tick latency (signals + decide): p50 {self.p50 * 1e3:.1f} ms, "
             f"p99 {self.p99 * 1e3:.1f} ms, mean {self.mean_latency * 1e3:.1f} ms",
             f"  mean period per workload: {self.window_seconds / max(self.ticks_median, 1):.1f} s "
             f"(sync {SYNC_SECONDS:g} s)",
             f"  operator: RSS max {self.rss_max_mb:.0f} MB (end {self.rss_end_mb:.0f} MB), "
-            f"CPU {self.operator_cpu:.2f} cores",
+            f"CPU {self.operator_cpu:.2f} cores"
+            + (
+                " (all instances); RSS max per instance: "
+                + ", ".join(f"{r:.0f} MB" for r in self.rss_per_instance)
+                if self.instances > 1
+                else ""
+            ),
             "  CPU cores by component: "
             + ", ".join(f"{k} {v:.2f}" for k, v in self.component_cpu.items()),
             f"  Prometheus instant queries: {self.prom_queries:.0f} "
@@ -463,6 +520,33 @@ class Result:
         return out
 
 
+def shard_selectors(shards: int) -> list[str | None]:
+    """One label selector per operator instance, splitting the labelled shards evenly."""
+    if shards == 1:
+        return [None]
+    if SHARDS_LABELLED % shards:
+        raise SystemExit(f"--shards must divide {SHARDS_LABELLED}")
+    per = SHARDS_LABELLED // shards
+    return [
+        f"{SHARD_LABEL} in ({','.join(f'shard-{k}' for k in range(i * per, (i + 1) * per))})"
+        for i in range(shards)
+    ]
+
+
+def merged_sample(urls: list[str]) -> OperatorSample:
+    """The instances' samples added up (their workloads are disjoint)."""
+    total = OperatorSample()
+    for url in urls:
+        sample = operator_sample(url)
+        total.ticks.update(sample.ticks)
+        for bound, count in sample.buckets.items():
+            total.buckets[bound] = total.buckets.get(bound, 0.0) + count
+        total.seconds_sum += sample.seconds_sum
+        for kind, n in sample.queries.items():
+            total.queries[kind] = total.queries.get(kind, 0.0) + n
+    return total
+
+
 def measure(
     mode: str,
     cluster: LocalCluster,
@@ -472,46 +556,59 @@ def measure(
     log_dir: Path,
     window: float,
     background: dict[tuple[str, str], float],
+    shards: int = 1,
 ) -> Result:
     pids = {k: v for k, v in cluster.pids().items() if v is not None}
-    log = log_dir / f"operator-{mode}-{fleet.workloads}.log"
-    with operator(cluster, config, log, per_workload=(mode == "per-workload")) as (proc, url):
+    with ExitStack() as stack:
+        running = [
+            stack.enter_context(
+                operator(
+                    cluster, config,
+                    log_dir / f"operator-{mode}-{fleet.workloads}-{index}of{shards}.log",
+                    per_workload=(mode == "per-workload"),
+                    selector=selector, node_duties=(index == 0),
+                )
+            )
+            for index, selector in enumerate(shard_selectors(shards))
+        ]  # fmt: skip
+        procs, urls = [proc for proc, _ in running], [url for _, url in running]
         started = time.monotonic()
         deadline = started + max(600.0, fleet.workloads * 0.5)
         while True:
-            sample = operator_sample(url)
+            sample = merged_sample(urls)
             if len(sample.ticks) >= fleet.workloads:
                 break
-            if time.monotonic() > deadline or proc.poll() is not None:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                 raise SystemExit(
                     f"{mode}: only {len(sample.ticks)} of {fleet.workloads} workloads ticked "
-                    f"in {time.monotonic() - started:.0f} s; see {log}"
+                    f"in {time.monotonic() - started:.0f} s; see the logs in {log_dir}"
                 )
             time.sleep(5)
         warmup = time.monotonic() - started
-        time.sleep(SYNC_SECONDS)  # the first ticks' status writes and Events settle
-        op0, api0 = operator_sample(url), apiserver.requests_by()
+        settle = apiserver.creation_handled()
+        op0, api0 = merged_sample(urls), apiserver.requests_by()
         prom0 = prometheus_queries(cluster.prometheus_url)
         cpu0 = {name: proc_stats(pid)[1] for name, pid in pids.items()}
-        rss0, opcpu0 = proc_stats(proc.pid)
+        own0 = [proc_stats(p.pid) for p in procs]
         load0 = Path("/proc/loadavg").read_text().split()[0]
         t0 = time.monotonic()
-        rss_max = rss0
+        rss_max = [rss for rss, _ in own0]
         while time.monotonic() - t0 < window:
             time.sleep(min(5.0, window - (time.monotonic() - t0)))
-            rss_max = max(rss_max, proc_stats(proc.pid)[0])
+            rss_max = [max(m, proc_stats(p.pid)[0]) for m, p in zip(rss_max, procs, strict=True)]
         elapsed = time.monotonic() - t0
         load1 = Path("/proc/loadavg").read_text().split()[0]
-        rss1, opcpu1 = proc_stats(proc.pid)
+        own1 = [proc_stats(p.pid) for p in procs]
         cpu1 = {name: proc_stats(pid)[1] for name, pid in pids.items()}
         prom1 = prometheus_queries(cluster.prometheus_url)
         api1 = apiserver.requests_by()
-        op1 = operator_sample(url)
+        op1 = merged_sample(urls)
+    rss_max = [max(m, rss) for m, (rss, _) in zip(rss_max, own1, strict=True)]
     per_workload = [op1.ticks.get(k, 0.0) - op0.ticks.get(k, 0.0) for k in op1.ticks]
     buckets = {b: op1.buckets.get(b, 0.0) - op0.buckets.get(b, 0.0) for b in op1.buckets}
     ticks = int(sum(per_workload))
-    # The daemon waits the sync period after each tick, so a period is 15 s plus the tick;
-    # 10 % of slack covers that and the window's edges.
+    # Periods run start to start; 10 % of slack covers the window's edges and a tick
+    # that overran its period.
     kept_up = min(per_workload) >= math.floor(elapsed / (SYNC_SECONDS * 1.1))
     api_rate = {
         key: (api1.get(key, 0.0) - api0.get(key, 0.0)) / elapsed - background.get(key, 0.0)
@@ -522,6 +619,7 @@ def measure(
         workloads=fleet.workloads,
         nodes=fleet.node_count,
         warmup_seconds=warmup,
+        settle_seconds=settle,
         window_seconds=elapsed,
         ticks=ticks,
         ticks_min=min(per_workload),
@@ -530,15 +628,17 @@ def measure(
         p99=quantile(buckets, 0.99),
         mean_latency=(op1.seconds_sum - op0.seconds_sum) / max(ticks, 1),
         kept_up=kept_up,
-        rss_max_mb=max(rss_max, rss1),
-        operator_cpu=(opcpu1 - opcpu0) / elapsed,
+        rss_max_mb=max(rss_max),
+        operator_cpu=sum(c1 - c0 for (_, c0), (_, c1) in zip(own0, own1, strict=True)) / elapsed,
         component_cpu={name: (cpu1[name] - cpu0[name]) / elapsed for name in cpu1},
         prom_queries=prom1.get("/api/v1/query", 0.0) - prom0.get("/api/v1/query", 0.0),
         prom_ranges=prom1.get("/api/v1/query_range", 0.0) - prom0.get("/api/v1/query_range", 0.0),
         api_rate=api_rate,
         queries_by_kind={kind: n - op0.queries.get(kind, 0.0) for kind, n in op1.queries.items()},
-        rss_end_mb=rss1,
+        rss_end_mb=max(rss for rss, _ in own1),
         loadavg=(load0, load1),
+        instances=shards,
+        rss_per_instance=rss_max,
     )
 
 
@@ -570,6 +670,12 @@ def main() -> None:
     parser.add_argument("--modes", default="batched,per-workload")
     parser.add_argument("--forecast", action="store_true", help="enable forecasting")
     parser.add_argument(
+        "--shards",
+        default="1",
+        help="operator instances per mode, comma-separated runs (e.g. 1,2): each serves "
+        "an equal share of the workloads by label selector; only the first has node duties",
+    )
+    parser.add_argument(
         "--cost-interval", type=float, default=3600.0, help="the cost loop's interval, seconds"
     )
     parser.add_argument("--keep", type=Path, help="keep the cluster state and logs here")
@@ -579,6 +685,9 @@ def main() -> None:
     if len(node_counts) != len(sizes):
         parser.error("--nodes needs one count per --workloads size")
     modes = args.modes.split(",")
+    shard_counts = [int(n) for n in args.shards.split(",")]
+    for shards in shard_counts:
+        shard_selectors(shards)  # refuse a count that does not divide the labelled shards
     urllib3.disable_warnings()
 
     with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp_name:
@@ -606,19 +715,21 @@ def main() -> None:
                       f"{time.monotonic() - started:.0f} s", flush=True)  # fmt: skip
                 background = background_rate(apiserver, 30.0)
                 for mode in modes:
-                    result = measure(
-                        mode, cluster, apiserver, fleet, config_file, tmp, args.window, background
-                    )
-                    results.append(result)
-                    print("\n".join(result.lines()), flush=True)
+                    for shards in shard_counts:
+                        result = measure(
+                            mode, cluster, apiserver, fleet, config_file, tmp, args.window,
+                            background, shards,
+                        )  # fmt: skip
+                        results.append(result)
+                        print("\n".join(result.lines()), flush=True)
         finally:
             exporter.stop()
             if args.keep is None:
                 cluster.down()
-    batched = {r.workloads: r for r in results if r.mode == "batched"}
+    batched = {r.workloads: r for r in results if r.mode == "batched" and r.instances == 1}
     for r in results:
         base = batched.get(r.workloads)
-        if r.mode == "per-workload" and base is not None and base.prom_queries:
+        if r.mode == "per-workload" and r.instances == 1 and base is not None and base.prom_queries:
             print(f"# {r.workloads} workloads: per-workload / batched instant queries = "
                   f"{r.prom_queries / base.prom_queries:.0f}x")  # fmt: skip
 
