@@ -131,7 +131,7 @@ async def autoscale(
     sync = float(getattr(memo, "sync_seconds", DEFAULT_SYNC_SECONDS))
     # The body is a live view: the version a write is conditional on must be the
     # one whose status the tick started from, captured together with it.
-    write_status = ConditionalStatus(api, namespace, name)
+    write_status = ConditionalStatus(api, namespace, name, whole_fields=True)
     seen: dict[str, Any] = {}
     checks = SpecChecks(config)
 
