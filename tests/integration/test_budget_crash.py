@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.support.budget import set_cost
 from tests.support.kube import deployment_manifest, ok
 from tests.support.operator import RunningOperator, running_operator
 from tests.support.polling import poll
@@ -66,16 +67,6 @@ class Operators:
 def _sigkill(op: RunningOperator) -> None:
     op.process.send_signal(signal.SIGKILL)
     op.process.wait()
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _set_cost(kubectl: Any, name: str, spent: float, accounted: datetime) -> None:
-    cost = {"todayUSD": spent, "monthToDateUSD": spent, "lastAccountedTime": _iso(accounted)}
-    ok(kubectl("patch", "aiw", name, "-n", NS, "--subresource=status", "--type=merge",
-               "-p", json.dumps({"status": {"cost": cost}})))  # fmt: skip
 
 
 def _status(kubectl: Any, name: str) -> dict[str, Any]:
@@ -128,7 +119,7 @@ def test_a_training_job_is_suspended_once_and_placed_again_once_the_month_is_ove
     ops = Operators(kubeconfig, config_file, tmp_path)
     _placed_then_killed(ops, kubectl, name)
     # Killed as the month's spend went over the budget, before anything enforced it.
-    _set_cost(kubectl, name, OVER, datetime.now(UTC))
+    set_cost(kubectl, NS, name, OVER, datetime.now(UTC))
 
     with ops.start() as second:
         poll(lambda: _enforcement(kubectl, name) == "Suspend", "the budget to say Suspend")
@@ -148,7 +139,7 @@ def test_a_training_job_is_suspended_once_and_placed_again_once_the_month_is_ove
         _sigkill(third)
 
     # The month ends while no operator runs: the last accounting was last month.
-    _set_cost(kubectl, name, OVER, datetime.now(UTC) - timedelta(days=32))
+    set_cost(kubectl, NS, name, OVER, datetime.now(UTC) - timedelta(days=32))
     with ops.start():
         poll(lambda: not _suspended(kubectl, name), "the Job to be placed again")
         poll(lambda: running_pod(kubectl, name, SPOT_NODES), "the Job to run again")
@@ -192,7 +183,7 @@ def test_an_experiment_is_scaled_to_zero_once_and_stays_up_when_woken_next_month
     ok(kubectl("wait", "-n", NS, f"deployment/{name}",
                "--for=jsonpath={.status.readyReplicas}=1", "--timeout=60s"))  # fmt: skip
     ok(kubectl("wait", "-n", NS, f"aiw/{name}", "--for=create", "--timeout=30s"))
-    _set_cost(kubectl, name, OVER, datetime.now(UTC))
+    set_cost(kubectl, NS, name, OVER, datetime.now(UTC))
 
     with ops.start() as first:
         poll(lambda: _replicas(kubectl, name) == 0, "the sandbox to be scaled to zero")
@@ -203,7 +194,7 @@ def test_an_experiment_is_scaled_to_zero_once_and_stays_up_when_woken_next_month
         _sigkill(first)
 
     # A month later, with no operator in between.
-    _set_cost(kubectl, name, OVER, datetime.now(UTC) - timedelta(days=32))
+    set_cost(kubectl, NS, name, OVER, datetime.now(UTC) - timedelta(days=32))
     with ops.start():
         poll(lambda: _enforcement(kubectl, name) == "None", "the budget to reset")
         assert _replicas(kubectl, name) == 0, "a sandbox waits for its user to wake it"
@@ -225,7 +216,7 @@ def test_a_budget_suspension_cut_short_by_a_kill_is_recorded_and_reported_once(
     _placed_then_killed(ops, kubectl, name)
     # Killed after suspending the Job for the budget (which the cost loop had recorded
     # as Suspend), before recording or reporting the suspension.
-    _set_cost(kubectl, name, OVER, datetime.now(UTC))
+    set_cost(kubectl, NS, name, OVER, datetime.now(UTC))
     budget = {"enforcement": "Suspend", "state": "Exceeded", "maxReplicas": 0}
     ok(kubectl("patch", "aiw", name, "-n", NS, "--subresource=status", "--type=merge",
                "-p", json.dumps({"status": {"budget": budget}})))  # fmt: skip
