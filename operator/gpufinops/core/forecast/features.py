@@ -5,13 +5,21 @@ never sees features computed one way at fit and another way when serving.
 Every feature reads only samples at or before the origin: what the operator
 knows when it has to decide.
 
-Values are divided by the current level (mean of the last few minutes) and
-the model learns the *ratio* of future to current demand. A quantile of
+Values are divided by the current level and the model learns the *ratio* of
+future to current demand (as a log, see :func:`to_target`). A quantile of
 ``y / level`` times ``level`` is the same quantile of ``y`` (the level is
 known), and trees cannot extrapolate: learnt in ratios, a Saturday at half
 the weekday traffic or a month of growth does not fall off the training range.
+
+The level is simple exponential smoothing of the recent samples, with the
+smoothing factor chosen at fit time on the history (:func:`choose_smoothing`):
+traffic that is noisy minute to minute gets a slow level that averages the
+noise out, traffic that moves in steps a fast one that is at the new step at
+once, so the model does not have to learn persistence through its trees.
 """
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,10 +52,20 @@ class FeatureLayout:
     season_seconds: float
     level_floor: float
     """Smallest level divided by, so near-idle periods do not explode the ratios."""
+    smoothing_steps: int = 1
+    """Samples the current level reads (the last one included)."""
+    smoothing_alpha: float = 1.0
+    """Smoothing factor of the current level (1: the last sample)."""
+    target_offset: float = 0.02
+    """The model learns ``log(ratio + target_offset)`` (see :func:`to_target`)."""
 
     @classmethod
     def for_history(
-        cls, settings: ForecastSettings, history_seconds: float, level_floor: float
+        cls,
+        settings: ForecastSettings,
+        history_seconds: float,
+        level_floor: float,
+        smoothing_alpha: float,
     ) -> "FeatureLayout":
         week = settings.week_steps * settings.step_seconds
         season = settings.season_steps * settings.step_seconds
@@ -63,6 +81,9 @@ class FeatureLayout:
             utc_offset=settings.utc_offset_seconds,
             season_seconds=settings.season_seconds,
             level_floor=level_floor,
+            smoothing_steps=settings.smoothing_steps,
+            smoothing_alpha=smoothing_alpha,
+            target_offset=settings.target_offset,
         )
 
     @property
@@ -75,7 +96,14 @@ class FeatureLayout:
     def lookback_steps(self) -> int:
         """Samples before (and including) the origin that the features read."""
         longest = self.week_steps if self.week_steps is not None else self.season_steps
-        recent = max([self.level_steps, *self.rolling_steps, *(lag + 1 for lag in self.lag_steps)])
+        recent = max(
+            [
+                self.level_steps,
+                self.smoothing_steps,
+                *self.rolling_steps,
+                *(lag + 1 for lag in self.lag_steps),
+            ]
+        )
         return max(longest + self.seasonal_window + self.level_steps, recent)
 
     def names(self) -> list[str]:
@@ -112,6 +140,82 @@ class _Windows:
         return out
 
 
+def _recent_windows(values: FloatArray, origins: IntArray, steps: int) -> FloatArray:
+    """``values[i - steps + 1 .. i]`` per origin ``i``, newest first; NaN outside."""
+    idx = origins[:, None] - np.arange(steps, dtype=np.int64)[None, :]
+    inside = (idx >= 0) & (idx < values.shape[0])
+    out = np.full(idx.shape, np.nan, dtype=np.float64)
+    out[inside] = values[idx[inside]]
+    return out
+
+
+def _smooth(windows: FloatArray, alphas: Sequence[float]) -> FloatArray:
+    """Exponentially weighted mean of each row (newest first) for each factor,
+    one column per factor, ignoring NaN samples; NaN when a row has none (or
+    only ones of vanishing weight)."""
+    ages = np.arange(windows.shape[1], dtype=np.float64)[:, None]
+    weights = (1.0 - np.asarray(alphas, dtype=np.float64)[None, :]) ** ages
+    valid = ~np.isnan(windows)
+    total = np.where(valid, windows, 0.0) @ weights
+    mass = valid.astype(np.float64) @ weights
+    out = np.full(total.shape, np.nan, dtype=np.float64)
+    np.divide(total, mass, out=out, where=mass > 1e-12)
+    return out
+
+
+def smoothed_level(values: FloatArray, origins: IntArray, steps: int, alpha: float) -> FloatArray:
+    """Simple exponential smoothing of the last ``steps`` samples at each origin:
+    ``alpha`` on the newest, ``alpha (1 - alpha)`` on the one before, and so on,
+    renormalised over the samples present. Exact from any tail of the series
+    that holds the window, so fitting and serving agree."""
+    if origins.shape[0] <= values.shape[0] // 8:  # serving: a few rows
+        return _smooth(_recent_windows(values, origins, steps), (alpha,))[:, 0]
+    # fitting: every origin, one strided pass over the series
+    padded = np.concatenate((np.full(steps - 1, np.nan), values))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, steps)[:, ::-1]
+    level = _smooth(windows, (alpha,))[:, 0]
+    inside = (origins >= 0) & (origins < values.shape[0])
+    out = np.full(origins.shape, np.nan, dtype=np.float64)
+    out[inside] = level[origins[inside]]
+    return out
+
+
+def choose_smoothing(values: FloatArray, settings: ForecastSettings) -> float:
+    """The factor in ``settings.smoothing_alphas`` whose level, used as the
+    forecast of every step of the longest horizon, has the least absolute
+    error over ``values`` (ties go to the first, the slowest by default)."""
+    alphas = settings.smoothing_alphas
+    n = values.shape[0]
+    horizons = settings.max_horizon_steps
+    if len(alphas) == 1 or n <= horizons + 1:
+        return alphas[0]
+    origins = np.arange(n - 1, dtype=np.int64)
+    levels = _smooth(_recent_windows(values, origins, settings.smoothing_steps), alphas)
+    future = _recent_windows(values, origins + horizons, horizons)  # i + 1 .. i + horizons
+    best, chosen = math.inf, alphas[0]
+    for column, alpha in enumerate(alphas):
+        errors = np.abs(future - levels[:, column, None])
+        seen = ~np.isnan(errors)
+        if not seen.any():
+            continue
+        error = float(errors[seen].mean())
+        if error < best:
+            best, chosen = error, alpha
+    return chosen
+
+
+def to_target(ratio: FloatArray, offset: float) -> FloatArray:
+    """What the model learns from a ratio of demand to level (non-negative)."""
+    out: FloatArray = np.log(np.maximum(ratio, 0.0) + offset)
+    return out
+
+
+def from_target(learnt: FloatArray, offset: float) -> FloatArray:
+    """Inverse of :func:`to_target`, clipped at zero demand."""
+    out: FloatArray = np.maximum(np.exp(learnt) - offset, 0.0)
+    return out
+
+
 def build_features(
     layout: FeatureLayout,
     values: FloatArray,
@@ -128,7 +232,9 @@ def build_features(
     win = _Windows(values)
     i = origins
     j = origins + horizons
-    level = win.mean(i - layout.level_steps + 1, i)
+    level = smoothed_level(values, i, layout.smoothing_steps, layout.smoothing_alpha)
+    # Older samples alone are no basis for a forecast: the last level window must hold one.
+    level[np.isnan(win.mean(i - layout.level_steps + 1, i))] = np.nan
     level = np.maximum(level, layout.level_floor)  # NaN stays NaN
 
     target_time = start + j.astype(np.float64) * layout.step + layout.utc_offset

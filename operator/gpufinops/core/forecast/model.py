@@ -23,8 +23,11 @@ from gpufinops.core.forecast.features import (
     FeatureLayout,
     IntArray,
     build_features,
+    choose_smoothing,
+    from_target,
     grid,
     targets,
+    to_target,
 )
 from gpufinops.core.forecast.online import RollingBacktest
 from gpufinops.core.forecast.report import (
@@ -155,24 +158,26 @@ class DemandForecaster:
                 now,
             )
         floor = max(1e-6, 0.05 * float(np.nanmean(values)))
-        layout = FeatureLayout.for_history(s, history_seconds, floor)
         n = values.shape[0]
-        origins, horizons = grid(
-            np.arange(layout.first_origin, n - 1, dtype=np.int64), s.max_horizon_steps
-        )
-        x, level = build_features(layout, values, start, origins, horizons)
-        y = targets(values, origins, horizons)
-        usable = ~np.isnan(y) & ~np.isnan(level)
-
         holdout = s.holdout_seconds
         if history_seconds < s.holdout_min_seasons * s.season_seconds:
             holdout = s.holdout_fraction * history_seconds
         cut = n - max(1, round(holdout / s.step_seconds))
-        train = usable & (origins + horizons < cut)
+        # The holdout verdict is about data the trial never saw, its level's
+        # smoothing included; the served model chooses it on all the history.
+        trial_layout = FeatureLayout.for_history(
+            s, history_seconds, floor, choose_smoothing(values[: max(cut, 0)], s)
+        )
+        origins, horizons = grid(
+            np.arange(trial_layout.first_origin, n - 1, dtype=np.int64), s.max_horizon_steps
+        )
+        y = targets(values, origins, horizons)
+        x, level = build_features(trial_layout, values, start, origins, horizons)
+        train = ~np.isnan(y) & ~np.isnan(level) & (origins + horizons < cut)
         losses = None
         if int(train.sum()) >= 2 * s.min_samples_leaf:
-            trial = self._train(x[train], y[train] / level[train])
-            losses = self._holdout_losses(trial, layout, values, start, cut)
+            trial = self._train(x[train], y[train] / level[train], trial_layout)
+            losses = self._holdout_losses(trial, trial_layout, values, start, cut)
         if losses is None:
             return self._set(
                 INSUFFICIENT_HISTORY,
@@ -183,7 +188,11 @@ class DemandForecaster:
             )
         model_loss, naive_loss = losses
         ratio = loss_ratio(model_loss, naive_loss)
-        self._model = self._train(x[usable], y[usable] / level[usable])
+        layout = replace(trial_layout, smoothing_alpha=choose_smoothing(values, s))
+        if layout != trial_layout:
+            x, level = build_features(layout, values, start, origins, horizons)
+        usable = ~np.isnan(y) & ~np.isnan(level)
+        self._model = self._train(x[usable], y[usable] / level[usable], layout)
         self._layout = layout
         verdict = (
             f"on the last {_hours((n - cut) * s.step_seconds)} the model's pinball loss at "
@@ -221,10 +230,12 @@ class DemandForecaster:
             pinball_loss(actual[ok], naive[ok], s.quantile),
         )
 
-    def _train(self, x: FloatArray, y: FloatArray) -> Forest:
-        """Fit a fresh regressor, flattened for serving. A column with no value at all (a lag whose
-        data was missing throughout) is zeroed: scikit-learn cannot bin it, and
-        a constant column is never split on, so serving values do not matter."""
+    def _train(self, x: FloatArray, ratio: FloatArray, layout: FeatureLayout) -> Forest:
+        """Fit a fresh regressor to the ratios of demand to level (as
+        :func:`to_target` maps them), flattened for serving. A column with no
+        value at all (a lag whose data was missing throughout) is zeroed:
+        scikit-learn cannot bin it, and a constant column is never split on,
+        so serving values do not matter."""
         # Imported here: scikit-learn takes about a second to load, and most
         # importers of this package (adapters, CLI) only need DemandSeries.
         from sklearn.ensemble import HistGradientBoostingRegressor
@@ -245,7 +256,7 @@ class DemandForecaster:
             early_stopping=False,
             random_state=s.random_state,
         )
-        return Forest.from_sklearn(model.fit(x, y))
+        return Forest.from_sklearn(model.fit(x, to_target(ratio, layout.target_offset)))
 
     def _set(
         self,
@@ -376,7 +387,7 @@ def _paths(
     out = np.full(o.shape, np.nan, dtype=np.float64)
     ok = ~np.isnan(level)
     if ok.any():
-        out[ok] = np.maximum(model.predict(x[ok]), 0.0) * level[ok]
+        out[ok] = from_target(model.predict(x[ok]), layout.target_offset) * level[ok]
     return out.reshape(origins.shape[0], horizons)
 
 

@@ -49,8 +49,22 @@ class ForecastSettings:
     lag_steps: tuple[int, ...] = (0, 1, 2, 4)
     rolling_seconds: tuple[float, ...] = (300.0, 900.0, 3600.0)
     level_seconds: float = 900.0
+    """Window of the level one season (and one week) earlier, against which
+    the seasonal features compare the demand then; a forecast also needs a
+    sample in the last such window."""
+    smoothing_seconds: float = 3600.0
     """Window of the current level that targets and features are divided by,
-    so one tree serves quiet nights and busy afternoons alike."""
+    so one tree serves quiet nights and busy afternoons alike: an exponentially
+    weighted mean of the samples in it (simple exponential smoothing, truncated)."""
+    smoothing_alphas: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
+    """Smoothing factors the level may use; each fit takes the one whose level
+    best forecasts the next ``max_horizon_steps`` samples of its history
+    (least absolute error). Smooth noisy traffic wants a slow level, traffic
+    that moves in steps a fast one."""
+    target_offset: float = 0.02
+    """The model learns ``log(demand / level + offset)``: a quantile survives the
+    monotone map, ratios far from 1 (a restart after an outage) weigh as
+    log-ratios instead of outvoting the rest, and zero demand stays finite."""
     seasonal_window_steps: int = 1
     """Half width of the window averaged around the value one season earlier
     (a single sample is noisy at fine steps)."""
@@ -93,6 +107,10 @@ class ForecastSettings:
             raise ValueError("lag_steps must be non-negative")
         if not 0.0 < self.holdout_fraction < 1.0:
             raise ValueError("holdout_fraction must be in (0, 1)")
+        if not self.smoothing_alphas or any(not 0.0 < a <= 1.0 for a in self.smoothing_alphas):
+            raise ValueError("smoothing_alphas must be non-empty and in (0, 1]")
+        if self.target_offset <= 0:
+            raise ValueError("target_offset must be positive")
 
     @property
     def lead_steps(self) -> int:
@@ -121,6 +139,10 @@ class ForecastSettings:
         return max(1, round(self.level_seconds / self.step_seconds))
 
     @property
+    def smoothing_steps(self) -> int:
+        return max(1, round(self.smoothing_seconds / self.step_seconds))
+
+    @property
     def rolling_steps(self) -> tuple[int, ...]:
         steps = {max(1, round(s / self.step_seconds)) for s in self.rolling_seconds}
         return tuple(sorted(steps))
@@ -128,7 +150,14 @@ class ForecastSettings:
     @property
     def recent_lookback_steps(self) -> int:
         """Samples before the origin that the non-seasonal features read."""
-        return max([self.level_steps, *self.rolling_steps, *(lag + 1 for lag in self.lag_steps)])
+        return max(
+            [
+                self.level_steps,
+                self.smoothing_steps,
+                *self.rolling_steps,
+                *(lag + 1 for lag in self.lag_steps),
+            ]
+        )
 
     @property
     def lookback_seconds(self) -> float:
