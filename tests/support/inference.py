@@ -13,6 +13,8 @@ from typing import Any
 from tests.support.exporter import Exporter
 from tests.support.kube import KubectlRun, deployment_manifest
 
+from gpufinops.api.spec import AIWorkloadSpec
+
 WORKLOAD = """
 apiVersion: gpufinops.dev/v1alpha1
 kind: AIWorkload
@@ -33,9 +35,26 @@ spec:
 before scaling down; apply it with ``-n <namespace>``."""
 
 
-def model_pod(deployment: str) -> str:
-    """The name of the pod the exporter's series are labelled with."""
-    return f"{deployment}-7d9f8c6b5-x2x4z"
+def model_pod(deployment: str, suffix: str = "x2x4z") -> str:
+    """The name of a pod of ``deployment`` (ReplicaSet hash and pod suffix, as Kubernetes
+    names them), as the exporter's series are labelled."""
+    return f"{deployment}-7d9f8c6b5-{suffix}"
+
+
+def inference_spec(deployment: str, **metrics: Any) -> AIWorkloadSpec:
+    """A validated Inference spec scaling ``deployment`` on ``metrics`` (forecasts off)."""
+    return AIWorkloadSpec.model_validate(
+        {
+            "type": "Inference",
+            "costAllocation": {"team": "t"},
+            "inference": {
+                "targetRef": {"name": deployment},
+                "maxReplicas": 10,
+                "forecast": {"enabled": False},
+                "metrics": metrics,
+            },
+        }
+    )
 
 
 def llm_deployment(namespace: str) -> dict[str, Any]:

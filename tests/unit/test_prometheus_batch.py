@@ -15,10 +15,11 @@ import math
 import re
 import threading
 import time
-from typing import Any
 
 import numpy as np
 import pytest
+from tests.support.inference import inference_spec as spec
+from tests.support.inference import model_pod as pod
 
 from gpufinops.adapters.prometheus.batch import (
     BatchKey,
@@ -135,25 +136,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def spec(deployment: str, **metrics: Any) -> AIWorkloadSpec:
-    return AIWorkloadSpec.model_validate(
-        {
-            "type": "Inference",
-            "costAllocation": {"team": "t"},
-            "inference": {
-                "targetRef": {"name": deployment},
-                "maxReplicas": 10,
-                "forecast": {"enabled": False},
-                "metrics": metrics,
-            },
-        }
-    )
-
-
-def pod(deployment: str, suffix: str = "x2x4z") -> str:
-    return f"{deployment}-7d9f8c6b5-{suffix}"
 
 
 def vllm_pod(fake: FakePrometheus, namespace: str, name: str, base: float, **extra: str) -> None:

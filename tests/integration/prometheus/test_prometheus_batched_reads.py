@@ -12,8 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 from tests.support.exporter import Exporter
+from tests.support.inference import inference_spec as spec
+from tests.support.inference import model_pod as pod
 from tests.support.promserver import PrometheusServer, wait_for
-from tests.unit.test_prometheus_batch import pod, spec
 
 from gpufinops.adapters.prometheus import PrometheusClient, read_observation
 from gpufinops.adapters.prometheus.batch import PrometheusVectors, Row, SignalBatcher
