@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from gpufinops.handlers.status_writes import ConditionalStatus, without_nulls
+from gpufinops.adapters.status import without_nulls
+from gpufinops.handlers.status_writes import ConditionalStatus
 
 READY = {"type": "Ready", "status": "True", "reason": "Scaling", "message": "m"}
 

@@ -11,6 +11,16 @@ from gpufinops.core.scaling.decide import ScalingState
 from gpufinops.core.scaling.headroom import BINS, Calibration, Pending
 
 
+def without_nulls(value: Any) -> Any:
+    """``value`` as a merge patch leaves it stored: every null member of every object
+    left out, at any depth (a merge patch deletes what it sets to null)."""
+    if isinstance(value, Mapping):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
 def read_conditions(status: Mapping[str, Any] | None) -> list[Condition]:
     """Conditions as stored; entries another writer mangled are dropped, not fatal."""
     out = []

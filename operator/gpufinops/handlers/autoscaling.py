@@ -129,8 +129,8 @@ async def autoscale(
     config: OperatorConfig = memo.config
     api: client.ApiClient = memo.api
     sync = float(getattr(memo, "sync_seconds", DEFAULT_SYNC_SECONDS))
-    # The body is a live view: the version a write is conditional on must be the
-    # one whose status the tick started from, captured together with it.
+    # The body is a live view: the conditions (and version) a write is conditional on
+    # must be those the tick started from, captured together with what it reads.
     write_status = ConditionalStatus(api, namespace, name, whole_fields=True)
     seen: dict[str, Any] = {}
     checks = SpecChecks(config)

@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from gpufinops.adapters import operator_metrics as metrics
 from gpufinops.adapters.alerts import BudgetAlert
 from gpufinops.adapters.allocations import GpuPod, Pools, held_seconds, holds_at, targets_of
+from gpufinops.adapters.status import without_nulls
 from gpufinops.api.spec import AIWorkloadSpec, WorkloadType
 from gpufinops.api.status import BudgetState, CostStatus
 from gpufinops.config.model import OperatorConfig
@@ -130,19 +131,11 @@ def _status_sent(view: WorkloadView) -> tuple[str, ...]:
     return tuple(state.alerts_sent or ())
 
 
-def _present(value: Any) -> Any:
-    """``value`` without null fields, as a merge patch leaves it stored (null deletes)."""
-    if isinstance(value, Mapping):
-        return {k: _present(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_present(v) for v in value]
-    return value
-
-
-def _stored_visible(view: WorkloadView) -> dict[str, Any]:
-    """What status shows now, in the form ``_Book.visible`` compares."""
-    cost = {k: v for k, v in view.cost.items() if k != "lastAccountedTime"}
-    visible: dict[str, Any] = _present({"cost": cost, "budget": dict(view.budget)})
+def _visible(cost: Mapping[str, Any], budget: Mapping[str, Any]) -> dict[str, Any]:
+    """Cost and budget in the form ``_Book.visible`` compares: as stored, without the
+    accounting instant (it moves every pass; an idle workload is not rewritten for it)."""
+    moving = {k: v for k, v in cost.items() if k != "lastAccountedTime"}
+    visible: dict[str, Any] = without_nulls({"cost": moving, "budget": dict(budget)})
     return visible
 
 
@@ -177,9 +170,8 @@ class CostAccountant:
         book = self.books.get(key)
         if book is None or _later(stored.last_accounted_time, book.totals.last_accounted_time):
             # What status already shows: a restart rewrites no idle workload that is unchanged.
-            fresh = _Book(
-                stored, _status_sent(view), _stored_visible(view), book.series if book else None
-            )
+            shown = _visible(view.cost, view.budget)
+            fresh = _Book(stored, _status_sent(view), shown, book.series if book else None)
             if book is not None:  # status ahead of memory changes the totals, not the usage seen
                 fresh.usage, fresh.utilization = book.usage, book.utilization
             fresh.recommendations = (
@@ -299,8 +291,7 @@ class CostAccountant:
             "message": decision.reason,
             "alertsSent": list(sent),
         }
-        visible = _present({"cost": {k: v for k, v in cost.items() if k != "lastAccountedTime"},
-                            "budget": budget_patch})  # fmt: skip
+        visible = _visible(cost, budget_patch)
         patch: dict[str, Any] = {"cost": cost, "budget": budget_patch}
         if recommendations is not None:
             patch["recommendations"] = recommendations

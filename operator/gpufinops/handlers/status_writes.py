@@ -9,23 +9,11 @@ from typing import Any
 
 from kubernetes import client
 
+from gpufinops.adapters.status import without_nulls
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.handlers.inference import StatusConflict
 
 JSON_PATCH = "application/json-patch+json"
-
-
-def without_nulls(value: Any) -> Any:
-    """``value`` with every null member of every object left out, at any depth.
-
-    A merge patch deletes a member it sets to null; a JSON patch ``add`` replaces the
-    whole object at its path, so leaving the member out deletes it the same way.
-    """
-    if isinstance(value, Mapping):
-        return {k: without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [without_nulls(v) for v in value]
-    return value
 
 
 class ConditionalStatus:
@@ -79,6 +67,8 @@ class ConditionalStatus:
             {"op": "test", "path": "/status/conditions", "value": self.conditions}
         ]
         for key, value in patch.items():
+            # ``add`` replaces the field whole: a member left out is deleted, as null
+            # deletes it in a merge patch.
             ops.append({"op": "add", "path": f"/status/{key}", "value": without_nulls(value)})
         return ops
 
