@@ -35,3 +35,14 @@ def test_the_filter_sits_on_kopfs_object_logger_once(caplog: pytest.LogCaptureFi
         objects.info(f"Handler {name!r} succeeded.")
     objects.info("Handler 'spec_changed' succeeded.")
     assert [r.getMessage() for r in caplog.records] == ["Handler 'spec_changed' succeeded."]
+
+
+def test_the_quiet_list_is_every_watch_event_handler_registered() -> None:
+    # A renamed or added on.event handler would silently escape the filter.
+    import kopf
+
+    import gpufinops.handlers  # noqa: F401  (registers the handlers)
+
+    registry = kopf.get_default_registry()
+    registered = {str(h.id) for h in registry._watching.get_all_handlers()}
+    assert registered == set(WATCH_HANDLERS)
