@@ -11,7 +11,6 @@ An Experiment stays down until its user wakes it, and is not shut down again.
 """
 
 import json
-import signal
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
@@ -64,11 +63,6 @@ class Operators:
         return start_operator(self.kubeconfig, self.config, log_dir)
 
 
-def _sigkill(op: RunningOperator) -> None:
-    op.process.send_signal(signal.SIGKILL)
-    op.process.wait()
-
-
 def _status(kubectl: Any, name: str) -> dict[str, Any]:
     return dict(get(kubectl, "aiw", name).get("status") or {})
 
@@ -98,17 +92,14 @@ def cleanup(kubectl: Any, config_file: Path, kubeconfig: Path, tmp_path: Path) -
 
 def _placed_then_killed(ops: Operators, kubectl: Any, name: str) -> None:
     """A Training workload with the budget, its Job running on spot, its operator killed."""
-    template = pod_template(name)
-    # KWOK sometimes completes a Job's pod after its default 1-5 s instead of the delay
-    # annotation's day; a jitter as long as the delay keeps it running.
-    template["metadata"]["annotations"]["pod-complete.stage.kwok.x-k8s.io/jitter-delay"] = "24h"
+    template = pod_template(name)  # runs for a day (its completion jitter included)
     manifest = yaml.safe_load(workload_manifest(name, {"jobTemplate": {"template": template}}))
     manifest["spec"]["budget"] = BUDGET
     with ops.start() as first:
         ok(kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest)))
         poll(lambda: running_pod(kubectl, name, SPOT_NODES), "the Job on spot")
         poll(lambda: placement_of(kubectl, name).get("phase") == "Running", "Running")
-        _sigkill(first)
+        first.kill()
 
 
 def test_a_training_job_is_suspended_once_and_placed_again_once_the_month_is_over(
@@ -126,7 +117,7 @@ def test_a_training_job_is_suspended_once_and_placed_again_once_the_month_is_ove
         poll(lambda: _suspended(kubectl, name), "the Job to be suspended")
         poll(lambda: placement_of(kubectl, name).get("phase") == "Suspended", "phase Suspended")
         poll(lambda: "BudgetSuspended" in event_reasons(kubectl, name), "the BudgetSuspended Event")
-        _sigkill(second)
+        second.kill()
 
     # Killed while suspended, same month: the next operator keeps it so, silently.
     restarted = datetime.now(UTC)
@@ -136,7 +127,7 @@ def test_a_training_job_is_suspended_once_and_placed_again_once_the_month_is_ove
         job = get(kubectl, "job", name)
         assert placement_of(kubectl, name)["phase"] == "Suspended", json.dumps(job["status"])
         assert event_reasons(kubectl, name).count("BudgetSuspended") == 1
-        _sigkill(third)
+        third.kill()
 
     # The month ends while no operator runs: the last accounting was last month.
     set_cost(kubectl, NS, name, OVER, datetime.now(UTC) - timedelta(days=32))
@@ -191,7 +182,7 @@ def test_an_experiment_is_scaled_to_zero_once_and_stays_up_when_woken_next_month
                        and _status(kubectl, name)["sandbox"], "status.sandbox")  # fmt: skip
         assert sandbox["shutdownReason"] == "BudgetExceeded" and sandbox["replicasBefore"] == 1
         poll(lambda: "SandboxShutDown" in event_reasons(kubectl, name), "the SandboxShutDown Event")
-        _sigkill(first)
+        first.kill()
 
     # A month later, with no operator in between.
     set_cost(kubectl, NS, name, OVER, datetime.now(UTC) - timedelta(days=32))

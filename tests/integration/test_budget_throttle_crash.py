@@ -8,7 +8,6 @@ say why on every decision, and scale up as soon as the budget is raised.
 """
 
 import json
-import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,11 +66,6 @@ def _operator(kubeconfig: Path, config: Path, prometheus: str, log_dir: Path) ->
     )  # fmt: skip
 
 
-def _sigkill(op: RunningOperator) -> None:
-    op.process.send_signal(signal.SIGKILL)
-    op.process.wait()
-
-
 def _enforcement(kubectl: Any) -> str:
     return jsonpath(kubectl, NS, "aiw", "llm", ".status.budget.enforcement")
 
@@ -108,15 +102,17 @@ def test_a_throttle_holds_across_a_kill_and_lifts_with_the_budget(
     kubectl("create", "namespace", NS)
     ok(kubectl("apply", "-n", NS, "-f", "-", input=json.dumps(llm_deployment(NS))))
     ok(kubectl("apply", "-n", NS, "-f", "-", input=BUDGETED))
+    # Running first as any workload does (accepted, ticking, its Deployment scaled by
+    # the operator), so the budget runs out on a workload with an autoscaler's status.
     with _operator(kubeconfig, config_file, prometheus, tmp_path / "first") as first:
         poll(lambda: _ticks(first) > 0, "the first tick")
-        _sigkill(first)
+        first.kill()
     # The month's budget spent while no operator runs (the cost loop reads its totals
     # from status when it starts, and keeps them itself after that).
     set_cost(kubectl, NS, "llm", 150.0, datetime.now(UTC))
     with _operator(kubeconfig, config_file, prometheus, tmp_path / "second") as second:
         poll(lambda: _enforcement(kubectl) == "Throttle", "the budget's Throttle in status")
-        _sigkill(second)
+        second.kill()
 
     set_vllm(exporter, NS, waiting=2000)  # six replicas' worth and more
     with _operator(kubeconfig, config_file, prometheus, tmp_path / "third") as third:

@@ -12,7 +12,6 @@ The operators here are node-duty instances: ``--selector`` matches no AIWorkload
 """
 
 import json
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,11 +49,6 @@ def _operator(kubeconfig: Path, tmp: Path, drain_timeout: float = 600) -> Any:
     config = _config(tmp, drain_timeout)
     return running_operator(kubeconfig, tmp, "--config", str(config),
                             "--selector", "gpufinops.dev/shard=node-duties-only")  # fmt: skip
-
-
-def _sigkill(op: RunningOperator) -> None:
-    op.process.send_signal(signal.SIGKILL)
-    op.process.wait()
 
 
 UIDS: dict[str, str] = {}
@@ -103,7 +97,7 @@ def _killed_mid_drain(kubectl: Any, kubeconfig: Path, tmp: Path, node: str) -> R
     with _operator(kubeconfig, tmp / "first") as first:
         poll(lambda: node_annotation(kubectl, node, PHASE) == "Draining", "draining")
         poll(lambda: "Draining" in _node_events(kubectl, node), "the Draining Event")
-        _sigkill(first)
+        first.kill()
     assert TAINT in node_taints(kubectl, node), "killed mid-drain: still tainted"
     return first
 

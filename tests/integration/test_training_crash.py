@@ -3,7 +3,6 @@ status saying FallingBack. The next operator finishes the move exactly once — 
 is never left suspended, never placed twice."""
 
 import json
-import signal
 from pathlib import Path
 
 from tests.support.kube import ok
@@ -37,8 +36,7 @@ def test_a_fallback_cut_short_by_sigkill_completes_exactly_once(
         ok(kubectl("apply", "-f", "-", input=workload_manifest("crash", training)))
         poll(lambda: running_pod(kubectl, "crash", SPOT_NODES), "the Job on spot")
         poll(lambda: placement_of(kubectl, "crash").get("phase") == "Running", "Running")
-        first.process.send_signal(signal.SIGKILL)
-        first.process.wait()
+        first.kill()
 
     # What a kill between "suspend the Job" and "re-place it" leaves behind.
     ok(kubectl("patch", "job", "crash", "-n", NS, "--type=merge", "-p",

@@ -11,7 +11,6 @@ left suspended, and never left running without the operator watching it.
 """
 
 import json
-import signal
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -125,8 +124,7 @@ def test_killed_after_suspending_for_a_fallback_the_job_is_placed_again(
         ok(kubectl("apply", "-f", "-", input=workload_manifest(name, _training(name))))
         poll(lambda: running_pod(kubectl, name, SPOT_NODES), "the Job on spot")
         poll(lambda: placement_of(kubectl, name).get("phase") == "Running", "Running")
-        first.process.send_signal(signal.SIGKILL)
-        first.process.wait()
+        first.kill()
     ok(kubectl("patch", "job", name, "-n", NS, "--type=merge", "-p",
                json.dumps({"spec": {"suspend": True}})))  # fmt: skip
     with _operator(kubeconfig, training_config, tmp_path / "second", kubectl, name):

@@ -23,6 +23,11 @@ class RunningOperator:
     log: Path
     metrics_url: str
 
+    def kill(self) -> None:
+        """SIGKILL, as a node failure or the OOM killer would: no cleanup handler runs."""
+        self.process.kill()
+        self.process.wait()
+
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the operator's own ``name`` samples whose labels include ``labels``."""
         with urllib.request.urlopen(self.metrics_url, timeout=5) as response:

@@ -49,7 +49,16 @@ def add_pools(kubectl: KubectlRun) -> None:
 
 
 def remove_pools(kubectl: KubectlRun) -> None:
-    """Undo ``add_pools`` and whatever the tests left in ``NS``; failures are ignored."""
+    """Undo ``add_pools`` and whatever the tests left in ``NS``; failures are ignored.
+
+    A test that failed before its own cleanup leaves workloads carrying the
+    operator's finalizer and no operator to release it: their deletion would hang
+    and the namespace stay Terminating for every later module, so the finalizers
+    are dropped first."""
+    listed = kubectl("get", "aiworkloads", "-n", NS, "-o", "name")
+    for ref in listed.stdout.split() if listed.returncode == 0 else []:
+        kubectl("patch", ref, "-n", NS, "--type=merge",
+                "-p", '{"metadata": {"finalizers": null}}')  # fmt: skip
     kubectl("delete", "aiworkloads,jobs", "--all", "-n", NS, "--wait=true", "--timeout=60s")
     kubectl("delete", "namespace", NS, "--wait=true", "--timeout=60s")
     kubectl("delete", "node", *SPOT_NODES, *ON_DEMAND_NODES, "--wait=true", "--timeout=60s")
