@@ -11,7 +11,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 from tests.support.inference import WORKLOAD
-from tests.support.kube import deployment_manifest
+from tests.support.kube import deployment_manifest, ok
 
 from gpufinops.adapters.deployments import ScaleConflict, scale_deployment
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
@@ -28,10 +28,14 @@ DEPLOYMENT = deployment_manifest(
 def api(kubeconfig: Path, kubectl):
     assert kubectl("create", "namespace", NS).returncode == 0
     assert kubectl("apply", "-f", "-", input=yaml.safe_dump(DEPLOYMENT)).returncode == 0
+    api = config.new_client_from_config(config_file=str(kubeconfig))
     try:
-        yield config.new_client_from_config(config_file=str(kubeconfig))
+        yield api
     finally:
-        kubectl("delete", "namespace", NS, "--wait=false")
+        api.close()
+        # Gone before the next module: its operators watch every namespace, and one
+        # that put its finalizer on the workload here would leave the namespace stuck.
+        kubectl("delete", "namespace", NS, "--wait=true", "--timeout=60s")
 
 
 def _replicas(kubectl) -> int:
@@ -67,7 +71,7 @@ CONDITION = {"type": "Accepted", "status": "True", "reason": "SpecValid", "messa
 
 
 def test_status_writes_test_the_conditions_not_the_version(api: client.ApiClient, kubectl) -> None:
-    assert kubectl("apply", "-n", NS, "-f", "-", input=WORKLOAD).returncode == 0
+    ok(kubectl("apply", "-n", NS, "-f", "-", input=WORKLOAD))
     _set_status(api, {"conditions": [CONDITION]})
     write = ConditionalStatus(api, NS, "llm", whole_fields=True)
     ready = {**CONDITION, "type": "Ready", "reason": "Scaling"}

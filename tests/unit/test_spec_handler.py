@@ -17,7 +17,7 @@ SPEC = {
 }
 
 
-def _run(status: dict[str, Any], reason: kopf.Reason, events: list[str]) -> dict[str, Any]:
+def _run(status: dict[str, Any], reason: kopf.Reason) -> dict[str, Any]:
     patch = kopf.Patch()
     handler: Any = spec_changed  # called as Kopf calls it, with the kwargs it uses
     handler(
@@ -38,16 +38,16 @@ def test_a_restart_over_an_unchanged_workload_writes_nothing_and_posts_no_event(
 ) -> None:
     events: list[str] = []
     monkeypatch.setattr(kopf, "event", lambda body, **kw: events.append(kw["reason"]))
-    written = _run({}, kopf.Reason.CREATE, events)
+    written = _run({}, kopf.Reason.CREATE)
     assert written["observedGeneration"] == 2 and written["target"] == "Deployment/llm"
     assert events == ["Accepted"]
 
-    assert _run(written, kopf.Reason.RESUME, events) == {}
+    assert _run(written, kopf.Reason.RESUME) == {}
     assert events == ["Accepted"], "no second Event for the same news"
 
     # anything that differs (here: an older generation observed) is written again
     stale = {**written, "observedGeneration": 1}
-    assert _run(stale, kopf.Reason.RESUME, events)["observedGeneration"] == 2
+    assert _run(stale, kopf.Reason.RESUME)["observedGeneration"] == 2
     # and a create or update is always reported
-    assert _run(written, kopf.Reason.UPDATE, events)["observedGeneration"] == 2
+    assert _run(written, kopf.Reason.UPDATE)["observedGeneration"] == 2
     assert events == ["Accepted", "Accepted", "Accepted"]
