@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.support.kube import deployment_manifest
+from tests.support.kube import deployment_manifest, event_reasons
 from tests.support.operator import RunningOperator, running_operator
 from tests.support.polling import poll
 
@@ -88,12 +88,6 @@ def _get(kctl, kind: str, name: str) -> dict[str, Any]:
     return dict(json.loads(result.stdout)) if result.returncode == 0 else {}
 
 
-def _events(kctl, name: str) -> list[str]:
-    result = kctl("get", "events", "-n", NS, "-o", "json", "--field-selector",
-                  f"involvedObject.name={name},involvedObject.kind=AIWorkload")  # fmt: skip
-    return [e["reason"] for e in json.loads(result.stdout)["items"]]
-
-
 def test_operator_resumes_after_an_apiserver_outage_without_repeating_itself(
     own_cluster: LocalCluster, operator: RunningOperator, kctl
 ) -> None:
@@ -118,7 +112,7 @@ def test_operator_resumes_after_an_apiserver_outage_without_repeating_itself(
 
     placement = _get(kctl, "aiw", "train")["status"]["placement"]
     assert placement["attempts"] == 1, "the Job must not be placed again"
-    assert _events(kctl, "train").count("SpotPlaced") == 1
-    assert _events(kctl, "train").count("JobCreated") == 1
-    poll(lambda: _events(kctl, "chat").count("ScaledManually") >= 1, "ScaledManually")
-    assert _events(kctl, "chat").count("ScaledManually") == 1
+    assert event_reasons(kctl, NS, "train").count("SpotPlaced") == 1
+    assert event_reasons(kctl, NS, "train").count("JobCreated") == 1
+    poll(lambda: event_reasons(kctl, NS, "chat").count("ScaledManually") >= 1, "ScaledManually")
+    assert event_reasons(kctl, NS, "chat").count("ScaledManually") == 1

@@ -19,6 +19,7 @@ from tests.support.inference import (
     model_pod,
     set_vllm,
 )
+from tests.support.kube import event_reasons
 from tests.support.operator import RunningOperator, running_operator
 from tests.support.polling import poll
 from tests.support.promserver import PrometheusServer, backfill
@@ -108,12 +109,6 @@ def _condition(kubectl, ns: str, ctype: str) -> str:
     return jsonpath(kubectl, ns, "aiw", "llm", f'.status.conditions[?(@.type=="{ctype}")].status')
 
 
-def _events(kubectl, ns: str) -> list[str]:
-    got = kubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.kind=AIWorkload",
-                  "-o", "json")  # fmt: skip
-    return [e["reason"] for e in json.loads(got.stdout)["items"]] if got.returncode == 0 else []
-
-
 def test_scales_up_on_a_queue_spike_and_down_after_it(operator, exporter, kubectl) -> None:
     ns = "as-spike"
     set_vllm(exporter, ns, waiting=0)
@@ -128,7 +123,7 @@ def test_scales_up_on_a_queue_spike_and_down_after_it(operator, exporter, kubect
     assert ready.returncode == 0, ready.stderr
     set_vllm(exporter, ns, waiting=0)
     poll(lambda: llm_replicas(kubectl, ns) == 1, "scale-down to 1")
-    reasons = _events(kubectl, ns)
+    reasons = event_reasons(kubectl, ns)
     assert "ScaledUp" in reasons and "ScaledDown" in reasons
     desired = jsonpath(kubectl, ns, "aiw", "llm", ".status.replicas.desired")
     assert desired == "1"
@@ -149,7 +144,7 @@ def test_holds_during_a_prometheus_outage(operator, exporter, prometheus, kubect
         poll(lambda: failures() >= seen + 5, "five failed reads")
         assert llm_replicas(kubectl, ns) == 6
         assert _condition(kubectl, ns, "MetricsAvailable") == "False"
-        assert "MetricsUnavailable" in _events(kubectl, ns)
+        assert "MetricsUnavailable" in event_reasons(kubectl, ns)
     finally:
         prometheus.start()
     poll(lambda: _condition(kubectl, ns, "MetricsAvailable") == "True", "recovery")
@@ -176,7 +171,7 @@ def test_nan_and_empty_answers_hold_then_fall_back_and_recover(operator, exporte
              "NaN to be reported as unavailable")  # fmt: skip
         # The fallback (static, 4 replicas) applies after three failed reads.
         poll(lambda: llm_replicas(kubectl, ns) == 4, "the fallback to 4 replicas")
-        assert "FallbackScaled" in _events(kubectl, ns)
+        assert "FallbackScaled" in event_reasons(kubectl, ns)
         exporter.remove_matching(labels)  # now no series at all: still unknown
         failures = lambda: operator.metric(  # noqa: E731
             "gpufinops_metric_read_failures_total", namespace=ns, workload="llm"
@@ -216,7 +211,7 @@ spec:
     seen = conflicts()
     poll(lambda: conflicts() >= seen + 5, "five more ticks")
     assert llm_replicas(kubectl, ns) == 1
-    assert "ConflictingAutoscaler" in _events(kubectl, ns)
+    assert "ConflictingAutoscaler" in event_reasons(kubectl, ns)
     assert kubectl("delete", "hpa", "llm-cpu", "-n", ns).returncode == 0
     poll(lambda: llm_replicas(kubectl, ns) == 6, "acting once the HPA is gone")
 
@@ -256,5 +251,5 @@ def test_scales_ahead_of_a_forecast_peak(operator, kubectl) -> None:
     assert "forecast peak" in reason
     peak = float(jsonpath(kubectl, ns, "aiw", "llm", ".status.forecast.predictedPeak"))
     assert peak > 50
-    assert "PredictionReady" in _events(kubectl, ns)
+    assert "PredictionReady" in event_reasons(kubectl, ns)
     assert not math.isnan(peak)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.support.kube import KubectlRun, ok
+from tests.support.kube import KubectlRun, event_reasons, ok
 from tests.support.operator import RunningOperator, running_operator
 from tests.support.polling import poll
 
@@ -126,22 +126,6 @@ def _condition(kubectl: KubectlRun, name: str, ctype: str) -> dict[str, Any] | N
     return next((c for c in status.get("conditions") or [] if c["type"] == ctype), None)
 
 
-def _event_reasons(kubectl: KubectlRun, name: str) -> list[str]:
-    result = ok(
-        kubectl(
-            "get",
-            "events",
-            "-n",
-            NS,
-            "-o",
-            "json",
-            "--field-selector",
-            f"involvedObject.name={name},involvedObject.kind=AIWorkload",
-        )
-    )
-    return [e["reason"] for e in json.loads(result)["items"]]
-
-
 def _workload(name: str, target: str) -> str:
     return f"""
 apiVersion: apps/v1
@@ -239,7 +223,7 @@ def test_inference_workload_gets_conditions_and_an_event(
     obj = _get(kubectl, "aiw", "chat")
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
     assert obj["status"]["target"] == "Deployment/chat-server"
-    poll(lambda: "Accepted" in _event_reasons(kubectl, "chat"), "the Accepted event")
+    poll(lambda: "Accepted" in event_reasons(kubectl, NS, "chat"), "the Accepted event")
     # The autoscaler's own status write (daemon, status subresource) lands too.
     poll(
         lambda: (_get(kubectl, "aiw", "chat").get("status") or {}).get("replicas"),
@@ -255,7 +239,7 @@ def test_manual_scale_goes_through_the_deployment_scale_subresource(
         lambda: _get(kubectl, "deployment", "chat-server")["spec"]["replicas"] == 3,
         "the Deployment to be scaled to 3",
     )
-    poll(lambda: "ScaledManually" in _event_reasons(kubectl, "chat"), "a ScaledManually event")
+    poll(lambda: "ScaledManually" in event_reasons(kubectl, NS, "chat"), "a ScaledManually event")
 
 
 def test_a_conflicting_hpa_is_seen_through_the_hpa_watch(
@@ -316,7 +300,7 @@ def test_without_patch_on_aiworkloads_status_no_conditions_are_written(
         # The operator acts (its handler runs and posts its Event) but the status
         # write is forbidden: the named feature "status conditions" is gone.
         poll(
-            lambda: "Accepted" in _event_reasons(kubectl, "blocked"),
+            lambda: "Accepted" in event_reasons(kubectl, NS, "blocked"),
             "the handler to run for the new workload",
         )
         poll(

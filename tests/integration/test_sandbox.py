@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.support.kube import deployment_manifest, ok
+from tests.support.kube import deployment_manifest, event_reasons, ok
 from tests.support.operator import RunningOperator, running_operator
 from tests.support.polling import poll
 
@@ -67,14 +67,6 @@ def _get(kubectl, kind: str, name: str) -> dict[str, Any]:
     return dict(json.loads(ok(kubectl("get", kind, name, "-n", NS, "-o", "json"))))
 
 
-def _events(kubectl) -> list[str]:
-    items = json.loads(ok(kubectl(
-        "get", "events", "-n", NS, "-o", "json",
-        "--field-selector", "involvedObject.name=lab,involvedObject.kind=AIWorkload",
-    )))["items"]  # fmt: skip
-    return [e["reason"] for e in items]
-
-
 def test_sandbox_is_scaled_to_zero_at_its_lifetime_and_woken_by_the_user(
     operator: RunningOperator, kubectl
 ) -> None:
@@ -97,12 +89,20 @@ def test_sandbox_is_scaled_to_zero_at_its_lifetime_and_woken_by_the_user(
     )
     assert sandbox["shutdownReason"] == "MaxLifetime"
     assert sandbox["replicasBefore"] == 1
-    poll(lambda: "SandboxShutDown" in _events(kubectl), "the SandboxShutDown event", deadline=30)
+    poll(
+        lambda: "SandboxShutDown" in event_reasons(kubectl, NS, "lab"),
+        "the SandboxShutDown event",
+        deadline=30,
+    )
     # Nothing deleted: the Deployment is still there, at zero.
     assert _get(kubectl, "deployment", "notebook")["metadata"]["name"] == "notebook"
 
     ok(kubectl("scale", "deployment", "notebook", "-n", NS, "--replicas=1"))
-    poll(lambda: "SandboxWoken" in _events(kubectl), "the SandboxWoken event", deadline=30)
+    poll(
+        lambda: "SandboxWoken" in event_reasons(kubectl, NS, "lab"),
+        "the SandboxWoken event",
+        deadline=30,
+    )
     woken = poll(
         lambda: (
             (s := _get(kubectl, "aiw", "lab")["status"]["sandbox"]).get("shutDownAt") is None and s

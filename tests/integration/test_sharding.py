@@ -19,7 +19,7 @@ import pytest
 from tests.support.exporter import Exporter
 from tests.support.inference import WORKLOAD as AUTOSCALED
 from tests.support.inference import llm_deployment, llm_replicas, set_vllm
-from tests.support.kube import ok
+from tests.support.kube import event_reasons, ok
 from tests.support.operator import RunningOperator, running_operator
 from tests.support.polling import poll
 from tests.support.promserver import PrometheusServer
@@ -41,12 +41,6 @@ WORKLOAD = AUTOSCALED.replace(
 def _workload(kubectl: Any, ns: str, name: str, labels: dict[str, str] | None = None) -> None:
     manifest = WORKLOAD % {"name": name, "labels": json.dumps(labels or {})}
     ok(kubectl("apply", "-n", ns, "-f", "-", input=manifest))
-
-
-def _reasons(kubectl: Any, ns: str, name: str) -> list[str]:
-    selector = f"involvedObject.kind=AIWorkload,involvedObject.name={name}"
-    got = kubectl("get", "events", "-n", ns, "--field-selector", selector, "-o", "json")
-    return [e["reason"] for e in json.loads(got.stdout)["items"]] if got.returncode == 0 else []
 
 
 def _ticks(op: RunningOperator, ns: str, name: str = "llm") -> float:
@@ -121,17 +115,17 @@ def test_each_workload_is_acted_on_by_its_own_shard_only(
 
     for ns in (*NS_A, NS_B):
         poll(lambda ns=ns: llm_replicas(kubectl, ns) == 2, f"{ns}/llm scaled to its maximum")
-        poll(lambda ns=ns: "ScaledUp" in _reasons(kubectl, ns, "llm"), f"{ns}/llm ScaledUp")
+        poll(lambda ns=ns: "ScaledUp" in event_reasons(kubectl, ns, "llm"), f"{ns}/llm ScaledUp")
     for ns in NS_A:
         assert _ticks(a, ns) > 0 and _ticks(b, ns) == 0, ns
     assert _ticks(b, NS_B) > 0 and _ticks(a, NS_B) == 0
     assert _ticks(a, NS_B, "unlabelled") == 0 and _ticks(b, NS_B, "unlabelled") == 0
     for ns in (*NS_A, NS_B):  # one Accepted, one ScaledUp: never handled twice
-        reasons = _reasons(kubectl, ns, "llm")
+        reasons = event_reasons(kubectl, ns, "llm")
         assert reasons.count("Accepted") == 1 and reasons.count("ScaledUp") == 1, (ns, reasons)
     unlabelled = ok(kubectl("get", "aiw", "unlabelled", "-n", NS_B, "-o", "json"))
     assert "status" not in json.loads(unlabelled), "no shard owns it, so nobody wrote status"
-    assert _reasons(kubectl, NS_B, "unlabelled") == []
+    assert event_reasons(kubectl, NS_B, "unlabelled") == []
     log_a, log_b = a.log.read_text(), b.log.read_text()
     assert NS_B not in log_a, "shard A never saw shard B's workloads"
     assert not any(ns in log_b for ns in NS_A), "shard B never saw shard A's workloads"
@@ -163,9 +157,9 @@ def test_two_instances_over_the_same_namespaces_pause_rather_than_both_act(
     # The second instance is gone (it removes itself from the peering): A resumes alone
     # and handles the workload created during the pause exactly once.
     poll(lambda: RESUMED in a.log.read_text(), "shard A to resume")
-    poll(lambda: "Accepted" in _reasons(kubectl, ns, "late"), "the late workload accepted")
+    poll(lambda: "Accepted" in event_reasons(kubectl, ns, "late"), "the late workload accepted")
     poll(lambda: _ticks(a, ns, "late") > 0, "shard A to autoscale the late workload")
-    assert _reasons(kubectl, ns, "late").count("Accepted") == 1
+    assert event_reasons(kubectl, ns, "late").count("Accepted") == 1
     assert _ticks(b, ns, "late") == 0
 
 

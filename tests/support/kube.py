@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,16 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     """
     assert result.returncode == 0, result.stderr
     return str(result.stdout)
+
+
+def event_reasons(
+    kubectl: KubectlRun, ns: str, name: str | None = None, kind: str = "AIWorkload"
+) -> list[str]:
+    """The reasons of the Events about ``kind/name`` in ``ns`` (about every ``kind``
+    without a name), one per Event, oldest first as the API server lists them."""
+    selector = f"involvedObject.kind={kind}" + (f",involvedObject.name={name}" if name else "")
+    listed = ok(kubectl("get", "events", "-n", ns, "-o", "json", "--field-selector", selector))
+    return [e["reason"] for e in json.loads(listed)["items"]]
 
 
 def deployment_manifest(

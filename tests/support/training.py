@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tests.support import kube
 from tests.support.kube import KubectlRun, ok
 from tests.support.operator import RunningOperator, running_operator
 
@@ -145,9 +146,5 @@ def running_pod(kubectl: KubectlRun, job: str, nodes: list[str]) -> dict[str, An
 
 
 def event_reasons(kubectl: KubectlRun, name: str) -> list[str]:
-    """The reasons of the workload's Events, one per Event."""
-    items = json.loads(ok(kubectl(
-        "get", "events", "-n", NS, "-o", "json",
-        "--field-selector", f"involvedObject.name={name},involvedObject.kind=AIWorkload",
-    )))["items"]  # fmt: skip
-    return [e["reason"] for e in items]
+    """The reasons of the workload's Events in ``NS``, one per Event."""
+    return kube.event_reasons(kubectl, NS, name)
