@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from gpufinops.adapters.allocations import (
+    GpuPod,
     Pools,
     allocations_at,
     gpu_pod,
@@ -18,6 +19,7 @@ from gpufinops.adapters.allocations import (
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.config.model import parse_config
 from gpufinops.core.cost.accounting import CostLabels
+from gpufinops.core.gpus import DEFAULT_GPU_RESOURCES
 from gpufinops.handlers.cost_accounting import CostAccountant, CostEffects, WorkloadView
 from gpufinops.handlers.inference import budget_ceiling
 
@@ -113,15 +115,16 @@ def test_only_pods_holding_gpus_on_a_node_are_indexed() -> None:
     assert gpu_pod_record(pod("a", gpus="lots")) is None
     record = gpu_pod_record(pod("a", gpus=2))
     assert record is not None
-    assert record["gpus"] == 2 and record["owner"] == ("Deployment", "llm")
+    assert record["requests"] == {"nvidia.com/gpu": 2} and record["owner"] == ("Deployment", "llm")
     assert record["since"] == T0 and record["until"] is None
+    assert gpu_pod(record).gpus == 2
 
 
 def test_fractional_and_init_container_gpus_follow_the_manifest_rules() -> None:
     body = pod("a", gpus="0.5")
     body["spec"]["initContainers"] = [{"resources": {"limits": {"nvidia.com/gpu": 2}}}]
-    assert gpu_pod_record(body)["gpus"] == 2  # type: ignore[index]
-    assert gpu_pod_record(pod("b", gpus="0.5"))["gpus"] == 0.5  # type: ignore[index]
+    assert gpu_pod(gpu_pod_record(body)).gpus == 2  # type: ignore[arg-type]
+    assert gpu_pod(gpu_pod_record(pod("b", gpus="0.5"))).gpus == 0.5  # type: ignore[arg-type]
 
 
 def test_held_time_uses_container_start_then_pod_start_time() -> None:
@@ -161,6 +164,117 @@ def test_pools_map_nodes_and_sum_capacity() -> None:
     got = allocations_at(pods, POOLS, T0 + timedelta(seconds=1), "ml/w", CostLabels("t"))
     assert [(a.pool, a.gpus) for a in got] == [("a100", 1.0), ("l4", 2.0)]
     assert allocations_at(pods, POOLS, T0 - timedelta(seconds=1), "ml/w", CostLabels("t")) == []
+
+
+# --------------------------------------------- GPU resources besides nvidia.com/gpu
+
+
+def holding(name: str, node: str, limits: dict[str, Any]) -> dict[str, Any]:
+    """A running pod whose one container's limits are ``limits``."""
+    body = pod(name, node=node)
+    body["spec"]["containers"][0]["resources"] = {"limits": limits}
+    return body
+
+
+def gpu_node(
+    name: str, allocatable: dict[str, str], labels: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {"metadata": {"name": name, "labels": labels or {}},
+            "status": {"allocatable": allocatable}}  # fmt: skip
+
+
+def priced(body: dict[str, Any], pools: Pools = POOLS) -> GpuPod:
+    """The pod as the cost loop sees it: its GPUs counted on its node."""
+    record = gpu_pod_record(body)
+    assert record is not None
+    return gpu_pod(record, DEFAULT_GPU_RESOURCES, pools.labels.get(record["node"]))
+
+
+def test_a_mig_slice_is_charged_its_compute_share_of_a_gpu_of_its_pool() -> None:
+    slices = priced(holding("m", "a100-0", {"nvidia.com/mig-3g.40gb": 2}))
+    assert slices.gpus == pytest.approx(6 / 7)
+    got = allocations_at([slices], POOLS, T0 + timedelta(seconds=1), "ml/w", CostLabels("t"))
+    assert [(a.pool, a.gpus) for a in got] == [("a100", pytest.approx(6 / 7))]
+    cluster = Cluster()
+    run(CostAccountant(CONFIG, cluster.effects()), cluster, T0 + timedelta(hours=7), [slices])
+    assert cluster.status["cost"]["todayUSD"] == pytest.approx(24.0)  # 6/7 GPU x $4 x 7 h
+
+
+def test_a_time_sliced_replica_is_charged_one_over_the_replicas_of_its_node() -> None:
+    import kopf
+
+    from gpufinops.handlers.cost import gpu_pods, held_gpus, pool_nodes
+
+    memo = kopf.Memo(config=CONFIG)
+    labels = {"pool": "l4", "nvidia.com/gpu.replicas": "4", "kubernetes.io/os": "linux"}
+    status = {"allocatable": {"nvidia.com/gpu.shared": "16", "cpu": "48", "memory": "192Gi"}}
+    nodes = asyncio.run(pool_nodes(name="l4-ts", labels=labels, status=status, memo=memo))
+    # The node index keeps only what GPU counting reads.
+    assert nodes == {
+        "l4": {
+            "metadata": {"name": "l4-ts", "labels": {"nvidia.com/gpu.replicas": "4"}},
+            "status": {"allocatable": {"nvidia.com/gpu.shared": "16"}},
+        }
+    }
+    shared = {"nvidia.com/gpu.shared": 1}
+    records = [
+        asyncio.run(gpu_pods(namespace="ml", body=holding(n, nd, shared), memo=memo))["ml"]
+        for n, nd in (("a", "l4-ts"), ("b", "l4-0"))
+    ]
+    indexes = {"pool_nodes": {"l4": [nodes["l4"], node("l4-0", 4)]}, "gpu_pods": {"ml": records}}
+    pods, pools = held_gpus(CONFIG, indexes)
+    # On l4-ts each GPU is shared 4 ways; l4-0 says nothing of sharing: a whole GPU.
+    assert {p.name: p.gpus for p in pods} == {"a": 0.25, "b": 1.0}
+    assert pools.capacity == {"l4": 8.0}
+    cluster = Cluster()
+    acct = CostAccountant(CONFIG, cluster.effects())
+    asyncio.run(acct.tick(T0 + timedelta(hours=2), [view(cluster)], pods, pools, lambda ns, n: 2))
+    assert cluster.status["cost"]["todayUSD"] == 5.0  # (0.25 + 1) GPU x $2 x 2 h
+
+
+def test_an_amd_pod_is_charged_one_gpu_per_device() -> None:
+    amd = priced(holding("r", "l4-0", {"amd.com/gpu": 2}))
+    assert amd.gpus == 2.0
+    cluster = Cluster()
+    run(CostAccountant(CONFIG, cluster.effects()), cluster, T0 + timedelta(hours=1), [amd])
+    assert cluster.status["cost"]["todayUSD"] == 4.0  # 2 GPUs x $2 x 1 h
+
+
+def test_companion_resources_and_claims_alone_are_not_charged() -> None:
+    hami = holding("h", "l4-0", {"nvidia.com/gpumem": 4096, "nvidia.com/gpucores": 30})
+    assert gpu_pod_record(hami) is None
+    body = holding("c", "l4-0", {"nvidia.com/gpu": 1, "nvidia.com/gpumem": 4096})
+    body["spec"]["resourceClaims"] = [{"name": "gpu", "resourceClaimName": "a100"}]
+    assert priced(body).gpus == 1.0
+
+
+def test_a_nodes_capacity_is_its_gpu_count_label_or_its_gpu_resources_worth() -> None:
+    a100 = CONFIG.node_pools[1]
+    nodes = [
+        gpu_node("counted", {"nvidia.com/gpu.shared": "32"},
+                 {"nvidia.com/gpu.count": "8", "nvidia.com/gpu.replicas": "4"}),  # 8
+        gpu_node("mig", {"nvidia.com/mig-1g.10gb": "7"}),  # 7 slices of 1/7: 1
+        gpu_node("shared", {"nvidia.com/gpu.shared": "16"},
+                 {"nvidia.com/gpu.replicas": "4"}),  # 4
+        gpu_node("amd", {"amd.com/gpu": "8", "cpu": "192"}),  # 8
+    ]  # fmt: skip
+    pools = Pools.of([(a100, n) for n in nodes])
+    assert pools.capacity == {"a100": pytest.approx(21.0)}
+
+
+def test_unallocated_cost_is_the_pools_physical_gpus_less_their_held_share() -> None:
+    from gpufinops.adapters import operator_metrics as metrics
+
+    l4 = CONFIG.node_pools[0]
+    ts = gpu_node("ts-0", {"nvidia.com/gpu.shared": "16"}, {"nvidia.com/gpu.replicas": "4"})
+    pools = Pools.of([(l4, ts)])
+    shared = priced(holding("s", "ts-0", {"nvidia.com/gpu.shared": 1}), pools)
+    counter = metrics.UNALLOCATED_COST.labels("l4", "spot")
+    before = counter._value.get()
+    acct = CostAccountant(CONFIG, Cluster().effects())
+    for at in (T0 + timedelta(minutes=1), T0 + timedelta(hours=1, minutes=1)):
+        asyncio.run(acct.tick(at, [], [shared], pools, lambda ns, n: None))
+    assert counter._value.get() - before == pytest.approx(3.75 * 2.0)  # 4 GPUs - 1/4, $2/h
 
 
 # ------------------------------------------------------------------------ cost pass

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpufinops.config import load_config
+from gpufinops.config.model import GpuResourceConfig
 from gpufinops.core.cost.estimate import estimate, schedule_open_fraction
 from gpufinops.core.cost.manifests import EstimateError, Manifest, pod_gpus
 
@@ -19,9 +20,11 @@ def aiw(spec: dict[str, Any], name: str = "w") -> Manifest:
     return Manifest("w.yaml", doc)
 
 
-def target(kind: str, name: str, gpus: Any, count: int = 1) -> Manifest:
+def target(
+    kind: str, name: str, gpus: Any, count: int = 1, resource: str = "nvidia.com/gpu"
+) -> Manifest:
     key = "parallelism" if kind == "Job" else "replicas"
-    container = {"name": "c", "resources": {"requests": {"nvidia.com/gpu": gpus}}}
+    container = {"name": "c", "resources": {"requests": {resource: gpus}}}
     spec = {key: count, "template": {"spec": {"containers": [container]}}}
     return Manifest("t.yaml", {"kind": kind, "metadata": {"name": name}, "spec": spec})
 
@@ -95,6 +98,47 @@ def test_pod_gpus_takes_limits_and_the_largest_init_container() -> None:
     assert pod_gpus(pod, "f", "spec") == 4
     pod["initContainers"] = []
     assert pod_gpus(pod, "f", "spec") == 3
+
+
+def inference(max_replicas: int = 2) -> dict[str, Any]:
+    return {
+        "type": "Inference",
+        "costAllocation": {"team": "a"},
+        "inference": {"targetRef": {"name": "llm"}, "minReplicas": 1, "maxReplicas": max_replicas},
+    }
+
+
+def test_a_mig_deployment_is_priced_by_the_compute_share_of_its_slices() -> None:
+    mig = target("Deployment", "llm", 2, count=1, resource="nvidia.com/mig-1g.10gb")
+    [e] = estimate([aiw(inference(max_replicas=3)), mig], CONFIG)
+    assert e.gpus_per_pod == pytest.approx(2 / 7)
+    assert e.worst_case_monthly_usd == pytest.approx(3 * 2 / 7 * PRICE[e.pool] * 730)
+    assert e.expected_monthly_usd == pytest.approx(2 / 7 * PRICE[e.pool] * 730)
+    bad = target("Deployment", "llm", "lots", resource="nvidia.com/mig-3g.40gb")
+    field = r"t.yaml: spec.template.spec.containers\[0\].resources.requests: 'lots'"
+    with pytest.raises(EstimateError, match=field):
+        estimate([aiw(inference()), bad], CONFIG)
+
+
+def test_pod_gpus_counts_every_gpu_resource_by_its_worth() -> None:
+    pod = {
+        "containers": [
+            {"resources": {"limits": {"nvidia.com/mig-3g.40gb": 1, "cpu": "500m"}}},
+            {"resources": {"requests": {"amd.com/gpu": "2", "nvidia.com/gpumem": "4Gi"}}},
+            {"resources": {"limits": {"nvidia.com/gpu.shared": 2}}},
+        ],
+    }
+    # No node is known: a time-sliced replica counts as a whole GPU; companions count 0
+    # and are not read.
+    assert pod_gpus(pod, "f", "spec") == pytest.approx(3 / 7 + 2 + 2)
+
+
+def test_configured_gpu_resources_price_the_estimate() -> None:
+    rule = GpuResourceConfig.model_validate({"pattern": "*.shared", "gpusPerUnit": 0.25})
+    config = CONFIG.model_copy(update={"gpu_resources": [rule]})
+    shared = target("Deployment", "llm", 2, resource="nvidia.com/gpu.shared")
+    [e] = estimate([aiw(inference()), shared], config)
+    assert e.gpus_per_pod == 0.5
 
 
 def test_negative_gpus_name_the_field() -> None:

@@ -5,19 +5,32 @@ the node the pod runs on. Owners are resolved from what the pod itself
 carries (its controller reference and labels), so no ReplicaSet or Job has to
 be read: a Deployment's pods belong to ReplicaSet ``<deployment>-<hash>``,
 where ``<hash>`` is the pod's own ``pod-template-hash`` label.
+
+GPUs are counted by the rules of ``core.gpus`` (``adapters.gpu_resources``), as
+idle shutdown counts them. What a time-sliced unit is worth depends on its
+node's labels, so the index keeps a pod's GPU requests, not a GPU count: the
+count is taken when the pod is read with its node's labels (``gpu_pod``).
 """
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from gpufinops.adapters.gpu_resources import gpu_requests, node_gpu_count
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.config.model import NodePool
 from gpufinops.core.cost.accounting import Allocation, CostLabels
-from gpufinops.core.cost.manifests import EstimateError, pod_gpus
+from gpufinops.core.gpus import (
+    COUNT_LABEL,
+    DEFAULT_GPU_RESOURCES,
+    REPLICAS_LABEL,
+    GpuResource,
+    gpu_use,
+)
 
-GPU = "nvidia.com/gpu"
+NODE_LABELS = (COUNT_LABEL, REPLICAS_LABEL)
+"""The node labels GPU counting reads: all of its labels a node's index record keeps."""
 TEMPLATE_HASH = "pod-template-hash"
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 
@@ -30,6 +43,7 @@ class GpuPod:
     name: str
     node: str
     gpus: float
+    """GPUs its requests are worth on its node (a MIG slice g/7, a shared replica 1/replicas)."""
     owner: tuple[str, str] | None
     """(kind, name) of the workload-level owner: Deployment, StatefulSet or Job."""
     since: datetime | None
@@ -91,37 +105,48 @@ def _held(status: Mapping[str, Any]) -> tuple[datetime | None, datetime | None]:
     return since, until
 
 
-def gpu_pod_record(body: Mapping[str, Any]) -> dict[str, Any] | None:
-    """What the index keeps of a pod: only pods with GPUs on a node, a few fields each."""
+def gpu_pod_record(
+    body: Mapping[str, Any], rules: Sequence[GpuResource] = DEFAULT_GPU_RESOURCES
+) -> dict[str, Any] | None:
+    """What the index keeps of a pod: only pods holding GPUs on a node, a few fields each.
+
+    A pod is kept when its GPU requests are worth more than 0 GPUs (companions
+    such as HAMi's ``nvidia.com/gpumem`` and DRA claims alone are not priced);
+    the requests are kept as they are, since a shared unit's worth depends on
+    the node's labels.
+    """
     meta, spec = body.get("metadata") or {}, body.get("spec") or {}
     node = spec.get("nodeName")
     if not node:
         return None
-    try:
-        gpus = pod_gpus(spec, "pod", "spec")
-    except EstimateError:
-        return None
-    if gpus <= 0:
+    requests = gpu_requests(spec, rules)
+    if not gpu_use(requests, 0, rules).gpus > 0:
         return None
     since, until = _held(body.get("status") or {})
     return {
         "namespace": meta.get("namespace", ""),
         "name": meta.get("name", ""),
         "node": node,
-        "gpus": gpus,
+        "requests": requests,
         "owner": owner_of(meta),
         "since": since,
         "until": until,
     }
 
 
-def gpu_pod(record: Mapping[str, Any]) -> GpuPod:
+def gpu_pod(
+    record: Mapping[str, Any],
+    rules: Sequence[GpuResource] = DEFAULT_GPU_RESOURCES,
+    node_labels: Mapping[str, str] | None = None,
+) -> GpuPod:
+    """The pod of an index record, its GPUs counted on a node with ``node_labels``
+    (``Pools.labels`` of its node; unknown: a shared unit is worth a whole GPU)."""
     owner = record.get("owner")
     return GpuPod(
         namespace=record["namespace"],
         name=record["name"],
         node=record["node"],
-        gpus=float(record["gpus"]),
+        gpus=gpu_use(record["requests"], 0, rules, node_labels).gpus,
         owner=(str(owner[0]), str(owner[1])) if owner else None,
         since=record.get("since"),
         until=record.get("until"),
@@ -140,29 +165,57 @@ def targets_of(name: str, spec: AIWorkloadSpec) -> list[tuple[str, str]]:
     return []
 
 
+def pool_node_record(
+    name: str,
+    labels: Mapping[str, Any],
+    allocatable: Mapping[str, Any],
+    rules: Sequence[GpuResource] = DEFAULT_GPU_RESOURCES,
+) -> dict[str, Any]:
+    """What the index keeps of a pool's node: its name, GPU labels and GPU allocatable."""
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {k: str(labels[k]) for k in NODE_LABELS if k in labels},
+        },
+        "status": {
+            "allocatable": {
+                str(k): v for k, v in allocatable.items() if any(r.matches(str(k)) for r in rules)
+            }
+        },
+    }
+
+
 @dataclass(frozen=True)
 class Pools:
     """Node → pool, and GPUs per pool, from the nodes the operator config selects."""
 
     by_node: dict[str, NodePool]
     capacity: dict[str, float]
+    """Physical GPUs per pool: each node's ``nvidia.com/gpu.count``, else its GPU resources'
+    worth (``core.gpus.node_gpus``)."""
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Node → the labels GPU counting reads (``NODE_LABELS``), to price its pods with."""
 
     @classmethod
-    def of(cls, nodes: Iterable[tuple[NodePool, Mapping[str, Any]]]) -> "Pools":
+    def of(
+        cls,
+        nodes: Iterable[tuple[NodePool, Mapping[str, Any]]],
+        rules: Sequence[GpuResource] = DEFAULT_GPU_RESOURCES,
+    ) -> "Pools":
         by_node: dict[str, NodePool] = {}
         capacity: dict[str, float] = {}
+        labels: dict[str, dict[str, str]] = {}
         for pool, body in nodes:
-            name = (body.get("metadata") or {}).get("name")
+            meta = body.get("metadata") or {}
+            name = meta.get("name")
             if not name:
                 continue
             by_node[str(name)] = pool
-            allocatable = (body.get("status") or {}).get("allocatable") or {}
-            try:
-                gpus = float(allocatable.get(GPU) or 0)
-            except (TypeError, ValueError):
-                gpus = 0.0
+            node_labels = meta.get("labels") or {}
+            labels[str(name)] = {k: str(node_labels[k]) for k in NODE_LABELS if k in node_labels}
+            gpus = node_gpu_count(body, rules)
             capacity[pool.name] = capacity.get(pool.name, 0.0) + gpus
-        return cls(by_node, capacity)
+        return cls(by_node, capacity, labels)
 
 
 def holds_at(pod: GpuPod, t: datetime) -> bool:

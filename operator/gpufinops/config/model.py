@@ -84,8 +84,12 @@ class ShutdownWindow(_Model):
 
 class ShutdownProvider(StrEnum):
     KUBERNETES = "kubernetes"
+    """Delete the Node object: ends the billing only where deleting a Node removes its
+    machine (Karpenter's termination finalizer, KWOK), see ``nodeDeletionEndsBilling``."""
     KARPENTER = "karpenter"
     CLUSTER_API = "cluster-api"
+    DRAIN = "drain"
+    """Cordon and drain only; the cluster's node autoscaler removes the empty node."""
 
 
 class IdleShutdownDefaults(_Model):
@@ -111,6 +115,10 @@ class IdleShutdownDefaults(_Model):
     interval_seconds: float = Field(default=30.0, gt=0, alias="intervalSeconds")
     drain_timeout_seconds: float = Field(default=600.0, gt=0, alias="drainTimeoutSeconds")
     dry_run: bool = Field(default=True, alias="dryRun")
+    node_deletion_ends_billing: bool = Field(default=False, alias="nodeDeletionEndsBilling")
+    """For the ``kubernetes`` provider: deleting a Node object removes its machine on this
+    pool (a controller watches Node deletions). Without it, only nodes known to be
+    removed that way (Karpenter's termination finalizer, KWOK) are deleted."""
 
 
 class NodePool(_Model):
@@ -136,6 +144,14 @@ class NodePool(_Model):
         return self.hourly_price_usd / self.gpus_per_node
 
 
+class GpuResourceConfig(_Model):
+    """An extended resource that is a GPU (a glob), e.g. a renamed time-sliced resource."""
+
+    pattern: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9*?.\-_/\[\]]+$")
+    gpus_per_unit: float | None = Field(default=None, ge=0, le=64, alias="gpusPerUnit")
+    """GPUs one unit is worth; unset: derived from the name (MIG profile, ``.shared``)."""
+
+
 class OperatorConfig(_Model):
     """Cluster-wide settings of the operator."""
 
@@ -147,6 +163,8 @@ class OperatorConfig(_Model):
         default_factory=IdleShutdownDefaults, alias="idleShutdown"
     )
     pricing_file: str | None = Field(default=None, alias="pricingFile")
+    gpu_resources: list[GpuResourceConfig] = Field(default_factory=list, alias="gpuResources")
+    """Extra GPU resources, matched before the built-in ones (see ``core.gpus``)."""
 
     @model_validator(mode="after")
     def _unique_pools(self) -> "OperatorConfig":

@@ -26,7 +26,13 @@ import kopf
 from kubernetes import client
 
 from gpufinops.adapters.alerts import AlertSender
-from gpufinops.adapters.allocations import GpuPod, Pools, gpu_pod, gpu_pod_record
+from gpufinops.adapters.allocations import (
+    GpuPod,
+    Pools,
+    gpu_pod,
+    gpu_pod_record,
+    pool_node_record,
+)
 from gpufinops.adapters.deployments import DeploymentView
 from gpufinops.adapters.nodes import pool_of
 from gpufinops.adapters.prometheus.batch import PrometheusVectors, Selector, VectorSource
@@ -38,6 +44,7 @@ from gpufinops.api.inference import MetricsServer
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.config.model import OperatorConfig
+from gpufinops.core.gpus import rules_of
 from gpufinops.handlers.cost_accounting import (
     CostAccountant,
     CostEffects,
@@ -57,8 +64,10 @@ _INDEXES = ("gpu_pods", "cost_workloads", "pool_nodes", "deployments")
 
 # Async, like the autoscaler's indexes: no worker thread per watch event.
 @kopf.index("", "v1", "pods")
-async def gpu_pods(namespace: str | None, body: kopf.Body, **_: Any) -> dict[str | None, Any]:
-    record = gpu_pod_record(body)
+async def gpu_pods(
+    namespace: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> dict[str | None, Any]:
+    record = gpu_pod_record(body, rules_of(memo.config))
     return {namespace: record} if record is not None else {}
 
 
@@ -96,8 +105,8 @@ async def pool_nodes(
     pool = pool_of(labels, memo.config.node_pools)
     if pool is None:
         return {}
-    allocatable = dict(status.get("allocatable") or {})
-    return {pool.name: {"metadata": {"name": name}, "status": {"allocatable": allocatable}}}
+    allocatable = status.get("allocatable") or {}
+    return {pool.name: pool_node_record(name, labels, allocatable, rules_of(memo.config))}
 
 
 @kopf.on.startup()
@@ -247,6 +256,18 @@ def _utilization(config: OperatorConfig) -> Utilization:
     return read
 
 
+def held_gpus(config: OperatorConfig, indexes: Mapping[str, Any]) -> tuple[list[GpuPod], Pools]:
+    """The pods holding GPUs and the pools' nodes, from the ``gpu_pods`` and ``pool_nodes``
+    indexes; each pod's GPUs are counted on its node (a shared unit: 1/replicas there)."""
+    rules = rules_of(config)
+    nodes = indexes.get("pool_nodes") or {}
+    pools = Pools.of(((p, n) for p in config.node_pools for n in nodes.get(p.name, [])), rules)
+    pods = [
+        gpu_pod(r, rules, pools.labels.get(r["node"])) for r in _values(indexes.get("gpu_pods"))
+    ]
+    return pods, pools
+
+
 async def _run(memo: kopf.Memo) -> None:
     config: OperatorConfig = memo.config
     accountant = CostAccountant(
@@ -258,12 +279,7 @@ async def _run(memo: kopf.Memo) -> None:
         logger.info("namespaced operator: unallocated GPU cost is not measured")
     while True:
         indexes = memo.cost_loop["indexes"]
-        pods: list[GpuPod] = [gpu_pod(r) for r in _values(indexes.get("gpu_pods"))]
-        pools = Pools.of(
-            (p, n)
-            for p in config.node_pools
-            for n in (indexes.get("pool_nodes") or {}).get(p.name, [])
-        )
+        pods, pools = held_gpus(config, indexes)
         deployments = indexes.get("deployments") or {}
 
         def replicas(namespace: str, name: str, _d: Any = deployments) -> int | None:

@@ -28,6 +28,7 @@ from gpufinops.core.cost.manifests import (
     target_pods,
 )
 from gpufinops.core.cost.periods import HOURS_PER_MONTH, zone
+from gpufinops.core.gpus import rules_of
 from gpufinops.core.validation import check_spec
 
 _REFERENCE_WEEKS = 4
@@ -120,7 +121,9 @@ class _Plan:
 def _inference(spec: AIWorkloadSpec, m: Manifest, targets: Targets, cfg: OperatorConfig) -> _Plan:
     inf = spec.inference
     assert inf is not None
-    pods = target_pods(targets.get("Deployment", m, inf.target_ref.name), *_ref(inf.target_ref))
+    pods = target_pods(
+        targets.get("Deployment", m, inf.target_ref.name), *_ref(inf.target_ref), rules_of(cfg)
+    )
     notes = [pods.note] if pods.note else []
     base = float(max(inf.min_replicas, 1))
     if inf.min_replicas == 0:
@@ -147,14 +150,15 @@ def _training(spec: AIWorkloadSpec, m: Manifest, targets: Targets, cfg: Operator
         tmpl = tr.job_template
         path = "spec.training.jobTemplate"
         template = mapping(tmpl.get("template"), m.source, f"{path}.template")
-        gpus = pod_gpus(template.get("spec"), m.source, f"{path}.template.spec")
+        gpus = pod_gpus(template.get("spec"), m.source, f"{path}.template.spec", rules_of(cfg))
         count = tmpl.get("parallelism", 1)
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise EstimateError(m.source, f"{path}.parallelism", f"{count!r} is not a pod count")
         pods = Pods(gpus, count)
     else:
         assert tr.job_ref is not None
-        pods = target_pods(targets.get("Job", m, tr.job_ref.name), "Job", tr.job_ref.name)
+        job = tr.job_ref.name
+        pods = target_pods(targets.get("Job", m, job), "Job", job, rules_of(cfg))
     notes = [pods.note] if pods.note else []
     pool = _pool(spec, cfg, m.source, on_demand=not tr.spot.enabled)
     worst = pool
@@ -181,7 +185,7 @@ def _experiment(spec: AIWorkloadSpec, m: Manifest, targets: Targets, cfg: Operat
     ex = spec.experiment
     assert ex is not None
     kind, name = _ref(ex.target_ref)
-    pods = target_pods(targets.get(kind, m, name), kind, name)
+    pods = target_pods(targets.get(kind, m, name), kind, name, rules_of(cfg))
     notes = [pods.note] if pods.note else []
     if ex.max_lifetime_seconds is None:
         notes.append("no maxLifetimeSeconds: expected assumes it runs all month")

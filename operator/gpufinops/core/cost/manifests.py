@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from math import isfinite
 from typing import Any
 
-GPU_RESOURCE = "nvidia.com/gpu"
+from gpufinops.core.gpus import (
+    DEFAULT_GPU_RESOURCES,
+    GpuResource,
+    effective_requests,
+    gpu_use,
+    gpus_per_unit,
+    rule_for,
+)
 
 
 class EstimateError(ValueError):
@@ -64,26 +71,47 @@ def _gpu_value(raw: Any, source: str, path: str) -> float:
     return value
 
 
-def _container_gpus(container: Any, source: str, path: str) -> float:
+def _priced(resource: str, rules: Sequence[GpuResource]) -> bool:
+    """Whether a unit of ``resource`` is worth GPUs (companions worth 0 are not read)."""
+    rule = rule_for(resource, rules)
+    return rule is not None and gpus_per_unit(resource, rule, {}) > 0
+
+
+def _container_gpus(
+    container: Any, source: str, path: str, rules: Sequence[GpuResource]
+) -> dict[str, float]:
+    """Units of each GPU resource of a container: its limits, else its requests."""
     resources = mapping(mapping(container, source, path).get("resources"), source, path)
+    out: dict[str, float] = {}
     for section in ("limits", "requests"):
         values = mapping(resources.get(section), source, f"{path}.resources.{section}")
-        if GPU_RESOURCE in values:
-            return _gpu_value(values[GPU_RESOURCE], source, f"{path}.resources.{section}")
-    return 0.0
+        for raw_name, raw in values.items():
+            name = str(raw_name)
+            if name not in out and _priced(name, rules):
+                out[name] = _gpu_value(raw, source, f"{path}.resources.{section}")
+    return out
 
 
-def pod_gpus(pod_spec: Any, source: str, path: str) -> float:
-    """GPUs one pod holds: the containers' sum, or the largest init container if more."""
+def pod_gpus(
+    pod_spec: Any, source: str, path: str, rules: Sequence[GpuResource] = DEFAULT_GPU_RESOURCES
+) -> float:
+    """GPUs one pod holds: the containers' sum, or the largest init container if more.
+
+    Every GPU resource of ``rules`` counts by its worth (``core.gpus``): a MIG
+    slice ``g/7``, a whole device 1. No node is known, so a time-sliced or MPS
+    replica (``*.shared``) counts as a whole GPU unless ``rules`` set its worth.
+    """
     if not isinstance(pod_spec, Mapping):
         raise EstimateError(source, path, "expected a pod spec (a mapping)")
     containers = _list(pod_spec.get("containers"), source, f"{path}.containers")
     inits = _list(pod_spec.get("initContainers"), source, f"{path}.initContainers")
-    main = sum(
-        _container_gpus(c, source, f"{path}.containers[{i}]") for i, c in enumerate(containers)
-    )
-    init = [_container_gpus(c, source, f"{path}.initContainers[{i}]") for i, c in enumerate(inits)]
-    return max([main, *init])
+    requests = effective_requests(
+        [_container_gpus(c, source, f"{path}.containers[{i}]", rules)
+         for i, c in enumerate(containers)],
+        [_container_gpus(c, source, f"{path}.initContainers[{i}]", rules)
+         for i, c in enumerate(inits)],
+    )  # fmt: skip
+    return gpu_use(requests, 0, rules).gpus
 
 
 @dataclass(frozen=True)
@@ -93,7 +121,12 @@ class Pods:
     note: str | None = None
 
 
-def target_pods(target: Manifest | None, kind: str, name: str) -> Pods:
+def target_pods(
+    target: Manifest | None,
+    kind: str,
+    name: str,
+    rules: Sequence[GpuResource] = DEFAULT_GPU_RESOURCES,
+) -> Pods:
     if target is None:
         return Pods(1.0, 1, f"{kind} {name} not among the files: assumed 1 GPU per pod")
     spec = mapping(target.doc.get("spec"), target.source, "spec")
@@ -102,7 +135,7 @@ def target_pods(target: Manifest | None, kind: str, name: str) -> Pods:
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         raise EstimateError(target.source, f"spec.{field_}", f"{count!r} is not a pod count")
     template = mapping(spec.get("template"), target.source, "spec.template").get("spec")
-    return Pods(pod_gpus(template, target.source, "spec.template.spec"), count)
+    return Pods(pod_gpus(template, target.source, "spec.template.spec", rules), count)
 
 
 class Targets:
