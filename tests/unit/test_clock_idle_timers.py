@@ -13,20 +13,22 @@ clock stepped between two looks. What is right, and tested here:
 """
 
 import asyncio
+import logging
 from typing import Any
 
-import kopf
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.support.node_actions import FakeNodeActions, node_body, pod_body
 
 from gpufinops.adapters import operator_metrics as metrics
 from gpufinops.adapters.nodes import pod_record
-from gpufinops.config.model import IdleShutdownDefaults, NodePool
+from gpufinops.config.model import OperatorConfig
 from gpufinops.core.clock import moved_with_the_clock
+from gpufinops.core.gpus import rules_of
 from gpufinops.core.idle.rules import IdleTimer
-from gpufinops.handlers import idle_nodes
 from gpufinops.handlers.clock import ClockSteps, Reading
+from gpufinops.handlers.idle_nodes import PoolShutdown
 
 T0 = 1_800_000_000.0
 AFTER = 600.0
@@ -127,96 +129,58 @@ def test_the_loop_tells_a_step_from_time_passing() -> None:
     assert steps.read().stepped == 0.0
 
 
-# ------------------------------------------------------------------ the node's loop
+# ------------------------------------------------------------------ the pool's loop
 
-POOL = NodePool.model_validate({
+CONFIG = OperatorConfig.model_validate({"nodePools": [{
     "name": "clock-test", "selector": {"pool": "clock-test"}, "instanceType": "g6.xlarge",
     "capacityType": "on-demand", "gpusPerNode": 1, "hourlyPriceUSD": 1.0,
-})  # fmt: skip
-SETTINGS = IdleShutdownDefaults.model_validate(
-    {"enabled": True, "dryRun": False, "idleAfterSeconds": int(AFTER), "drainTimeoutSeconds": 300}
-)
+    "idleShutdown": {"enabled": True, "dryRun": False, "idleAfterSeconds": int(AFTER),
+                     "drainTimeoutSeconds": 300},
+}]})  # fmt: skip
 
 
-class Actions:
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def annotate(self, node: str, annotations: Any) -> None:
-        self.calls.append(f"annotate {dict(annotations)}")
-
-    def set_taint(self, node: str, present: bool) -> None:
-        self.calls.append(f"taint {present}")
-
-    def evict(self, namespace: str, name: str) -> bool:
-        self.calls.append(f"evict {name}")
-        return True
-
-    def shut_down(self, node: str, provider: object) -> None:
-        self.calls.append("shut_down")
-
-
-def _body(annotations: dict[str, str], taint: bool = False) -> dict[str, Any]:
-    taints = [{"key": "gpufinops.dev/idle-shutdown", "effect": "NoSchedule"}] if taint else []
-    return {
-        "metadata": {"name": "gpu-1", "labels": {"pool": "clock-test"}, "annotations": annotations},
-        "spec": {"taints": taints},
-        "status": {"allocatable": {"nvidia.com/gpu": "1"},
-                   "conditions": [{"type": "Ready", "status": "True"}]},
-    }  # fmt: skip
-
-
-def _tick(body: dict[str, Any], reading: Reading, pods: list[Any] | None = None) -> list[str]:
-    actions = Actions()
-    indexes = {"pdbs": {}, "pods_by_node": {"gpu-1": pods or []}, "nodes_by_pool": {}}
-
-    async def run() -> None:
-        memo = kopf.Memo(idle_lock=asyncio.Lock(), idle_claims={}, prometheus=None)
-        await idle_nodes._tick("gpu-1", body, POOL, SETTINGS, actions, memo, indexes, reading)  # type: ignore[arg-type]
-
-    asyncio.run(run())
+def _tick(annotations: dict[str, str], reading: Reading, pods: list[Any] | None = None,
+          taint: bool = False) -> list[str]:  # fmt: skip
+    actions = FakeNodeActions(node_body("gpu-1", annotations, taint=taint))
+    actions.pods["gpu-1"] = list(pods or [])
+    rules = rules_of(CONFIG)
+    indexes = {"pdbs": {}, "pods_by_node": {"gpu-1": [pod_record(p, rules) for p in pods or []]}}
+    loop = PoolShutdown("clock-test", CONFIG, actions, lambda body, event: None,
+                        logging.getLogger("test"))  # fmt: skip
+    asyncio.run(loop.tick([actions.body("gpu-1")], indexes, reading))
     return actions.calls
-
-
-@pytest.fixture(autouse=True)
-def _no_events(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kopf, "event", lambda *a, **kw: None)
 
 
 def test_after_a_forward_jump_the_node_is_not_shut_down_and_its_timer_moves() -> None:
     since = T0 - 60  # seen idle for a minute
     now = T0 + HOUR
-    calls = _tick(_body({"gpufinops.dev/idle-since": f"{since:.3f}"}), Reading(now, HOUR, 30.0))
+    calls = _tick({"gpufinops.dev/idle-since": f"{since:.3f}"}, Reading(now, HOUR, 30.0))
     assert calls == [f"annotate {{'gpufinops.dev/idle-since': '{since + HOUR:.3f}'}}"]
 
 
 def test_after_a_backward_jump_the_timer_start_never_stays_in_the_future() -> None:
     since = T0 - 60
     now = T0 - HOUR
-    calls = _tick(_body({"gpufinops.dev/idle-since": f"{since:.3f}"}), Reading(now, -HOUR, 30.0))
+    calls = _tick({"gpufinops.dev/idle-since": f"{since:.3f}"}, Reading(now, -HOUR, 30.0))
     assert calls == [f"annotate {{'gpufinops.dev/idle-since': '{since - HOUR:.3f}'}}"]
 
 
 def test_idle_gpu_time_counts_the_time_that_passed_not_the_clock_step() -> None:
-    before = metrics.IDLE_GPU_SECONDS.labels(POOL.name)._value.get()
-    _tick(_body({"gpufinops.dev/idle-since": f"{T0:.3f}"}), Reading(T0 + HOUR, HOUR, 30.0))
-    assert metrics.IDLE_GPU_SECONDS.labels(POOL.name)._value.get() == before + 30.0
+    before = metrics.IDLE_GPU_SECONDS.labels("clock-test")._value.get()
+    _tick({"gpufinops.dev/idle-since": f"{T0:.3f}"}, Reading(T0 + HOUR, HOUR, 30.0))
+    assert metrics.IDLE_GPU_SECONDS.labels("clock-test")._value.get() == before + 30.0
 
 
 def test_a_drain_timeout_moves_with_the_clock() -> None:
     draining = {"gpufinops.dev/idle-shutdown-phase": "Draining",
                 "gpufinops.dev/drain-started": f"{T0 - 100:.3f}",
                 "gpufinops.dev/idle-since": f"{T0 - 2000:.3f}"}  # fmt: skip
-    pod = pod_record({
-        "metadata": {"namespace": "ns", "name": "web",
-                     "ownerReferences": [{"kind": "ReplicaSet", "controller": True}]},
-        "spec": {"nodeName": "gpu-1"}, "status": {"phase": "Running"},
-    })  # fmt: skip
+    pod = pod_body("web", "gpu-1")
     # An hour's forward step 30 s into a drain that may last 300 s: not timed out.
-    calls = _tick(_body(draining, taint=True), Reading(T0 + HOUR, HOUR, 30.0), [pod])
+    calls = _tick(draining, Reading(T0 + HOUR, HOUR, 30.0), [pod], taint=True)
     assert f"annotate {{'gpufinops.dev/drain-started': '{T0 - 100 + HOUR:.3f}'}}" in calls
     assert "taint False" not in calls and "evict web" in calls
     # Stepped back an hour: the drain start is not left in the future.
-    calls = _tick(_body(draining, taint=True), Reading(T0 - HOUR, -HOUR, 30.0), [pod])
+    calls = _tick(draining, Reading(T0 - HOUR, -HOUR, 30.0), [pod], taint=True)
     assert f"annotate {{'gpufinops.dev/drain-started': '{T0 - 100 - HOUR:.3f}'}}" in calls
     assert "taint False" not in calls

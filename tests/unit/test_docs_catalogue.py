@@ -33,6 +33,7 @@ SCANNED = ("handlers", "core", "adapters")
 DYNAMIC_REASONS = {
     "alert.reason": "AlertReason",
     "result.event_reason": "Assessment",
+    "event.reason": "IdleEventReason",
 }
 EVENT_TYPES = {"Normal", "Warning"}
 

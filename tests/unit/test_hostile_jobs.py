@@ -21,8 +21,9 @@ from gpufinops.adapters.jobs import (
     pod_template_gpus,
     pod_view,
 )
-from gpufinops.adapters.nodes import node_snapshot, pod_gpus
+from gpufinops.adapters.nodes import node_snapshot, pod_record, pod_snapshot
 from gpufinops.api.spec import AIWorkloadSpec
+from gpufinops.core.gpus import DEFAULT_GPU_RESOURCES
 from gpufinops.handlers.training import profile
 
 FAST = settings(
@@ -259,7 +260,8 @@ def test_a_non_numeric_gpu_count_reads_as_no_gpus_instead_of_crashing_the_index(
 
 def test_the_node_indexes_read_quantities_the_same_way() -> None:
     spec = {"containers": [{"resources": {"requests": {"nvidia.com/gpu": "1k"}}}, {}]}
-    assert pod_gpus(spec) == 1000.0
+    record = pod_record({"metadata": {}, "spec": spec}, DEFAULT_GPU_RESOURCES)
+    assert pod_snapshot(record, [], DEFAULT_GPU_RESOURCES).gpus == 1000.0
     node = node_snapshot({"metadata": {"name": "n"}, "status": {"allocatable": {}}}, "p")
     assert node.gpus == 0.0
     bad = {"metadata": {"name": "n"}, "status": {"allocatable": {"nvidia.com/gpu": "x"}}}

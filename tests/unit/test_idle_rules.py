@@ -5,14 +5,31 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gpufinops.core.idle.model import NodeSnapshot, PodSnapshot
-from gpufinops.core.idle.plan import PoolPolicy, plan_pool, still_safe
+from gpufinops.core.idle.plan import (
+    IDLE_SINCE,
+    IdleEventReason,
+    NodeState,
+    PoolPolicy,
+    advance,
+    plan_pool,
+)
 from gpufinops.core.idle.rules import (
     IdleTimer,
     blockers,
     disruption_allowance,
+    go_duration_seconds,
     is_idle,
+    still_on_node,
+    to_evict,
 )
-from gpufinops.core.idle.shutdown import Phase, Step, next_step, phase_after
+from gpufinops.core.idle.shutdown import (
+    PHASE_ANNOTATION,
+    REMOVAL_REQUESTED,
+    Phase,
+    Step,
+    next_step,
+    phase_after,
+)
 
 T0 = 1_800_000_000.0
 NODE = NodeSnapshot("gpu-1", "l4-spot", 4)
@@ -39,7 +56,24 @@ def test_daemonset_cpu_and_finished_pods_do_not_count() -> None:
     assert is_idle([pod(controller_kind="DaemonSet")])
     assert is_idle([pod(gpus=0)])
     assert is_idle([pod(phase="Succeeded"), pod("q", phase="Failed")])
-    assert is_idle([pod(terminating=True)])
+
+
+def test_a_terminating_gpu_pod_holds_the_node_until_it_is_gone() -> None:
+    assert not is_idle([pod(terminating=True)])
+    # a drain waits for it, but does not evict it again
+    assert still_on_node([pod(terminating=True)]) and not to_evict([pod(terminating=True)])
+
+
+def test_any_gpu_resource_or_claim_is_gpu_work_even_worth_zero_gpus() -> None:
+    assert not is_idle([pod(gpus=0.0, gpu_work=True)])
+
+
+def test_mirror_pods_are_neither_evicted_nor_waited_for_nor_blocking() -> None:
+    static = pod(namespace="kube-system", gpus=0, controller_kind="Node", mirror=True)
+    assert not blockers(NODE, [static])
+    assert not to_evict([static]) and not still_on_node([static])
+    # a static pod holding a GPU is still work on the node
+    assert not is_idle([pod(controller_kind="Node", mirror=True)])
 
 
 def test_utilisation_threshold_makes_low_use_nodes_idle_but_unknown_never_does() -> None:
@@ -62,6 +96,26 @@ def test_restrictive_pdb_blocks() -> None:
 def test_karpenter_do_not_disrupt_blocks() -> None:
     assert blockers(NODE, [pod(annotations={"karpenter.sh/do-not-disrupt": "true"})])
     assert blockers(NODE, [pod(annotations={"karpenter.sh/do-not-disrupt": "4h"})])
+
+
+def test_karpenter_do_not_disrupt_with_a_duration_protects_until_start_plus_duration() -> None:
+    held = pod(annotations={"karpenter.sh/do-not-disrupt": "1h30m"}, started=T0)
+    assert blockers(NODE, [held], now=T0 + 5399)
+    assert not blockers(NODE, [held], now=T0 + 5400)
+    # unknown start, or a value that is no duration: doubt keeps the node
+    assert blockers(NODE, [pod(annotations={"karpenter.sh/do-not-disrupt": "1h"})], now=T0)
+    odd = pod(annotations={"karpenter.sh/do-not-disrupt": "soon"}, started=T0)
+    assert blockers(NODE, [odd], now=T0 + 10**6)
+    assert not blockers(NODE, [pod(annotations={"karpenter.sh/do-not-disrupt": "false"})])
+
+
+def test_go_durations() -> None:
+    assert go_duration_seconds("5m") == 300
+    assert go_duration_seconds("1h30m") == 5400
+    assert go_duration_seconds("1.5h") == 5400
+    assert go_duration_seconds("250ms") == 0.25
+    for bad in ("", "true", "5", "5d", "m5", "-5m"):
+        assert go_duration_seconds(bad) is None, bad
 
 
 def test_safe_to_evict_false_blocks() -> None:
@@ -100,11 +154,16 @@ def test_daemonset_and_finished_pods_never_block() -> None:
     assert not blockers(NODE, [pod(controller_kind=None, phase="Succeeded")])
 
 
+def in_phase(phase: Phase, pods: tuple[PodSnapshot, ...] = (), **annotations: str) -> NodeState:
+    marks = {PHASE_ANNOTATION: phase.value, IDLE_SINCE: f"{T0 - 9999:.3f}", **annotations}
+    return NodeState(NodeSnapshot("gpu-1", "l4-spot", 4, annotations=marks), pods)
+
+
 def test_recheck_aborts_when_work_landed_during_the_timer() -> None:
-    ok, _ = still_safe(NODE, [])
-    assert ok
-    ok, reasons = still_safe(NODE, [pod()])
-    assert not ok and "GPU pod is running" in reasons[0]
+    assert advance(in_phase(Phase.TAINTED), PoolPolicy(600), T0).step == Step.DRAIN
+    plan = advance(in_phase(Phase.TAINTED, (pod(),)), PoolPolicy(600), T0)
+    assert plan.step == Step.ABORT and "GPU pod is running" in plan.reasons[0]
+    assert [e.reason for e in plan.events] == [IdleEventReason.ABORTED]
 
 
 # --- budgets and planning ---------------------------------------------------------------
@@ -136,6 +195,21 @@ def test_karpenter_budget_formula() -> None:
     assert disruption_allowance(25, max_percent=10, max_nodes=None, deleting=1, not_ready=0) == 2
 
 
+def states(
+    pool: list[NodeSnapshot],
+    pods: dict[str, list[PodSnapshot]],
+    timers: dict[str, IdleTimer],
+) -> list[NodeState]:
+    """The pool as the loop observes it: each node's timer is its idle-since annotation."""
+    out = []
+    for n in pool:
+        since = timers.get(n.name, IdleTimer(None)).since
+        marks = {**n.annotations, **({IDLE_SINCE: f"{since:.3f}"} if since is not None else {})}
+        node = NodeSnapshot(n.name, n.pool, n.gpus, n.ready, marks, n.being_deleted)
+        out.append(NodeState(node, tuple(pods.get(n.name, ()))))
+    return out
+
+
 def nodes(n: int) -> list[NodeSnapshot]:
     return [NodeSnapshot(f"gpu-{i}", "l4-spot", 4) for i in range(n)]
 
@@ -143,7 +217,7 @@ def nodes(n: int) -> list[NodeSnapshot]:
 def test_timer_must_expire_and_oldest_idle_go_first_within_budget() -> None:
     pool = nodes(3)
     timers = {"gpu-0": IdleTimer(T0 - 700), "gpu-1": IdleTimer(T0 - 900), "gpu-2": IdleTimer(T0)}
-    verdicts = plan_pool(pool, {}, timers, PoolPolicy(600, max_nodes_per_interval=1), T0)
+    verdicts = plan_pool(states(pool, {}, timers), PoolPolicy(600, max_nodes_per_interval=1), T0)
     shut = [v.node for v in verdicts if v.shut_down]
     assert shut == ["gpu-1"]
     kept = {v.node: v.reasons for v in verdicts}
@@ -153,17 +227,17 @@ def test_timer_must_expire_and_oldest_idle_go_first_within_budget() -> None:
 
 def test_busy_node_resets_its_timer() -> None:
     pool = nodes(1)
-    verdicts = plan_pool(pool, {"gpu-0": [pod(node="gpu-0")]}, {"gpu-0": IdleTimer(T0 - 9999)},
-                         PoolPolicy(600), T0)  # fmt: skip
+    busy = states(pool, {"gpu-0": [pod(node="gpu-0")]}, {"gpu-0": IdleTimer(T0 - 9999)})
+    verdicts = plan_pool(busy, PoolPolicy(600), T0)
     assert not verdicts[0].shut_down and verdicts[0].timer.since is None
 
 
 def test_outside_schedule_and_dry_run_change_nothing() -> None:
     pool = nodes(1)
     timers = {"gpu-0": IdleTimer(T0 - 9999)}
-    outside = plan_pool(pool, {}, timers, PoolPolicy(600, in_window=False), T0)
+    outside = plan_pool(states(pool, {}, timers), PoolPolicy(600, in_window=False), T0)
     assert not outside[0].shut_down and "schedule" in outside[0].reasons[0]
-    dry = plan_pool(pool, {}, timers, PoolPolicy(600, dry_run=True), T0)
+    dry = plan_pool(states(pool, {}, timers), PoolPolicy(600, dry_run=True), T0)
     assert not dry[0].shut_down and dry[0].reasons == ("dry run",)
 
 
@@ -173,7 +247,7 @@ def test_never_more_shutdowns_than_the_budget(specs) -> None:
     pods = {f"n{i}": ([pod(node=f"n{i}")] if busy else []) for i, (_, busy, _) in enumerate(specs)}
     timers = {f"n{i}": IdleTimer(T0 - age * 60) for i, (_, _, age) in enumerate(specs)}
     policy = PoolPolicy(600, max_nodes_per_interval=2, max_percent=50)
-    verdicts = plan_pool(pool, pods, timers, policy, T0)
+    verdicts = plan_pool(states(pool, pods, timers), policy, T0)
     shut = [v for v in verdicts if v.shut_down]
     not_ready = sum(1 for n in pool if not n.ready)
     assert len(shut) <= disruption_allowance(
@@ -195,10 +269,60 @@ def test_shutdown_walks_taint_drain_delete() -> None:
 
 
 def test_resume_after_a_crash_finishes_exactly_once_or_untaints() -> None:
-    # killed after recording ShuttingDown: finish, whatever landed since
-    assert next_step(Phase.SHUTTING_DOWN, safe=False, drained=False) == Step.SHUT_DOWN
+    # killed after recording ShuttingDown, before the provider acted: look again first
+    assert next_step(Phase.SHUTTING_DOWN, safe=False, drained=False) == Step.ABORT
+    assert next_step(Phase.SHUTTING_DOWN, safe=True, drained=False) == Step.DRAIN
+    assert next_step(Phase.SHUTTING_DOWN, safe=True, drained=True) == Step.SHUT_DOWN
+    # once the provider's action is recorded, it is never asked again, whatever landed
+    for safe in (True, False):
+        step = next_step(Phase.SHUTTING_DOWN, safe=safe, drained=False, removal_requested=True)
+        assert step == Step.AWAIT_REMOVAL
     # killed while draining and a pod landed: abort, remove the taint
     assert next_step(Phase.DRAINING, safe=False, drained=False) == Step.ABORT
     assert phase_after(Step.ABORT, Phase.DRAINING) == Phase.NONE
     # nothing started and unsafe: nothing to do
     assert next_step(Phase.NONE, safe=False, drained=False) == Step.DONE
+
+
+def test_nodes_being_shut_down_count_against_the_budget() -> None:
+    pool = nodes(3)
+    timers = {n.name: IdleTimer(T0 - 9999) for n in pool}
+    observed = states(pool, {}, timers)
+    draining = {**observed[0].node.annotations, PHASE_ANNOTATION: "Draining",
+                "gpufinops.dev/drain-started": f"{T0 - 10:.3f}"}  # fmt: skip
+    first = observed[0].node
+    observed[0] = NodeState(NodeSnapshot(first.name, first.pool, first.gpus, annotations=draining))
+    plans = plan_pool(observed, PoolPolicy(600, max_nodes_per_interval=1), T0)
+    assert [p.step for p in plans] == [Step.SHUT_DOWN, Step.DONE, Step.DONE]
+    assert plans[1].reasons == ("disruption budget exhausted",)
+
+
+def test_each_decision_is_reported_by_the_plan() -> None:
+    pool = nodes(2)
+    fresh = plan_pool(states(pool, {}, {}), PoolPolicy(600), T0)
+    assert [[e.reason for e in p.events] for p in fresh] == [[IdleEventReason.IDLE_DETECTED]] * 2
+    timers = {n.name: IdleTimer(T0 - 9999) for n in pool}
+    guarded = {"gpu-1": [pod(node="gpu-1", gpus=0, pdb_blocks=True)]}
+    plans = plan_pool(states(pool, guarded, timers), PoolPolicy(600, dry_run=True), T0)
+    assert [e.reason for e in plans[0].events] == [IdleEventReason.DRY_RUN]
+    assert [e.reason for e in plans[1].events] == [IdleEventReason.BLOCKED]
+    assert "PodDisruptionBudget" in plans[1].events[0].message
+
+
+def test_a_removal_once_requested_is_only_waited_for() -> None:
+    landed = in_phase(Phase.SHUTTING_DOWN, (pod(),), **{REMOVAL_REQUESTED: f"{T0:.3f}"})
+    assert advance(landed, PoolPolicy(600), T0).step == Step.AWAIT_REMOVAL
+    # not yet requested: a pod bound since the drain stops it
+    plan = advance(in_phase(Phase.SHUTTING_DOWN, (pod(),)), PoolPolicy(600), T0)
+    assert plan.step == Step.ABORT
+
+
+def test_a_drain_waits_for_terminating_pods_and_evicts_the_rest() -> None:
+    cpu = (pod("web", gpus=0), pod("old", gpus=0, terminating=True))
+    plan = advance(in_phase(Phase.TAINTED, cpu), PoolPolicy(600), T0)
+    assert plan.step == Step.DRAIN and [p.name for p in plan.evict] == ["web"]
+    marks = {"gpufinops.dev/drain-started": f"{T0 - 5:.3f}"}
+    waiting = advance(in_phase(Phase.DRAINING, cpu[1:], **marks), PoolPolicy(600), T0)
+    assert waiting.step == Step.WAIT and not waiting.evict
+    done = advance(in_phase(Phase.DRAINING, (), **marks), PoolPolicy(600), T0)
+    assert done.step == Step.SHUT_DOWN

@@ -1,34 +1,47 @@
-"""Nodes and pods as the idle rules see them, and the actions that shut a node down."""
+"""Nodes and pods as the idle rules see them, and the actions that shut a node down.
 
-from collections.abc import Iterable, Mapping
+Every write here is guarded against racing writers: taints are replaced under a
+resourceVersion test (another controller's taint added meanwhile is kept, with
+its ``timeAdded``), a Node is deleted only if it is still the one observed
+(uid precondition), and a MachineDeployment is lowered at most once per node,
+recorded in the same atomic patch that lowers it.
+"""
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from gpufinops.adapters.gpu_resources import claim_count, gpu_requests, node_gpu_count
 from gpufinops.adapters.jobs import parse_quantity
-from gpufinops.config.model import NodePool, ShutdownProvider
+from gpufinops.config.model import IdleShutdownDefaults, NodePool, ShutdownProvider
+from gpufinops.core.gpus import DEFAULT_GPU_RESOURCES, GpuResource, gpu_use
 from gpufinops.core.idle.model import IDLE_TAINT, NodeSnapshot, PodSnapshot
 
-GPU = "nvidia.com/gpu"
-IDLE_SINCE = "gpufinops.dev/idle-since"
+MIRROR = "kubernetes.io/config.mirror"
+KWOK_NODE = "kwok.x-k8s.io/node"
+KARPENTER_TERMINATION = "karpenter.sh/termination"
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+CONFLICT_RETRIES = 5
+
+CAPI_GROUP, CAPI_VERSION = "cluster.x-k8s.io", "v1beta1"
+CAPI_MACHINE = "cluster.x-k8s.io/machine"
+CAPI_NAMESPACE = "cluster.x-k8s.io/cluster-namespace"
+CAPI_DEPLOYMENT = "cluster.x-k8s.io/deployment-name"
+CAPI_DELETE_MACHINE = "cluster.x-k8s.io/delete-machine"
+CAPI_MIN_SIZE = "cluster.x-k8s.io/cluster-api-autoscaler-node-group-min-size"
+MARKED_BY_US = "gpufinops.dev/delete-machine"
+"""On a Machine: this operator set ``delete-machine`` (so it is the one to lower the count)."""
+LOWERED_FOR = "gpufinops.dev/scaled-down-for"
+"""On a MachineDeployment: JSON list of the Machines its replicas were lowered for."""
 
 
-def _quantity(value: Any) -> float:
-    """A GPU quantity (``1``, ``500m``, ``1k``); one the API server would never store is 0."""
-    return parse_quantity(value or 0) or 0.0
-
-
-def pod_gpus(spec: Mapping[str, Any]) -> float:
-    """GPUs a pod requests: the sum over containers (limits stand in for requests)."""
-    total = 0.0
-    for c in spec.get("containers") or []:
-        resources = c.get("resources") or {}
-        value = (resources.get("requests") or {}).get(GPU) or (resources.get("limits") or {}).get(
-            GPU
-        )
-        total += _quantity(value)
-    return total
+class RemovalRefused(Exception):
+    """The provider must not remove this node (yet); the message says why, for an Event."""
 
 
 def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
@@ -51,7 +64,16 @@ def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, st
     return True
 
 
-def pod_record(body: Mapping[str, Any]) -> dict[str, Any]:
+def _epoch(raw: Any) -> float | None:
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def pod_record(body: Mapping[str, Any], rules: Sequence[GpuResource]) -> dict[str, Any]:
     """What the pods-by-node index keeps of a pod (small, so the index stays cheap)."""
     meta, spec, status = body.get("metadata", {}), body.get("spec", {}), body.get("status", {})
     owners = meta.get("ownerReferences") or []
@@ -60,39 +82,52 @@ def pod_record(body: Mapping[str, Any]) -> dict[str, Any]:
         "hostPath" in v or ("emptyDir" in v and (v["emptyDir"] or {}).get("medium") != "Memory")
         for v in spec.get("volumes") or []
     )
+    annotations = dict(meta.get("annotations") or {})
     return {
         "namespace": meta.get("namespace", ""),
         "name": meta.get("name", ""),
         "node": spec.get("nodeName", ""),
         "labels": dict(meta.get("labels") or {}),
-        "annotations": dict(meta.get("annotations") or {}),
+        "annotations": annotations,
         "phase": status.get("phase", "Pending"),
-        "gpus": pod_gpus(spec),
+        "gpu_requests": gpu_requests(spec, rules),
+        "claims": claim_count(spec),
         "controller": controller,
         "local_storage": local,
         "terminating": meta.get("deletionTimestamp") is not None,
+        "mirror": MIRROR in annotations,
+        "started": _epoch(status.get("startTime")) or _epoch(meta.get("creationTimestamp")),
     }
 
 
-def pod_snapshot(record: Mapping[str, Any], pdbs: Iterable[Mapping[str, Any]]) -> PodSnapshot:
-    """A pod with its PodDisruptionBudget situation resolved."""
+def pod_snapshot(
+    record: Mapping[str, Any],
+    pdbs: Iterable[Mapping[str, Any]],
+    rules: Sequence[GpuResource],
+    node_labels: Mapping[str, str] | None = None,
+) -> PodSnapshot:
+    """A pod with its GPU use on its node and its PodDisruptionBudget situation resolved."""
     matching = [
         p for p in pdbs
         if p.get("namespace") == record["namespace"]
         and selector_matches(p.get("selector"), record["labels"])
     ]  # fmt: skip
+    use = gpu_use(record["gpu_requests"], record["claims"], rules, node_labels)
     return PodSnapshot(
         namespace=record["namespace"],
         name=record["name"],
         node=record["node"],
         phase=record["phase"],
-        gpus=record["gpus"],
+        gpus=use.gpus,
+        gpu_work=use.work,
         controller_kind=record["controller"],
         annotations=record["annotations"],
         local_storage=record["local_storage"],
         pdb_blocks=any(int(p.get("disruptions_allowed") or 0) <= 0 for p in matching),
         has_pdb=bool(matching),
         terminating=record["terminating"],
+        mirror=record["mirror"],
+        started=record["started"],
     )
 
 
@@ -100,43 +135,116 @@ def pool_of(labels: Mapping[str, str], pools: Iterable[NodePool]) -> NodePool | 
     return next((p for p in pools if all(labels.get(k) == v for k, v in p.selector.items())), None)
 
 
-def node_snapshot(body: Mapping[str, Any], pool: str) -> NodeSnapshot:
+def node_labels(body: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in ((body.get("metadata") or {}).get("labels") or {}).items()}
+
+
+def node_snapshot(
+    body: Mapping[str, Any], pool: str, rules: Sequence[GpuResource] = DEFAULT_GPU_RESOURCES
+) -> NodeSnapshot:
     meta, status = body.get("metadata", {}), body.get("status", {})
     ready = any(
         c.get("type") == "Ready" and c.get("status") == "True"
         for c in status.get("conditions") or []
     )
+    taints = (body.get("spec") or {}).get("taints") or []
+    gpus = node_gpu_count(body, rules)
     return NodeSnapshot(
         name=meta.get("name", ""),
         pool=pool,
-        gpus=_quantity((status.get("allocatable") or {}).get(GPU)),
+        gpus=gpus,
         ready=ready,
         annotations=dict(meta.get("annotations") or {}),
         being_deleted=meta.get("deletionTimestamp") is not None,
+        idle_tainted=any(isinstance(t, Mapping) and t.get("key") == IDLE_TAINT for t in taints),
     )
 
 
+def _gone(exc: ApiException) -> bool:
+    return bool(exc.status == 404)
+
+
+def _conflict(exc: ApiException) -> bool:
+    """A precondition failed: a resourceVersion (409) or a JSON-patch test (422)."""
+    return bool(exc.status in (409, 422))
+
+
 class NodeActions:
-    """Taint, annotate, evict and shut down, through the Kubernetes API."""
+    """Read fresh, taint, annotate, evict and remove, through the Kubernetes API."""
 
     def __init__(self, api: client.ApiClient) -> None:
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
 
-    def annotate(self, node: str, annotations: Mapping[str, str | None]) -> None:
-        self.core.patch_node(node, {"metadata": {"annotations": dict(annotations)}})
+    # ---------------------------------------------------------------- reads
 
-    def set_taint(self, node: str, present: bool) -> None:
-        spec = self.core.read_node(node).spec
-        current = (spec.taints if spec is not None else None) or []
-        kept = [
-            {"key": t.key, "value": t.value, "effect": t.effect}
-            for t in current
-            if t.key != IDLE_TAINT
-        ]
-        if present:
-            kept.append({"key": IDLE_TAINT, "value": "true", "effect": "NoSchedule"})
-        self.core.patch_node(node, {"spec": {"taints": kept}})
+    def read_node(self, node: str) -> dict[str, Any] | None:
+        """The node as the API server has it now (None when it is gone)."""
+        try:
+            response: Any = self.core.read_node(node, _preload_content=False)
+        except ApiException as exc:
+            if _gone(exc):
+                return None
+            raise
+        found: dict[str, Any] = json.loads(response.data)
+        return found
+
+    def pods_on(self, node: str) -> list[dict[str, Any]]:
+        """Every pod bound to ``node``, read from the API server (a quorum read, not a
+        cache): the view a step is taken on must include pods bound a moment ago."""
+        response: Any = self.core.list_pod_for_all_namespaces(
+            field_selector=f"spec.nodeName={node}", _preload_content=False
+        )
+        items: list[dict[str, Any]] = json.loads(response.data).get("items") or []
+        return items
+
+    # ---------------------------------------------------------------- writes
+
+    def annotate(self, node: str, annotations: Mapping[str, str | None]) -> bool:
+        """Set (None: remove) annotations; False when the node is gone."""
+        try:
+            self.core.patch_node(node, {"metadata": {"annotations": dict(annotations)}})
+        except ApiException as exc:
+            if _gone(exc):
+                return False
+            raise
+        return True
+
+    def set_taint(self, node: str, present: bool) -> bool:
+        """Add or remove our taint, keeping every other taint exactly as it is.
+
+        The list is replaced under a test of the resourceVersion it was read at,
+        so a taint another controller adds meanwhile (unreachable, a spot
+        interruption, ``karpenter.sh/disrupted``) is never lost; on a conflict
+        the node is read again. False when the node is gone.
+        """
+        for _ in range(CONFLICT_RETRIES):
+            body = self.read_node(node)
+            if body is None:
+                return False
+            current = [
+                t for t in (body.get("spec") or {}).get("taints") or [] if isinstance(t, dict)
+            ]
+            kept = [t for t in current if t.get("key") != IDLE_TAINT]
+            if present:
+                kept.append({"key": IDLE_TAINT, "value": "true", "effect": "NoSchedule"})
+            if kept == current:
+                return True
+            version = (body.get("metadata") or {}).get("resourceVersion")
+            patch: list[dict[str, Any]] = [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+                {"op": "add", "path": "/spec/taints", "value": kept},
+            ]
+            try:
+                self.core.patch_node(node, patch, _content_type=JSON_PATCH)
+            except ApiException as exc:
+                if _gone(exc):
+                    return False
+                if _conflict(exc):
+                    continue
+                raise
+            return True
+        raise RuntimeError(f"node {node}: its taints kept changing; retrying next interval")
 
     def evict(self, namespace: str, name: str) -> bool:
         """Ask to evict a pod; False when a PodDisruptionBudget refuses it now (429)."""
@@ -151,52 +259,202 @@ class NodeActions:
             raise
         return True
 
-    def shut_down(self, node: str, provider: ShutdownProvider) -> None:
-        """Remove the node's capacity through the configured provider."""
-        if provider == ShutdownProvider.KUBERNETES:
-            try:
-                self.core.delete_node(node)
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-        elif provider == ShutdownProvider.KARPENTER:
-            claims: dict[str, Any] = self.custom.list_cluster_custom_object(  # type: ignore[assignment]
-                "karpenter.sh", "v1", "nodeclaims"
-            )
-            for claim in claims.get("items", []):
-                if (claim.get("status") or {}).get("nodeName") == node:
-                    name = claim["metadata"]["name"]
-                    self.custom.delete_cluster_custom_object(
-                        "karpenter.sh", "v1", "nodeclaims", name
-                    )
-        else:
-            self._cluster_api(node)
+    # ---------------------------------------------------------------- removal
 
-    def _cluster_api(self, node: str) -> None:
-        """Mark the Machine for deletion and lower its MachineDeployment by one."""
-        meta = self.core.read_node(node).metadata
-        annotations = (meta.annotations if meta is not None else None) or {}
-        machine = annotations.get("cluster.x-k8s.io/machine")
-        namespace = annotations.get("cluster.x-k8s.io/cluster-namespace", "default")
+    def removal_blocker(
+        self, node: Mapping[str, Any], settings: IdleShutdownDefaults
+    ) -> str | None:
+        """Why the provider must not remove this node, checked before it is even tainted."""
+        provider = settings.provider
+        if provider == ShutdownProvider.KUBERNETES:
+            return _kubernetes_blocker(node, settings)
+        if provider == ShutdownProvider.CLUSTER_API:
+            try:
+                self._cluster_api(node, dry_run=True)
+            except RemovalRefused as refused:
+                return str(refused)
+        return None
+
+    def shut_down(self, node: Mapping[str, Any], settings: IdleShutdownDefaults) -> str:
+        """Remove the node's capacity through the configured provider; say what was done.
+
+        Safe to call again for the same node (after a crash before its result was
+        recorded): no provider takes away more than this one node.
+        """
+        provider = settings.provider
+        name = str((node.get("metadata") or {}).get("name"))
+        if provider == ShutdownProvider.KUBERNETES:
+            blocker = _kubernetes_blocker(node, settings)
+            if blocker:
+                raise RemovalRefused(blocker)
+            uid = (node.get("metadata") or {}).get("uid")
+            options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
+            try:
+                self.core.delete_node(name, body=options)
+            except ApiException as exc:
+                if not (_gone(exc) or exc.status == 409):  # 409: another node of that name
+                    raise
+            return "Node object deleted"
+        if provider == ShutdownProvider.KARPENTER:
+            return self._karpenter(name)
+        if provider == ShutdownProvider.DRAIN:
+            return "drained and cordoned; the cluster's node autoscaler removes it"
+        return self._cluster_api(node)
+
+    def _karpenter(self, node: str) -> str:
+        claims: dict[str, Any] = self.custom.list_cluster_custom_object(  # type: ignore[assignment]
+            "karpenter.sh", "v1", "nodeclaims"
+        )
+        for claim in claims.get("items", []):
+            if (claim.get("status") or {}).get("nodeName") != node:
+                continue
+            meta = claim.get("metadata") or {}
+            if meta.get("deletionTimestamp"):
+                return f"NodeClaim {meta.get('name')} already being deleted"
+            try:
+                self.custom.delete_cluster_custom_object(
+                    "karpenter.sh", "v1", "nodeclaims", meta["name"]
+                )
+            except ApiException as exc:
+                if not _gone(exc):
+                    raise
+            return f"NodeClaim {meta['name']} deleted"
+        raise RemovalRefused(f"no Karpenter NodeClaim has status.nodeName {node}")
+
+    def _cluster_api(self, node: Mapping[str, Any], dry_run: bool = False) -> str:
+        """Mark the node's Machine for deletion and lower its MachineDeployment by one, once.
+
+        As Cluster Autoscaler's clusterapi provider does: ``delete-machine`` tells
+        Cluster API which Machine to remove when the count drops; the count is
+        lowered only under a resourceVersion test, never below the group's
+        minimum, and the Machine it was lowered for is recorded on the
+        MachineDeployment in that same patch. A second call for the same node (a
+        later interval, a restarted operator) finds the record and lowers
+        nothing; a Machine someone else marked is left to them.
+        """
+        annotations = (node.get("metadata") or {}).get("annotations") or {}
+        machine = annotations.get(CAPI_MACHINE)
+        namespace = annotations.get(CAPI_NAMESPACE, "default")
         if not machine:
-            raise RuntimeError(f"node {node} has no cluster.x-k8s.io/machine annotation")
-        group, version = "cluster.x-k8s.io", "v1beta1"
-        self.custom.patch_namespaced_custom_object(
-            group, version, namespace, "machines", machine,
-            {"metadata": {"annotations": {"cluster.x-k8s.io/delete-machine": "yes"}}},
-        )  # fmt: skip
-        body: dict[str, Any] = self.custom.get_namespaced_custom_object(  # type: ignore[assignment]
-            group, version, namespace, "machines", machine
-        )
-        deployment = (body.get("metadata", {}).get("labels") or {}).get(
-            "cluster.x-k8s.io/deployment-name"
-        )
-        if deployment:
-            md: dict[str, Any] = self.custom.get_namespaced_custom_object(  # type: ignore[assignment]
-                group, version, namespace, "machinedeployments", deployment
+            raise RemovalRefused(f"the node has no {CAPI_MACHINE} annotation")
+        for _ in range(CONFLICT_RETRIES):
+            try:
+                found = self._capi_get(namespace, "machines", machine)
+            except ApiException as exc:
+                if _gone(exc):
+                    return f"Machine {namespace}/{machine} is already gone"
+                raise
+            meta = found.get("metadata") or {}
+            marks = meta.get("annotations") or {}
+            if meta.get("deletionTimestamp"):
+                return f"Machine {namespace}/{machine} is already being deleted"
+            deployment = (meta.get("labels") or {}).get(CAPI_DEPLOYMENT)
+            if not deployment:
+                raise RemovalRefused(
+                    f"Machine {namespace}/{machine} has no {CAPI_DEPLOYMENT} label "
+                    "(only MachineDeployments are scaled down)"
+                )
+            md = self._capi_get(namespace, "machinedeployments", deployment)
+            md_meta = md.get("metadata") or {}
+            lowered = _lowered_for(md_meta)
+            if machine in lowered:
+                return f"MachineDeployment {namespace}/{deployment} already lowered for it"
+            if CAPI_DELETE_MACHINE in marks and MARKED_BY_US not in marks:
+                return (
+                    f"Machine {namespace}/{machine} was marked for deletion by another controller"
+                )
+            replicas = int((md.get("spec") or {}).get("replicas", 1))
+            minimum = int(
+                parse_quantity((md_meta.get("annotations") or {}).get(CAPI_MIN_SIZE)) or 0
             )
-            replicas = max(0, int(md.get("spec", {}).get("replicas", 1)) - 1)
-            self.custom.patch_namespaced_custom_object(
-                group, version, namespace, "machinedeployments", deployment,
-                {"spec": {"replicas": replicas}},
-            )  # fmt: skip
+            if replicas - 1 < minimum:
+                raise RemovalRefused(
+                    f"MachineDeployment {namespace}/{deployment} is at its minimum size "
+                    f"({replicas}, minimum {minimum})"
+                )
+            if dry_run:
+                return ""
+            try:
+                if MARKED_BY_US not in marks:
+                    mark = {"metadata": {"resourceVersion": meta.get("resourceVersion"),
+                                         "annotations": {CAPI_DELETE_MACHINE: "yes",
+                                                         MARKED_BY_US: "true"}}}  # fmt: skip
+                    self.custom.patch_namespaced_custom_object(
+                        CAPI_GROUP, CAPI_VERSION, namespace, "machines", machine, mark,
+                        _content_type=MERGE_PATCH,
+                    )  # fmt: skip
+                record = json.dumps(sorted({*self._existing(namespace, lowered), machine}))
+                patch: list[dict[str, Any]] = [
+                    {"op": "test", "path": "/metadata/resourceVersion",
+                     "value": md_meta.get("resourceVersion")},
+                    {"op": "test", "path": "/spec/replicas", "value": replicas},
+                    {"op": "replace", "path": "/spec/replicas", "value": replicas - 1},
+                    *([] if md_meta.get("annotations") else
+                      [{"op": "add", "path": "/metadata/annotations", "value": {}}]),
+                    {"op": "add", "path": "/metadata/annotations/" + _pointer(LOWERED_FOR),
+                     "value": record},
+                ]  # fmt: skip
+                self.custom.patch_namespaced_custom_object(
+                    CAPI_GROUP, CAPI_VERSION, namespace, "machinedeployments", deployment,
+                    patch, _content_type=JSON_PATCH,
+                )  # fmt: skip
+            except ApiException as exc:
+                if _conflict(exc):
+                    continue
+                raise
+            return (
+                f"Machine {namespace}/{machine} marked for deletion, MachineDeployment "
+                f"{deployment} {replicas} → {replicas - 1}"
+            )
+        raise RuntimeError(
+            f"Machine {namespace}/{machine}: kept conflicting; retrying next interval"
+        )
+
+    def _capi_get(self, namespace: str, plural: str, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.custom.get_namespaced_custom_object(  # type: ignore[assignment]
+            CAPI_GROUP, CAPI_VERSION, namespace, plural, name
+        )
+        return found
+
+    def _existing(self, namespace: str, machines: Iterable[str]) -> list[str]:
+        """The recorded Machines still there (the record would otherwise only grow)."""
+        out = []
+        for name in machines:
+            try:
+                self._capi_get(namespace, "machines", name)
+            except ApiException as exc:
+                if _gone(exc):
+                    continue
+                raise
+            out.append(name)
+        return out
+
+
+def _lowered_for(meta: Mapping[str, Any]) -> list[str]:
+    raw = (meta.get("annotations") or {}).get(LOWERED_FOR)
+    try:
+        value = json.loads(raw) if raw else []
+    except ValueError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _pointer(key: str) -> str:
+    """A JSON pointer segment (RFC 6901)."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _kubernetes_blocker(node: Mapping[str, Any], settings: IdleShutdownDefaults) -> str | None:
+    """Deleting a Node object ends its billing only where something removes the machine."""
+    meta = node.get("metadata") or {}
+    if settings.node_deletion_ends_billing:
+        return None
+    if (meta.get("annotations") or {}).get(KWOK_NODE):
+        return None  # a KWOK node is nothing but its object
+    if KARPENTER_TERMINATION in (meta.get("finalizers") or []):
+        return None  # Karpenter terminates the instance of a deleted Node
+    return (
+        "deleting this Node would leave its machine running and billing (no known controller "
+        "removes it): use the karpenter, cluster-api or drain provider, or set "
+        "nodeDeletionEndsBilling: true if your cloud removes the machines of deleted Nodes"
+    )

@@ -64,9 +64,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     objects = logging.getLogger("kopf.objects")
     if _QUIET not in objects.filters:
         objects.addFilter(_QUIET)
-    # Idle-node daemons share one lock so two nodes never take the last budget unit.
-    memo.idle_lock = asyncio.Lock()
-    memo.idle_claims = {}
+    # One idle-shutdown loop per pool (its nodes are planned together, within budget).
     memo.idle_tasks = {}
     memo.node_bodies = {}
     memo.idle_indexes = {}

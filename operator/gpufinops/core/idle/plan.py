@@ -1,10 +1,65 @@
-"""Which idle nodes of a pool to shut down this interval, within the budget."""
+"""One interval of idle shutdown for a pool: what to do with each of its nodes.
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+The operator's loop observes a pool (nodes with their annotations, the pods on
+each, GPU utilisation) and carries out the plan this module returns; it decides
+nothing itself. So the disruption budget, the timers and the resumable shutdown
+tested here are the ones that run.
 
+Each node gets one plan: the idle timer to record, the step to take (taint,
+drain, shut down, abort, or nothing), the pods to evict, and the Events that
+report the decision. A node already in a shutdown phase is advanced by
+``advance``, which the loop also calls again with pods re-listed from the API
+server after every step, so no step is taken on a stale view.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from gpufinops.core.clock import moved_with_the_clock
 from gpufinops.core.idle.model import NodeSnapshot, PodSnapshot
-from gpufinops.core.idle.rules import IdleTimer, blockers, disruption_allowance, is_idle
+from gpufinops.core.idle.rules import (
+    IdleTimer,
+    blockers,
+    disruption_allowance,
+    gpu_workload_pods,
+    is_idle,
+    still_on_node,
+    to_evict,
+)
+from gpufinops.core.idle.shutdown import (
+    PHASE_ANNOTATION,
+    REMOVAL_REQUESTED,
+    Phase,
+    Step,
+    next_step,
+)
+
+IDLE_SINCE = "gpufinops.dev/idle-since"
+DRAIN_STARTED = "gpufinops.dev/drain-started"
+
+
+class IdleEventReason(StrEnum):
+    """Every Event reason idle shutdown posts on a node."""
+
+    IDLE_DETECTED = "IdleDetected"
+    DRY_RUN = "IdleShutdownDryRun"
+    BLOCKED = "IdleShutdownBlocked"
+    REFUSED = "ShutdownRefused"
+    DRAINING = "Draining"
+    SHUT_DOWN = "ShutDown"
+    ABORTED = "ShutdownAborted"
+
+
+REPORTS = frozenset({IdleEventReason.DRY_RUN, IdleEventReason.BLOCKED, IdleEventReason.REFUSED})
+"""Reports of a standing decision: posted when the decision changes, not every interval."""
+
+
+@dataclass(frozen=True)
+class NodeEvent:
+    type: str
+    reason: IdleEventReason
+    message: str
 
 
 @dataclass(frozen=True)
@@ -15,72 +70,191 @@ class PoolPolicy:
     max_nodes_per_interval: int | None = 1
     max_percent: float | None = None
     in_window: bool = True
-    """False outside the pool's shutdown schedule (then nothing is shut down)."""
+    """False outside the pool's shutdown schedule (then nothing new is shut down)."""
     dry_run: bool = False
+    drain_timeout_seconds: float = 600.0
+    utilization_percent: float | None = None
+    """The pool's ``gpuUtilizationBelowPercent``, for messages."""
+
+
+def _epoch(raw: str | None) -> float | None:
+    try:
+        return float(raw) if raw else None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
-class NodeVerdict:
+class NodeState:
+    """What the loop observed of one node: the node, its pods, its GPU utilisation."""
+
+    node: NodeSnapshot
+    pods: tuple[PodSnapshot, ...] = ()
+    utilization_low: bool | None = None
+    """None: no threshold configured; False: busy or unknown; True: every GPU stayed low."""
+
+    @property
+    def phase(self) -> Phase:
+        raw = self.node.annotations.get(PHASE_ANNOTATION, "")
+        return Phase(raw) if raw in Phase._value2member_map_ else Phase.NONE
+
+    @property
+    def timer(self) -> IdleTimer:
+        return IdleTimer(_epoch(self.node.annotations.get(IDLE_SINCE)))
+
+    @property
+    def drain_started(self) -> float | None:
+        return _epoch(self.node.annotations.get(DRAIN_STARTED))
+
+    @property
+    def removal_requested(self) -> bool:
+        return bool(self.node.annotations.get(REMOVAL_REQUESTED))
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """What to do with one node this interval."""
+
     node: str
     idle: bool
     timer: IdleTimer
-    shut_down: bool
-    reasons: tuple[str, ...]
-    """Why the node is kept (empty when it is shut down or simply busy)."""
+    """The idle timer to record (``idle-since``)."""
+    step: Step
+    phase: Phase
+    """The phase recorded now; the executor records ``phase_after(step)`` before acting."""
+    reasons: tuple[str, ...] = ()
+    """Why the node is kept or the shutdown aborted."""
+    evict: tuple[PodSnapshot, ...] = ()
+    drain_started: float | None = None
+    """The drain start to record, when it differs from the node's."""
+    events: tuple[NodeEvent, ...] = field(default_factory=tuple)
+    """Decisions to report now (the ShutDown Event waits for the provider's success)."""
+
+    @property
+    def shut_down(self) -> bool:
+        """This interval starts (or continues) taking the node away."""
+        return self.step in (Step.TAINT, Step.DRAIN, Step.WAIT, Step.SHUT_DOWN)
+
+
+def _idle_detected(state: NodeState, policy: PoolPolicy) -> NodeEvent:
+    why = (
+        f"every GPU below {policy.utilization_percent:g} % utilisation"
+        if state.utilization_low and gpu_workload_pods(state.pods)
+        else "no GPU pod on the node"
+    )
+    message = f"{why}; shutdown after {policy.idle_after_seconds:g}s if it stays idle"
+    return NodeEvent("Normal", IdleEventReason.IDLE_DETECTED, message)
+
+
+def observe(state: NodeState, now: float, stepped: float) -> tuple[bool, IdleTimer]:
+    """Whether the node is idle now, and its timer after this look."""
+    idle = is_idle(state.pods, state.utilization_low)
+    return idle, state.timer.observe(idle, now, stepped=stepped)
+
+
+def unsafe_reasons(state: NodeState, idle: bool, now: float) -> list[str]:
+    """Why a node in a shutdown phase may not go on: a blocker, or work on it again."""
+    reasons = blockers(state.node, state.pods, now)
+    if not idle:
+        reasons.append(
+            "a GPU pod is running on the node again"
+            if state.utilization_low is None
+            else "its GPUs are busy again (or their utilisation is unknown)"
+        )
+    return reasons
+
+
+def advance(state: NodeState, policy: PoolPolicy, now: float, stepped: float = 0.0) -> NodePlan:
+    """The next step for a node already in a shutdown phase (after a fresh look at it)."""
+    node, pods, phase = state.node, state.pods, state.phase
+    idle, timer = observe(state, now, stepped)
+    if node.being_deleted:
+        return NodePlan(node.name, idle, timer, Step.AWAIT_REMOVAL, phase)
+    reasons = unsafe_reasons(state, idle, now)
+    recorded = state.drain_started
+    drain_started = moved_with_the_clock(recorded, stepped, now) if recorded is not None else None
+    record = drain_started if drain_started != recorded else None
+    if (
+        phase == Phase.DRAINING
+        and drain_started is not None
+        and now - drain_started > policy.drain_timeout_seconds
+    ):
+        reasons.append(f"drain did not finish in {policy.drain_timeout_seconds:.0f}s")
+    drained = not still_on_node(pods)
+    step = next_step(
+        phase, safe=not reasons, drained=drained, removal_requested=state.removal_requested
+    )
+    events: list[NodeEvent] = []
+    evict: tuple[PodSnapshot, ...] = ()
+    if step == Step.ABORT:
+        events.append(NodeEvent("Warning", IdleEventReason.ABORTED, "; ".join(reasons)))
+    elif step in (Step.DRAIN, Step.WAIT):
+        evict = tuple(to_evict(pods))
+        if phase != Phase.DRAINING:
+            record = now
+            message = f"evicting {len(evict)} pod(s) before shutdown"
+            events.append(NodeEvent("Normal", IdleEventReason.DRAINING, message))
+    return NodePlan(
+        node.name, idle, timer, step, phase, tuple(reasons) if step == Step.ABORT else (),
+        evict, record, tuple(events),
+    )  # fmt: skip
 
 
 def plan_pool(
-    nodes: Sequence[NodeSnapshot],
-    pods_by_node: Mapping[str, Sequence[PodSnapshot]],
-    timers: Mapping[str, IdleTimer],
-    policy: PoolPolicy,
-    now: float,
-    utilization_low: Mapping[str, bool | None] | None = None,
-) -> list[NodeVerdict]:
-    """One verdict per node; nodes idle the longest go first when the budget is short."""
-    deleting = sum(1 for n in nodes if n.being_deleted)
-    not_ready = sum(1 for n in nodes if not n.ready and not n.being_deleted)
+    states: Sequence[NodeState], policy: PoolPolicy, now: float, stepped: float = 0.0
+) -> list[NodePlan]:
+    """One plan per node; nodes idle the longest go first when the budget is short.
+
+    Nodes in a shutdown phase, or being deleted, count against the pool's
+    disruption budget (as Karpenter counts its deleting nodes), so a slow drain
+    or a slow provider never lets more nodes go at once than the budget allows.
+    """
+    in_progress = {s.node.name for s in states if s.phase != Phase.NONE or s.node.being_deleted}
+    not_ready = sum(1 for s in states if not s.node.ready and s.node.name not in in_progress)
     allowance = disruption_allowance(
-        len(nodes), max_percent=policy.max_percent, max_nodes=policy.max_nodes_per_interval,
-        deleting=deleting, not_ready=not_ready,
+        len(states), max_percent=policy.max_percent, max_nodes=policy.max_nodes_per_interval,
+        deleting=len(in_progress), not_ready=not_ready,
     )  # fmt: skip
-    verdicts: dict[str, NodeVerdict] = {}
+    plans: dict[str, NodePlan] = {}
     candidates: list[tuple[float, str]] = []
-    for node in nodes:
-        pods = pods_by_node.get(node.name, ())
-        low = (utilization_low or {}).get(node.name)
-        idle = is_idle(pods, low)
-        timer = timers.get(node.name, IdleTimer(None)).observe(idle, now)
+    for state in states:
+        node = state.node
+        if node.name in in_progress:
+            plans[node.name] = advance(state, policy, now, stepped)
+            continue
+        idle, timer = observe(state, now, stepped)
+        events = (
+            (_idle_detected(state, policy),)
+            if timer.since is not None and state.timer.since is None
+            else ()
+        )
         reasons: list[str] = []
         if idle and timer.expired(policy.idle_after_seconds, now):
-            reasons = blockers(node, pods)
+            reasons = blockers(node, state.pods, now)
             if not policy.in_window:
                 reasons.append("outside the pool's shutdown schedule")
             if not reasons:
                 assert timer.since is not None
                 candidates.append((timer.since, node.name))
-        verdicts[node.name] = NodeVerdict(node.name, idle, timer, False, tuple(reasons))
-    for _, name in sorted(candidates)[:allowance]:
-        v = verdicts[name]
-        verdicts[name] = NodeVerdict(v.node, v.idle, v.timer, not policy.dry_run,
-                                     ("dry run",) if policy.dry_run else ())  # fmt: skip
-    for _, name in sorted(candidates)[allowance:]:
-        v = verdicts[name]
-        verdicts[name] = NodeVerdict(v.node, v.idle, v.timer, False,
-                                     ("disruption budget exhausted",))  # fmt: skip
-    return [verdicts[n.name] for n in nodes]
-
-
-def still_safe(
-    node: NodeSnapshot, pods: Sequence[PodSnapshot], utilization_low: bool | None = None
-) -> tuple[bool, list[str]]:
-    """The re-check immediately before acting: a pod may have landed during the timer,
-    or (utilisation configured) its GPUs may have become busy again."""
-    reasons = blockers(node, pods)
-    if not is_idle(pods, utilization_low):
-        reasons.append(
-            "a GPU pod is running on the node again"
-            if utilization_low is None
-            else "its GPUs are busy again (or their utilisation is unknown)"
+        if reasons:
+            message = "idle but kept: " + "; ".join(reasons)
+            events = (*events, NodeEvent("Normal", IdleEventReason.BLOCKED, message))
+        plans[node.name] = NodePlan(
+            node.name, idle, timer, Step.DONE, Phase.NONE, tuple(reasons), events=events
         )
-    return (not reasons, reasons)
+    ordered = [name for _, name in sorted(candidates)]
+    for rank, name in enumerate(ordered):
+        p = plans[name]
+        if rank >= allowance:
+            reason = "disruption budget exhausted"
+            event = NodeEvent("Normal", IdleEventReason.BLOCKED, f"idle but kept: {reason}")
+            plans[name] = NodePlan(name, p.idle, p.timer, Step.DONE, Phase.NONE, (reason,),
+                                   events=(*p.events, event))  # fmt: skip
+        elif policy.dry_run:
+            message = "idle and safe to shut down; dryRun is on, so nothing is done"
+            event = NodeEvent("Normal", IdleEventReason.DRY_RUN, message)
+            plans[name] = NodePlan(name, p.idle, p.timer, Step.DONE, Phase.NONE, ("dry run",),
+                                   events=(*p.events, event))  # fmt: skip
+        else:
+            plans[name] = NodePlan(name, p.idle, p.timer, Step.TAINT, Phase.NONE, events=p.events)
+    return [plans[s.node.name] for s in states]

@@ -6,6 +6,7 @@ the idle GPU-hours saved. Each refusal carries its reason, for Events.
 """
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -22,8 +23,20 @@ from gpufinops.core.idle.model import (
 
 
 def gpu_workload_pods(pods: Iterable[PodSnapshot]) -> list[PodSnapshot]:
-    """Pods that make a node busy: they request GPUs, are not DaemonSet pods, not finished."""
-    return [p for p in pods if p.gpus > 0 and not p.daemonset and not p.terminal]
+    """Pods that make a node busy: GPU work (any GPU resource or claim), not DaemonSet
+    pods, not finished. A terminating pod still holds its GPUs until it is gone."""
+    return [p for p in pods if p.holds_gpus and not p.daemonset and not p.finished]
+
+
+def to_evict(pods: Iterable[PodSnapshot]) -> list[PodSnapshot]:
+    """What a drain evicts: every pod but the node's own (DaemonSet, mirror) and those
+    already finished or on their way out."""
+    return [p for p in pods if not p.terminal and not p.stays_with_node]
+
+
+def still_on_node(pods: Iterable[PodSnapshot]) -> list[PodSnapshot]:
+    """What a drain waits for: evicted pods count until they are gone."""
+    return [p for p in pods if not p.finished and not p.stays_with_node]
 
 
 def is_idle(pods: Iterable[PodSnapshot], utilization_below_threshold: bool | None = None) -> bool:
@@ -53,9 +66,40 @@ def node_blockers(node: NodeSnapshot) -> list[str]:
     return out
 
 
-def pod_blockers(pod: PodSnapshot) -> list[str]:
-    """Reasons a pod on the node forbids draining it (Cluster Autoscaler's and Karpenter's)."""
-    if pod.terminal or pod.daemonset:
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def go_duration_seconds(text: str) -> float | None:
+    """A Go duration (``5m``, ``1h30m``, ``90s``) in seconds; None when it is not one."""
+    text = text.strip()
+    if not text or _DURATION_PART.sub("", text) != "":
+        return None
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+
+
+def karpenter_protection_active(pod: PodSnapshot, now: float | None) -> bool:
+    """``karpenter.sh/do-not-disrupt`` on a pod: ``"true"`` protects it for good, a
+    duration protects it until that long after its start (as Karpenter reads it).
+
+    A value that is neither protects it too, and so does a duration whose start
+    or ``now`` is unknown: doubt keeps the node.
+    """
+    raw = pod.annotations.get(KARPENTER_DO_NOT_DISRUPT)
+    if raw is None or raw.strip().lower() in ("false", ""):
+        return False
+    duration = go_duration_seconds(raw)
+    if duration is None or pod.started is None or now is None:
+        return True
+    return now < pod.started + duration
+
+
+def pod_blockers(pod: PodSnapshot, now: float | None = None) -> list[str]:
+    """Reasons a pod on the node forbids draining it (Cluster Autoscaler's and Karpenter's).
+
+    ``now`` dates time-limited protections; without it they count as still on.
+    """
+    if pod.terminal or pod.stays_with_node:
         return []
     who = f"pod {pod.key}"
     out = []
@@ -63,9 +107,7 @@ def pod_blockers(pod: PodSnapshot) -> list[str]:
         out.append(f"{who} is protected by a PodDisruptionBudget that allows no disruption")
     if _truthy(pod.annotations.get(DO_NOT_DISRUPT)):
         out.append(f"{who} has {DO_NOT_DISRUPT}")
-    if KARPENTER_DO_NOT_DISRUPT in pod.annotations and pod.annotations[
-        KARPENTER_DO_NOT_DISRUPT
-    ].strip().lower() not in ("false", ""):
+    if karpenter_protection_active(pod, now):
         out.append(f"{who} has {KARPENTER_DO_NOT_DISRUPT}")
     if (pod.annotations.get(CA_SAFE_TO_EVICT) or "").strip().lower() == "false":
         out.append(f'{who} has {CA_SAFE_TO_EVICT}: "false"')
@@ -79,11 +121,13 @@ def pod_blockers(pod: PodSnapshot) -> list[str]:
     return out
 
 
-def blockers(node: NodeSnapshot, pods: Sequence[PodSnapshot]) -> list[str]:
+def blockers(
+    node: NodeSnapshot, pods: Sequence[PodSnapshot], now: float | None = None
+) -> list[str]:
     """Every reason not to shut ``node`` down now; empty means it is safe."""
     out = node_blockers(node)
     for pod in pods:
-        out.extend(pod_blockers(pod))
+        out.extend(pod_blockers(pod, now))
     return out
 
 
