@@ -44,21 +44,38 @@ CONFIG = {
 
 
 def add_node(
-    kubectl: KubectlRun, name: str, annotations: dict[str, str] | None = None,
-    taint: bool = False, wait: bool = True,
+    kubectl: KubectlRun, name: str, annotations: dict[str, str | None] | None = None,
+    taint: bool = False, wait: bool = True, *,
+    labels: dict[str, str | None] | None = None,
+    resources: dict[str, str | None] | None = None,
 ) -> None:  # fmt: skip
     """A node of the pool with ``annotations``, and the idle taint if ``taint``.
 
     ``wait`` waits until it is Ready: not for a node the operator may delete at
-    once (one set up as a killed operator left it mid-shutdown).
+    once (one set up as a killed operator left it mid-shutdown). ``labels`` and
+    ``resources`` (capacity and allocatable alike) are set over the pool's: the
+    pool label to put the node in another pool, say; None removes one (e.g.
+    ``nvidia.com/gpu`` from a node with other accelerators, or the KWOK annotation
+    from a node that is then no KWOK node: it never gets Ready).
     """
     manifest = node_manifest(POOL, name)
-    manifest["metadata"]["annotations"].update(annotations or {})
+    _merge(manifest["metadata"]["annotations"], annotations)
+    _merge(manifest["metadata"]["labels"], labels)
+    for field in ("capacity", "allocatable"):
+        _merge(manifest["status"][field], resources)
     if taint:
         manifest["spec"]["taints"].append({"key": TAINT, "value": "true", "effect": "NoSchedule"})
     ok(kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest)))
     if wait:
         ok(kubectl("wait", "--for=condition=Ready", f"node/{name}", "--timeout=60s"))
+
+
+def _merge(into: dict[str, str], changes: dict[str, str | None] | None) -> None:
+    for key, value in (changes or {}).items():
+        if value is None:
+            into.pop(key, None)
+        else:
+            into[key] = value
 
 
 def node_exists(kubectl: KubectlRun, node: str) -> bool:
