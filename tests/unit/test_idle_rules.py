@@ -218,7 +218,7 @@ def test_timer_must_expire_and_oldest_idle_go_first_within_budget() -> None:
     pool = nodes(3)
     timers = {"gpu-0": IdleTimer(T0 - 700), "gpu-1": IdleTimer(T0 - 900), "gpu-2": IdleTimer(T0)}
     verdicts = plan_pool(states(pool, {}, timers), PoolPolicy(600, max_nodes_per_interval=1), T0)
-    shut = [v.node for v in verdicts if v.shut_down]
+    shut = [v.node for v in verdicts if v.step == Step.TAINT]
     assert shut == ["gpu-1"]
     kept = {v.node: v.reasons for v in verdicts}
     assert kept["gpu-0"] == ("disruption budget exhausted",)
@@ -229,16 +229,16 @@ def test_busy_node_resets_its_timer() -> None:
     pool = nodes(1)
     busy = states(pool, {"gpu-0": [pod(node="gpu-0")]}, {"gpu-0": IdleTimer(T0 - 9999)})
     verdicts = plan_pool(busy, PoolPolicy(600), T0)
-    assert not verdicts[0].shut_down and verdicts[0].timer.since is None
+    assert verdicts[0].step == Step.DONE and verdicts[0].timer.since is None
 
 
 def test_outside_schedule_and_dry_run_change_nothing() -> None:
     pool = nodes(1)
     timers = {"gpu-0": IdleTimer(T0 - 9999)}
     outside = plan_pool(states(pool, {}, timers), PoolPolicy(600, in_window=False), T0)
-    assert not outside[0].shut_down and "schedule" in outside[0].reasons[0]
+    assert outside[0].step == Step.DONE and "schedule" in outside[0].reasons[0]
     dry = plan_pool(states(pool, {}, timers), PoolPolicy(600, dry_run=True), T0)
-    assert not dry[0].shut_down and dry[0].reasons == ("dry run",)
+    assert dry[0].step == Step.DONE and dry[0].reasons == ("dry run",)
 
 
 @given(st.lists(st.tuples(st.booleans(), st.booleans(), st.integers(0, 30)), max_size=12))
@@ -248,7 +248,7 @@ def test_never_more_shutdowns_than_the_budget(specs) -> None:
     timers = {f"n{i}": IdleTimer(T0 - age * 60) for i, (_, _, age) in enumerate(specs)}
     policy = PoolPolicy(600, max_nodes_per_interval=2, max_percent=50)
     verdicts = plan_pool(states(pool, pods, timers), policy, T0)
-    shut = [v for v in verdicts if v.shut_down]
+    shut = [v for v in verdicts if v.step == Step.TAINT]
     not_ready = sum(1 for n in pool if not n.ready)
     assert len(shut) <= disruption_allowance(
         len(pool), max_percent=50, max_nodes=2, deleting=0, not_ready=not_ready

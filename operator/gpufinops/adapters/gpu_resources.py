@@ -11,9 +11,7 @@ from typing import Any
 from gpufinops.adapters.jobs import parse_quantity
 from gpufinops.core.gpus import (
     GpuResource,
-    GpuUse,
     effective_requests,
-    gpu_use,
     node_gpus,
 )
 
@@ -57,14 +55,6 @@ def claim_count(spec: Mapping[str, Any]) -> int:
     """DRA resource claims the pod holds (``spec.resourceClaims``)."""
     claims = spec.get("resourceClaims")
     return len(claims) if isinstance(claims, list) else 0
-
-
-def pod_gpu_use(
-    spec: Mapping[str, Any],
-    rules: Sequence[GpuResource],
-    node_labels: Mapping[str, str] | None = None,
-) -> GpuUse:
-    return gpu_use(pod_requests(spec), claim_count(spec), rules, node_labels)
 
 
 def node_gpu_count(body: Mapping[str, Any], rules: Sequence[GpuResource]) -> float:

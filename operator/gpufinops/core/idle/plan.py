@@ -130,11 +130,6 @@ class NodePlan:
     events: tuple[NodeEvent, ...] = field(default_factory=tuple)
     """Decisions to report now (the ShutDown Event waits for the provider's success)."""
 
-    @property
-    def shut_down(self) -> bool:
-        """This interval starts (or continues) taking the node away."""
-        return self.step in (Step.TAINT, Step.DRAIN, Step.WAIT, Step.SHUT_DOWN)
-
 
 def _idle_detected(state: NodeState, policy: PoolPolicy) -> NodeEvent:
     why = (

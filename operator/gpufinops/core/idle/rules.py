@@ -172,4 +172,4 @@ class IdleTimer:
         return 0.0 if self.since is None else max(0.0, now - self.since)
 
     def expired(self, after_seconds: float, now: float) -> bool:
-        return self.since is not None and now - self.since >= after_seconds
+        return self.since is not None and self.idle_seconds(now) >= after_seconds
