@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -121,6 +121,46 @@ class IdleShutdownDefaults(_Model):
     removed that way (Karpenter's termination finalizer, KWOK) are deleted."""
 
 
+class SelectorRequirement(_Model):
+    """One ``matchExpressions`` entry of a Kubernetes label selector."""
+
+    key: str = Field(min_length=1, max_length=317)
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _values_fit_operator(self) -> "SelectorRequirement":
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"operator {self.operator} needs values")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"operator {self.operator} takes no values")
+        return self
+
+
+class LabelSelector(_Model):
+    """A Kubernetes label selector (every part must match)."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict, alias="matchLabels")
+    match_expressions: list[SelectorRequirement] = Field(
+        default_factory=list, alias="matchExpressions"
+    )
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if any(labels.get(k) != v for k, v in self.match_labels.items()):
+            return False
+        for e in self.match_expressions:
+            present = e.key in labels
+            if e.operator == "In" and labels.get(e.key) not in e.values:
+                return False
+            if e.operator == "NotIn" and present and labels[e.key] in e.values:
+                return False
+            if e.operator == "Exists" and not present:
+                return False
+            if e.operator == "DoesNotExist" and present:
+                return False
+        return True
+
+
 class NodePool(_Model):
     """A group of identical GPU nodes, found by its labels, with its price."""
 
@@ -136,6 +176,9 @@ class NodePool(_Model):
     )
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
     idle_shutdown: IdleShutdownDefaults | None = Field(default=None, alias="idleShutdown")
+    namespace_selector: LabelSelector | None = Field(default=None, alias="namespaceSelector")
+    """Namespaces whose AIWorkloads may use this pool (as a Kueue ClusterQueue's);
+    unset: every namespace."""
 
     @property
     def gpu_hourly_price_usd(self) -> float:
