@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 
 from gpufinops.config.model import OperatorConfig
+from gpufinops.core.tenancy import TEAM_LABEL, NamespaceView
 from gpufinops.handlers import autoscaling
 
 SPEC = {
@@ -21,14 +22,17 @@ def body(generation: int | None, spec: dict[str, Any]) -> dict[str, Any]:
     return {"metadata": meta, "spec": spec}
 
 
+NS = NamespaceView("ns")
+
+
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     seen: list[Any] = []
     real = autoscaling.check_spec
 
-    def counting(raw: Any, config: OperatorConfig) -> Any:
+    def counting(raw: Any, config: OperatorConfig, namespace: Any = None) -> Any:
         seen.append(raw)
-        return real(raw, config)
+        return real(raw, config, namespace)
 
     monkeypatch.setattr(autoscaling, "check_spec", counting)
     return seen
@@ -36,21 +40,30 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
 def test_the_spec_is_validated_once_per_generation(calls: list[Any]) -> None:
     checks = autoscaling.SpecChecks(OperatorConfig())
-    first = checks.of(body(1, SPEC))
+    first = checks.of(body(1, SPEC), NS)
     assert first.spec is not None and first.spec.inference is not None
-    assert checks.of(body(1, SPEC)) is first
+    assert checks.of(body(1, SPEC), NS) is first
     assert len(calls) == 1
     bigger = {**SPEC, "inference": {**SPEC["inference"], "maxReplicas": 8}}
-    second = checks.of(body(2, bigger))
+    second = checks.of(body(2, bigger), NS)
     assert second.spec is not None and second.spec.inference is not None
     assert second.spec.inference.max_replicas == 8
     assert len(calls) == 2
 
 
+def test_a_namespace_relabelled_is_checked_again(calls: list[Any]) -> None:
+    checks = autoscaling.SpecChecks(OperatorConfig())
+    team = SPEC["costAllocation"]["team"]
+    assert checks.of(body(1, SPEC), NamespaceView("ns", {TEAM_LABEL: team})).valid
+    moved = checks.of(body(1, SPEC), NamespaceView("ns", {TEAM_LABEL: "other"}))
+    assert not moved.valid and "spec.costAllocation.team" in moved.summary()
+    assert len(calls) == 2
+
+
 def test_without_a_generation_every_tick_validates(calls: list[Any]) -> None:
     checks = autoscaling.SpecChecks(OperatorConfig())
-    checks.of(body(None, SPEC))
-    checks.of(body(None, SPEC))
+    checks.of(body(None, SPEC), NS)
+    checks.of(body(None, SPEC), NS)
     assert len(calls) == 2
 
 

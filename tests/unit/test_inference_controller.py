@@ -148,6 +148,20 @@ def test_manual_override_holds_the_count() -> None:
     assert rec.statuses[-1]["lastDecision"]["action"] == "ManualOverride"
 
 
+def test_manual_override_cannot_pass_a_budget_throttle_or_suspend() -> None:
+    rec = Recorder()
+    c = controller(Observation(queue_depth=0, arrival_rate=90), rec)
+    throttled = {"budget": {"enforcement": "Throttle"}}
+    asyncio.run(c.tick(spec(replicas=10), 1, DEP, [], NOW, latest_status=throttled))
+    assert rec.scaled == [] and rec.statuses[-1]["lastDecision"]["action"] == "BudgetThrottle"
+    suspended = {"budget": {"enforcement": "Suspend"}}
+    asyncio.run(c.tick(spec(replicas=10), 1, DEP, [], NOW + 15, latest_status=suspended))
+    assert rec.scaled == [0]
+    # below the ceiling a person's count still holds
+    asyncio.run(c.tick(spec(replicas=1), 1, DEP, [], NOW + 30, latest_status=throttled))
+    assert rec.scaled == [0, 1]
+
+
 def test_unchanged_ticks_do_not_rewrite_status() -> None:
     rec = Recorder()
     c = controller(Observation(queue_depth=0, arrival_rate=20), rec)

@@ -29,6 +29,8 @@ def _run(status: dict[str, Any], reason: kopf.Reason) -> dict[str, Any]:
         memo=SimpleNamespace(config=load_config(None)),
         logger=logging.getLogger("test"),
         reason=reason,
+        namespace="ns",
+        namespace_labels={"ns": [{}]},
     )
     return dict(patch.get("status") or {})
 

@@ -187,6 +187,24 @@ class NodePool(_Model):
         return self.hourly_price_usd / self.gpus_per_node
 
 
+class JobTemplatePolicy(StrEnum):
+    BASELINE = "Baseline"
+    UNRESTRICTED = "Unrestricted"
+
+
+class TenancyConfig(_Model):
+    """What the operator does on a tenant's behalf (docs/security.md)."""
+
+    job_templates: JobTemplatePolicy = Field(
+        default=JobTemplatePolicy.BASELINE, alias="jobTemplates"
+    )
+    """Baseline: a jobTemplate's pods get nothing beyond Pod Security's baseline profile,
+    the default ServiceAccount and an allowed priority class. Unrestricted: anything."""
+    allowed_priority_classes: list[str] = Field(
+        default_factory=list, alias="allowedPriorityClasses"
+    )
+
+
 class GpuResourceConfig(_Model):
     """An extended resource that is a GPU (a glob), e.g. a renamed time-sliced resource."""
 
@@ -207,6 +225,7 @@ class OperatorConfig(_Model):
     )
     pricing_file: str | None = Field(default=None, alias="pricingFile")
     gpu_resources: list[GpuResourceConfig] = Field(default_factory=list, alias="gpuResources")
+    tenancy: TenancyConfig = Field(default_factory=TenancyConfig)
     """Extra GPU resources, matched before the built-in ones (see ``core.gpus``)."""
 
     @model_validator(mode="after")

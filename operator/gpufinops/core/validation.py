@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.config.model import OperatorConfig
+from gpufinops.core.tenancy import NamespaceView, tenancy_problems
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,14 @@ def _shown(value: str, limit: int = 63) -> str:
     return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
-def check_spec(raw: Mapping[str, Any] | None, config: OperatorConfig) -> SpecCheck:
-    """Validate ``raw`` (the object's spec as stored) against the API and the config."""
+def check_spec(
+    raw: Mapping[str, Any] | None,
+    config: OperatorConfig,
+    namespace: NamespaceView | None = None,
+) -> SpecCheck:
+    """Validate ``raw`` (the object's spec as stored) against the API and the config,
+    and, given its ``namespace``, against what that namespace is entitled to
+    (``core.tenancy``): a spec that asks for more is not acted on."""
     if raw is not None and not isinstance(raw, Mapping):
         # An object stored without schema validation may hold anything under spec.
         got = type(raw).__name__
@@ -84,4 +91,6 @@ def check_spec(raw: Mapping[str, Any] | None, config: OperatorConfig) -> SpecChe
                     f"(known pools: {', '.join(known) or 'none'})",
                 )
             )
+    if namespace is not None:
+        problems += [SpecProblem(p, m) for p, m in tenancy_problems(spec, namespace, config)]
     return SpecCheck(spec=spec if not problems else None, problems=problems)

@@ -10,6 +10,13 @@ from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.config.model import OperatorConfig
 from gpufinops.core.admission import assess
 from gpufinops.core.validation import check_spec
+from gpufinops.handlers.indexes import namespace_view
+
+
+@kopf.index("", "v1", "namespaces")
+def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> dict[str, dict[str, str]]:
+    """Every namespace's labels: what its workloads are entitled to (``core.tenancy``)."""
+    return {name: dict(labels)}
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -23,8 +30,9 @@ def spec_changed(
     patch: kopf.Patch,
     memo: kopf.Memo,
     logger: kopf.Logger,
+    namespace: str | None = None,
     reason: kopf.Reason | str | None = None,
-    **_: Any,
+    **indexes: Any,
 ) -> None:
     """Validate the spec as the operator sees it and say so in status and Events.
 
@@ -34,7 +42,7 @@ def spec_changed(
     """
     config: OperatorConfig = memo.config
     generation = meta.get("generation")
-    check = check_spec(spec, config)
+    check = check_spec(spec, config, namespace_view(indexes, namespace or ""))
     job_name = body.get("metadata", {}).get("name")
     current = read_conditions(status)
     result = assess(

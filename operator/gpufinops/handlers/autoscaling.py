@@ -24,8 +24,9 @@ from gpufinops.adapters.deployments import (
 from gpufinops.adapters.operator_metrics import forget
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.config.model import OperatorConfig
+from gpufinops.core.tenancy import NamespaceView
 from gpufinops.core.validation import SpecCheck, check_spec
-from gpufinops.handlers.indexes import first
+from gpufinops.handlers.indexes import first, namespace_view
 from gpufinops.handlers.inference import Effects, InferenceController
 from gpufinops.handlers.status_writes import ConditionalStatus
 
@@ -81,14 +82,15 @@ class SpecChecks:
 
     def __init__(self, config: OperatorConfig) -> None:
         self.config = config
-        self._seen: tuple[int, SpecCheck] | None = None
+        self._seen: tuple[tuple[Any, NamespaceView], SpecCheck] | None = None
 
-    def of(self, body: Mapping[str, Any]) -> SpecCheck:
+    def of(self, body: Mapping[str, Any], namespace: NamespaceView) -> SpecCheck:
         generation = (body.get("metadata") or {}).get("generation")
-        if generation is not None and self._seen is not None and self._seen[0] == generation:
+        key = (generation, namespace)
+        if generation is not None and self._seen is not None and self._seen[0] == key:
             return self._seen[1]
-        check = check_spec(body.get("spec"), self.config)
-        self._seen = (generation, check) if generation is not None else None
+        check = check_spec(body.get("spec"), self.config, namespace)
+        self._seen = (key, check) if generation is not None else None
         return check
 
 
@@ -143,7 +145,7 @@ async def autoscale(
     try:
         while not stopped:
             started = time.monotonic()
-            check = checks.of(body)
+            check = checks.of(body, namespace_view(indexes, namespace))
             spec = check.spec
             if spec is not None and spec.inference is not None:
                 if controller is None or target != spec.inference.target_ref.name:

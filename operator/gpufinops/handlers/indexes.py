@@ -1,8 +1,11 @@
 """Reading Kopf indexes: each key holds a store of values, usually exactly one."""
 
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
+
+from gpufinops.core.tenancy import NamespaceView
 
 
 def first(index: kopf.Index[Any, Any], key: Any) -> Any:
@@ -10,3 +13,9 @@ def first(index: kopf.Index[Any, Any], key: Any) -> Any:
     for value in index.get(key, []):
         return value
     return None
+
+
+def namespace_view(indexes: Mapping[str, Any], namespace: str) -> NamespaceView:
+    """The namespace with its labels (``namespace_labels`` index); none when unseen."""
+    labels = first(indexes["namespace_labels"], namespace)
+    return NamespaceView(namespace, dict(labels or {}))

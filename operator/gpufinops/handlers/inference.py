@@ -109,7 +109,7 @@ def budget_ceiling(
     Throttle holds the replicas running now (never below the floor): the service
     keeps serving, it only stops growing. Suspend reaches Inference only with the
     workload's explicit suspendInference consent (the cost core checks). A manual
-    spec.replicas is a person's decision and is not capped.
+    spec.replicas is capped too.
     """
     enforcement = ((status or {}).get("budget") or {}).get("enforcement")
     if enforcement == "Throttle":
@@ -288,11 +288,12 @@ class InferenceController:
         if spec.replicas is not None:
             desired, action = spec.replicas, "ManualOverride"
             reason = f"spec.replicas={spec.replicas} set (kubectl scale); autoscaling paused"
-        else:
-            ceiling = budget_ceiling(latest_status, inference.min_replicas, deployment.replicas)
-            if ceiling is not None and desired > ceiling[0]:
-                desired, action = ceiling
-                reason = f"budget exceeded, {action}: replicas capped at {desired} ({reason})"
+        # A budget binds a person's count too: `kubectl scale aiw` is open to whoever may
+        # edit the workload, the budget is an admin's (docs/security.md).
+        ceiling = budget_ceiling(latest_status, inference.min_replicas, deployment.replicas)
+        if ceiling is not None and desired > ceiling[0]:
+            desired, action = ceiling
+            reason = f"budget exceeded, {action}: replicas capped at {desired} ({reason})"
 
         reason = self._settled(
             (action, desired, decision.recommended, deployment.replicas, deployment.ready), reason

@@ -29,7 +29,7 @@ from gpufinops.config.model import OperatorConfig
 from gpufinops.core.validation import check_spec
 from gpufinops.handlers.autoscaling import DEFAULT_SYNC_SECONDS
 from gpufinops.handlers.clock import ClockSteps
-from gpufinops.handlers.indexes import first
+from gpufinops.handlers.indexes import first, namespace_view
 from gpufinops.handlers.status_writes import ConditionalStatus, created_at
 from gpufinops.handlers.training import TrainingController, World, job_name
 
@@ -106,7 +106,7 @@ async def place_training(
     created = created_at(meta)
     clock = ClockSteps()
     while not stopped:
-        spec = check_spec(body.get("spec"), config).spec
+        spec = check_spec(body.get("spec"), config, namespace_view(indexes, namespace)).spec
         if spec is not None and spec.training is not None:
             job = job_name(name, spec)
             write_status.seen(body)

@@ -18,7 +18,7 @@ from gpufinops.core.sandbox import SandboxObservation
 from gpufinops.core.validation import check_spec
 from gpufinops.handlers.autoscaling import DEFAULT_SYNC_SECONDS
 from gpufinops.handlers.clock import ClockSteps
-from gpufinops.handlers.indexes import first
+from gpufinops.handlers.indexes import first, namespace_view
 from gpufinops.handlers.sandbox import SandboxController, SandboxEffects
 from gpufinops.handlers.status_writes import ConditionalStatus, created_at
 
@@ -125,7 +125,7 @@ async def watch_sandbox(
     )
     clock = ClockSteps()
     while not stopped:
-        spec = check_spec(body.get("spec"), config).spec
+        spec = check_spec(body.get("spec"), config, namespace_view(indexes, namespace)).spec
         if spec is not None and spec.experiment is not None:
             experiment = current["experiment"] = spec.experiment
             target = _target(experiment, namespace, indexes)
