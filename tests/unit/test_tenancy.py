@@ -7,8 +7,10 @@ from typing import Any
 import pytest
 
 from gpufinops.config.model import OperatorConfig
-from gpufinops.core.tenancy import TEAM_LABEL, NamespaceView, job_template_problems
+from gpufinops.core.tenancy import TEAM_LABEL, NamespaceView, booked_spec, job_template_problems
 from gpufinops.core.validation import check_spec
+from gpufinops.handlers.cost import booked
+from gpufinops.handlers.cost_accounting import WorkloadView
 
 CONFIG = OperatorConfig.model_validate({
     "nodePools": [
@@ -106,3 +108,13 @@ def test_a_job_ref_is_not_the_operators_to_vet() -> None:
     spec = {"type": "Training", "costAllocation": {"team": "search"},
             "training": {"jobRef": {"name": "mine"}}}  # fmt: skip
     assert problems(spec) == []
+
+
+def test_spend_is_booked_to_the_namespaces_team_whatever_the_spec_claims() -> None:
+    spec = training(costAllocation={"team": "finance", "project": "p"})
+    assert booked_spec(spec, SEARCH)["costAllocation"] == {"team": "search", "project": "p"}
+    assert booked_spec(spec, NamespaceView("shared"))["costAllocation"]["team"] == "finance"
+    view = WorkloadView("search-ns", "w", {}, spec, {}, {})
+    indexes = {"namespace_labels": {"search-ns": [{TEAM_LABEL: "search"}]}}
+    (charged,) = booked([view], indexes)
+    assert charged.spec["costAllocation"]["team"] == "search" and charged.name == "w"

@@ -96,6 +96,19 @@ def job_template_problems(
     return out
 
 
+def booked_spec(spec: Mapping[str, Any], namespace: NamespaceView) -> dict[str, Any]:
+    """The spec as cost is booked: to the namespace's team when the namespace names one.
+
+    A workload claiming another team is refused (``InvalidSpec``), but what it
+    spends is still counted, and counted against its own namespace's team.
+    """
+    team = namespace.labels.get(TEAM_LABEL)
+    allocation = _mapping(spec.get("costAllocation"))
+    if team is None or allocation.get("team") == team:
+        return dict(spec)
+    return {**spec, "costAllocation": {**allocation, "team": team}}
+
+
 def tenancy_problems(
     spec: AIWorkloadSpec, namespace: NamespaceView, config: OperatorConfig
 ) -> list[tuple[str, str]]:

@@ -19,6 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -45,6 +46,7 @@ from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.config.model import OperatorConfig
 from gpufinops.core.gpus import rules_of
+from gpufinops.core.tenancy import booked_spec
 from gpufinops.handlers.cost_accounting import (
     CostAccountant,
     CostEffects,
@@ -53,13 +55,14 @@ from gpufinops.handlers.cost_accounting import (
     Utilization,
     WorkloadView,
 )
+from gpufinops.handlers.indexes import namespace_view
 
 logger = logging.getLogger(__name__)
 
 TOKEN_RATE_WINDOW = "5m"
 """Long enough to smooth bursts of long generations, short enough to follow the load."""
 
-_INDEXES = ("gpu_pods", "cost_workloads", "pool_nodes", "deployments")
+_INDEXES = ("gpu_pods", "cost_workloads", "pool_nodes", "deployments", "namespace_labels")
 
 
 # Async, like the autoscaler's indexes: no worker thread per watch event.
@@ -268,6 +271,13 @@ def held_gpus(config: OperatorConfig, indexes: Mapping[str, Any]) -> tuple[list[
     return pods, pools
 
 
+def booked(views: Iterable[WorkloadView], indexes: Mapping[str, Any]) -> list[WorkloadView]:
+    """Each workload as its cost is booked: to its namespace's team (``core.tenancy``)."""
+    return [
+        replace(v, spec=booked_spec(v.spec, namespace_view(indexes, v.namespace))) for v in views
+    ]
+
+
 async def _run(memo: kopf.Memo) -> None:
     config: OperatorConfig = memo.config
     accountant = CostAccountant(
@@ -289,7 +299,7 @@ async def _run(memo: kopf.Memo) -> None:
         try:
             await accountant.tick(
                 datetime.fromtimestamp(time.time(), tz=UTC),
-                list(_values(indexes.get("cost_workloads"))),
+                booked(_values(indexes.get("cost_workloads")), indexes),
                 pods,
                 pools,
                 replicas,

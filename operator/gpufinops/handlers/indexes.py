@@ -17,5 +17,5 @@ def first(index: kopf.Index[Any, Any], key: Any) -> Any:
 
 def namespace_view(indexes: Mapping[str, Any], namespace: str) -> NamespaceView:
     """The namespace with its labels (``namespace_labels`` index); none when unseen."""
-    labels = first(indexes["namespace_labels"], namespace)
+    labels = first(indexes.get("namespace_labels") or {}, namespace)
     return NamespaceView(namespace, dict(labels or {}))
