@@ -53,3 +53,26 @@ def test_a_restart_over_an_unchanged_workload_writes_nothing_and_posts_no_event(
     # and a create or update is always reported
     assert _run(written, kopf.Reason.UPDATE)["observedGeneration"] == 2
     assert events == ["Accepted", "Accepted", "Accepted"]
+
+
+def test_the_target_each_workload_claims() -> None:
+    from gpufinops.handlers.aiworkload import claimed_target, rival_claims, target_claims
+
+    assert claimed_target("chat", SPEC) == ("Deployment", "llm")
+    sandbox = {"type": "Experiment", "experiment": {"targetRef": {"kind": "StatefulSet",
+                                                                  "name": "nb"}}}  # fmt: skip
+    assert claimed_target("x", sandbox) == ("StatefulSet", "nb")
+    assert claimed_target("ft", {"type": "Training", "training": {"jobTemplate": {}}}) == (
+        "Job", "ft",
+    )  # fmt: skip
+    by_ref = {"type": "Training", "training": {"jobRef": {"name": "mine"}}}
+    assert claimed_target("ft", by_ref) == ("Job", "mine")
+    assert claimed_target("x", {"type": "Inference"}) is None
+    handler: Any = target_claims
+    index = {}
+    for name in ("chat", "chat-2"):
+        for key, value in handler(namespace="ns", name=name, spec=SPEC).items():
+            index.setdefault(key, []).append(value)
+    indexes = {"target_claims": index}
+    assert rival_claims(indexes, "ns", "Deployment", "llm", "chat") == ["AIWorkload/chat-2"]
+    assert rival_claims(indexes, "ns", "Deployment", "other", "chat") == []

@@ -13,6 +13,36 @@ from gpufinops.core.validation import check_spec
 from gpufinops.handlers.indexes import namespace_view
 
 
+def claimed_target(name: str, spec: Any) -> tuple[str, str] | None:
+    """(kind, name) of the object an AIWorkload drives, read from its raw spec."""
+    spec = spec if isinstance(spec, dict) else {}
+    kind = spec.get("type")
+    section = spec.get({"Inference": "inference", "Experiment": "experiment"}.get(kind, "")) or {}
+    ref = section.get("targetRef") if isinstance(section, dict) else None
+    if isinstance(ref, dict) and isinstance(ref.get("name"), str):
+        return str(ref.get("kind") or "Deployment"), ref["name"]
+    training = spec.get("training") if kind == "Training" else None
+    if isinstance(training, dict):
+        job = training.get("jobRef")
+        return "Job", str(job["name"]) if isinstance(job, dict) and "name" in job else name
+    return None
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def target_claims(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[tuple[str | None, str, str], str]:
+    """Which AIWorkloads drive each object: two on one target both refuse to act."""
+    target = claimed_target(name, dict(spec))
+    return {(namespace, *target): f"AIWorkload/{name}"} if target else {}
+
+
+def rival_claims(indexes: Any, namespace: str, kind: str, target: str, name: str) -> list[str]:
+    """The other AIWorkloads that drive ``kind/target`` besides ``name``."""
+    claims = indexes["target_claims"].get((namespace, kind, target), [])
+    return sorted({c for c in claims if c != f"AIWorkload/{name}"})
+
+
 @kopf.index("", "v1", "namespaces")
 def namespace_labels(name: str, labels: kopf.Labels, **_: Any) -> dict[str, dict[str, str]]:
     """Every namespace's labels: what its workloads are entitled to (``core.tenancy``)."""

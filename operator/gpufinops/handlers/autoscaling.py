@@ -26,6 +26,7 @@ from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.config.model import OperatorConfig
 from gpufinops.core.tenancy import NamespaceView
 from gpufinops.core.validation import SpecCheck, check_spec
+from gpufinops.handlers.aiworkload import rival_claims
 from gpufinops.handlers.indexes import first, namespace_view
 from gpufinops.handlers.inference import Effects, InferenceController
 from gpufinops.handlers.status_writes import ConditionalStatus
@@ -166,7 +167,8 @@ async def autoscale(
                     )  # fmt: skip
                 conflicts = sorted(
                     {*hpa_targets.get((namespace, target), []),
-                     *keda_targets.get((namespace, target), [])}
+                     *keda_targets.get((namespace, target), []),
+                     *rival_claims(indexes, namespace, "Deployment", target, name)}
                 )  # fmt: skip
                 write_status.seen(body)
                 current = first(deployments, (namespace, target))

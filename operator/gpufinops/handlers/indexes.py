@@ -17,5 +17,6 @@ def first(index: kopf.Index[Any, Any], key: Any) -> Any:
 
 def namespace_view(indexes: Mapping[str, Any], namespace: str) -> NamespaceView:
     """The namespace with its labels (``namespace_labels`` index); none when unseen."""
-    labels = first(indexes.get("namespace_labels") or {}, namespace)
+    index: kopf.Index[str, dict[str, str]] = indexes.get("namespace_labels") or {}  # type: ignore[assignment]
+    labels = first(index, namespace)
     return NamespaceView(namespace, dict(labels or {}))
