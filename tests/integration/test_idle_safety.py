@@ -62,7 +62,7 @@ from tests.support.kube import KubectlRun, deployment_manifest, ok
 from tests.support.operator import RunningOperator, running_operator
 from tests.support.polling import describe_on_timeout, poll, poll_until
 
-from gpufinops.adapters.nodes import NodeActions
+from gpufinops.adapters.nodes import NodeActions, RemovalRefused
 
 NS = "idle-safety"
 MODULE = {"gpufinops.dev/test-module": "idle-safety"}
@@ -310,6 +310,53 @@ def test_cluster_api_node_group_at_its_min_size_is_not_touched(
     )
     assert not any(t for _, t in seen), f"{node} was tainted although md-b is at its min size"
     assert not _marked(kubectl, "machine-b"), f"machine-b got {DELETE_MACHINE}"
+
+
+def _capi_node_body(kubectl: KubectlRun, name: str) -> dict[str, Any]:
+    found = _node_json(kubectl, name)
+    assert found is not None
+    return found
+
+
+def test_cluster_api_provider_called_twice_lowers_once_and_a_refusal_unmarks(
+    capi: None, kubectl: KubectlRun, kubeconfig: Path
+) -> None:
+    """NodeActions in-process, no operator: the provider's own record on the
+    MachineDeployment (not the node's annotation) makes a second call lower
+    nothing; a refusal after the Machine was marked takes the mark off again."""
+    from gpufinops.config.model import IdleShutdownDefaults
+
+    settings = IdleShutdownDefaults.model_validate({"enabled": True, "provider": "cluster-api"})
+    _machine(kubectl, "machine-d", "md-d", replicas=4,
+             deployment_annotations={"example.com/other": "kept"})  # fmt: skip
+    _capi_node(kubectl, "safety-capi-d", "machine-d")
+    _machine(kubectl, "machine-e", "md-e", replicas=3)
+    _capi_node(kubectl, "safety-capi-e", "machine-e")
+    api = _api_client(kubeconfig)
+    actions = NodeActions(api)
+    try:
+        body = _capi_node_body(kubectl, "safety-capi-d")
+        assert actions.removal_blocker(body, settings) is None
+        first = actions.shut_down(body, settings)
+        again = actions.shut_down(body, settings)
+        assert (_replicas(kubectl, "md-d"), _marked(kubectl, "machine-d")) == (3, True), first
+        assert again is not None and "already lowered" in again, again
+        assert actions.removal_done(body, settings)
+        # md-e reaches its minimum between the check before the taint and the removal:
+        # the mark shut_down puts on the Machine must not stay behind it.
+        other = _capi_node_body(kubectl, "safety-capi-e")
+        assert actions.removal_blocker(other, settings) is None
+        pin = {"metadata": {"annotations": {MIN_SIZE: "3"}}}
+        ok(kubectl("patch", "machinedeployments.cluster.x-k8s.io", "md-e", "-n", NS,
+                   "--type=merge", "-p", json.dumps(pin)))  # fmt: skip
+        with pytest.raises(RemovalRefused, match="minimum size"):
+            actions.shut_down(other, settings)
+        assert (_replicas(kubectl, "md-e"), _marked(kubectl, "machine-e")) == (3, False)
+        assert "minimum size" in (actions.removal_blocker(other, settings) or "")
+        assert not actions.removal_done(other, settings)
+    finally:
+        api.close()  # type: ignore[no-untyped-call]
+        _delete_nodes(kubectl, "safety-capi-d", "safety-capi-e")
 
 
 # ---------------------------------------------------------------------- a pod lands with the taint

@@ -34,6 +34,7 @@ CONFIG = {
                 "enabled": True,
                 "idleAfterSeconds": IDLE_AFTER,
                 "intervalSeconds": 1,
+                "deletionDelayAfterTaintSeconds": 1,
                 "maxNodesPerInterval": 10,
                 "dryRun": False,
             },

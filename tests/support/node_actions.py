@@ -46,6 +46,8 @@ class FakeNodeActions:
         self.on_taint: Callable[[str], None] | None = None
         self.on_shut_down: Callable[[str], None] | None = None
         self.removes_node = True
+        self.refusal: str | None = None
+        self.provider_done = False
 
     def body(self, node: str) -> dict[str, Any]:
         return self.nodes[node]
@@ -57,9 +59,11 @@ class FakeNodeActions:
     def pods_on(self, node: str) -> list[dict[str, Any]]:
         return copy.deepcopy(self.pods.get(node, []))
 
-    def annotate(self, node: str, annotations: Mapping[str, str | None]) -> bool:
+    def annotate(
+        self, node: str, annotations: Mapping[str, str | None], uid: str | None = None
+    ) -> bool:
         self.calls.append(f"annotate {dict(annotations)}")
-        if node not in self.nodes:
+        if node not in self.nodes or (uid and self.nodes[node]["metadata"]["uid"] != uid):
             return False
         marks = self.nodes[node]["metadata"]["annotations"]
         for key, value in annotations.items():
@@ -88,9 +92,15 @@ class FakeNodeActions:
     def removal_blocker(
         self, node: Mapping[str, Any], settings: IdleShutdownDefaults
     ) -> str | None:
-        return None
+        return self.refusal
 
-    def shut_down(self, node: Mapping[str, Any], settings: IdleShutdownDefaults) -> str:
+    def removal_done(self, node: Mapping[str, Any], settings: IdleShutdownDefaults) -> bool:
+        return self.provider_done
+
+    def release(self, node: Mapping[str, Any], settings: IdleShutdownDefaults) -> None:
+        self.calls.append(f"release {node['metadata']['name']}")
+
+    def shut_down(self, node: Mapping[str, Any], settings: IdleShutdownDefaults) -> str | None:
         name = node["metadata"]["name"]
         self.calls.append(f"shut_down {name}")
         if self.on_shut_down is not None:

@@ -52,8 +52,9 @@ def test_gpu_pod_makes_a_node_busy() -> None:
     assert is_idle([])
 
 
-def test_daemonset_cpu_and_finished_pods_do_not_count() -> None:
-    assert is_idle([pod(controller_kind="DaemonSet")])
+def test_cpu_and_finished_pods_do_not_count_gpu_daemonsets_do() -> None:
+    assert is_idle([pod(controller_kind="DaemonSet", gpus=0)])
+    assert not is_idle([pod(controller_kind="DaemonSet")])  # a per-node GPU server
     assert is_idle([pod(gpus=0)])
     assert is_idle([pod(phase="Succeeded"), pod("q", phase="Failed")])
 

@@ -16,7 +16,6 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from gpufinops.adapters.gpu_resources import claim_count, gpu_requests, node_gpu_count
-from gpufinops.adapters.jobs import parse_quantity
 from gpufinops.config.model import IdleShutdownDefaults, NodePool, ShutdownProvider
 from gpufinops.core.gpus import DEFAULT_GPU_RESOURCES, GpuResource, gpu_use
 from gpufinops.core.idle.model import IDLE_TAINT, NodeSnapshot, PodSnapshot
@@ -200,12 +199,18 @@ class NodeActions:
 
     # ---------------------------------------------------------------- writes
 
-    def annotate(self, node: str, annotations: Mapping[str, str | None]) -> bool:
-        """Set (None: remove) annotations; False when the node is gone."""
+    def annotate(
+        self, node: str, annotations: Mapping[str, str | None], uid: str | None = None
+    ) -> bool:
+        """Set (None: remove) annotations; False when the node is gone, or (``uid``
+        given) when another node has taken its name."""
+        meta: dict[str, Any] = {"annotations": dict(annotations)}
+        if uid:
+            meta["uid"] = uid  # a precondition: the API server refuses another object
         try:
-            self.core.patch_node(node, {"metadata": {"annotations": dict(annotations)}})
+            self.core.patch_node(node, {"metadata": meta})
         except ApiException as exc:
-            if _gone(exc):
+            if _gone(exc) or (uid and exc.status in (409, 422)):
                 return False
             raise
         return True
@@ -268,21 +273,59 @@ class NodeActions:
         provider = settings.provider
         if provider == ShutdownProvider.KUBERNETES:
             return _kubernetes_blocker(node, settings)
-        if provider == ShutdownProvider.CLUSTER_API:
-            try:
+        try:
+            if provider == ShutdownProvider.CLUSTER_API:
                 self._cluster_api(node, dry_run=True)
-            except RemovalRefused as refused:
-                return str(refused)
+            elif provider == ShutdownProvider.KARPENTER:
+                self._node_claim(_name(node))
+        except RemovalRefused as refused:
+            return str(refused)
         return None
 
-    def shut_down(self, node: Mapping[str, Any], settings: IdleShutdownDefaults) -> str:
+    def removal_done(self, node: Mapping[str, Any], settings: IdleShutdownDefaults) -> bool:
+        """Whether the provider already took the node (asked before, result never recorded)."""
+        if (node.get("metadata") or {}).get("deletionTimestamp"):
+            return True
+        provider = settings.provider
+        if provider == ShutdownProvider.CLUSTER_API:
+            found = self._machine_of(node)
+            if found is None:
+                return False
+            namespace, machine, body = found
+            if body is None or (body.get("metadata") or {}).get("deletionTimestamp"):
+                return True
+            deployment = ((body.get("metadata") or {}).get("labels") or {}).get(CAPI_DEPLOYMENT)
+            if not deployment:
+                return False
+            md = self._capi_get(namespace, "machinedeployments", deployment)
+            return machine in _lowered_for(md.get("metadata") or {})
+        if provider == ShutdownProvider.KARPENTER:
+            try:
+                claim = self._node_claim(_name(node))
+            except RemovalRefused:
+                return False
+            return bool((claim.get("metadata") or {}).get("deletionTimestamp"))
+        return False
+
+    def release(self, node: Mapping[str, Any], settings: IdleShutdownDefaults) -> None:
+        """Undo what a shutdown that is given back left outside the node: a Machine this
+        operator marked for deletion but whose MachineDeployment it never lowered (else
+        Cluster API's next scale-down would take that Machine, busy again, first)."""
+        if settings.provider != ShutdownProvider.CLUSTER_API:
+            return
+        found = self._machine_of(node)
+        if found is not None and found[2] is not None:
+            self._unmark_unless_lowered(found[0], found[1])
+
+    def shut_down(self, node: Mapping[str, Any], settings: IdleShutdownDefaults) -> str | None:
         """Remove the node's capacity through the configured provider; say what was done.
 
         Safe to call again for the same node (after a crash before its result was
-        recorded): no provider takes away more than this one node.
+        recorded): no provider takes away more than this one node. None: the node
+        is gone, or another node now has its name (nothing was done).
         """
         provider = settings.provider
-        name = str((node.get("metadata") or {}).get("name"))
+        name = _name(node)
         if provider == ShutdownProvider.KUBERNETES:
             blocker = _kubernetes_blocker(node, settings)
             if blocker:
@@ -292,8 +335,9 @@ class NodeActions:
             try:
                 self.core.delete_node(name, body=options)
             except ApiException as exc:
-                if not (_gone(exc) or exc.status == 409):  # 409: another node of that name
-                    raise
+                if _gone(exc) or exc.status == 409:  # 409: another node of that name
+                    return None
+                raise
             return "Node object deleted"
         if provider == ShutdownProvider.KARPENTER:
             return self._karpenter(name)
@@ -301,25 +345,58 @@ class NodeActions:
             return "drained and cordoned; the cluster's node autoscaler removes it"
         return self._cluster_api(node)
 
-    def _karpenter(self, node: str) -> str:
+    def _node_claim(self, node: str) -> dict[str, Any]:
+        """The Karpenter NodeClaim whose ``status.nodeName`` is the node."""
         claims: dict[str, Any] = self.custom.list_cluster_custom_object(  # type: ignore[assignment]
             "karpenter.sh", "v1", "nodeclaims"
         )
         for claim in claims.get("items", []):
-            if (claim.get("status") or {}).get("nodeName") != node:
-                continue
-            meta = claim.get("metadata") or {}
-            if meta.get("deletionTimestamp"):
-                return f"NodeClaim {meta.get('name')} already being deleted"
-            try:
-                self.custom.delete_cluster_custom_object(
-                    "karpenter.sh", "v1", "nodeclaims", meta["name"]
-                )
-            except ApiException as exc:
-                if not _gone(exc):
-                    raise
-            return f"NodeClaim {meta['name']} deleted"
+            if (claim.get("status") or {}).get("nodeName") == node:
+                found: dict[str, Any] = claim
+                return found
         raise RemovalRefused(f"no Karpenter NodeClaim has status.nodeName {node}")
+
+    def _karpenter(self, node: str) -> str:
+        claim = self._node_claim(node)
+        meta = claim.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            return f"NodeClaim {meta.get('name')} already being deleted"
+        try:
+            self.custom.delete_cluster_custom_object(
+                "karpenter.sh", "v1", "nodeclaims", meta["name"]
+            )
+        except ApiException as exc:
+            if not _gone(exc):
+                raise
+        return f"NodeClaim {meta['name']} deleted"
+
+    def _machine_of(self, node: Mapping[str, Any]) -> tuple[str, str, dict[str, Any] | None] | None:
+        """(namespace, Machine name, Machine or None when gone) of a Cluster API node."""
+        annotations = (node.get("metadata") or {}).get("annotations") or {}
+        machine = annotations.get(CAPI_MACHINE)
+        if not machine:
+            return None
+        namespace = annotations.get(CAPI_NAMESPACE, "default")
+        try:
+            return namespace, machine, self._capi_get(namespace, "machines", machine)
+        except ApiException as exc:
+            if _gone(exc):
+                return namespace, machine, None
+            raise
+
+    def _unmark(self, namespace: str, machine: str, body: Mapping[str, Any]) -> None:
+        marks = (body.get("metadata") or {}).get("annotations") or {}
+        if MARKED_BY_US not in marks:
+            return
+        patch = {"metadata": {"annotations": {CAPI_DELETE_MACHINE: None, MARKED_BY_US: None}}}
+        try:
+            self.custom.patch_namespaced_custom_object(
+                CAPI_GROUP, CAPI_VERSION, namespace, "machines", machine, patch,
+                _content_type=MERGE_PATCH,
+            )  # fmt: skip
+        except ApiException as exc:
+            if not _gone(exc):
+                raise
 
     def _cluster_api(self, node: Mapping[str, Any], dry_run: bool = False) -> str:
         """Mark the node's Machine for deletion and lower its MachineDeployment by one, once.
@@ -327,88 +404,112 @@ class NodeActions:
         As Cluster Autoscaler's clusterapi provider does: ``delete-machine`` tells
         Cluster API which Machine to remove when the count drops; the count is
         lowered only under a resourceVersion test, never below the group's
-        minimum, and the Machine it was lowered for is recorded on the
-        MachineDeployment in that same patch. A second call for the same node (a
-        later interval, a restarted operator) finds the record and lowers
-        nothing; a Machine someone else marked is left to them.
+        minimum nor while it rolls out, and the Machine it was lowered for is
+        recorded on the MachineDeployment in that same patch. A second call for
+        the same node (a later interval, a restarted operator) finds the record
+        and lowers nothing. A Machine someone else marked is refused; a mark of
+        ours that could not be followed by the lowering is taken off again, so
+        no busy Machine stays first in line for Cluster API's next scale-down.
         """
-        annotations = (node.get("metadata") or {}).get("annotations") or {}
-        machine = annotations.get(CAPI_MACHINE)
-        namespace = annotations.get(CAPI_NAMESPACE, "default")
-        if not machine:
+        found = self._machine_of(node)
+        if found is None:
             raise RemovalRefused(f"the node has no {CAPI_MACHINE} annotation")
-        for _ in range(CONFLICT_RETRIES):
-            try:
-                found = self._capi_get(namespace, "machines", machine)
-            except ApiException as exc:
-                if _gone(exc):
-                    return f"Machine {namespace}/{machine} is already gone"
-                raise
-            meta = found.get("metadata") or {}
-            marks = meta.get("annotations") or {}
-            if meta.get("deletionTimestamp"):
-                return f"Machine {namespace}/{machine} is already being deleted"
-            deployment = (meta.get("labels") or {}).get(CAPI_DEPLOYMENT)
-            if not deployment:
-                raise RemovalRefused(
-                    f"Machine {namespace}/{machine} has no {CAPI_DEPLOYMENT} label "
-                    "(only MachineDeployments are scaled down)"
-                )
-            md = self._capi_get(namespace, "machinedeployments", deployment)
-            md_meta = md.get("metadata") or {}
-            lowered = _lowered_for(md_meta)
-            if machine in lowered:
-                return f"MachineDeployment {namespace}/{deployment} already lowered for it"
-            if CAPI_DELETE_MACHINE in marks and MARKED_BY_US not in marks:
-                return (
-                    f"Machine {namespace}/{machine} was marked for deletion by another controller"
-                )
-            replicas = int((md.get("spec") or {}).get("replicas", 1))
-            minimum = int(
-                parse_quantity((md_meta.get("annotations") or {}).get(CAPI_MIN_SIZE)) or 0
-            )
-            if replicas - 1 < minimum:
-                raise RemovalRefused(
-                    f"MachineDeployment {namespace}/{deployment} is at its minimum size "
-                    f"({replicas}, minimum {minimum})"
-                )
-            if dry_run:
-                return ""
-            try:
-                if MARKED_BY_US not in marks:
-                    mark = {"metadata": {"resourceVersion": meta.get("resourceVersion"),
-                                         "annotations": {CAPI_DELETE_MACHINE: "yes",
-                                                         MARKED_BY_US: "true"}}}  # fmt: skip
-                    self.custom.patch_namespaced_custom_object(
-                        CAPI_GROUP, CAPI_VERSION, namespace, "machines", machine, mark,
-                        _content_type=MERGE_PATCH,
-                    )  # fmt: skip
-                record = json.dumps(sorted({*self._existing(namespace, lowered), machine}))
-                patch: list[dict[str, Any]] = [
-                    {"op": "test", "path": "/metadata/resourceVersion",
-                     "value": md_meta.get("resourceVersion")},
-                    {"op": "test", "path": "/spec/replicas", "value": replicas},
-                    {"op": "replace", "path": "/spec/replicas", "value": replicas - 1},
-                    *([] if md_meta.get("annotations") else
-                      [{"op": "add", "path": "/metadata/annotations", "value": {}}]),
-                    {"op": "add", "path": "/metadata/annotations/" + _pointer(LOWERED_FOR),
-                     "value": record},
-                ]  # fmt: skip
-                self.custom.patch_namespaced_custom_object(
-                    CAPI_GROUP, CAPI_VERSION, namespace, "machinedeployments", deployment,
-                    patch, _content_type=JSON_PATCH,
-                )  # fmt: skip
-            except ApiException as exc:
-                if _conflict(exc):
-                    continue
-                raise
-            return (
-                f"Machine {namespace}/{machine} marked for deletion, MachineDeployment "
-                f"{deployment} {replicas} → {replicas - 1}"
-            )
+        namespace, machine, _ = found
+        try:
+            for _ in range(CONFLICT_RETRIES):
+                done = self._cluster_api_once(namespace, machine, dry_run)
+                if done is not None:
+                    return done
+        except Exception:
+            if not dry_run:
+                self._unmark_unless_lowered(namespace, machine)
+            raise
+        if not dry_run:
+            self._unmark_unless_lowered(namespace, machine)
         raise RuntimeError(
             f"Machine {namespace}/{machine}: kept conflicting; retrying next interval"
         )
+
+    def _cluster_api_once(self, namespace: str, machine: str, dry_run: bool) -> str | None:
+        """One attempt; None after a conflict (read again and retry)."""
+        try:
+            found = self._capi_get(namespace, "machines", machine)
+        except ApiException as exc:
+            if _gone(exc):
+                return f"Machine {namespace}/{machine} is already gone"
+            raise
+        meta = found.get("metadata") or {}
+        marks = meta.get("annotations") or {}
+        if meta.get("deletionTimestamp"):
+            return f"Machine {namespace}/{machine} is already being deleted"
+        deployment = (meta.get("labels") or {}).get(CAPI_DEPLOYMENT)
+        if not deployment:
+            raise RemovalRefused(
+                f"Machine {namespace}/{machine} has no {CAPI_DEPLOYMENT} label "
+                "(only MachineDeployments are scaled down)"
+            )
+        md = self._capi_get(namespace, "machinedeployments", deployment)
+        md_meta = md.get("metadata") or {}
+        lowered = _lowered_for(md_meta)
+        if machine in lowered:
+            return f"MachineDeployment {namespace}/{deployment} already lowered for it"
+        if CAPI_DELETE_MACHINE in marks and MARKED_BY_US not in marks:
+            raise RemovalRefused(
+                f"Machine {namespace}/{machine} was marked for deletion by someone else"
+            )
+        replicas, minimum = _replicas_and_minimum(namespace, deployment, md)
+        if replicas - 1 < minimum:
+            raise RemovalRefused(
+                f"MachineDeployment {namespace}/{deployment} is at its minimum size "
+                f"({replicas}, minimum {minimum})"
+            )
+        if dry_run:
+            return ""
+        try:
+            if MARKED_BY_US not in marks:
+                mark = {"metadata": {"resourceVersion": meta.get("resourceVersion"),
+                                     "annotations": {CAPI_DELETE_MACHINE: "yes",
+                                                     MARKED_BY_US: "true"}}}  # fmt: skip
+                self.custom.patch_namespaced_custom_object(
+                    CAPI_GROUP, CAPI_VERSION, namespace, "machines", machine, mark,
+                    _content_type=MERGE_PATCH,
+                )  # fmt: skip
+            record = json.dumps(sorted({*self._existing(namespace, lowered), machine}))
+            patch: list[dict[str, Any]] = [
+                {"op": "test", "path": "/metadata/resourceVersion",
+                 "value": md_meta.get("resourceVersion")},
+                {"op": "test", "path": "/spec/replicas", "value": replicas},
+                {"op": "replace", "path": "/spec/replicas", "value": replicas - 1},
+                *([] if md_meta.get("annotations") else
+                  [{"op": "add", "path": "/metadata/annotations", "value": {}}]),
+                {"op": "add", "path": "/metadata/annotations/" + _pointer(LOWERED_FOR),
+                 "value": record},
+            ]  # fmt: skip
+            self.custom.patch_namespaced_custom_object(
+                CAPI_GROUP, CAPI_VERSION, namespace, "machinedeployments", deployment,
+                patch, _content_type=JSON_PATCH,
+            )  # fmt: skip
+        except ApiException as exc:
+            if _conflict(exc):
+                return None
+            raise
+        return (
+            f"Machine {namespace}/{machine} marked for deletion, MachineDeployment "
+            f"{deployment} {replicas} → {replicas - 1}"
+        )
+
+    def _unmark_unless_lowered(self, namespace: str, machine: str) -> None:
+        try:
+            body = self._capi_get(namespace, "machines", machine)
+            deployment = ((body.get("metadata") or {}).get("labels") or {}).get(CAPI_DEPLOYMENT)
+            if deployment:
+                md = self._capi_get(namespace, "machinedeployments", deployment)
+                if machine in _lowered_for(md.get("metadata") or {}):
+                    return
+            self._unmark(namespace, machine, body)
+        except ApiException as exc:
+            if not _gone(exc):
+                raise
 
     def _capi_get(self, namespace: str, plural: str, name: str) -> dict[str, Any]:
         found: dict[str, Any] = self.custom.get_namespaced_custom_object(  # type: ignore[assignment]
@@ -428,6 +529,34 @@ class NodeActions:
                 raise
             out.append(name)
         return out
+
+
+def _replicas_and_minimum(
+    namespace: str, deployment: str, md: Mapping[str, Any]
+) -> tuple[int, int]:
+    """The MachineDeployment's replicas and its node group's minimum; refused when either
+    cannot be read, or while it rolls out (the count would be taken from another set)."""
+    spec, status = md.get("spec") or {}, md.get("status") or {}
+    raw_min = ((md.get("metadata") or {}).get("annotations") or {}).get(CAPI_MIN_SIZE)
+    try:
+        replicas = int(spec.get("replicas", 1))
+        minimum = int(raw_min) if raw_min is not None else 0
+    except (TypeError, ValueError):
+        raise RemovalRefused(
+            f"MachineDeployment {namespace}/{deployment}: replicas {spec.get('replicas')!r} or "
+            f"{CAPI_MIN_SIZE} {raw_min!r} is not a number"
+        ) from None
+    for key in ("replicas", "updatedReplicas"):
+        if key in status and status[key] != replicas:
+            raise RemovalRefused(
+                f"MachineDeployment {namespace}/{deployment} is rolling out or scaling "
+                f"(status.{key} {status[key]}, spec.replicas {replicas})"
+            )
+    return replicas, minimum
+
+
+def _name(node: Mapping[str, Any]) -> str:
+    return str((node.get("metadata") or {}).get("name"))
 
 
 def _lowered_for(meta: Mapping[str, Any]) -> list[str]:

@@ -115,6 +115,11 @@ class IdleShutdownDefaults(_Model):
     interval_seconds: float = Field(default=30.0, gt=0, alias="intervalSeconds")
     drain_timeout_seconds: float = Field(default=600.0, gt=0, alias="drainTimeoutSeconds")
     dry_run: bool = Field(default=True, alias="dryRun")
+    deletion_delay_after_taint_seconds: float = Field(
+        default=5.0, ge=0, le=600, alias="deletionDelayAfterTaintSeconds"
+    )
+    """How old the taint must be before the provider removes the node: a pod the scheduler
+    had already chosen this node for binds meanwhile, and keeps it."""
     node_deletion_ends_billing: bool = Field(default=False, alias="nodeDeletionEndsBilling")
     """For the ``kubernetes`` provider: deleting a Node object removes its machine on this
     pool (a controller watches Node deletions). Without it, only nodes known to be

@@ -13,7 +13,9 @@ never repeated.
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol, cast
 
 import kopf
@@ -30,11 +32,17 @@ from gpufinops.adapters.nodes import (
 )
 from gpufinops.adapters.prometheus.client import MetricsError, PrometheusClient
 from gpufinops.adapters.prometheus.utilization import node_peak_gpu_utilization
-from gpufinops.config.model import IdleShutdownDefaults, NodePool, OperatorConfig
+from gpufinops.config.model import (
+    IdleShutdownDefaults,
+    NodePool,
+    OperatorConfig,
+    ShutdownProvider,
+)
 from gpufinops.core.gpus import GpuResource, rules_of
 from gpufinops.core.idle.plan import (
     DRAIN_STARTED,
     IDLE_SINCE,
+    RELEASED,
     REPORTS,
     IdleEventReason,
     NodeEvent,
@@ -42,23 +50,15 @@ from gpufinops.core.idle.plan import (
     NodeState,
     PoolPolicy,
     advance,
-    observe,
+    claim,
+    claim_blockers,
     plan_pool,
-    unsafe_reasons,
 )
-from gpufinops.core.idle.shutdown import (
-    PHASE_ANNOTATION,
-    REMOVAL_REQUESTED,
-    Phase,
-    Step,
-    phase_after,
-)
+from gpufinops.core.idle.shutdown import PHASE_ANNOTATION, REMOVAL_REQUESTED, Phase, Step
 from gpufinops.core.scaling.schedule import window_open
 from gpufinops.handlers.clock import ClockSteps, Reading
 
 Body = dict[str, Any]
-MAX_STEPS_PER_TICK = 6
-"""Taint, drain, shut down, with a fresh look between each: never more per interval."""
 
 
 @kopf.index("", "v1", "pods")
@@ -83,16 +83,6 @@ def pdbs(
     }
 
 
-@kopf.index("", "v1", "nodes")
-def nodes_by_pool(
-    name: str, body: kopf.Body, labels: kopf.Labels, memo: kopf.Memo, **_: Any
-) -> dict[str, dict[str, Any]]:
-    pool = pool_of(labels, memo.config.node_pools)
-    if pool is None:
-        return {}
-    return {pool.name: {"name": name, "body": dict(body)}}
-
-
 def _settings(labels: Any, config: OperatorConfig) -> tuple[NodePool, IdleShutdownDefaults] | None:
     pool = pool_of(labels, config.node_pools)
     if pool is None:
@@ -108,6 +98,7 @@ def _in_window(settings: IdleShutdownDefaults, now: float) -> bool:
 
 
 def policy_of(settings: IdleShutdownDefaults, now: float) -> PoolPolicy:
+    leaves_it = settings.provider == ShutdownProvider.DRAIN
     return PoolPolicy(
         idle_after_seconds=settings.idle_after_seconds,
         max_nodes_per_interval=settings.max_nodes_per_interval,
@@ -116,6 +107,8 @@ def policy_of(settings: IdleShutdownDefaults, now: float) -> PoolPolicy:
         dry_run=settings.dry_run,
         drain_timeout_seconds=settings.drain_timeout_seconds,
         utilization_percent=settings.gpu_utilization_below_percent,
+        deletion_delay_seconds=settings.deletion_delay_after_taint_seconds,
+        releases_after_seconds=settings.drain_timeout_seconds if leaves_it else None,
     )
 
 
@@ -137,7 +130,7 @@ async def track_node(
     """
     if not getattr(memo, "clusterwide", True):
         return  # node duties are another instance's (namespaced, or --no-node-duties)
-    memo.idle_indexes = {k: indexes[k] for k in ("pods_by_node", "pdbs", "nodes_by_pool")}
+    memo.idle_indexes = {k: indexes[k] for k in ("pods_by_node", "pdbs")}
     found = None if type == "DELETED" else _settings(labels, memo.config)
     if found is None:
         memo.node_bodies.pop(name, None)
@@ -183,13 +176,22 @@ async def _run_pool(loop: "PoolShutdown", memo: kopf.Memo, logger: kopf.Logger) 
 class Actions(Protocol):
     def read_node(self, node: str) -> dict[str, Any] | None: ...
     def pods_on(self, node: str) -> list[dict[str, Any]]: ...
-    def annotate(self, node: str, annotations: Mapping[str, str | None]) -> bool: ...
+    def annotate(
+        self, node: str, annotations: Mapping[str, str | None], uid: str | None = None
+    ) -> bool: ...
     def set_taint(self, node: str, present: bool) -> bool: ...
     def evict(self, namespace: str, name: str) -> bool: ...
     def removal_blocker(
         self, node: Mapping[str, Any], settings: IdleShutdownDefaults
     ) -> str | None: ...
-    def shut_down(self, node: Mapping[str, Any], settings: IdleShutdownDefaults) -> str: ...
+    def removal_done(self, node: Mapping[str, Any], settings: IdleShutdownDefaults) -> bool: ...
+    def release(self, node: Mapping[str, Any], settings: IdleShutdownDefaults) -> None: ...
+    def shut_down(self, node: Mapping[str, Any], settings: IdleShutdownDefaults) -> str | None: ...
+
+
+MAX_STEPS_PER_TICK = 6
+"""Taint, drain, record the shutdown, remove: with a fresh look before each, at most
+this many looks per node and interval (a bound, not a target)."""
 
 
 class PoolShutdown:
@@ -202,18 +204,28 @@ class PoolShutdown:
         actions: Actions,
         post: Callable[[Mapping[str, Any], NodeEvent], None],
         logger: logging.Logger | logging.LoggerAdapter[Any],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         found = config.pool(pool)
         assert found is not None
         self.pool, self.settings = found, config.idle_shutdown_for(found)
         self.config, self.actions, self.post, self.logger = config, actions, post, logger
         self.rules: tuple[GpuResource, ...] = rules_of(config)
+        self._clock = clock
         self._reported: dict[str, tuple[str, str]] = {}
         """Per node uid, the standing decision last reported (REPORTS Events)."""
+        self._refused: dict[str, tuple[str, float]] = {}
+        """Per node uid, the provider's refusal and until when (monotonic) it is believed."""
+        self._claimed: dict[str, float] = {}
+        """Nodes this loop claimed (tainted) lately, until the watch shows their phase."""
 
     def owns(self, body: Mapping[str, Any]) -> bool:
         found = _settings(node_labels(body), self.config)
         return found is not None and found[0].name == self.pool.name
+
+    @property
+    def _memory_seconds(self) -> float:
+        return max(10 * self.settings.interval_seconds, 60.0)
 
     # ------------------------------------------------------------ observe
 
@@ -223,12 +235,32 @@ class PoolShutdown:
     ) -> NodeState:  # fmt: skip
         labels = node_labels(body)
         pods = tuple(pod_snapshot(r, pdb_list, self.rules, labels) for r in records)
-        return NodeState(node_snapshot(body, self.pool.name, self.rules), pods, low)
+        refused = self._refused.get(_uid(body))
+        refusal = refused[0] if refused is not None and refused[1] > self._clock() else None
+        return NodeState(node_snapshot(body, self.pool.name, self.rules), pods, low, refusal)
+
+    def _as_claimed(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The body, with a claim this loop made that the watch does not show yet: the
+        budget must count it, whatever the watch's lag."""
+        name = str(body["metadata"]["name"])
+        at = self._claimed.get(name)
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        if at is None or annotations.get(PHASE_ANNOTATION):
+            self._claimed.pop(name, None)
+            return body
+        if self._clock() - at > 2 * self.settings.interval_seconds + 5:
+            self._claimed.pop(name, None)
+            return body
+        meta = {**body["metadata"], "annotations": {**annotations, **claim(0.0)}}
+        return {**body, "metadata": meta}
 
     async def _fresh(
         self, name: str, pdb_list: Sequence[Mapping[str, Any]], low: bool | None
     ) -> tuple[Body, NodeState] | None:
-        """The node and its pods as the API server has them now (None: the node is gone)."""
+        """The node and its pods as the API server has them now (None: the node is gone).
+
+        GPU utilisation is the interval's reading (one query per node and interval).
+        """
         body = await asyncio.to_thread(self.actions.read_node, name)
         if body is None:
             return None
@@ -270,6 +302,11 @@ class PoolShutdown:
     ) -> list[NodePlan]:
         now, stepped, elapsed = reading
         pdb_list = [p for values in indexes["pdbs"].values() for p in values]
+        bodies = [self._as_claimed(b) for b in bodies]
+        live = {_uid(b) for b in bodies}
+        for memory in (self._reported, self._refused):
+            for uid in [u for u in memory if u not in live]:
+                del memory[uid]
         states, lows = [], {}
         for body in bodies:
             name = str(body["metadata"]["name"])
@@ -306,6 +343,14 @@ class PoolShutdown:
                 self._reported[uid] = key
             self.post(body, event)
 
+    async def _annotate(self, body: Mapping[str, Any], record: Mapping[str, str | None]) -> bool:
+        """Write on this very node (uid precondition); False when it is gone or replaced."""
+        if not record:
+            return True
+        name = str(body["metadata"]["name"])
+        uid = (body.get("metadata") or {}).get("uid")
+        return await asyncio.to_thread(self.actions.annotate, name, record, uid)
+
     async def _carry_out(
         self,
         body: Mapping[str, Any],
@@ -319,16 +364,19 @@ class PoolShutdown:
         name = state.node.name
         if plan.timer.since != state.timer.since:
             since = None if plan.timer.since is None else f"{plan.timer.since:.3f}"
-            if not await asyncio.to_thread(self.actions.annotate, name, {IDLE_SINCE: since}):
-                return
-        if plan.drain_started is not None and state.phase == Phase.DRAINING:
-            moved = {DRAIN_STARTED: f"{plan.drain_started:.3f}"}  # moved with a clock step
-            if not await asyncio.to_thread(self.actions.annotate, name, moved):
+            if not await self._annotate(body, {IDLE_SINCE: since}):
                 return
         if state.phase == Phase.NONE:
             self._report(body, plan.events)
             if plan.step == Step.DONE and not plan.reasons:
                 self._reported.pop(_uid(body), None)
+        elif (
+            plan.step in (Step.DRAIN, Step.WAIT, Step.SHUT_DOWN)
+            and plan.record.get(DRAIN_STARTED) is not None
+            # the drain start moved with a clock step: recorded before the fresh look
+            and not await self._annotate(body, {DRAIN_STARTED: plan.record[DRAIN_STARTED]})
+        ):
+            return
         if plan.step in (Step.DONE, Step.AWAIT_REMOVAL):
             return
         for _ in range(MAX_STEPS_PER_TICK):
@@ -338,53 +386,44 @@ class PoolShutdown:
                 return
             body, state = fresh
             if state.phase == Phase.NONE:
-                if plan.step != Step.TAINT or not await self._taint(body, state, now):
+                if plan.step != Step.TAINT or not await self._taint(body, state, policy, now):
                     return
-                plan = NodePlan(name, plan.idle, plan.timer, Step.DRAIN, Phase.TAINTED)
                 continue
             plan = advance(state, policy, now)
-            self._report(body, plan.events)
             if plan.step == Step.ABORT:
-                await self._abort(name)
+                await self._abort(body, plan)
+                return
+            self._report(body, plan.events)
+            if plan.step in (Step.DONE, Step.AWAIT_REMOVAL):
+                return
+            if not await self._annotate(body, plan.record):
                 return
             if plan.step in (Step.DRAIN, Step.WAIT):
-                await self._drain(name, state, plan)
+                await self._evict(name, state, plan)
                 if plan.evict or plan.step == Step.WAIT:
-                    return  # the evicted pods take their grace period; next interval
+                    return  # evicted pods take their grace period; the rest next interval
                 continue
-            if plan.step != Step.SHUT_DOWN:
-                return
             if state.phase != Phase.SHUTTING_DOWN:
-                # Recorded first; one more fresh look decides whether the provider acts.
-                await asyncio.to_thread(
-                    self.actions.annotate, name, {PHASE_ANNOTATION: Phase.SHUTTING_DOWN.value}
-                )
-                continue
+                continue  # ShuttingDown recorded: one more fresh look before the provider
             # Shielded: a loop cancelled meanwhile (the operator stopping) still records it.
-            await asyncio.shield(self._shut_down(body, now))
+            await asyncio.shield(self._shut_down(body, plan, now))
             return
 
-    async def _taint(self, body: Body, state: NodeState, now: float) -> bool:
-        """Claim the node, if the fresh view agrees it is idle and unprotected."""
-        idle, _ = observe(state, now, 0.0)
-        if unsafe_reasons(state, idle, now):
+    async def _taint(self, body: Body, state: NodeState, policy: PoolPolicy, now: float) -> bool:
+        """Claim the node, if the fresh view agrees and the provider may remove it."""
+        if claim_blockers(state, policy, now):
             return False
         blocker = await asyncio.to_thread(self.actions.removal_blocker, body, self.settings)
         if blocker:
+            self._refused[_uid(body)] = (blocker, self._clock() + self._memory_seconds)
             self._report(body, [NodeEvent("Warning", IdleEventReason.REFUSED, blocker)])
             return False
-        name = state.node.name
-        tainted = phase_after(Step.TAINT, Phase.NONE).value
-        await asyncio.to_thread(self.actions.annotate, name, {PHASE_ANNOTATION: tainted})
-        return await asyncio.to_thread(self.actions.set_taint, name, True)
+        if not await self._annotate(body, claim(now)):
+            return False
+        self._claimed[state.node.name] = self._clock()
+        return await asyncio.to_thread(self.actions.set_taint, state.node.name, True)
 
-    async def _drain(self, name: str, state: NodeState, plan: NodePlan) -> None:
-        """Record the drain, keep the node tainted, evict what the plan says."""
-        if state.phase != Phase.DRAINING:
-            record: dict[str, str | None] = {PHASE_ANNOTATION: Phase.DRAINING.value}
-            if plan.drain_started is not None:
-                record[DRAIN_STARTED] = f"{plan.drain_started:.3f}"
-            await asyncio.to_thread(self.actions.annotate, name, record)
+    async def _evict(self, name: str, state: NodeState, plan: NodePlan) -> None:
         # Killed between recording Tainted and tainting, the node is not tainted yet:
         # taint it before draining, or the evicted pods' replacements may land back on it.
         if not state.node.idle_tainted:
@@ -392,22 +431,32 @@ class PoolShutdown:
         for pod in plan.evict:
             await asyncio.to_thread(self.actions.evict, pod.namespace, pod.name)
 
-    async def _abort(self, name: str) -> None:
-        await asyncio.to_thread(self.actions.set_taint, name, False)
-        cleared: dict[str, str | None] = {
-            PHASE_ANNOTATION: None, DRAIN_STARTED: None, IDLE_SINCE: None, REMOVAL_REQUESTED: None,
-        }  # fmt: skip
-        await asyncio.to_thread(self.actions.annotate, name, cleared)
-
-    async def _shut_down(self, body: Body, now: float) -> None:
+    async def _abort(self, body: Body, plan: NodePlan) -> None:
+        """Give the node back, unless the provider already took it (recorded or not)."""
+        if plan.phase == Phase.SHUTTING_DOWN and await asyncio.to_thread(
+            self.actions.removal_done, body, self.settings
+        ):
+            # Killed after the provider acted but before it was recorded: record it now.
+            await self._annotate(body, {REMOVAL_REQUESTED: f"{time.time():.3f}"})
+            return
         name = str(body["metadata"]["name"])
+        await asyncio.to_thread(self.actions.release, body, self.settings)
+        await asyncio.to_thread(self.actions.set_taint, name, False)
+        await self._annotate(body, plan.record)
+        self._claimed.pop(name, None)
+        self._report(body, plan.events)
+
+    async def _shut_down(self, body: Body, plan: NodePlan, now: float) -> None:
         try:
             done = await asyncio.to_thread(self.actions.shut_down, body, self.settings)
         except RemovalRefused as refused:
+            self._refused[_uid(body)] = (str(refused), self._clock() + self._memory_seconds)
             self._report(body, [NodeEvent("Warning", IdleEventReason.REFUSED, str(refused))])
-            await self._abort(name)
+            await self._abort(body, replace(plan, record=RELEASED, phase=Phase.TAINTED, events=()))
             return
-        await asyncio.to_thread(self.actions.annotate, name, {REMOVAL_REQUESTED: f"{now:.3f}"})
+        if done is None:
+            return  # the node is gone, or another node now has its name: nothing to record
+        await self._annotate(body, {REMOVAL_REQUESTED: f"{now:.3f}"})
         metrics.NODES_SHUT_DOWN.labels(self.pool.name).inc()
         message = f"idle GPU node shut down via the {self.settings.provider} provider: {done}"
         self.post(body, NodeEvent("Normal", IdleEventReason.SHUT_DOWN, message))

@@ -12,7 +12,7 @@ report the decision. A node already in a shutdown phase is advanced by
 server after every step, so no step is taken on a stale view.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -37,6 +37,7 @@ from gpufinops.core.idle.shutdown import (
 
 IDLE_SINCE = "gpufinops.dev/idle-since"
 DRAIN_STARTED = "gpufinops.dev/drain-started"
+TAINTED_AT = "gpufinops.dev/tainted-at"
 
 
 class IdleEventReason(StrEnum):
@@ -75,6 +76,13 @@ class PoolPolicy:
     drain_timeout_seconds: float = 600.0
     utilization_percent: float | None = None
     """The pool's ``gpuUtilizationBelowPercent``, for messages."""
+    deletion_delay_seconds: float = 5.0
+    """How old the taint must be before the provider acts: a pod the scheduler had
+    already chosen the node for binds meanwhile, and is seen (Cluster Autoscaler's
+    node-deletion-delay-after-taint)."""
+    releases_after_seconds: float | None = None
+    """For a provider that only leaves the node to someone else (``drain``): how long
+    after its removal was requested a node still there is given back."""
 
 
 def _epoch(raw: str | None) -> float | None:
@@ -92,6 +100,8 @@ class NodeState:
     pods: tuple[PodSnapshot, ...] = ()
     utilization_low: bool | None = None
     """None: no threshold configured; False: busy or unknown; True: every GPU stayed low."""
+    refusal: str | None = None
+    """Why the provider must not remove this node, when the loop recently learnt it."""
 
     @property
     def phase(self) -> Phase:
@@ -107,8 +117,16 @@ class NodeState:
         return _epoch(self.node.annotations.get(DRAIN_STARTED))
 
     @property
-    def removal_requested(self) -> bool:
-        return bool(self.node.annotations.get(REMOVAL_REQUESTED))
+    def tainted_at(self) -> float | None:
+        return _epoch(self.node.annotations.get(TAINTED_AT))
+
+    @property
+    def removal_requested(self) -> float | None:
+        return _epoch(self.node.annotations.get(REMOVAL_REQUESTED))
+
+
+Record = Mapping[str, str | None]
+"""Node annotations to set (None: remove) before a step is taken."""
 
 
 @dataclass(frozen=True)
@@ -121,14 +139,18 @@ class NodePlan:
     """The idle timer to record (``idle-since``)."""
     step: Step
     phase: Phase
-    """The phase recorded now; the executor records ``phase_after(step)`` before acting."""
+    """The phase the node was seen in."""
     reasons: tuple[str, ...] = ()
     """Why the node is kept or the shutdown aborted."""
     evict: tuple[PodSnapshot, ...] = ()
-    drain_started: float | None = None
-    """The drain start to record, when it differs from the node's."""
+    record: Record = field(default_factory=dict)
+    """What to write on the node before taking the step (phase, drain start...)."""
     events: tuple[NodeEvent, ...] = field(default_factory=tuple)
     """Decisions to report now (the ShutDown Event waits for the provider's success)."""
+
+
+def _at(value: float) -> str:
+    return f"{value:.3f}"
 
 
 def _idle_detected(state: NodeState, policy: PoolPolicy) -> NodeEvent:
@@ -147,9 +169,17 @@ def observe(state: NodeState, now: float, stepped: float) -> tuple[bool, IdleTim
     return idle, state.timer.observe(idle, now, stepped=stepped)
 
 
-def unsafe_reasons(state: NodeState, idle: bool, now: float) -> list[str]:
-    """Why a node in a shutdown phase may not go on: a blocker, or work on it again."""
-    reasons = blockers(state.node, state.pods, now)
+def unsafe_reasons(
+    state: NodeState, idle: bool, now: float, *, draining: bool = False
+) -> list[str]:
+    """Why a node may not be (or go on being) shut down: a blocker, or work on it again.
+
+    Once its drain has begun, a PodDisruptionBudget that allows no disruption
+    *right now* is expected (each eviction uses the budget up until the
+    replacement is ready): the eviction is refused and retried, and the drain
+    timeout bounds the wait.
+    """
+    reasons = blockers(state.node, state.pods, now, during_drain=draining)
     if not idle:
         reasons.append(
             "a GPU pod is running on the node again"
@@ -159,39 +189,105 @@ def unsafe_reasons(state: NodeState, idle: bool, now: float) -> list[str]:
     return reasons
 
 
+def claim_blockers(
+    state: NodeState, policy: PoolPolicy, now: float, stepped: float = 0.0
+) -> list[str]:
+    """Why an idle node, not yet claimed, may not be claimed now (budget aside).
+
+    The same rules decide in the plan and in the loop's fresh look just before
+    it taints the node.
+    """
+    idle, timer = observe(state, now, stepped)
+    if not idle or not timer.expired(policy.idle_after_seconds, now):
+        return ["not idle for its whole timer"]
+    reasons = unsafe_reasons(state, idle, now)
+    if not policy.in_window:
+        reasons.append("outside the pool's shutdown schedule")
+    if state.refusal:
+        reasons.append(state.refusal)
+    return reasons
+
+
+def claim(now: float) -> Record:
+    """What tainting records: the phase, when, and nothing left from an earlier shutdown."""
+    return {
+        PHASE_ANNOTATION: Phase.TAINTED.value, TAINTED_AT: _at(now),
+        DRAIN_STARTED: None, REMOVAL_REQUESTED: None,
+    }  # fmt: skip
+
+
+RELEASED: Record = {
+    PHASE_ANNOTATION: None, DRAIN_STARTED: None, IDLE_SINCE: None, REMOVAL_REQUESTED: None,
+    TAINTED_AT: None,
+}  # fmt: skip
+"""What an abort leaves: no phase, no timers (the node starts afresh)."""
+
+
 def advance(state: NodeState, policy: PoolPolicy, now: float, stepped: float = 0.0) -> NodePlan:
     """The next step for a node already in a shutdown phase (after a fresh look at it)."""
     node, pods, phase = state.node, state.pods, state.phase
     idle, timer = observe(state, now, stepped)
     if node.being_deleted:
         return NodePlan(node.name, idle, timer, Step.AWAIT_REMOVAL, phase)
-    reasons = unsafe_reasons(state, idle, now)
+    requested = state.removal_requested
+    if requested is not None and phase == Phase.SHUTTING_DOWN:
+        released = policy.releases_after_seconds
+        if released is None or now - moved(requested, stepped, now) <= released:
+            return NodePlan(node.name, idle, timer, Step.AWAIT_REMOVAL, phase)
+        reason = f"nothing removed it within {released:.0f}s of the drain; given back"
+        return _abort(state, idle, timer, [reason])
+    draining = phase in (Phase.DRAINING, Phase.SHUTTING_DOWN)
+    reasons = unsafe_reasons(state, idle, now, draining=draining)
+    if policy.dry_run:
+        reasons.append("dryRun is on")
+    record: dict[str, str | None] = {}
     recorded = state.drain_started
-    drain_started = moved_with_the_clock(recorded, stepped, now) if recorded is not None else None
-    record = drain_started if drain_started != recorded else None
+    drain_started = moved(recorded, stepped, now) if recorded is not None else None
+    if drain_started is not None and drain_started != recorded:
+        record[DRAIN_STARTED] = _at(drain_started)
     if (
-        phase == Phase.DRAINING
+        draining
         and drain_started is not None
         and now - drain_started > policy.drain_timeout_seconds
     ):
         reasons.append(f"drain did not finish in {policy.drain_timeout_seconds:.0f}s")
     drained = not still_on_node(pods)
-    step = next_step(
-        phase, safe=not reasons, drained=drained, removal_requested=state.removal_requested
-    )
-    events: list[NodeEvent] = []
-    evict: tuple[PodSnapshot, ...] = ()
+    step = next_step(phase, safe=not reasons, drained=drained)
     if step == Step.ABORT:
-        events.append(NodeEvent("Warning", IdleEventReason.ABORTED, "; ".join(reasons)))
-    elif step in (Step.DRAIN, Step.WAIT):
+        return _abort(state, idle, timer, reasons)
+    if step in (Step.DRAIN, Step.WAIT):
         evict = tuple(to_evict(pods))
+        events: tuple[NodeEvent, ...] = ()
         if phase != Phase.DRAINING:
-            record = now
-            message = f"evicting {len(evict)} pod(s) before shutdown"
-            events.append(NodeEvent("Normal", IdleEventReason.DRAINING, message))
+            record[PHASE_ANNOTATION] = Phase.DRAINING.value
+            if drain_started is None:
+                record[DRAIN_STARTED] = _at(now)
+            if phase == Phase.TAINTED:
+                message = f"evicting {len(evict)} pod(s) before shutdown"
+                events = (NodeEvent("Normal", IdleEventReason.DRAINING, message),)
+        return NodePlan(node.name, idle, timer, step, phase, (), evict, record, events)
+    # Drained and safe.
+    if phase != Phase.SHUTTING_DOWN:
+        record[PHASE_ANNOTATION] = Phase.SHUTTING_DOWN.value
+        return NodePlan(node.name, idle, timer, Step.SHUT_DOWN, phase, record=record)
+    tainted = moved(state.tainted_at, stepped, now) if state.tainted_at is not None else None
+    if tainted is not None and now - tainted < policy.deletion_delay_seconds:
+        return NodePlan(node.name, idle, timer, Step.WAIT, phase, record=record)
+    return NodePlan(node.name, idle, timer, Step.SHUT_DOWN, phase, record=record)
+
+
+def moved(start: float, stepped: float, now: float) -> float:
+    """A recorded instant, as it reads after a clock step (``core.clock``)."""
+    out = moved_with_the_clock(start, stepped, now)
+    assert out is not None
+    return out
+
+
+def _abort(state: NodeState, idle: bool, timer: IdleTimer, reasons: list[str]) -> NodePlan:
+    event = NodeEvent("Warning", IdleEventReason.ABORTED, "; ".join(reasons))
     return NodePlan(
-        node.name, idle, timer, step, phase, tuple(reasons) if step == Step.ABORT else (),
-        evict, record, tuple(events),
+        state.node.name, idle, timer, Step.ABORT, state.phase, tuple(reasons),
+        record=RELEASED, events=(event,),
     )  # fmt: skip
 
 
@@ -203,6 +299,7 @@ def plan_pool(
     Nodes in a shutdown phase, or being deleted, count against the pool's
     disruption budget (as Karpenter counts its deleting nodes), so a slow drain
     or a slow provider never lets more nodes go at once than the budget allows.
+    A node the provider refuses is no candidate: it never holds the budget.
     """
     in_progress = {s.node.name for s in states if s.phase != Phase.NONE or s.node.being_deleted}
     not_ready = sum(1 for s in states if not s.node.ready and s.node.name not in in_progress)
@@ -225,13 +322,13 @@ def plan_pool(
         )
         reasons: list[str] = []
         if idle and timer.expired(policy.idle_after_seconds, now):
-            reasons = blockers(node, state.pods, now)
-            if not policy.in_window:
-                reasons.append("outside the pool's shutdown schedule")
+            reasons = claim_blockers(state, policy, now, stepped)
             if not reasons:
                 assert timer.since is not None
                 candidates.append((timer.since, node.name))
-        if reasons:
+        if reasons == [state.refusal]:
+            events = (*events, NodeEvent("Warning", IdleEventReason.REFUSED, reasons[0]))
+        elif reasons:
             message = "idle but kept: " + "; ".join(reasons)
             events = (*events, NodeEvent("Normal", IdleEventReason.BLOCKED, message))
         plans[node.name] = NodePlan(
@@ -251,5 +348,6 @@ def plan_pool(
             plans[name] = NodePlan(name, p.idle, p.timer, Step.DONE, Phase.NONE, ("dry run",),
                                    events=(*p.events, event))  # fmt: skip
         else:
-            plans[name] = NodePlan(name, p.idle, p.timer, Step.TAINT, Phase.NONE, events=p.events)
+            plans[name] = NodePlan(name, p.idle, p.timer, Step.TAINT, Phase.NONE,
+                                   record=claim(now), events=p.events)  # fmt: skip
     return [plans[s.node.name] for s in states]

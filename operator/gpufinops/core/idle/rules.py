@@ -23,9 +23,12 @@ from gpufinops.core.idle.model import (
 
 
 def gpu_workload_pods(pods: Iterable[PodSnapshot]) -> list[PodSnapshot]:
-    """Pods that make a node busy: GPU work (any GPU resource or claim), not DaemonSet
-    pods, not finished. A terminating pod still holds its GPUs until it is gone."""
-    return [p for p in pods if p.holds_gpus and not p.daemonset and not p.finished]
+    """Pods that make a node busy: GPU work (any GPU resource or claim) not finished.
+
+    A terminating pod still holds its GPUs until it is gone; a DaemonSet or
+    static pod holding GPUs (a per-node inference server, say) is work too.
+    """
+    return [p for p in pods if p.holds_gpus and not p.finished]
 
 
 def to_evict(pods: Iterable[PodSnapshot]) -> list[PodSnapshot]:
@@ -94,16 +97,20 @@ def karpenter_protection_active(pod: PodSnapshot, now: float | None) -> bool:
     return now < pod.started + duration
 
 
-def pod_blockers(pod: PodSnapshot, now: float | None = None) -> list[str]:
+def pod_blockers(
+    pod: PodSnapshot, now: float | None = None, *, during_drain: bool = False
+) -> list[str]:
     """Reasons a pod on the node forbids draining it (Cluster Autoscaler's and Karpenter's).
 
     ``now`` dates time-limited protections; without it they count as still on.
+    ``during_drain``: the drain has begun, so a PodDisruptionBudget with no
+    disruption left now only delays the pod's eviction (refused, retried).
     """
     if pod.terminal or pod.stays_with_node:
         return []
     who = f"pod {pod.key}"
     out = []
-    if pod.pdb_blocks:
+    if pod.pdb_blocks and not during_drain:
         out.append(f"{who} is protected by a PodDisruptionBudget that allows no disruption")
     if _truthy(pod.annotations.get(DO_NOT_DISRUPT)):
         out.append(f"{who} has {DO_NOT_DISRUPT}")
@@ -122,12 +129,16 @@ def pod_blockers(pod: PodSnapshot, now: float | None = None) -> list[str]:
 
 
 def blockers(
-    node: NodeSnapshot, pods: Sequence[PodSnapshot], now: float | None = None
+    node: NodeSnapshot,
+    pods: Sequence[PodSnapshot],
+    now: float | None = None,
+    *,
+    during_drain: bool = False,
 ) -> list[str]:
     """Every reason not to shut ``node`` down now; empty means it is safe."""
     out = node_blockers(node)
     for pod in pods:
-        out.extend(pod_blockers(pod, now))
+        out.extend(pod_blockers(pod, now, during_drain=during_drain))
     return out
 
 
