@@ -133,16 +133,27 @@ def placement_of(kubectl: KubectlRun, name: str) -> dict[str, Any]:
 
 
 def running_pod(kubectl: KubectlRun, job: str, nodes: list[str]) -> dict[str, Any] | None:
-    """A pod of the Job running on one of ``nodes`` and not being deleted, if any."""
+    """A pod of the Job (its controller, not just its label) running on one of ``nodes``
+    and not being deleted, if any."""
     pods = json.loads(ok(kubectl(
         "get", "pods", "-n", NS, "-l", f"batch.kubernetes.io/job-name={job}", "-o", "json"
     )))["items"]  # fmt: skip
     for pod in pods:
+        owners = pod["metadata"].get("ownerReferences") or []
+        if not any(o.get("kind") == "Job" and o.get("name") == job and o.get("controller")
+                   for o in owners):  # fmt: skip
+            continue
         running = pod["status"].get("phase") == "Running"
         gone = pod["metadata"].get("deletionTimestamp")
         if running and not gone and pod["spec"].get("nodeName") in nodes:
             return dict(pod)
     return None
+
+
+def ready_of(kubectl: KubectlRun, name: str) -> dict[str, Any]:
+    """The workload's Ready condition, empty until it has one."""
+    conditions = (get(kubectl, "aiw", name).get("status") or {}).get("conditions") or []
+    return next((dict(c) for c in conditions if c.get("type") == "Ready"), {})
 
 
 def event_reasons(kubectl: KubectlRun, name: str) -> list[str]:

@@ -99,8 +99,11 @@ POOLS = Pools.of(
          ("Job", "train")),
         ({"ownerReferences": [{"kind": "StatefulSet", "name": "nb", "controller": True}]},
          ("StatefulSet", "nb")),
-        ({"labels": {"batch.kubernetes.io/job-name": "j"}}, ("Job", "j")),
-        ({"labels": {"job-name": "old"}}, ("Job", "old")),
+        # Labels anyone creating a pod can copy are not ownership: a bare pod is nobody's.
+        ({"labels": {"batch.kubernetes.io/job-name": "j"}}, None),
+        ({"labels": {"job-name": "old"}}, None),
+        ({"labels": {"batch.kubernetes.io/job-name": "j", "job-name": "j"},
+          "ownerReferences": [{"kind": "Job", "name": "j", "controller": False}]}, None),
         ({"ownerReferences": [{"kind": "Node", "name": "n", "controller": False}]}, None),
         ({}, None),
     ],
@@ -354,6 +357,19 @@ def test_a_pod_starting_mid_interval_pays_from_its_start() -> None:
     late = gpu_pod(gpu_pod_record(pod("c", node="a100-0", started=T0 + timedelta(minutes=30))))  # type: ignore[arg-type]
     run(acct, cluster, T0 + timedelta(hours=1), pods=[late])
     assert cluster.status["cost"]["todayUSD"] == 2.0  # half an hour of a $4/h GPU
+
+
+def test_a_bare_pod_with_a_copied_job_name_label_is_not_charged_to_the_jobs_workload() -> None:
+    cluster = Cluster()
+    acct = CostAccountant(CONFIG, cluster.effects())
+    training = {"type": "Training", "costAllocation": {"team": "research"},
+                "training": {"jobRef": {"name": "train"}}}  # fmt: skip
+    labels = {"batch.kubernetes.io/job-name": "train", "job-name": "train"}
+    own = gpu_pod(gpu_pod_record(pod("own", owner=("Job", "train"), labels=labels)))  # type: ignore[arg-type]
+    copied = gpu_pod(gpu_pod_record(pod("copied", owner=None, labels=labels)))  # type: ignore[arg-type]
+    asyncio.run(acct.tick(T0 + timedelta(hours=1), [view(cluster, training)], [own, copied],
+                          POOLS, lambda ns, n: None))  # fmt: skip
+    assert cluster.status["cost"]["todayUSD"] == 2.0  # the Job's own pod: 1 GPU-hour at $2
 
 
 def test_budget_alerts_fire_once_and_enforcement_is_written() -> None:

@@ -121,7 +121,17 @@ metadata = st.fixed_dictionaries(
             st.lists(
                 maybe(
                     st.fixed_dictionaries(
-                        {"kind": st.just("AIWorkload"), "name": scalars, "controller": scalars}
+                        {
+                            "kind": st.sampled_from(["AIWorkload", "Job"]),
+                            "name": scalars,
+                            "controller": scalars,
+                        },
+                        optional={
+                            "uid": scalars,
+                            "apiVersion": maybe(
+                                st.sampled_from(["gpufinops.dev/v1alpha1", "batch/v1", "v1"])
+                            ),
+                        },
                     )
                 )
             )
@@ -177,6 +187,7 @@ def _sane(job: JobView) -> None:
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in job.node_selector.items())
     assert all(isinstance(t, dict) for t in job.tolerations)
     assert job.owned_by is None or isinstance(job.owned_by, str)
+    assert (job.owned_by is None) == (job.owner_uid is None)
 
 
 @FAST
@@ -202,6 +213,7 @@ def test_job_bodies_that_are_not_even_objects_inside(body: Any) -> None:
 def test_any_pod_body_gives_a_view(body: dict[str, Any]) -> None:
     pod = pod_view(body)
     assert pod.node is None or isinstance(pod.node, str)
+    assert pod.job_uid is None or (isinstance(pod.job_uid, str) and pod.job_uid)
     assert isinstance(pod.phase, str) and isinstance(pod.unschedulable, bool)
 
 
@@ -273,4 +285,5 @@ def test_the_job_the_operator_builds_reads_back() -> None:
     body, warning = build_job("w", "ns", "uid", template)
     job = job_view(body)
     assert warning is None and job.suspended and job.owned_by == "w"
+    assert job.owner_uid == "uid" and body["metadata"]["labels"] == {"gpufinops.dev/workload": "w"}
     assert (job.parallelism, job.gpus_per_pod) == (2, 0.0)

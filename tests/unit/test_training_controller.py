@@ -1,14 +1,31 @@
 """The Training placement loop over fake Jobs: create suspended, place on spot, count
 each interruption once, fall back to on-demand after maxInterruptions, resume from
-status after a restart, never act on a Job view older than its own last change."""
+status after a restart, never act on a Job view older than its own last change.
+Ownership: a Job of the workload's name that it did not create is never adopted,
+and only pods the Job controls (their ownerReference, not a label) count."""
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gpufinops.adapters.jobs import JobView, PodView, job_view
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from gpufinops.adapters.jobs import (
+    JobActions,
+    JobNameTaken,
+    JobView,
+    PodView,
+    build_job,
+    controller_ref,
+    job_view,
+    pod_view,
+)
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.config.model import load_config
+from gpufinops.handlers.placement import job_pods
 from gpufinops.handlers.training import TrainingController, World
 
 NOW = 1_790_000_000.0
@@ -49,8 +66,16 @@ class FakeJobs:
     patches: list[Mapping[str, Any]] = field(default_factory=list)
 
     def create(self, body: Mapping[str, Any]) -> None:
+        """As ``JobActions.create``: a Job of the name that is not this owner's is taken."""
+        name = body["metadata"]["name"]
+        if name in self.bodies:
+            ours = controller_ref(body["metadata"], "AIWorkload", "gpufinops.dev")
+            theirs = controller_ref(self.bodies[name]["metadata"], "AIWorkload", "gpufinops.dev")
+            if ours and theirs and ours["uid"] == theirs["uid"]:
+                return
+            raise JobNameTaken(f"Job ns/{name} already exists")
         created = {**body, "metadata": {**body["metadata"], "uid": "job-uid", "generation": 1}}
-        self.bodies[body["metadata"]["name"]] = created
+        self.bodies[name] = created
 
     def patch(self, namespace: str, name: str, patch: Mapping[str, Any]) -> int:
         self.patches.append(patch)
@@ -93,14 +118,23 @@ class Harness:
         return [r for _, r, _ in self.events]
 
     def world(self, now: float, pods: tuple[PodView, ...] = (), taints=None) -> World:
+        """What the indexes show at ``now``. Pods built without a Job uid (as other modules
+        build them) are the current Job's; a World built by hand keeps its pods as given."""
         nodes = taints if taints is not None else {"l4-spot-0": (), "l4-on-demand-0": ()}
+        job = self.jobs.view()
+        if job is not None:
+            pods = tuple(p if p.job_uid else replace(p, job_uid=job.uid) for p in pods)
         return World(
-            job=self.jobs.view(), pods=pods, node_taints=nodes,
+            job=job, pods=pods, node_taints=nodes,
             latest_status=self.status, generation=1, created_at=NOW, now=now,
         )  # fmt: skip
 
+    def ready(self) -> dict[str, Any]:
+        return dict(next(c for c in self.status["conditions"] if c["type"] == "Ready"))
+
 
 def pod(uid: str, node: str | None, phase: str = "Running", **kw: Any) -> PodView:
+    kw.setdefault("job_uid", "job-uid")
     return PodView(uid=uid, name=uid, node=node, phase=phase, unschedulable=False,
                    disrupted=None, terminating=False, **kw)  # fmt: skip
 
@@ -250,3 +284,168 @@ def test_a_budget_suspension_survives_a_restart_and_is_lifted_exactly_once() -> 
     assert h.status["placement"]["phase"] == "Running"
     assert h.status["placement"]["attempts"] == 2
     assert h.reasons().count("SpotPlaced") == 2
+
+
+# ------------------------------------------------------------------ ownership
+
+
+def foreign_job(owner_uid: str | None) -> dict[str, Any]:
+    """A suspended Job named like the workload, made by hand (no owner) or for another
+    AIWorkload of the same name (an earlier one, still being deleted)."""
+    meta: dict[str, Any] = {"name": "train", "namespace": "ns", "uid": "theirs", "generation": 1}
+    if owner_uid is not None:
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": "gpufinops.dev/v1alpha1",
+                "kind": "AIWorkload",
+                "name": "train",
+                "uid": owner_uid,
+                "controller": True,
+            }
+        ]
+    spec_ = {"suspend": True, "template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": spec_}
+
+
+class FakeObjects:
+    """The generic object API of ``JobActions``: creating answers 409 (a Job of the name
+    exists), listing by name returns ``existing``."""
+
+    def __init__(self, existing: dict[str, Any] | None) -> None:
+        self.existing = existing
+        self.calls: list[str] = []
+
+    def create_namespaced_custom_object(self, *args: Any) -> Any:
+        self.calls.append("create")
+        raise ApiException(status=409, reason="AlreadyExists")
+
+    def list_namespaced_custom_object(self, *args: Any, field_selector: str = "") -> Any:
+        self.calls.append(f"list {field_selector}")
+        return {"items": [self.existing] if self.existing else []}
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"JobActions called {name} on a Job it does not own")
+
+
+@pytest.mark.parametrize("owner_uid", [None, "an-earlier-aiw-uid"])
+def test_a_name_collision_with_a_job_the_workload_did_not_create_is_an_error(
+    owner_uid: str | None,
+) -> None:
+    actions = JobActions(client.ApiClient())
+    actions.objects = FakeObjects(foreign_job(owner_uid))  # type: ignore[assignment]
+    body, _ = build_job("train", "ns", "aiw-uid", spec().training.job_template)  # type: ignore[union-attr]
+    with pytest.raises(JobNameTaken, match=r"ns/train .*rename the AIWorkload or delete the Job"):
+        actions.create(body)
+    assert actions.objects.calls == ["create", "list metadata.name=train"]  # type: ignore[attr-defined]
+
+
+def test_a_conflict_with_the_workloads_own_job_is_a_previous_attempt() -> None:
+    actions = JobActions(client.ApiClient())
+    mine, _ = build_job("train", "ns", "aiw-uid", spec().training.job_template)  # type: ignore[union-attr]
+    actions.objects = FakeObjects(mine)  # type: ignore[assignment]
+    actions.create(mine)  # no error: created before, the index will show it
+
+
+@pytest.mark.parametrize("owner_uid", [None, "an-earlier-aiw-uid"])
+def test_a_foreign_job_of_the_workloads_name_is_reported_and_never_touched(
+    owner_uid: str | None,
+) -> None:
+    h = Harness()
+    h.jobs.bodies["train"] = foreign_job(owner_uid)
+    c = h.controller()
+    for t in range(3):
+        c.tick(spec(), h.world(NOW + t))
+    assert h.jobs.patches == []
+    assert h.jobs.bodies["train"] == foreign_job(owner_uid)
+    ready = h.ready()
+    assert (ready["status"], ready["reason"]) == ("False", "JobNameTaken")
+    assert "rename the AIWorkload or delete the Job" in ready["message"]
+    assert h.reasons() == ["JobNameTaken"]  # one Warning, not one per tick
+    assert h.status["placement"]["pool"] is None and h.status["placement"]["attempts"] == 0
+
+
+def test_a_collision_the_index_has_not_shown_yet_is_reported_the_same_way() -> None:
+    h = Harness()
+    h.jobs.bodies["train"] = foreign_job(None)
+    c = h.controller()
+    lagging = replace(h.world(NOW), job=None)  # the Job exists; the watch has not said so
+    c.tick(spec(), lagging)
+    assert h.ready()["reason"] == "JobNameTaken"
+    c.tick(spec(), h.world(NOW + 1))
+    assert h.ready()["reason"] == "JobNameTaken"
+    assert h.jobs.patches == [] and h.reasons() == ["JobNameTaken"]
+
+
+def test_a_job_recreated_by_someone_else_under_the_name_is_no_stale_view_of_ours() -> None:
+    h = Harness()
+    c = h.controller()
+    c.tick(spec(), h.world(NOW))
+    c.tick(spec(), h.world(NOW + 1))  # placed: our Job is at generation 2
+    assert h.jobs.bodies["train"]["metadata"]["generation"] == 2
+    h.jobs.bodies["train"] = foreign_job(None)  # deleted, and made again by hand (generation 1)
+    c.tick(spec(), h.world(NOW + 2))
+    assert h.ready()["reason"] == "JobNameTaken"
+    assert h.jobs.bodies["train"] == foreign_job(None)
+
+
+def pod_body(uid: str, owner: tuple[str, str] | None, **status: Any) -> dict[str, Any]:
+    """A running pod on a spot node carrying the Job controller's labels for Job ``train``;
+    ``owner``: (name, uid) of the Job in its controller ownerReference, if any."""
+    meta: dict[str, Any] = {
+        "name": uid, "namespace": "ns", "uid": uid,
+        "labels": {"batch.kubernetes.io/job-name": "train", "job-name": "train"},
+    }  # fmt: skip
+    if owner is not None:
+        meta["ownerReferences"] = [{"apiVersion": "batch/v1", "kind": "Job", "name": owner[0],
+                                    "uid": owner[1], "controller": True}]  # fmt: skip
+    return {"metadata": meta, "spec": {"nodeName": "l4-spot-0"},
+            "status": {"phase": "Running", **status}}  # fmt: skip
+
+
+def indexed(body: dict[str, Any]) -> dict[Any, PodView]:
+    meta = body["metadata"]
+    return dict(asyncio.run(job_pods(namespace="ns", name=meta["name"], meta=meta,
+                                     labels=meta["labels"], body=body)))  # fmt: skip
+
+
+def test_pods_are_indexed_under_the_job_that_controls_them_never_under_a_label() -> None:
+    assert indexed(pod_body("copied", None)) == {}
+    own = indexed(pod_body("p1", ("train", "job-uid")))
+    assert list(own) == [("ns", "train")] and own["ns", "train"].job_uid == "job-uid"
+    # A Job controls it, whatever its labels say: it is that Job's pod.
+    other = indexed(pod_body("p2", ("other", "other-uid")))
+    assert list(other) == [("ns", "other")]
+
+
+DISRUPTED = {"conditions": [{"type": "DisruptionTarget", "status": "True",
+                             "reason": "EvictionByEvictionAPI"}]}  # fmt: skip
+
+
+def _placed_on_spot() -> tuple[Harness, TrainingController]:
+    h = Harness()
+    c = h.controller()
+    c.tick(spec(), h.world(NOW))
+    c.tick(spec(), h.world(NOW + 1))
+    assert h.status["placement"]["pool"] == "l4-spot"
+    return h, c
+
+
+@pytest.mark.parametrize(
+    "owner", [None, ("train", "an-earlier-job-uid")], ids=["copied-label", "earlier-job"]
+)
+def test_a_pod_the_job_does_not_control_is_no_interruption_and_no_spend(
+    owner: tuple[str, str] | None,
+) -> None:
+    h, c = _placed_on_spot()
+    stranger = pod_view(pod_body("stranger", owner, **DISRUPTED))
+    for t in (60, 120, 3600):
+        c.tick(spec(), replace(h.world(NOW + t), pods=(stranger,)))
+    placement = h.status["placement"]
+    assert placement.get("interruptions", 0) == 0 and placement["phase"] == "Running"
+    assert placement.get("spentUSD", 0) == 0
+    assert "SpotInterrupted" not in h.reasons()
+    # The Job's own pod, seen the same way, counts for both.
+    own = pod_view(pod_body("own", ("train", "job-uid"), **DISRUPTED))
+    c.tick(spec(), replace(h.world(NOW + 7200), pods=(stranger, own)))
+    assert h.status["placement"]["interruptions"] == 1
+    assert h.status["placement"]["spentUSD"] > 0

@@ -2,9 +2,11 @@
 
 Spend is charged to the AIWorkload whose target owns the pod, on the pool of
 the node the pod runs on. Owners are resolved from what the pod itself
-carries (its controller reference and labels), so no ReplicaSet or Job has to
-be read: a Deployment's pods belong to ReplicaSet ``<deployment>-<hash>``,
-where ``<hash>`` is the pod's own ``pod-template-hash`` label.
+carries, its controller ownerReference, so no ReplicaSet or Job has to be read:
+a Deployment's pods belong to ReplicaSet ``<deployment>-<hash>``, where
+``<hash>`` is the pod's own ``pod-template-hash`` label. A label alone
+(``batch.kubernetes.io/job-name``, which anyone creating a pod can copy) makes
+no owner: a pod without a controller reference is nobody's.
 
 GPUs are counted by the rules of ``core.gpus`` (``adapters.gpu_resources``), as
 idle shutdown counts them. What a time-sliced unit is worth depends on its
@@ -32,7 +34,6 @@ from gpufinops.core.gpus import (
 NODE_LABELS = (COUNT_LABEL, REPLICAS_LABEL)
 """The node labels GPU counting reads: all of its labels a node's index record keeps."""
 TEMPLATE_HASH = "pod-template-hash"
-JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ def _time(raw: Any) -> datetime | None:
 
 
 def owner_of(meta: Mapping[str, Any]) -> tuple[str, str] | None:
-    """The Deployment, StatefulSet or Job a pod belongs to, from its own metadata."""
+    """The Deployment, StatefulSet or Job a pod belongs to, from its controller
+    ownerReference; None without one (labels are not ownership)."""
     labels = meta.get("labels") or {}
     for ref in meta.get("ownerReferences") or []:
         if not ref.get("controller"):
@@ -73,9 +75,6 @@ def owner_of(meta: Mapping[str, Any]) -> tuple[str, str] | None:
                 return "Deployment", name[: -len(suffix)]
             return "ReplicaSet", name
         return kind, name
-    for key in JOB_NAME_LABELS:
-        if labels.get(key):
-            return "Job", str(labels[key])
     return None
 
 

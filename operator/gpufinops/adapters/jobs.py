@@ -15,10 +15,9 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from gpufinops.api.resource import GROUP, KIND
 from gpufinops.config.model import NodePool
 
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
-LEGACY_JOB_NAME_LABEL = "job-name"
 WORKLOAD_LABEL = "gpufinops.dev/workload"
 POOL_LABEL = "gpufinops.dev/pool"
 CAPACITY_LABEL = "gpufinops.dev/capacity-type"
@@ -33,6 +32,11 @@ DISRUPTION_RULE: dict[str, Any] = {
 
 class JobError(RuntimeError):
     """A Job could not be read or changed; the message says why (RBAC, conflict, ...)."""
+
+
+class JobNameTaken(JobError):
+    """A Job of the name the workload's own Job needs exists and is not the workload's:
+    it is never adopted (nor suspended, placed or unsuspended)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class JobView:
     parallelism: int
     owned_by: str | None
     """Name of the AIWorkload that owns the Job (controller reference), if any."""
+    owner_uid: str | None = None
+    """UID of that AIWorkload: the Job is a workload's own only when it is that workload's."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,9 @@ class PodView:
     disrupted: str | None
     """Reason of a True DisruptionTarget condition (EvictionByEvictionAPI, ...)."""
     terminating: bool
+    job_uid: str | None = None
+    """UID of the Job that controls the pod (its controller ownerReference); None: the pod
+    belongs to no Job, whatever its labels say, and never counts for a workload."""
 
 
 _QUANTITY = re.compile(
@@ -139,6 +148,33 @@ def pod_template_gpus(pod_spec: Mapping[str, Any]) -> float:
     return total
 
 
+def controller_ref(meta: Any, kind: str, group: str) -> Mapping[str, Any] | None:
+    """The object's controller ownerReference when it is a ``kind`` of API ``group``
+    (``""``: the core group) with a name and a uid; None otherwise.
+
+    Only the controller reference says whose object it is: labels can be copied by
+    anyone who can create a pod, an ownerReference names one object by its uid.
+    """
+    for ref in _mappings(_mapping(meta).get("ownerReferences")):
+        if ref.get("controller") is not True:
+            continue
+        api_version = ref.get("apiVersion")
+        ref_group = api_version.rpartition("/")[0] if isinstance(api_version, str) else None
+        name, uid = ref.get("name"), ref.get("uid")
+        if ref.get("kind") != kind or ref_group != group:
+            return None
+        if isinstance(name, str) and name and isinstance(uid, str) and uid:
+            return ref
+        return None
+    return None
+
+
+def job_of_pod(meta: Any) -> tuple[str, str] | None:
+    """(name, uid) of the Job that controls a pod, from its controller ownerReference."""
+    ref = controller_ref(meta, "Job", "batch")
+    return None if ref is None else (str(ref["name"]), str(ref["uid"]))
+
+
 def _condition(conditions: Any, ctype: str) -> Mapping[str, Any]:
     for c in _mappings(conditions):
         if c.get("type") == ctype:
@@ -152,14 +188,7 @@ def job_view(body: Mapping[str, Any]) -> JobView:
     spec = _mapping(body.get("spec"))
     status = _mapping(body.get("status"))
     pod_spec = _mapping(_mapping(spec.get("template")).get("spec"))
-    owner = next(
-        (
-            str(ref.get("name"))
-            for ref in _mappings(meta.get("ownerReferences"))
-            if ref.get("kind") == "AIWorkload" and ref.get("controller")
-        ),
-        None,
-    )
+    owner = controller_ref(meta, KIND, GROUP)
     conditions = status.get("conditions")
     return JobView(
         name=str(meta.get("name")),
@@ -176,7 +205,8 @@ def job_view(body: Mapping[str, Any]) -> JobView:
         tolerations=tuple(_mappings(pod_spec.get("tolerations"))),
         gpus_per_pod=pod_template_gpus(pod_spec),
         parallelism=_count(spec.get("parallelism")) if "parallelism" in spec else 1,
-        owned_by=owner,
+        owned_by=None if owner is None else str(owner["name"]),
+        owner_uid=None if owner is None else str(owner["uid"]),
     )
 
 
@@ -188,6 +218,7 @@ def pod_view(body: Mapping[str, Any]) -> PodView:
     conditions = status.get("conditions")
     scheduled = _condition(conditions, "PodScheduled")
     disruption = _condition(conditions, "DisruptionTarget")
+    job = job_of_pod(meta)
     return PodView(
         uid=str(meta.get("uid")),
         name=str(meta.get("name")),
@@ -199,11 +230,16 @@ def pod_view(body: Mapping[str, Any]) -> PodView:
         if disruption.get("status") == "True"
         else None,
         terminating=meta.get("deletionTimestamp") is not None,
+        job_uid=None if job is None else job[1],
     )
 
 
-def job_name_of(labels: Mapping[str, str]) -> str | None:
-    return labels.get(JOB_NAME_LABEL) or labels.get(LEGACY_JOB_NAME_LABEL)
+def job_name_taken(namespace: str, name: str) -> str:
+    """Why an existing Job that the workload did not create is not its Job."""
+    return (
+        f"Job {namespace}/{name} already exists and was not created for this AIWorkload; "
+        "gpufinops leaves it untouched: rename the AIWorkload or delete the Job"
+    )
 
 
 def job_gpus(job: JobView) -> float:
@@ -304,16 +340,41 @@ class JobActions:
         self.objects = client.CustomObjectsApi(api)
 
     def create(self, body: Mapping[str, Any]) -> None:
+        """Create the workload's Job (``body`` as ``build_job`` makes it, owner included).
+
+        A Job of that name that already exists is the workload's only when its controller
+        ownerReference is this AIWorkload's uid (a previous attempt created it); any other
+        raises ``JobNameTaken``: a 409 is never read as "created before".
+        """
         meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
         try:
             self.objects.create_namespaced_custom_object(
-                "batch", "v1", meta["namespace"], "jobs", dict(body)
+                "batch", "v1", namespace, "jobs", dict(body)
+            )
+            return
+        except ApiException as exc:
+            if exc.status != 409:
+                raise JobError(f"creating Job {namespace}/{name} failed: "
+                               f"{exc.reason}: {exc.body}") from exc  # fmt: skip
+        # Read back with a LIST by name: the operator's role lists and watches Jobs, no GET.
+        try:
+            listed = self.objects.list_namespaced_custom_object(
+                "batch", "v1", namespace, "jobs", field_selector=f"metadata.name={name}"
             )
         except ApiException as exc:
-            if exc.status == 409:
-                return  # created by a previous attempt; the index will show it
-            raise JobError(f"creating Job {meta['namespace']}/{meta['name']} failed: "
-                           f"{exc.reason}: {exc.body}") from exc  # fmt: skip
+            raise JobError(
+                f"Job {namespace}/{name} exists but could not be read to check its owner: "
+                f"{exc.reason}: {exc.body}"
+            ) from exc
+        existing = _mappings(_mapping(listed).get("items"))
+        if not existing:
+            raise JobError(f"Job {namespace}/{name} was deleted meanwhile; creating it next time")
+        ours = controller_ref(meta, KIND, GROUP)
+        theirs = controller_ref(existing[0].get("metadata"), KIND, GROUP)
+        if ours is not None and theirs is not None and theirs["uid"] == ours["uid"]:
+            return  # created by a previous attempt; the index will show it
+        raise JobNameTaken(job_name_taken(namespace, name))
 
     def patch(self, namespace: str, name: str, patch: Mapping[str, Any]) -> int:
         """Merge-patch the Job; its new generation (a watch-fed view older than it is stale)."""

@@ -2,9 +2,9 @@
 one daemon per Training workload.
 
 The indexes make a tick cost no LIST: Jobs by name, pods by the Job that owns
-them (the Job controller's ``job-name`` label), and the taint keys of every node
-(a spot interruption notice is a taint; a pod whose node is missing from the
-index lost its node).
+them (their controller ownerReference, never a label anyone can copy onto a pod),
+and the taint keys of every node (a spot interruption notice is a taint; a pod
+whose node is missing from the index lost its node).
 """
 
 import asyncio
@@ -16,17 +16,17 @@ import kopf
 from kubernetes import client
 
 from gpufinops.adapters.jobs import (
-    JOB_NAME_LABEL,
     JobActions,
     JobView,
     PodView,
-    job_name_of,
+    job_of_pod,
     job_view,
     pod_view,
 )
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.config.model import OperatorConfig
 from gpufinops.core.validation import check_spec
+from gpufinops.handlers.aiworkload import rival_claims
 from gpufinops.handlers.autoscaling import DEFAULT_SYNC_SECONDS
 from gpufinops.handlers.clock import ClockSteps
 from gpufinops.handlers.indexes import first, namespace_view
@@ -41,11 +41,16 @@ def training_jobs(
     return {(namespace, name): job_view(body)}
 
 
-@kopf.index("", "v1", "pods", labels={JOB_NAME_LABEL: kopf.PRESENT})
-def job_pods(
-    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
-) -> dict[tuple[str | None, str | None], PodView]:
-    return {(namespace, job_name_of(labels)): pod_view(body)}
+# Every pod event comes here (no label filter: the owner is what counts, and a pod keeps
+# it whatever happens to its labels), so it is async: no worker thread per event.
+@kopf.index("", "v1", "pods")
+async def job_pods(
+    namespace: str | None, meta: kopf.Meta, body: kopf.Body, **_: Any
+) -> dict[tuple[str | None, str], PodView]:
+    """Pods by the Job that controls them; a pod no Job controls is in no entry (an empty
+    result also drops it from the entry it had, should it lose its ownerReference)."""
+    job = job_of_pod(meta)
+    return {} if job is None else {(namespace, job[0]): pod_view(body)}
 
 
 @kopf.index("", "v1", "nodes")
@@ -105,9 +110,19 @@ async def place_training(
     )
     created = created_at(meta)
     clock = ClockSteps()
+    reported_rivals: list[str] = []
     while not stopped:
         spec = check_spec(body.get("spec"), config, namespace_view(indexes, namespace)).spec
-        if spec is not None and spec.training is not None:
+        training = spec if spec is not None and spec.training is not None else None
+        target = job_name(name, training) if training is not None else None
+        rivals = rival_claims(indexes, namespace, "Job", target, name) if target else []
+        if rivals != reported_rivals:
+            reported_rivals = rivals
+            if rivals:
+                post_event("Warning", "TargetConflict",
+                           f"{', '.join(rivals)} also drives Job/{target}: not acting until "
+                           "only one workload does")  # fmt: skip
+        if spec is not None and spec.training is not None and not rivals:
             job = job_name(name, spec)
             write_status.seen(body)
             now, stepped, _ = clock.read()

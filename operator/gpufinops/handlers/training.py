@@ -9,17 +9,30 @@ pods to go, re-places and unsuspends. Every step is recorded in
 ``status.placement`` first consulted on the next tick, so a restarted operator
 finishes a half-done step instead of repeating or forgetting it. The Kopf
 daemon in ``placement.py`` only drives this class.
+
+Only what the workload owns is driven: a Job of its jobTemplate's name that it
+did not create (its controller ownerReference is not this AIWorkload's uid) is
+reported (``JobNameTaken``) and never adopted, and a pod counts for the Job only
+when the Job's uid is its controller, never through a label.
 """
 
 import copy
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from gpufinops.adapters.jobs import JobView, PodView, build_job, job_gpus, placement_patch
+from gpufinops.adapters.jobs import (
+    JobNameTaken,
+    JobView,
+    PodView,
+    build_job,
+    job_gpus,
+    job_name_taken,
+    placement_patch,
+)
 from gpufinops.adapters.placement_status import (
     MAX_REMEMBERED_PODS,
     Phase,
@@ -57,7 +70,9 @@ TERMINAL_POD_PHASES = ("Succeeded", "Failed")
 class JobClient(Protocol):
     """What the loop does to Jobs (the API server in production, a fake in tests)."""
 
-    def create(self, body: Mapping[str, Any]) -> None: ...
+    def create(self, body: Mapping[str, Any]) -> None:
+        """Create the Job; raise JobNameTaken when one of its name exists that is not
+        this workload's (never adopt it)."""
 
     def patch(self, namespace: str, name: str, patch: Mapping[str, Any]) -> int:
         """Apply a merge patch; return the Job's new metadata.generation."""
@@ -81,6 +96,8 @@ class World:
 
     job: JobView | None
     pods: Sequence[PodView]
+    """The pods indexed under the Job's name; only those whose controller is the Job
+    itself (its uid) count."""
     node_taints: Mapping[str, Sequence[str]]
     """Taint keys of every node the cluster has (a pod's node missing here is gone)."""
     latest_status: Mapping[str, Any] | None
@@ -134,9 +151,11 @@ class TrainingController:
         # While this process lives it is the only writer of status.placement, so its
         # own record is authoritative; status is read once, after a (re)start. The
         # watch-fed views may lag our own writes: a Job view older than the generation
-        # our last patch produced is stale, and the tick waits for a fresh one.
+        # our last patch produced is stale, and the tick waits for a fresh one. The
+        # generation is kept with the Job's uid: a Job recreated under the name is
+        # another Job, with generations of its own.
         self._record: PlacementRecord | None = None
-        self._job_generation = 0
+        self._job_generation: tuple[str, int] | None = None
         self._ready: tuple[str, str] | None = None
         self._created = False
         self._last_spend_write = float("-inf")
@@ -178,8 +197,17 @@ class TrainingController:
             self._record = read_record(world.latest_status)
         self._record.memory = clock_stepped(self._record.memory, world.stepped, world.now)
         record = copy.deepcopy(self._record)
-        if world.job is not None and world.job.generation < self._job_generation:
-            return record  # the Job view predates our own last change
+        job = world.job
+        if job is not None and self._job_generation is not None:
+            uid, generation = self._job_generation
+            if job.uid == uid and job.generation < generation:
+                return record  # the Job view predates our own last change
+        # Pods count through their controller ownerReference only: a bare pod carrying
+        # a copied job-name label, or a pod of an earlier Job of the same name, is not
+        # the Job's (no interruption, no spend).
+        own = [p for p in world.pods if job is not None and p.job_uid == job.uid]
+        if len(own) != len(world.pods):
+            world = replace(world, pods=own)
         conditions = read_conditions(world.latest_status)
         record.job = job_name(self.name, spec)
         record, conditions = self._step(spec, world, record, conditions)
@@ -187,11 +215,22 @@ class TrainingController:
         self._write(record, conditions, world)
         return record
 
-    def _patch(self, name: str, patch: Mapping[str, Any]) -> None:
-        self._job_generation = self.jobs.patch(self.namespace, name, patch)
+    def _patch(self, job: JobView, patch: Mapping[str, Any]) -> None:
+        self._job_generation = (job.uid, self.jobs.patch(self.namespace, job.name, patch))
 
-    def _suspend(self, name: str) -> None:
-        self._job_generation = self.jobs.suspend(self.namespace, name)
+    def _suspend(self, job: JobView) -> None:
+        self._job_generation = (job.uid, self.jobs.suspend(self.namespace, job.name))
+
+    def _name_taken(
+        self, conditions: list[Condition], world: World, message: str
+    ) -> list[Condition]:
+        """Report a Job of the workload's name that is not its own; it is left untouched."""
+        conditions, changed = self._set(
+            conditions, ConditionStatus.FALSE, "JobNameTaken", message, world
+        )
+        if changed:
+            self.post_event("Warning", "JobNameTaken", message)
+        return conditions
 
     def _step(
         self,
@@ -224,7 +263,10 @@ class TrainingController:
             if self._created:
                 return record, conditions  # created; the index has not shown it yet
             body, warning = build_job(record.job, self.namespace, self.uid, training.job_template)
-            self.jobs.create(body)
+            try:
+                self.jobs.create(body)
+            except JobNameTaken as exc:
+                return record, self._name_taken(conditions, world, str(exc))
             self._created = True
             self.post_event("Normal", "JobCreated", f"created {target}, suspended until placed")
             if warning:
@@ -234,6 +276,12 @@ class TrainingController:
                 f"{target} created suspended; placing it", world,
             )  # fmt: skip
             return record, conditions
+
+        if training.job_template is not None and job.owner_uid != self.uid:
+            # Not created for this workload (a user's Job of the same name, or one an
+            # earlier workload of the name left): never adopted, suspended or placed.
+            message = job_name_taken(self.namespace, job.name)
+            return record, self._name_taken(conditions, world, message)
 
         if job.complete or job.failed_permanently:
             record = self._account(record, spec, job, world)
@@ -280,7 +328,7 @@ class TrainingController:
         if budget == "Suspend" and not recommend:
             suspended_here = not job.suspended
             if suspended_here:
-                self._suspend(job.name)
+                self._suspend(job)
             # Reported once per suspension: also when a killed predecessor suspended
             # the Job but never recorded (nor reported) it.
             if suspended_here or record.phase != Phase.SUSPENDED:
@@ -392,7 +440,7 @@ class TrainingController:
         pool = self.config.pool(choice.pool)
         assert pool is not None
         previous = self.config.pool(record.memory.pool) if record.memory.pool else None
-        self._patch(job.name, placement_patch(job, pool, previous))
+        self._patch(job, placement_patch(job, pool, previous))
         falling_back = record.phase == Phase.FALLING_BACK
         record.memory = placed(record.memory, choice, world.now)
         record.phase = Phase.RUNNING
@@ -458,7 +506,7 @@ class TrainingController:
             # The pool left the spec or the config: choose again.
             record.phase = Phase.FALLING_BACK
             if not job.suspended and spec.mode != Mode.RECOMMEND:
-                self._suspend(job.name)
+                self._suspend(job)
             return record, conditions
         verdict = assess(profile_, training.spot, record.memory, offer, world.now,
                          pending=unschedulable)  # fmt: skip
@@ -474,7 +522,7 @@ class TrainingController:
             record.memory = fell_back(record.memory, world.now, profile_)
             record.fallback_reason = verdict.trigger
             record.phase = Phase.FALLING_BACK
-            self._suspend(job.name)
+            self._suspend(job)
             self.post_event(
                 "Warning", "FallingBackToOnDemand",
                 f"{target} suspended to move to on-demand: {verdict.message}",
