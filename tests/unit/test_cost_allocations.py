@@ -522,3 +522,21 @@ def test_the_cost_loop_handlers_run_only_while_the_loop_is_not_running() -> None
         return before, running, _loop_missing(memo)
 
     assert asyncio.run(scenario()) == (True, False, True)
+
+
+def test_status_no_accounting_could_have_written_is_not_trusted() -> None:
+    # Written by whoever may write aiworkloads/status: an accounting instant in 2099
+    # would freeze spend until then, negative totals would pay for later spend.
+    cluster = Cluster()
+    run(CostAccountant(CONFIG, cluster.effects()), cluster, T0 + timedelta(minutes=30))
+    forged = {**cluster.status["cost"], "lastAccountedTime": "2099-01-01T00:00:00Z",
+              "todayUSD": -1000.0, "monthToDateUSD": -1000.0}  # fmt: skip
+    cluster.status = {**cluster.status, "cost": forged}
+    restarted = CostAccountant(CONFIG, cluster.effects())
+    run(restarted, cluster, T0 + timedelta(minutes=60))
+    cost = cluster.status["cost"]
+    assert cost["todayUSD"] >= 0 and cost["monthToDateUSD"] >= 0
+    assert cost["lastAccountedTime"].startswith(str((T0 + timedelta(minutes=60)).year))
+    run(restarted, cluster, T0 + timedelta(minutes=90))
+    assert cluster.status["cost"]["todayUSD"] > cost["todayUSD"], "spend accrues again"
+    assert [r for _, r in cluster.events].count("CostStatusCorrected") == 1

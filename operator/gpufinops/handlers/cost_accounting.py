@@ -43,6 +43,7 @@ from gpufinops.core.cost.accounting import (
     gpu_prices,
     idle_allocations,
     to_status,
+    trusted_totals,
 )
 from gpufinops.core.cost.budget import (
     AlertReason,
@@ -161,12 +162,21 @@ class CostAccountant:
         self.prices = gpu_prices(config)
         self.capacity_types = {p.name: str(p.capacity_type) for p in config.node_pools}
         self.books: dict[tuple[str, str], _Book] = {}
+        self._corrected: dict[tuple[str, str], list[str]] = {}
+        """Per workload, the status corrections last reported (reported once)."""
         self.last_pass: datetime | None = None
         self._token_reads: list[Coroutine[Any, Any, None]] = []
 
-    def _book(self, view: WorkloadView) -> _Book:
+    def _book(self, view: WorkloadView, now: datetime) -> _Book:
         key = (view.namespace, view.name)
-        stored = _status_totals(view)
+        stored, problems = trusted_totals(_status_totals(view), now)
+        if problems and self._corrected.get(key) != problems:
+            self._corrected[key] = problems
+            self.effects.post_event(
+                view.ref, "Warning", "CostStatusCorrected",
+                "status.cost was not written by this operator's accounting and is not "
+                f"trusted: {'; '.join(problems)}",
+            )  # fmt: skip
         book = self.books.get(key)
         if book is None or _later(stored.last_accounted_time, book.totals.last_accounted_time):
             # What status already shows: a restart rewrites no idle workload that is unchanged.
@@ -255,7 +265,7 @@ class CostAccountant:
         spec = check_spec(dict(view.spec), self.config).spec
         if spec is None:
             return  # an invalid spec has no costAllocation to charge; the spec handler says so
-        book = self._book(view)
+        book = self._book(view, now)
         targets = targets_of(view.name, spec)
         owned = [p for t in targets for p in by_owner.get((view.namespace, *t), [])]
         start = book.totals.last_accounted_time

@@ -9,9 +9,10 @@ the first interval of a new day or month starts them from zero, even when the
 operator was down across the boundary.
 """
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -52,6 +53,39 @@ class CostTotals:
             hourly_usd=status.hourly_usd or 0.0,
             last_accounted_time=status.last_accounted_time,
         )
+
+
+CLOCK_SKEW_TOLERANCE = timedelta(minutes=5)
+"""A recorded instant this far ahead of the operator's clock is not a clock difference."""
+
+
+def trusted_totals(totals: CostTotals, now: datetime) -> tuple[CostTotals, list[str]]:
+    """The totals read back from status, with what no accounting could have written undone.
+
+    Status is writable by whoever may write ``aiworkloads/status``: an instant in
+    the future would freeze accrual until then, a negative amount would pay for
+    later spend. Such values are not trusted: the instant is dropped (accrual
+    goes on from this pass) and a negative amount counts as nothing spent; each
+    correction is named so it can be reported.
+    """
+    problems: list[str] = []
+    last = totals.last_accounted_time
+    if last is not None and last > now + CLOCK_SKEW_TOLERANCE:
+        problems.append(f"lastAccountedTime {last.isoformat()} is in the future")
+        last = None
+    amounts = {"todayUSD": totals.today_usd, "monthToDateUSD": totals.month_to_date_usd,
+               "hourlyUSD": totals.hourly_usd}  # fmt: skip
+    fixed = {}
+    for name, value in amounts.items():
+        ok = math.isfinite(value) and value >= 0
+        if not ok:
+            problems.append(f"{name} {value} is not an amount spent")
+        fixed[name] = value if ok else 0.0
+    if not problems:
+        return totals, []
+    return CostTotals(
+        fixed["todayUSD"], fixed["monthToDateUSD"], fixed["hourlyUSD"], last
+    ), problems
 
 
 def accrue(
