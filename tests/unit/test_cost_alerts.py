@@ -70,3 +70,37 @@ def test_thresholds_of_one_period_stay_distinct_alerts() -> None:
                             "llm", ALERT.time)  # fmt: skip
     assert half.identity == {"period": "month", "period_id": "2026-11", "threshold": "0.5"}
     assert projected.identity == {"period": "month", "period_id": "2026-11"}
+
+
+def test_the_webhook_url_comes_from_a_secret_file_and_is_never_logged(
+    tmp_path: Any, caplog: Any
+) -> None:
+    secret = tmp_path / "url"
+    secret.write_text("https://hooks.example.com/services/T0/B0/s3cr3t\n")
+    session = FakeSession()
+    s = sender(session, webhookURLFile=str(secret))
+    assert s.enabled and s.send([ALERT]) == 0
+    assert session.posts[0][0] == "https://hooks.example.com/services/T0/B0/s3cr3t"
+    secret.write_text("https://hooks.example.com/services/T0/B0/rotated")
+    s.send([ALERT])
+    assert session.posts[-1][0].endswith("/rotated"), "a rotated Secret is read again"
+
+    class Leaky(FakeSession):
+        def post(self, url: str, json: Any, timeout: float) -> Any:
+            raise requests.ConnectionError(f"Max retries exceeded with url: {url}")
+
+    with caplog.at_level("WARNING"):
+        assert sender(Leaky(), webhookURLFile=str(secret)).send([ALERT]) == 1
+        assert sender(FakeSession(status=500), webhookURL="https://h/s3cr3t").send([ALERT]) == 1
+    assert caplog.records and not any("rotated" in r.getMessage() or "s3cr3t" in r.getMessage()
+                                      for r in caplog.records)  # fmt: skip
+    secret.unlink()
+    assert sender(FakeSession(), webhookURLFile=str(secret)).send([ALERT]) == 1
+
+
+def test_one_webhook_setting_at_a_time() -> None:
+    import pydantic
+    import pytest
+
+    with pytest.raises(pydantic.ValidationError, match="not both"):
+        AlertingConfig.model_validate({"webhookURL": "http://h", "webhookURLFile": "/f"})

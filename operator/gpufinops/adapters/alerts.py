@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -105,16 +106,35 @@ class AlertSender:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.config.alertmanager_url or self.config.webhook_url)
+        c = self.config
+        return bool(c.alertmanager_url or c.webhook_url or c.webhook_url_file)
 
-    def _post(self, url: str, body: Any) -> bool:
+    def _webhook_url(self) -> str | None:
+        """The webhook URL; from its file at every delivery (a rotated Secret just works)."""
+        if self.config.webhook_url_file is None:
+            return self.config.webhook_url
+        try:
+            url = Path(self.config.webhook_url_file).read_text().strip()
+        except OSError as exc:
+            log.warning("alert webhook URL file %s unreadable: %s",
+                        self.config.webhook_url_file, type(exc).__name__)  # fmt: skip
+            return None
+        if not url.startswith(("http://", "https://")):
+            log.warning("alert webhook URL file %s holds no http(s) URL",
+                        self.config.webhook_url_file)  # fmt: skip
+            return None
+        return url
+
+    def _post(self, url: str, body: Any, where: str) -> bool:
+        """POST ``body``; logs name the endpoint as ``where``, never the URL, which may
+        carry a token (and neither the exception text, which quotes it)."""
         try:
             response = self.session.post(url, json=body, timeout=self.config.timeout_seconds)
         except requests.RequestException as exc:
-            log.warning("budget alert delivery to %s failed: %s", url, exc)
+            log.warning("budget alert delivery to %s failed: %s", where, type(exc).__name__)
             return False
         if response.status_code >= 300:
-            log.warning("budget alert delivery to %s: HTTP %s", url, response.status_code)
+            log.warning("budget alert delivery to %s: HTTP %s", where, response.status_code)
             return False
         return True
 
@@ -125,8 +145,11 @@ class AlertSender:
             return failed
         if self.config.alertmanager_url:
             url = self.config.alertmanager_url.rstrip("/") + "/api/v2/alerts"
-            failed += not self._post(url, alertmanager_payload(alerts))
-        if self.config.webhook_url:
+            failed += not self._post(url, alertmanager_payload(alerts), "Alertmanager")
+        if self.config.webhook_url or self.config.webhook_url_file:
+            webhook = self._webhook_url()
             for a in alerts:
-                failed += not self._post(self.config.webhook_url, webhook_payload(a))
+                failed += webhook is None or not self._post(
+                    webhook, webhook_payload(a), "the alert webhook"
+                )
         return failed

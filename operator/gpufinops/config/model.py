@@ -68,6 +68,16 @@ class AlertingConfig(_Model):
     """Base URL of an Alertmanager; alerts are POSTed to <url>/api/v2/alerts."""
     webhook_url: str | None = Field(default=None, pattern=r"^https?://", alias="webhookURL")
     """Any HTTP endpoint that accepts one JSON object per alert."""
+    webhook_url_file: str | None = Field(default=None, min_length=1, alias="webhookURLFile")
+    """A file holding the webhook URL (a mounted Secret: such URLs often carry a token).
+    Read at every delivery, so a rotated Secret is used without a restart."""
+
+    @model_validator(mode="after")
+    def _one_webhook(self) -> "AlertingConfig":
+        if self.webhook_url and self.webhook_url_file:
+            raise ValueError("give webhookURL or webhookURLFile, not both")
+        return self
+
     timeout_seconds: float = Field(default=5.0, gt=0, le=60, alias="timeoutSeconds")
 
 
