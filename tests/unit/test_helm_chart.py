@@ -29,10 +29,14 @@ INVALID = sorted((VALUES_DIR / "invalid").glob("*.yaml"))
 DOCKERFILE = ROOT / "Dockerfile"
 LOCK = ROOT / "requirements.lock"
 
+RuleKey = tuple[str, str, tuple[str, ...] | None]
+
 # Every rule the operator needs, and nothing else (docs/deploy.md explains each).
-BASE_RULES = {
+BASE_RULES: dict[RuleKey, set[str]] = {
     ("gpufinops.dev", "aiworkloads", None): {"list", "watch", "patch"},
     ("gpufinops.dev", "aiworkloads/status", None): {"patch"},
+    # ownerReferences with blockOwnerDeletion on the Jobs it creates.
+    ("gpufinops.dev", "aiworkloads/finalizers", None): {"update"},
     ("", "events", None): {"create"},
     ("apps", "deployments", None): {"list", "watch"},
     ("apps", "deployments/scale", None): {"patch"},
@@ -46,6 +50,8 @@ BASE_RULES = {
     ("", "pods", None): {"list", "watch"},
     ("", "nodes", None): {"list", "watch"},
     ("policy", "poddisruptionbudgets", None): {"list", "watch"},
+    # Each namespace's labels: its team and which node pools admit it (tenancy).
+    ("", "namespaces", None): {"list", "watch"},
 }
 
 
@@ -90,9 +96,17 @@ def workload(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return found[0]
 
 
-def rules_of(docs: list[dict[str, Any]]) -> dict[tuple[str, str, tuple[str, ...] | None], set[str]]:
-    out: dict[tuple[str, str, tuple[str, ...] | None], set[str]] = {}
-    for rule in one(docs, "ClusterRole")["rules"]:
+def operator_role(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The operator's own ClusterRole: the one its ClusterRoleBinding names (the
+    others are the roles for people, tests/unit/test_helm_admission.py)."""
+    bound = one(docs, "ClusterRoleBinding")["roleRef"]["name"]
+    (role,) = [r for r in kinds(docs, "ClusterRole") if r["metadata"]["name"] == bound]
+    return role
+
+
+def rules_of(docs: list[dict[str, Any]]) -> dict[RuleKey, set[str]]:
+    out: dict[RuleKey, set[str]] = {}
+    for rule in operator_role(docs)["rules"]:
         names = tuple(rule["resourceNames"]) if "resourceNames" in rule else None
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
@@ -131,7 +145,7 @@ def test_every_values_file_renders_a_complete_install(helm: Path, values: Path) 
     assert workload(docs)
     binding = one(docs, "ClusterRoleBinding")
     account = one(docs, "ServiceAccount")
-    assert binding["roleRef"]["name"] == one(docs, "ClusterRole")["metadata"]["name"]
+    assert binding["roleRef"]["name"] == operator_role(docs)["metadata"]["name"] == "gpufinops"
     assert binding["subjects"] == [
         {
             "kind": "ServiceAccount",
@@ -322,10 +336,12 @@ def test_schema_rejects_a_selector_with_foreign_characters(helm: Path) -> None:
 
 @pytest.mark.parametrize("values", VALUES, ids=lambda p: p.stem)
 def test_rbac_has_no_wildcards_and_no_write_beyond_patch_create(helm: Path, values: Path) -> None:
-    for rule in one(render(helm, values), "ClusterRole")["rules"]:
+    for rule in operator_role(render(helm, values))["rules"]:
         for field in ("apiGroups", "resources", "verbs", "resourceNames"):
             assert "*" not in rule.get(field, []), rule
-        assert not set(rule["verbs"]) & {"deletecollection", "update", "escalate", "bind"}
+        assert not set(rule["verbs"]) & {"deletecollection", "escalate", "bind"}
+        if "update" in rule["verbs"]:  # only the owner's finalizers, for blockOwnerDeletion
+            assert rule["resources"] == ["aiworkloads/finalizers"], rule
         if "delete" in rule["verbs"]:  # only idle shutdown removes capacity
             assert set(rule["resources"]) <= {"nodes", "nodeclaims"}, rule
         assert not set(rule["resources"]) & {"secrets", "pods/exec", "clusterroles", "roles"}
@@ -363,7 +379,11 @@ def test_idle_shutdown_acting_with_the_default_provider_deletes_nodes(helm: Path
 
 def test_rbac_can_be_left_to_the_installer(helm: Path) -> None:
     docs = render(helm, None, "rbac.create=false", "serviceAccount.create=false")
-    assert not kinds(docs, "ClusterRole") and not kinds(docs, "ServiceAccount")
+    assert not kinds(docs, "ClusterRoleBinding") and not kinds(docs, "ServiceAccount")
+    # Only the roles for people remain (rbac.userRoles), none of them the operator's.
+    assert {r["metadata"]["name"] for r in kinds(docs, "ClusterRole")} == {
+        "gpufinops-view", "gpufinops-edit", "gpufinops-budget-admin"
+    }  # fmt: skip
     pod = workload(docs)["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "default"
 

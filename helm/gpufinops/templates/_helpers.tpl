@@ -218,3 +218,70 @@ enabled: {{ $enabled }}
 acting: {{ $acting }}
 providers: {{ $providers | uniq | toJson }}
 {{- end }}
+
+{{/* What <fullname>-edit grants (and <fullname>-budget-admin with it). */}}
+{{- define "gpufinops.editRules" }}
+  - apiGroups: [gpufinops.dev]
+    resources: [aiworkloads]
+    verbs: [get, list, watch, create, update, patch, delete, deletecollection]
+  # kubectl scale aiw/NAME --replicas=N (spec.replicas, the manual override).
+  - apiGroups: [gpufinops.dev]
+    resources: [aiworkloads/scale]
+    verbs: [get, update, patch]
+{{- end }}
+
+{{/*
+A CEL string literal in single quotes. Only label keys, label values and pool
+names go through here, which the values schema limits to these characters; the
+check is repeated so that no value can ever close the literal.
+*/}}
+{{- define "gpufinops.celString" -}}
+{{- $s := toString . }}
+{{- if not (regexMatch "^[-A-Za-z0-9_./]*$" $s) }}
+{{- fail (printf "%q cannot be used in the admission policy: label keys, label values and pool names are letters, digits, '-', '_', '.' and '/'" $s) }}
+{{- end }}
+{{- printf "'%s'" $s }}
+{{- end }}
+
+{{/*
+CEL: whether the labels of the request's Namespace (variables.labels) match a
+label selector: matchLabels, and matchExpressions with In, NotIn, Exists,
+DoesNotExist, as the operator's own LabelSelector does.
+*/}}
+{{- define "gpufinops.celNamespaceSelector" -}}
+{{- $terms := list }}
+{{- range $key, $want := .matchLabels | default dict }}
+{{- $k := include "gpufinops.celString" $key }}
+{{- $terms = append $terms (printf "(%s in variables.labels && variables.labels[%s] == %s)" $k $k (include "gpufinops.celString" $want)) }}
+{{- end }}
+{{- range .matchExpressions | default list }}
+{{- $k := include "gpufinops.celString" .key }}
+{{- $values := list }}
+{{- range .values | default list }}{{ $values = append $values (include "gpufinops.celString" .) }}{{ end }}
+{{- $in := printf "(%s in variables.labels && variables.labels[%s] in [%s])" $k $k (join ", " $values) }}
+{{- if eq .operator "In" }}{{ $terms = append $terms $in }}
+{{- else if eq .operator "NotIn" }}{{ $terms = append $terms (printf "!%s" $in) }}
+{{- else if eq .operator "Exists" }}{{ $terms = append $terms (printf "%s in variables.labels" $k) }}
+{{- else if eq .operator "DoesNotExist" }}{{ $terms = append $terms (printf "!(%s in variables.labels)" $k) }}
+{{- else }}{{ fail (printf "namespaceSelector: unknown operator %q" .operator) }}
+{{- end }}
+{{- end }}
+{{- join " && " $terms }}
+{{- end }}
+
+{{/* A label selector in kubectl's syntax, for messages: a=b,c in (d,e),f,!g. */}}
+{{- define "gpufinops.selectorString" -}}
+{{- $parts := list }}
+{{- range $key, $want := .matchLabels | default dict }}
+{{- $parts = append $parts (printf "%s=%s" $key (toString $want)) }}
+{{- end }}
+{{- range .matchExpressions | default list }}
+{{- $values := join "," (.values | default list) }}
+{{- if eq .operator "In" }}{{ $parts = append $parts (printf "%s in (%s)" .key $values) }}
+{{- else if eq .operator "NotIn" }}{{ $parts = append $parts (printf "%s notin (%s)" .key $values) }}
+{{- else if eq .operator "Exists" }}{{ $parts = append $parts .key }}
+{{- else }}{{ $parts = append $parts (printf "!%s" .key) }}
+{{- end }}
+{{- end }}
+{{- join "," $parts }}
+{{- end }}

@@ -198,7 +198,7 @@ def crd() -> dict[str, Any]:
                 "plural": PLURAL,
                 "singular": SINGULAR,
                 "shortNames": [SHORT_NAME],
-                "categories": ["all", "gpufinops"],
+                "categories": ["gpufinops"],
             },
             "versions": [
                 {
