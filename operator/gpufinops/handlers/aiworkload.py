@@ -1,15 +1,19 @@
 """AIWorkload lifecycle: re-validate the spec, report conditions and an Event."""
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from gpufinops.adapters.status import conditions_patch, read_conditions
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.config.model import OperatorConfig
-from gpufinops.core.admission import assess
-from gpufinops.core.validation import check_spec
+from gpufinops.core.admission import Assessment, assess
+from gpufinops.core.tenancy import NamespaceView
+from gpufinops.core.validation import SpecCheck, check_spec
 from gpufinops.handlers.indexes import namespace_view
 
 
@@ -72,27 +76,11 @@ def spec_changed(
     """
     config: OperatorConfig = memo.config
     generation = meta.get("generation")
-    check = check_spec(spec, config, namespace_view(indexes, namespace or ""))
-    job_name = body.get("metadata", {}).get("name")
-    current = read_conditions(status)
-    result = assess(
-        check,
-        current,
-        generation=generation,
-        now=datetime.now(UTC),
-        job_name=job_name,
-    )
-    if (
-        reason == kopf.Reason.RESUME
-        and status.get("observedGeneration") == generation
-        and status.get("target") == result.target
-        and list(result.conditions) == current
-    ):
+    check, result = _assessed(body, config, namespace_view(indexes, namespace or ""), status)
+    if reason == kopf.Reason.RESUME and _already_says(status, generation, result):
         logger.debug("spec unchanged since the last time it was checked")
         return
-    patch.status["observedGeneration"] = generation
-    patch.status["conditions"] = conditions_patch(result.conditions)
-    patch.status["target"] = result.target
+    patch.status.update(_status_of(generation, result))
     kopf.event(
         body, type=result.event_type, reason=result.event_reason, message=result.event_message
     )
@@ -100,3 +88,96 @@ def spec_changed(
         logger.info("spec accepted", extra={"generation": generation})
     else:
         logger.warning(f"spec rejected: {check.summary()}")
+
+
+def _assessed(
+    body: Mapping[str, Any],
+    config: OperatorConfig,
+    namespace: NamespaceView,
+    status: Mapping[str, Any] | None = None,
+) -> tuple[SpecCheck, Assessment]:
+    """The spec checked against the API, the config and its namespace, as conditions
+    (``status``: the conditions to start from; the body's own by default)."""
+    check = check_spec(body.get("spec"), config, namespace)
+    meta = body.get("metadata") or {}
+    result = assess(
+        check,
+        read_conditions(body.get("status") if status is None else status),
+        generation=meta.get("generation"),
+        now=datetime.now(UTC),
+        job_name=meta.get("name"),
+    )
+    return check, result
+
+
+def _already_says(status: Mapping[str, Any] | None, generation: Any, result: Assessment) -> bool:
+    status = status or {}
+    return (
+        status.get("observedGeneration") == generation
+        and status.get("target") == result.target
+        and list(result.conditions) == read_conditions(status)
+    )
+
+
+def _status_of(generation: Any, result: Assessment) -> dict[str, Any]:
+    return {
+        "observedGeneration": generation,
+        "conditions": conditions_patch(result.conditions),
+        "target": result.target,
+    }
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def workloads_by_namespace(
+    namespace: str | None, body: kopf.Body, **_: Any
+) -> dict[str | None, dict[str, Any]]:
+    """Each namespace's workloads, as much of them as the spec check reads."""
+    meta = body.get("metadata") or {}
+    return {
+        namespace: {
+            "apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+            "metadata": {"name": meta.get("name"), "namespace": namespace,
+                         "uid": meta.get("uid"), "generation": meta.get("generation")},
+            "spec": dict(body.get("spec") or {}),
+            "status": {k: body.get("status", {}).get(k)
+                       for k in ("observedGeneration", "target", "conditions")},
+        }
+    }  # fmt: skip
+
+
+@kopf.on.event("", "v1", "namespaces")
+def namespace_relabelled(
+    name: str,
+    type: str | None,
+    labels: kopf.Labels,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **indexes: Any,
+) -> None:
+    """A namespace's labels decide what its workloads are entitled to (its team, its
+    pools): when they change, each workload's conditions say so at once, as its loops
+    already act on the new labels. A plain event handler: nothing is written on the
+    Namespace (a field handler would keep its state in the Namespace's annotations)."""
+    if type == "DELETED":
+        return
+    config: OperatorConfig = memo.config
+    view = NamespaceView(name, dict(labels))
+    api = client.CustomObjectsApi(memo.api)
+    for body in indexes["workloads_by_namespace"].get(name, []):
+        generation = body["metadata"].get("generation")
+        _, result = _assessed(body, config, view)
+        if _already_says(body.get("status"), generation, result):
+            continue
+        workload = body["metadata"]["name"]
+        try:
+            api.patch_namespaced_custom_object_status(
+                GROUP, VERSION, name, PLURAL, workload, {"status": _status_of(generation, result)},
+                _content_type="application/merge-patch+json",
+            )  # fmt: skip
+        except ApiException as exc:
+            logger.warning(f"AIWorkload {name}/{workload}: conditions not updated: {exc.reason}")
+            continue
+        kopf.event(
+            cast(kopf.Body, body), type=result.event_type, reason=result.event_reason,
+            message=f"namespace {name} relabelled: {result.event_message}",
+        )  # fmt: skip

@@ -20,7 +20,7 @@ connection a 256 KiB read buffer. At 500 workloads that was a thousand connectio
 and over 300 MB of buffers, most of the operator's memory."""
 
 
-WATCH_HANDLERS = ("track_node", "cost_on_node", "cost_on_workload")
+WATCH_HANDLERS = ("track_node", "cost_on_node", "cost_on_workload", "namespace_relabelled")
 """Handlers Kopf runs on every watch event of their objects, node heartbeats included."""
 
 
