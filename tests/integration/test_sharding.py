@@ -33,13 +33,18 @@ CONFLICT = "Possibly conflicting operators with the same priority"
 RESUMED = "Resuming operations after the pause"
 
 # The autoscaling tests' workload, named and labelled per test, at most 2 replicas.
-WORKLOAD = AUTOSCALED.replace(
-    "metadata: {name: llm}", "metadata: {name: %(name)s, labels: %(labels)s}"
-).replace("maxReplicas: 6", "maxReplicas: 2")
+WORKLOAD = (
+    AUTOSCALED.replace("metadata: {name: llm}", "metadata: {name: %(name)s, labels: %(labels)s}")
+    .replace("maxReplicas: 6", "maxReplicas: 2")
+    .replace("targetRef: {name: llm}", "targetRef: {name: %(target)s}")
+)
 
 
-def _workload(kubectl: Any, ns: str, name: str, labels: dict[str, str] | None = None) -> None:
-    manifest = WORKLOAD % {"name": name, "labels": json.dumps(labels or {})}
+def _workload(
+    kubectl: Any, ns: str, name: str, labels: dict[str, str] | None = None, target: str = "llm"
+) -> None:
+    """An Inference workload on Deployment ``target`` (two on one target both refuse)."""
+    manifest = WORKLOAD % {"name": name, "labels": json.dumps(labels or {}), "target": target}
     ok(kubectl("apply", "-n", ns, "-f", "-", input=manifest))
 
 
@@ -150,7 +155,7 @@ def test_two_instances_over_the_same_namespaces_pause_rather_than_both_act(
         # priority: both pause, and both say why.
         poll(lambda: CONFLICT in again.log.read_text(), "the new instance to detect A")
         poll(lambda: CONFLICT in a.log.read_text(), "shard A to detect the new instance")
-        _workload(kubectl, ns, "late")
+        _workload(kubectl, ns, "late", target="late")
         ok(kubectl("wait", "-n", ns, "aiw/late", "--for=create", "--timeout=30s"))
         assert _ticks(again, ns, "late") == 0
         assert "late" not in again.log.read_text()

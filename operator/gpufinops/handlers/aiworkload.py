@@ -158,13 +158,21 @@ def namespace_relabelled(
     pools): when they change, each workload's conditions say so at once, as its loops
     already act on the new labels. A plain event handler: nothing is written on the
     Namespace (a field handler would keep its state in the Namespace's annotations)."""
+    seen: dict[str, dict[str, str]] = memo.namespace_labels_seen
+    before, now = seen.get(name), dict(labels)
     if type == "DELETED":
+        seen.pop(name, None)
         return
+    seen[name] = now
+    if before is None or before == now:
+        return  # first sight (start-up, a re-listed watch): the spec handler assesses it
     config: OperatorConfig = memo.config
-    view = NamespaceView(name, dict(labels))
+    view = NamespaceView(name, now)
     api = client.CustomObjectsApi(memo.api)
     for body in indexes["workloads_by_namespace"].get(name, []):
         generation = body["metadata"].get("generation")
+        if (body.get("status") or {}).get("observedGeneration") != generation:
+            continue  # not handled yet: the spec handler will, with these labels
         _, result = _assessed(body, config, view)
         if _already_says(body.get("status"), generation, result):
             continue

@@ -66,6 +66,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         objects.addFilter(_QUIET)
     # One idle-shutdown loop per pool (its nodes are planned together, within budget).
     memo.idle_tasks = {}
+    # Namespace labels as last seen, so a relabelling is told from a re-listed watch.
+    memo.namespace_labels_seen = {}
     memo.node_bodies = {}
     memo.idle_indexes = {}
 
