@@ -28,7 +28,6 @@ from gpufinops.core.idle.shutdown import (
     Phase,
     Step,
     next_step,
-    phase_after,
 )
 
 T0 = 1_800_000_000.0
@@ -261,11 +260,15 @@ def test_never_more_shutdowns_than_the_budget(specs) -> None:
 
 
 def test_shutdown_walks_taint_drain_delete() -> None:
-    phase, steps = Phase.NONE, []
+    # Each plan records (plan.record) the phase the next look starts from.
+    marks: dict[str, str] = {IDLE_SINCE: f"{T0 - 9999:.3f}"}
+    steps = []
     for drained in (False, False, False, True):
-        step = next_step(phase, safe=True, drained=drained)
-        steps.append(step)
-        phase = phase_after(step, phase)
+        pods = () if drained else (pod("web", gpus=0),)
+        node = NodeSnapshot("gpu-1", "l4-spot", 4, annotations=marks)
+        plan = plan_pool([NodeState(node, pods)], PoolPolicy(600), T0)[0]
+        steps.append(plan.step)
+        marks = {k: v for k, v in {**marks, **plan.record}.items() if v is not None}
     assert steps == [Step.TAINT, Step.DRAIN, Step.WAIT, Step.SHUT_DOWN]
 
 
@@ -275,12 +278,14 @@ def test_resume_after_a_crash_finishes_exactly_once_or_untaints() -> None:
     assert next_step(Phase.SHUTTING_DOWN, safe=True, drained=False) == Step.DRAIN
     assert next_step(Phase.SHUTTING_DOWN, safe=True, drained=True) == Step.SHUT_DOWN
     # once the provider's action is recorded, it is never asked again, whatever landed
-    for safe in (True, False):
-        step = next_step(Phase.SHUTTING_DOWN, safe=safe, drained=False, removal_requested=True)
+    requested = {REMOVAL_REQUESTED: f"{T0:.3f}"}
+    for pods in ((), (pod(),)):
+        step = advance(in_phase(Phase.SHUTTING_DOWN, pods, **requested), PoolPolicy(600), T0).step
         assert step == Step.AWAIT_REMOVAL
     # killed while draining and a pod landed: abort, remove the taint
     assert next_step(Phase.DRAINING, safe=False, drained=False) == Step.ABORT
-    assert phase_after(Step.ABORT, Phase.DRAINING) == Phase.NONE
+    aborted = advance(in_phase(Phase.DRAINING, (pod(),)), PoolPolicy(600), T0)
+    assert aborted.record[PHASE_ANNOTATION] is None
     # nothing started and unsafe: nothing to do
     assert next_step(Phase.NONE, safe=False, drained=False) == Step.DONE
 

@@ -1,6 +1,6 @@
 """AIWorkload lifecycle: re-validate the spec, report conditions and an Event."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -45,6 +45,26 @@ def rival_claims(indexes: Any, namespace: str, kind: str, target: str, name: str
     """The other AIWorkloads that drive ``kind/target`` besides ``name``."""
     claims = indexes["target_claims"].get((namespace, kind, target), [])
     return sorted({c for c in claims if c != f"AIWorkload/{name}"})
+
+
+class Rivals:
+    """One workload loop's view of the others on its target: a ``TargetConflict``
+    Event when they change (not every tick), and whether the loop may act."""
+
+    def __init__(self, namespace: str, name: str, post: Callable[[str, str, str], None]) -> None:
+        self.namespace, self.name, self.post = namespace, name, post
+        self._reported: list[str] = []
+
+    def block(self, indexes: Any, kind: str, target: str) -> bool:
+        """True while another AIWorkload drives ``kind/target`` too."""
+        rivals = rival_claims(indexes, self.namespace, kind, target, self.name)
+        if rivals != self._reported:
+            self._reported = rivals
+            if rivals:
+                self.post("Warning", "TargetConflict",
+                          f"{', '.join(rivals)} also drives {kind}/{target}: not acting "
+                          "until only one workload does")  # fmt: skip
+        return bool(rivals)
 
 
 @kopf.index("", "v1", "namespaces")

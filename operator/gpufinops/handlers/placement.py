@@ -26,7 +26,7 @@ from gpufinops.adapters.jobs import (
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.config.model import OperatorConfig
 from gpufinops.core.validation import check_spec
-from gpufinops.handlers.aiworkload import rival_claims
+from gpufinops.handlers.aiworkload import Rivals
 from gpufinops.handlers.autoscaling import DEFAULT_SYNC_SECONDS
 from gpufinops.handlers.clock import ClockSteps
 from gpufinops.handlers.indexes import first, namespace_view
@@ -110,19 +110,14 @@ async def place_training(
     )
     created = created_at(meta)
     clock = ClockSteps()
-    reported_rivals: list[str] = []
+    rivals = Rivals(namespace, name, post_event)
     while not stopped:
         spec = check_spec(body.get("spec"), config, namespace_view(indexes, namespace)).spec
-        training = spec if spec is not None and spec.training is not None else None
-        target = job_name(name, training) if training is not None else None
-        rivals = rival_claims(indexes, namespace, "Job", target, name) if target else []
-        if rivals != reported_rivals:
-            reported_rivals = rivals
-            if rivals:
-                post_event("Warning", "TargetConflict",
-                           f"{', '.join(rivals)} also drives Job/{target}: not acting until "
-                           "only one workload does")  # fmt: skip
-        if spec is not None and spec.training is not None and not rivals:
+        if (
+            spec is not None
+            and spec.training is not None
+            and not rivals.block(indexes, "Job", job_name(name, spec))
+        ):
             job = job_name(name, spec)
             write_status.seen(body)
             now, stepped, _ = clock.read()

@@ -16,7 +16,7 @@ from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.config.model import OperatorConfig
 from gpufinops.core.sandbox import SandboxObservation
 from gpufinops.core.validation import check_spec
-from gpufinops.handlers.aiworkload import rival_claims
+from gpufinops.handlers.aiworkload import Rivals
 from gpufinops.handlers.autoscaling import DEFAULT_SYNC_SECONDS
 from gpufinops.handlers.clock import ClockSteps
 from gpufinops.handlers.indexes import first, namespace_view
@@ -111,7 +111,7 @@ async def watch_sandbox(
         kopf.event(body, type=type, reason=reason, message=message)
 
     current: dict[str, Experiment] = {}
-    reported_rivals: list[str] = []
+    rivals = Rivals(namespace, name, post_event)
 
     def shut_down() -> None:
         ref = current["experiment"].target_ref
@@ -131,14 +131,8 @@ async def watch_sandbox(
         if spec is not None and spec.experiment is not None:
             experiment = current["experiment"] = spec.experiment
             ref = experiment.target_ref
-            rivals = rival_claims(indexes, namespace, ref.kind, ref.name, name)
-            if rivals != reported_rivals:
-                reported_rivals = rivals
-                if rivals:
-                    post_event("Warning", "TargetConflict",
-                               f"{', '.join(rivals)} also drives {ref.kind}/{ref.name}: "
-                               "not acting until only one workload does")  # fmt: skip
-            target = None if rivals else _target(experiment, namespace, indexes)
+            blocked = rivals.block(indexes, ref.kind, ref.name)
+            target = None if blocked else _target(experiment, namespace, indexes)
             if target is not None:
                 running, replicas, generation = target
                 pods = len(

@@ -39,10 +39,10 @@ class Step(StrEnum):
     """Nothing to do on this node now."""
 
 
-def next_step(phase: Phase, *, safe: bool, drained: bool, removal_requested: bool = False) -> Step:
-    """The step to take now, given the recorded phase and a fresh safety check."""
-    if phase == Phase.SHUTTING_DOWN and removal_requested:
-        return Step.AWAIT_REMOVAL  # past the point of no return: never ask twice
+def next_step(phase: Phase, *, safe: bool, drained: bool) -> Step:
+    """The step to take now, given the recorded phase and a fresh safety check, for a
+    node whose removal the provider has not accepted yet (``plan.advance`` only waits
+    for one whose removal it has: never asked twice)."""
     if not safe:
         return Step.ABORT if phase != Phase.NONE else Step.DONE
     if phase == Phase.NONE:
@@ -52,13 +52,3 @@ def next_step(phase: Phase, *, safe: bool, drained: bool, removal_requested: boo
     if not drained:
         return Step.WAIT if phase == Phase.DRAINING else Step.DRAIN
     return Step.SHUT_DOWN
-
-
-def phase_after(step: Step, phase: Phase) -> Phase:
-    """The phase to record *before* performing ``step``."""
-    return {
-        Step.TAINT: Phase.TAINTED,
-        Step.DRAIN: Phase.DRAINING,
-        Step.SHUT_DOWN: Phase.SHUTTING_DOWN,
-        Step.ABORT: Phase.NONE,
-    }.get(step, phase)
