@@ -16,10 +16,13 @@ from pathlib import Path
 import pytest
 import yaml
 from tests.support import training
+from tests.support.exporter import Exporter
 from tests.support.kube import KubectlRun
 from tests.support.polling import describe_on_timeout
+from tests.support.promserver import PrometheusServer
 
 from gpufinops.localcluster import ClusterError, Kubectl, LocalCluster, find_kubectl
+from gpufinops.localcluster.binaries import find_prometheus
 
 KUBECONFIG_ENV = "GPUFINOPS_TEST_KUBECONFIG"
 # The first test to use the cluster pays for its start-up, which on a fresh machine
@@ -125,3 +128,23 @@ def training_state_on_timeout(kubectl: KubectlRun) -> Iterator[None]:
     """A module's waits that time out show the Training namespace's Jobs, pods and workloads."""
     with describe_on_timeout(lambda: training.describe(kubectl)):
         yield
+
+
+@pytest.fixture(scope="module")
+def exporter() -> Iterator[Exporter]:
+    """The fake vLLM exporter of one module (modules that need more define their own)."""
+    with Exporter() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def prometheus(exporter: Exporter, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus scraping the module's exporter; its URL."""
+    server = PrometheusServer(
+        find_prometheus(install=True), tmp_path_factory.mktemp("prometheus"), [exporter.target]
+    )
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()

@@ -21,31 +21,10 @@ from tests.support.inference import WORKLOAD, jsonpath, llm_deployment, llm_repl
 from tests.support.kube import ok
 from tests.support.operator import RunningOperator, running_operator
 from tests.support.polling import poll
-from tests.support.promserver import PrometheusServer
-
-from gpufinops.localcluster.binaries import find_prometheus
 
 NS = "bt-crash"
 BUDGETED = WORKLOAD + "  budget: {monthlyUSD: 100, enforcement: Throttle}\n"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def exporter() -> Iterator[Exporter]:
-    with Exporter() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def prometheus(exporter: Exporter, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = PrometheusServer(
-        find_prometheus(install=True), tmp_path_factory.mktemp("throttle-prom"), [exporter.target]
-    )
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

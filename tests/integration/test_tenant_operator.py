@@ -37,12 +37,11 @@ from tests.support.inference import WORKLOAD, llm_deployment, llm_replicas, set_
 from tests.support.kube import KubectlRun, ok
 from tests.support.operator import RunningOperator, running_operator
 from tests.support.polling import describe_on_timeout, poll, poll_until
-from tests.support.promserver import PrometheusServer, wait_for
+from tests.support.promserver import wait_for
 from tests.support.training import CONFIG as TRAINING_CONFIG
 from tests.support.training import ON_DEMAND, SPOT, SPOT_NODES, pod_template
 
 from gpufinops.adapters.prometheus.client import PrometheusClient
-from gpufinops.localcluster.binaries import find_prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
 TEAM_LABEL = "gpufinops.dev/team"
@@ -71,24 +70,6 @@ SPARE_ACCOUNT = "trainer-admin"
 
 
 # ------------------------------------------------------------------------------ fixtures
-
-
-@pytest.fixture(scope="module")
-def exporter() -> Iterator[Exporter]:
-    with Exporter() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def prometheus(exporter: Exporter, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = PrometheusServer(
-        find_prometheus(install=True), tmp_path_factory.mktemp("tenant-prom"), [exporter.target]
-    )
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from tests.support.helm_chart import NAMESPACE, ROOT, helm_binary, kinds, one, rendered, template
 
-from gpufinops.localcluster.binaries import find_helm
-from gpufinops.localcluster.errors import ClusterError
-
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "helm" / "gpufinops"
 TENANCY = ROOT / "tests" / "helm-values" / "tenancy.yaml"
-NAMESPACE = "gpufinops-system"
+
 POLICY_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
 AGGREGATE = "rbac.authorization.k8s.io/aggregate-to-"
 
@@ -42,43 +37,22 @@ EDIT_RULES = {
 
 @pytest.fixture(scope="module")
 def helm() -> Path:
-    try:
-        return find_helm()
-    except ClusterError as exc:
-        pytest.fail(f"helm is not available: {exc}", pytrace=False)
+    return helm_binary()
 
 
 def run_helm(
     helm: Path, *args: str, release: str = "gpufinops"
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(helm), "template", release, str(CHART), "--namespace", NAMESPACE, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return template(helm, *args, release=release)
 
 
 def render(helm: Path, *args: str, release: str = "gpufinops") -> list[dict[str, Any]]:
     """``helm template`` with raw arguments (``-f FILE``, ``--set K=V``)."""
-    result = run_helm(helm, *args, release=release)
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return rendered(template(helm, *args, release=release))
 
 
 def sets(*values: str) -> list[str]:
     return [arg for value in values for arg in ("--set", value)]
-
-
-def kinds(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [doc for doc in docs if doc["kind"] == kind]
-
-
-def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = kinds(docs, kind)
-    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
-    return found[0]
 
 
 def flat(text: str) -> str:

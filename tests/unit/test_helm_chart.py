@@ -16,10 +16,9 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.support.helm_chart import helm_binary, kinds, one
 
 from gpufinops.config.model import parse_config
-from gpufinops.localcluster.binaries import find_helm
-from gpufinops.localcluster.errors import ClusterError
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "gpufinops"
@@ -57,10 +56,7 @@ BASE_RULES: dict[RuleKey, set[str]] = {
 
 @pytest.fixture(scope="session")
 def helm() -> Path:
-    try:
-        return find_helm()
-    except ClusterError as exc:
-        pytest.fail(f"helm is not available: {exc}", pytrace=False)
+    return helm_binary()
 
 
 def run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -78,16 +74,6 @@ def render(helm: Path, values: Path | None = None, *sets: str) -> list[dict[str,
     result = run_helm(helm, *args)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
-def kinds(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [doc for doc in docs if doc["kind"] == kind]
-
-
-def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = kinds(docs, kind)
-    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
-    return found[0]
 
 
 def workload(docs: list[dict[str, Any]]) -> dict[str, Any]:
