@@ -51,8 +51,10 @@ class Rivals:
     """One workload loop's view of the others on its target: a ``TargetConflict``
     Event when they change (not every tick), and whether the loop may act."""
 
-    def __init__(self, namespace: str, name: str, post: Callable[[str, str, str], None]) -> None:
-        self.namespace, self.name, self.post = namespace, name, post
+    def __init__(
+        self, namespace: str, name: str, post_event: Callable[[str, str, str], None]
+    ) -> None:
+        self.namespace, self.name, self.post_event = namespace, name, post_event
         self._reported: list[str] = []
 
     def block(self, indexes: Any, kind: str, target: str) -> bool:
@@ -61,7 +63,7 @@ class Rivals:
         if rivals != self._reported:
             self._reported = rivals
             if rivals:
-                self.post("Warning", "TargetConflict",
+                self.post_event("Warning", "TargetConflict",
                           f"{', '.join(rivals)} also drives {kind}/{target}: not acting "
                           "until only one workload does")  # fmt: skip
         return bool(rivals)
