@@ -34,7 +34,7 @@ import pytest
 import yaml
 from tests.support.exporter import Exporter
 from tests.support.inference import WORKLOAD, llm_deployment, llm_replicas, set_vllm
-from tests.support.kube import KubectlRun, ok
+from tests.support.kube import KubectlRun, delete_namespaces, ok
 from tests.support.operator import RunningOperator, running_operator
 from tests.support.polling import describe_on_timeout, poll, poll_until
 from tests.support.promserver import wait_for
@@ -102,12 +102,7 @@ def namespaces(kubectl: KubectlRun) -> Iterator[None]:
     try:
         yield
     finally:
-        for ns in NAMESPACES:
-            listed = kubectl("get", "aiworkloads", "-n", ns, "-o", "name")
-            for ref in listed.stdout.split() if listed.returncode == 0 else []:
-                kubectl("patch", ref, "-n", ns, "--type=merge",
-                        "-p", '{"metadata": {"finalizers": null}}')  # fmt: skip
-        kubectl("delete", "namespace", *NAMESPACES, "--wait=true", "--timeout=120s")
+        delete_namespaces(kubectl, NAMESPACES)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 KubectlRun = Callable[..., subprocess.CompletedProcess[str]]
@@ -62,3 +62,15 @@ def deployment_manifest(
             "template": {"metadata": metadata, "spec": pod_spec},
         },
     }
+
+
+def delete_namespaces(kubectl: KubectlRun, namespaces: Iterable[str]) -> None:
+    """Delete test namespaces, first releasing AIWorkload finalizers no operator is left
+    to release (the operator under test has stopped by then)."""
+    names = list(namespaces)
+    for ns in names:
+        listed = kubectl("get", "aiworkloads", "-n", ns, "-o", "name")
+        for ref in listed.stdout.split() if listed.returncode == 0 else []:
+            kubectl("patch", ref, "-n", ns, "--type=merge",
+                    "-p", '{"metadata": {"finalizers": null}}')  # fmt: skip
+    kubectl("delete", "namespace", *names, "--wait=true", "--timeout=120s")

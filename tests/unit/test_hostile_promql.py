@@ -9,6 +9,7 @@ newlines, ``"}``, ``=~``, any Unicode. User-written queries (``queueQuery``,
 ``demandQuery``) are data: used verbatim, never spliced into other queries.
 """
 
+import json
 import re
 from dataclasses import fields
 from typing import Any
@@ -260,24 +261,22 @@ def test_user_queries_are_used_verbatim_and_nowhere_else(
 
 
 class FakeProm:
-    """Stands in for ``PrometheusConnect``: records the queries, answers ``result``."""
+    """Stands in for the HTTP GET: records the queries, answers ``result``."""
 
     def __init__(self, result: Any) -> None:
         self.result = result
         self.queries: list[str] = []
 
-    def custom_query(self, query: str, params: Any = None) -> Any:
-        self.queries.append(query)
-        return self.result
-
-    def close(self) -> None:
-        pass
+    def get(self, path: str, params: Any, bounds: Any) -> tuple[int, bytes]:
+        self.queries.append(params["query"])
+        body = {"status": "success", "data": {"resultType": "vector", "result": self.result}}
+        return 200, json.dumps(body).encode()
 
 
 def _client(result: Any) -> tuple[PrometheusClient, FakeProm]:
     client = PrometheusClient("http://prometheus.invalid:9090")
     fake = FakeProm(result)
-    client._prom = fake  # type: ignore[assignment]
+    client._get = fake.get  # type: ignore[method-assign]
     return client, fake
 
 

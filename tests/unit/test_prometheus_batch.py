@@ -10,6 +10,7 @@ batched one come from the same data. The real engine is compared in
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import math
 import re
@@ -473,9 +474,30 @@ def test_demand_history_is_fetched_once_per_step_not_per_tick() -> None:
     assert signals.demand_history(minute + 61) is first  # failed: the last known history
     assert source.calls == 2
     source.fail = False
-    later = signals.demand_history(minute + 76)  # retried, not skipped, after a failure
+    later = signals.demand_history(minute + 121)  # retried a minute after the failure
     assert source.calls == 3
-    assert later is not None and later.start == first.start + 60.0
+    assert later is not None and later.start == first.start + 120.0
+
+
+def test_a_failing_history_query_backs_off_exponentially() -> None:
+    source = CountingRange()
+    signals = WorkloadSignals(source, "ns", spec("llm"))  # type: ignore[arg-type]
+    assert signals.history is not None
+    signals.history.source = source
+    source.fail = True
+    now = 60.0 * 1_000_000
+    tries: list[float] = []
+    for tick in range(int(4 * 3600 / 15)):  # four hours of 15 s ticks
+        before = source.calls
+        assert signals.demand_history(now + 15 * tick) is None
+        if source.calls > before:
+            tries.append(15 * tick)
+    gaps = [b - a for a, b in itertools.pairwise(tries)]
+    # 1, 2, 4, ... minutes (each rounded up to a tick), then at most an hour apart
+    assert gaps[:6] == [60, 120, 240, 480, 960, 1920]
+    assert all(gap == 3600 for gap in gaps[6:])
+    source.fail = False
+    assert signals.demand_history(now + 15 * 4 * 3600 / 15 + 3600) is not None  # recovers
 
 
 def test_too_many_namespaces_read_every_namespace_instead() -> None:

@@ -3,6 +3,7 @@ as the per-workload queries, and every query counted by kind."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -137,10 +138,11 @@ def _counted(kind: str) -> float:
 def test_queries_are_counted_by_kind() -> None:
     client = PrometheusClient("http://127.0.0.1:9")
 
-    def answer(query: str, params: Any = None) -> list[dict[str, Any]]:
-        return [{"metric": {"namespace": "ml"}, "value": [0, "1"]}]
+    def answer(path: str, params: Any, bounds: Any) -> tuple[int, bytes]:
+        result = [{"metric": {"namespace": "ml"}, "value": [0, "1"]}]
+        return 200, json.dumps({"status": "success", "data": {"result": result}}).encode()
 
-    client.connection.custom_query = answer  # type: ignore[method-assign]
+    client._get = answer  # type: ignore[method-assign]
     before = {kind: _counted(kind) for kind in ("instant", "cost_batch", "signals_batch")}
     client.instant("up")
     PrometheusVectors(client, kind="cost_batch").vector("up")

@@ -139,6 +139,10 @@ spec:
         {{- with .Values.operator.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
+      {{- with .Values.envFrom }}
+      envFrom:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
       ports:
         - name: health
           containerPort: {{ .Values.operator.healthPort }}
@@ -166,6 +170,12 @@ spec:
           readOnly: true
         - name: tmp
           mountPath: /tmp
+        {{- with include "gpufinops.connectionMounts" . | trim }}
+        {{- . | nindent 8 }}
+        {{- end }}
+        {{- with .Values.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
   volumes:
     - name: config
       configMap:
@@ -173,6 +183,12 @@ spec:
     - name: tmp
       emptyDir:
         sizeLimit: 64Mi
+    {{- with include "gpufinops.connectionVolumes" . | trim }}
+    {{- . | nindent 4 }}
+    {{- end }}
+    {{- with .Values.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
   {{- with .Values.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
@@ -284,4 +300,168 @@ DoesNotExist, as the operator's own LabelSelector does.
 {{- end }}
 {{- end }}
 {{- join "," $parts }}
+{{- end }}
+
+{{/*
+Connections to Prometheus and Alertmanager. config.prometheus and
+config.alerting.alertmanagerClient take the operator's own keys (headers,
+bearerTokenFile, basicAuth, tls, sigv4) and, for the chart, Secrets and
+ConfigMaps to mount as the files those keys name:
+  bearerToken: {secret, key}                       -> bearerTokenFile
+  basicAuth:   {secret, usernameKey, passwordKey}  -> basicAuth.usernameFile, passwordFile
+  tls.ca:      {configMap | secret, key}           -> tls.caFile
+  tls.clientCert: {secret, certKey, keyKey}        -> tls.certFile, tls.keyFile
+Each is mounted as a directory (never subPath), so a rotated Secret reaches
+the operator, which re-reads the files when they change. Secret files are
+mode 0440: the operator reads them through podSecurityContext.fsGroup.
+*/}}
+{{- define "gpufinops.connectionDir" -}}
+/var/run/secrets/gpufinops/{{ . }}
+{{- end }}
+
+{{/* The operator keys of one connection ({conn, name}), as YAML: chart keys become file paths, empty values go. */}}
+{{- define "gpufinops.connectionConfig" -}}
+{{- $c := deepCopy (.conn | default dict) }}
+{{- $dir := include "gpufinops.connectionDir" .name }}
+{{- $token := $c.bearerToken | default dict }}
+{{- $_ := unset $c "bearerToken" }}
+{{- if $token.secret }}
+{{- if $c.bearerTokenFile }}{{ fail (printf "%s: give bearerToken.secret or bearerTokenFile, not both" .path) }}{{ end }}
+{{- $_ := set $c "bearerTokenFile" (printf "%s/bearer-token/%s" $dir ($token.key | default "token")) }}
+{{- end }}
+{{- $basic := $c.basicAuth | default dict }}
+{{- if $basic.secret }}
+{{- if $basic.passwordFile }}{{ fail (printf "%s: give basicAuth.secret or basicAuth.passwordFile, not both" .path) }}{{ end }}
+{{- $_ := set $basic "passwordFile" (printf "%s/basic-auth/%s" $dir ($basic.passwordKey | default "password")) }}
+{{- if not (or $basic.username $basic.usernameFile) }}
+{{- $_ := set $basic "usernameFile" (printf "%s/basic-auth/%s" $dir ($basic.usernameKey | default "username")) }}
+{{- end }}
+{{- end }}
+{{- $_ := unset $basic "secret" }}{{ $_ := unset $basic "usernameKey" }}{{ $_ := unset $basic "passwordKey" }}
+{{- $tls := $c.tls | default dict }}
+{{- $ca := $tls.ca | default dict }}
+{{- $_ := unset $tls "ca" }}
+{{- if and $ca.configMap $ca.secret }}{{ fail (printf "%s: tls.ca takes a configMap or a secret, not both" .path) }}{{ end }}
+{{- if or $ca.configMap $ca.secret }}
+{{- if $tls.caFile }}{{ fail (printf "%s: give tls.ca or tls.caFile, not both" .path) }}{{ end }}
+{{- $_ := set $tls "caFile" (printf "%s/ca/%s" $dir ($ca.key | default "ca.crt")) }}
+{{- end }}
+{{- $client := $tls.clientCert | default dict }}
+{{- $_ := unset $tls "clientCert" }}
+{{- if $client.secret }}
+{{- if or $tls.certFile $tls.keyFile }}{{ fail (printf "%s: give tls.clientCert or tls.certFile and tls.keyFile, not both" .path) }}{{ end }}
+{{- $_ := set $tls "certFile" (printf "%s/client-cert/%s" $dir ($client.certKey | default "tls.crt")) }}
+{{- $_ := set $tls "keyFile" (printf "%s/client-cert/%s" $dir ($client.keyKey | default "tls.key")) }}
+{{- end }}
+{{- $_ := set $c "basicAuth" $basic }}
+{{- $_ := set $c "tls" $tls }}
+{{- if not (and $c.sigv4 $c.sigv4.region) }}{{ $_ := unset $c "sigv4" }}{{ end }}
+{{- if not $tls.insecureSkipVerify }}{{ $_ := unset $tls "insecureSkipVerify" }}{{ end }}
+{{- range $key := list "headers" "bearerTokenFile" "basicAuth" "tls" "sigv4" }}
+{{- $v := get $c $key }}
+{{- if kindIs "map" $v }}
+{{- range $k, $inner := $v }}
+{{- if or (kindIs "invalid" $inner) (and (kindIs "string" $inner) (eq $inner "")) }}{{ $_ := unset $v $k }}{{ end }}
+{{- end }}
+{{- end }}
+{{- if or (kindIs "invalid" $v) (empty $v) }}{{ $_ := unset $c $key }}{{ end }}
+{{- end }}
+{{- toYaml $c }}
+{{- end }}
+
+{{/* The operator config: values.config with the connections' chart keys made file paths. */}}
+{{- define "gpufinops.operatorConfig" -}}
+{{- $config := deepCopy .Values.config }}
+{{- if $config.prometheus }}
+{{- $_ := set $config "prometheus" (include "gpufinops.connectionConfig" (dict "conn" $config.prometheus "name" "prometheus" "path" "config.prometheus") | fromYaml) }}
+{{- end }}
+{{- if and $config.alerting $config.alerting.alertmanagerClient }}
+{{- $client := include "gpufinops.connectionConfig" (dict "conn" $config.alerting.alertmanagerClient "name" "alertmanager" "path" "config.alerting.alertmanagerClient") | fromYaml }}
+{{- if $client }}
+{{- $_ := set $config.alerting "alertmanagerClient" $client }}
+{{- else }}
+{{- $_ := unset $config.alerting "alertmanagerClient" }}
+{{- end }}
+{{- end }}
+{{- toYaml $config }}
+{{- end }}
+
+{{/* The connections' Secrets and ConfigMaps: (list name conn) pairs. */}}
+{{- define "gpufinops.connections" -}}
+{{- $out := list }}
+{{- with .Values.config.prometheus }}{{ $out = append $out (list "prometheus" .) }}{{ end }}
+{{- if .Values.config.alerting }}
+{{- with .Values.config.alerting.alertmanagerClient }}{{ $out = append $out (list "alertmanager" .) }}{{ end }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}
+
+{{/* Volumes of the connections' Secrets and ConfigMaps (list items, unindented). */}}
+{{- define "gpufinops.connectionVolumes" -}}
+{{- range include "gpufinops.connections" . | fromJsonArray }}
+{{- $name := index . 0 }}
+{{- $c := index . 1 }}
+{{- with $c.bearerToken }}{{ if .secret }}
+- name: {{ $name }}-bearer-token
+  secret:
+    secretName: {{ .secret }}
+    defaultMode: 0440
+    items:
+      - {key: {{ .key | default "token" | quote }}, path: {{ .key | default "token" | quote }}}
+{{- end }}{{ end }}
+{{- with $c.basicAuth }}{{ if .secret }}
+- name: {{ $name }}-basic-auth
+  secret:
+    secretName: {{ .secret }}
+    defaultMode: 0440
+    items:
+      {{- if not (or .username .usernameFile) }}
+      - {key: {{ .usernameKey | default "username" | quote }}, path: {{ .usernameKey | default "username" | quote }}}
+      {{- end }}
+      - {key: {{ .passwordKey | default "password" | quote }}, path: {{ .passwordKey | default "password" | quote }}}
+{{- end }}{{ end }}
+{{- $tls := $c.tls | default dict }}
+{{- with $tls.ca }}
+{{- if .configMap }}
+- name: {{ $name }}-ca
+  configMap:
+    name: {{ .configMap }}
+    items:
+      - {key: {{ .key | default "ca.crt" | quote }}, path: {{ .key | default "ca.crt" | quote }}}
+{{- else if .secret }}
+- name: {{ $name }}-ca
+  secret:
+    secretName: {{ .secret }}
+    defaultMode: 0440
+    items:
+      - {key: {{ .key | default "ca.crt" | quote }}, path: {{ .key | default "ca.crt" | quote }}}
+{{- end }}
+{{- end }}
+{{- with $tls.clientCert }}{{ if .secret }}
+- name: {{ $name }}-client-cert
+  secret:
+    secretName: {{ .secret }}
+    defaultMode: 0440
+    items:
+      - {key: {{ .certKey | default "tls.crt" | quote }}, path: {{ .certKey | default "tls.crt" | quote }}}
+      - {key: {{ .keyKey | default "tls.key" | quote }}, path: {{ .keyKey | default "tls.key" | quote }}}
+{{- end }}{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* Mounts of those volumes, read-only directories (list items, unindented). */}}
+{{- define "gpufinops.connectionMounts" -}}
+{{- range include "gpufinops.connections" . | fromJsonArray }}
+{{- $name := index . 0 }}
+{{- $c := index . 1 }}
+{{- $dir := include "gpufinops.connectionDir" $name }}
+{{- $tls := $c.tls | default dict }}
+{{- range $kind, $on := dict "bearer-token" (and $c.bearerToken $c.bearerToken.secret) "basic-auth" (and $c.basicAuth $c.basicAuth.secret) "ca" (and $tls.ca (or $tls.ca.configMap $tls.ca.secret)) "client-cert" (and $tls.clientCert $tls.clientCert.secret) }}
+{{- if $on }}
+- name: {{ $name }}-{{ $kind }}
+  mountPath: {{ $dir }}/{{ $kind }}
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}

@@ -16,6 +16,7 @@ from typing import Any
 
 import requests
 
+from gpufinops.adapters.http_client import CredentialsUnavailable, session_for
 from gpufinops.config.model import AlertingConfig
 
 log = logging.getLogger(__name__)
@@ -98,11 +99,19 @@ def webhook_payload(alert: BudgetAlert) -> dict[str, Any]:
 
 
 class AlertSender:
-    """Posts alerts to the configured endpoints; a no-op when none is configured."""
+    """Posts alerts to the configured endpoints; a no-op when none is configured.
+
+    The Alertmanager is reached with ``alerting.alertmanagerClient`` (headers,
+    credentials, TLS); the webhook with a plain session, its URL being the
+    credential. A ``session`` given here is used for both (tests).
+    """
 
     def __init__(self, config: AlertingConfig, session: requests.Session | None = None) -> None:
         self.config = config
         self.session = session or requests.Session()
+        self.alertmanager_session = session or session_for(
+            config.alertmanager_client, prefix="alerting.alertmanagerClient."
+        )
 
     @property
     def enabled(self) -> bool:
@@ -125,11 +134,19 @@ class AlertSender:
             return None
         return url
 
-    def _post(self, url: str, body: Any, where: str) -> bool:
+    def _post(
+        self, url: str, body: Any, where: str, session: requests.Session | None = None
+    ) -> bool:
         """POST ``body``; logs name the endpoint as ``where``, never the URL, which may
-        carry a token (and neither the exception text, which quotes it)."""
+        carry a token (and neither the exception text, which quotes it, except for
+        missing credentials, whose message names only the config key and the file)."""
         try:
-            response = self.session.post(url, json=body, timeout=self.config.timeout_seconds)
+            response = (session or self.session).post(
+                url, json=body, timeout=self.config.timeout_seconds
+            )
+        except CredentialsUnavailable as exc:
+            log.warning("budget alert delivery to %s failed: %s", where, exc)
+            return False
         except requests.RequestException as exc:
             log.warning("budget alert delivery to %s failed: %s", where, type(exc).__name__)
             return False
@@ -145,7 +162,9 @@ class AlertSender:
             return failed
         if self.config.alertmanager_url:
             url = self.config.alertmanager_url.rstrip("/") + "/api/v2/alerts"
-            failed += not self._post(url, alertmanager_payload(alerts), "Alertmanager")
+            failed += not self._post(
+                url, alertmanager_payload(alerts), "Alertmanager", self.alertmanager_session
+            )
         if self.config.webhook_url or self.config.webhook_url_file:
             webhook = self._webhook_url()
             for a in alerts:

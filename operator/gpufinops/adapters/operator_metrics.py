@@ -43,6 +43,12 @@ PROMETHEUS_QUERIES = Counter(
     "chunk), cost_batch (the cost loop's token and GPU utilisation reads for every workload).",
     ("kind",),
 )
+PROMETHEUS_REFUSED = Counter(
+    "gpufinops_prometheus_answers_refused_total",
+    "Prometheus answers refused while being read because they passed a bound "
+    "(prometheus.limits: series or bytes), by query kind.",
+    ("kind",),
+)
 
 
 IDLE_GPU_SECONDS = Counter(
@@ -100,6 +106,14 @@ TOKEN_COST_BASES = ("allocation", "usage")
 ALERT_DELIVERY_FAILURES = Counter(
     "gpufinops_alert_delivery_failures_total",
     "Budget alerts that could not be delivered to Alertmanager or the webhook.",
+)
+ALERT_QUEUE_DEPTH = Gauge(
+    "gpufinops_alert_queue_depth",
+    "Budget alerts waiting in the delivery queue (Events already posted).",
+)
+ALERT_QUEUE_DROPPED = Counter(
+    "gpufinops_alert_queue_dropped_total",
+    "Budget alerts dropped undelivered because the delivery queue was full.",
 )
 
 

@@ -162,10 +162,12 @@ def _memo(config: OperatorConfig, sync_seconds: float, *, clusterwide: bool) -> 
     from gpufinops.adapters.kubeclient import load_kube_config
     from gpufinops.adapters.prometheus.batch import PrometheusVectors, SignalBatcher
     from gpufinops.adapters.prometheus.client import PrometheusClient
+    from gpufinops.adapters.prometheus.pool import QueryPool
     from gpufinops.adapters.prometheus.workload import WorkloadSignals
     from gpufinops.api.spec import AIWorkloadSpec
 
-    prometheus = PrometheusClient(config.prometheus.url, timeout=config.prometheus.timeout_seconds)
+    prometheus = PrometheusClient.from_config(config.prometheus)
+    custom = config.prometheus.custom_queries
     per_workload = os.environ.get("GPUFINOPS_PER_WORKLOAD_QUERIES", "") not in ("", "0")
     batcher = (
         None
@@ -181,6 +183,7 @@ def _memo(config: OperatorConfig, sync_seconds: float, *, clusterwide: bool) -> 
         api=load_kube_config(),
         signals_for=signals_for,
         prometheus=prometheus,
+        query_pool=QueryPool(custom.workers, custom.per_namespace),
         sync_seconds=sync_seconds,
         clusterwide=clusterwide,
     )

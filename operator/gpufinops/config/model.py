@@ -46,9 +46,171 @@ def _cron(value: str) -> str:
     return value
 
 
-class PrometheusConfig(_Model):
+class SelectorRequirement(_Model):
+    """One ``matchExpressions`` entry of a Kubernetes label selector."""
+
+    key: str = Field(min_length=1, max_length=317)
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _values_fit_operator(self) -> "SelectorRequirement":
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"operator {self.operator} needs values")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"operator {self.operator} takes no values")
+        return self
+
+
+class LabelSelector(_Model):
+    """A Kubernetes label selector (every part must match)."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict, alias="matchLabels")
+    match_expressions: list[SelectorRequirement] = Field(
+        default_factory=list, alias="matchExpressions"
+    )
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if any(labels.get(k) != v for k, v in self.match_labels.items()):
+            return False
+        for e in self.match_expressions:
+            present = e.key in labels
+            if e.operator == "In" and labels.get(e.key) not in e.values:
+                return False
+            if e.operator == "NotIn" and present and labels[e.key] in e.values:
+                return False
+            if e.operator == "Exists" and not present:
+                return False
+            if e.operator == "DoesNotExist" and present:
+                return False
+        return True
+
+
+class BasicAuth(_Model):
+    """HTTP basic auth; the password always comes from a file (a mounted Secret)."""
+
+    username: str | None = Field(default=None, min_length=1)
+    username_file: str | None = Field(default=None, min_length=1, alias="usernameFile")
+    password_file: str = Field(min_length=1, alias="passwordFile")
+
+    @model_validator(mode="after")
+    def _one_username(self) -> "BasicAuth":
+        if (self.username is None) == (self.username_file is None):
+            raise ValueError("give exactly one of username or usernameFile")
+        return self
+
+
+class TLSConfig(_Model):
+    """How the server is verified and how the operator proves who it is (mTLS)."""
+
+    ca_file: str | None = Field(default=None, min_length=1, alias="caFile")
+    cert_file: str | None = Field(default=None, min_length=1, alias="certFile")
+    key_file: str | None = Field(default=None, min_length=1, alias="keyFile")
+    insecure_skip_verify: bool = Field(default=False, alias="insecureSkipVerify")
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> "TLSConfig":
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("certFile and keyFile go together: give both or neither")
+        return self
+
+
+class SigV4Config(_Model):
+    """AWS Signature V4 (Amazon Managed Prometheus), credentials from the default chain."""
+
+    region: str = Field(min_length=1, pattern=r"^[a-z0-9-]+$")
+    service: str = Field(default="aps", min_length=1)
+    role_arn: str | None = Field(default=None, pattern=r"^arn:", alias="roleARN")
+    """A role to assume first; without it, the pod's own identity (IRSA, Pod Identity)."""
+    profile: str | None = Field(default=None, min_length=1)
+
+
+class HTTPClientConfig(_Model):
+    """How an HTTP endpoint (Prometheus, Alertmanager) is reached: Prometheus' http_config."""
+
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Sent with every request, e.g. ``X-Scope-OrgID`` for a Mimir, Cortex or Thanos tenant."""
+    bearer_token_file: str | None = Field(default=None, min_length=1, alias="bearerTokenFile")
+    """Re-read when the file changes, so a rotated token is used without a restart."""
+    basic_auth: BasicAuth | None = Field(default=None, alias="basicAuth")
+    tls: TLSConfig = Field(default_factory=TLSConfig)
+    sigv4: SigV4Config | None = None
+
+    @field_validator("headers")
+    @classmethod
+    def _no_credentials_inline(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if name.lower() in ("authorization", "proxy-authorization"):
+                raise ValueError(
+                    f"header {name!r}: put credentials in bearerTokenFile or basicAuth "
+                    "(files from a Secret), not in the config"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> "HTTPClientConfig":
+        given = [
+            key
+            for key, value in (
+                ("bearerTokenFile", self.bearer_token_file),
+                ("basicAuth", self.basic_auth),
+                ("sigv4", self.sigv4),
+            )
+            if value is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(f"give one way to authenticate, not {' and '.join(given)}")
+        return self
+
+
+class QueryConfinement(StrEnum):
+    NAMESPACE = "Namespace"
+    """Every selector of a custom query gets the workload's namespace matcher."""
+    NONE = "None"
+    """Custom queries run as written (a cluster whose AIWorkload authors are all trusted)."""
+
+
+class CustomQueryConfig(_Model):
+    """Tenants' own PromQL (``queueQuery``, ``demandQuery``, ``server: custom``)."""
+
+    confinement: QueryConfinement = QueryConfinement.NAMESPACE
+    namespace_label: str = Field(
+        default="namespace", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", alias="namespaceLabel"
+    )
+    """The label that carries the Kubernetes namespace in your series."""
+    trusted_namespace_selector: LabelSelector | None = Field(
+        default=None, alias="trustedNamespaceSelector"
+    )
+    """Namespaces (by labels an admin sets) whose custom queries run unconfined."""
+    workers: int = Field(default=4, ge=1, le=64)
+    """Threads that run custom queries, apart from the operator's own queries."""
+    per_namespace: int = Field(default=1, ge=1, le=64, alias="perNamespace")
+    """Custom queries of one namespace in flight at once; the rest of its ticks wait."""
+
+
+class QueryLimits(_Model):
+    """What one answer may weigh; checked while reading, so an oversized one is never loaded."""
+
+    max_series: int = Field(default=2, ge=2, le=1_000_000, alias="maxSeries")
+    """Series a workload's own query may return (one is used; more is refused)."""
+    max_response_bytes: int = Field(default=1 << 20, ge=4096, le=1 << 30, alias="maxResponseBytes")
+    """Bytes of one workload query's answer (instant or range)."""
+    max_batch_series: int = Field(default=200_000, ge=1, alias="maxBatchSeries")
+    """Series of one batch query (one preset metric for every workload)."""
+    max_batch_response_bytes: int = Field(
+        default=32 << 20, ge=4096, le=1 << 30, alias="maxBatchResponseBytes"
+    )
+    """Bytes of one batch query's answer."""
+
+
+class PrometheusConfig(HTTPClientConfig):
     url: str = Field(default="http://127.0.0.1:9090", pattern=r"^https?://")
-    timeout_seconds: float = Field(default=10, gt=0, alias="timeoutSeconds")
+    timeout_seconds: float = Field(default=10, gt=0, le=300, alias="timeoutSeconds")
+    """Sent to Prometheus as the query's ``timeout`` too, so it stops evaluating."""
+    custom_queries: CustomQueryConfig = Field(
+        default_factory=lambda: CustomQueryConfig(), alias="customQueries"
+    )
+    limits: QueryLimits = Field(default_factory=QueryLimits)
 
 
 class CostConfig(_Model):
@@ -68,6 +230,10 @@ class AlertingConfig(_Model):
     """Base URL of an Alertmanager; alerts are POSTed to <url>/api/v2/alerts."""
     webhook_url: str | None = Field(default=None, pattern=r"^https?://", alias="webhookURL")
     """Any HTTP endpoint that accepts one JSON object per alert."""
+    alertmanager_client: HTTPClientConfig = Field(
+        default_factory=HTTPClientConfig, alias="alertmanagerClient"
+    )
+    """Headers, credentials and TLS for the Alertmanager, as for Prometheus."""
     webhook_url_file: str | None = Field(default=None, min_length=1, alias="webhookURLFile")
     """A file holding the webhook URL (a mounted Secret: such URLs often carry a token).
     Read at every delivery, so a rotated Secret is used without a restart."""
@@ -134,46 +300,6 @@ class IdleShutdownDefaults(_Model):
     """For the ``kubernetes`` provider: deleting a Node object removes its machine on this
     pool (a controller watches Node deletions). Without it, only nodes known to be
     removed that way (Karpenter's termination finalizer, KWOK) are deleted."""
-
-
-class SelectorRequirement(_Model):
-    """One ``matchExpressions`` entry of a Kubernetes label selector."""
-
-    key: str = Field(min_length=1, max_length=317)
-    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
-    values: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _values_fit_operator(self) -> "SelectorRequirement":
-        if self.operator in ("In", "NotIn") and not self.values:
-            raise ValueError(f"operator {self.operator} needs values")
-        if self.operator in ("Exists", "DoesNotExist") and self.values:
-            raise ValueError(f"operator {self.operator} takes no values")
-        return self
-
-
-class LabelSelector(_Model):
-    """A Kubernetes label selector (every part must match)."""
-
-    match_labels: dict[str, str] = Field(default_factory=dict, alias="matchLabels")
-    match_expressions: list[SelectorRequirement] = Field(
-        default_factory=list, alias="matchExpressions"
-    )
-
-    def matches(self, labels: dict[str, str]) -> bool:
-        if any(labels.get(k) != v for k, v in self.match_labels.items()):
-            return False
-        for e in self.match_expressions:
-            present = e.key in labels
-            if e.operator == "In" and labels.get(e.key) not in e.values:
-                return False
-            if e.operator == "NotIn" and present and labels[e.key] in e.values:
-                return False
-            if e.operator == "Exists" and not present:
-                return False
-            if e.operator == "DoesNotExist" and present:
-                return False
-        return True
 
 
 class NodePool(_Model):

@@ -15,7 +15,10 @@ without the policy (or an object stored before it) is still refused, in the
   extra capabilities, chosen nodes), run as the namespace's default
   ServiceAccount and at no chosen priority — unless the operator config allows
   them. A user may still run such pods through a Job of their own (``jobRef``),
-  which Kubernetes admits with their own rights.
+  which Kubernetes admits with their own rights;
+- a custom PromQL query (``queueQuery``, ``demandQuery``) reads only the
+  namespace's own series: every selector gets the namespace matcher
+  (``core.promql``), unless the operator config trusts the namespace.
 """
 
 from collections.abc import Iterable, Mapping
@@ -23,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpufinops.api.spec import AIWorkloadSpec
-from gpufinops.config.model import JobTemplatePolicy, OperatorConfig
+from gpufinops.config.model import JobTemplatePolicy, OperatorConfig, QueryConfinement
+from gpufinops.core.promql import QueryRefused, confine
 
 TEAM_LABEL = "gpufinops.dev/team"
 
@@ -136,3 +140,43 @@ def tenancy_problems(
             allowed = config.tenancy.allowed_priority_classes
             out += job_template_problems(training.job_template, allowed)
     return out
+
+
+CUSTOM_QUERIES = (("queue_query", "queueQuery"), ("demand_query", "demandQuery"))
+
+
+def confined_queries(
+    spec: AIWorkloadSpec, namespace: NamespaceView, config: OperatorConfig
+) -> tuple[AIWorkloadSpec, list[tuple[str, str]]]:
+    """``spec`` with its custom queries confined to ``namespace``, and the queries refused.
+
+    A namespace is trusted (its queries run as written) only when the config
+    says so: ``customQueries.confinement: None``, or labels an admin set that
+    match ``trustedNamespaceSelector``. A namespace whose labels are not known
+    yet is not trusted.
+    """
+    inference = spec.inference
+    if inference is None:
+        return spec, []
+    metrics = inference.metrics
+    policy = config.prometheus.custom_queries
+    selector = policy.trusted_namespace_selector
+    trusted = policy.confinement == QueryConfinement.NONE or (
+        selector is not None and selector.matches(dict(namespace.labels))
+    )
+    if trusted:
+        return spec, []
+    updates: dict[str, str] = {}
+    problems: list[tuple[str, str]] = []
+    for name, key in CUSTOM_QUERIES:
+        query = getattr(metrics, name)
+        if query is None:
+            continue
+        try:
+            updates[name] = confine(query, policy.namespace_label, namespace.name)
+        except QueryRefused as exc:
+            problems.append((f"spec.inference.metrics.{key}", exc.reason))
+    if not updates or problems:
+        return spec, problems
+    scoped = inference.model_copy(update={"metrics": metrics.model_copy(update=updates)})
+    return spec.model_copy(update={"inference": scoped}), []

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.config.model import OperatorConfig
-from gpufinops.core.tenancy import NamespaceView, tenancy_problems
+from gpufinops.core.tenancy import NamespaceView, confined_queries, tenancy_problems
 
 
 @dataclass(frozen=True)
@@ -93,4 +93,6 @@ def check_spec(
             )
     if namespace is not None:
         problems += [SpecProblem(p, m) for p, m in tenancy_problems(spec, namespace, config)]
+        spec, refused = confined_queries(spec, namespace, config)
+        problems += [SpecProblem(p, m) for p, m in refused]
     return SpecCheck(spec=spec if not problems else None, problems=problems)

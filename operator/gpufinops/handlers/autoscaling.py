@@ -10,6 +10,7 @@ import copy
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import kopf
@@ -22,13 +23,15 @@ from gpufinops.adapters.deployments import (
     view_of,
 )
 from gpufinops.adapters.operator_metrics import forget
+from gpufinops.adapters.prometheus.pool import QueryPool
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
+from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.config.model import OperatorConfig
 from gpufinops.core.tenancy import NamespaceView
 from gpufinops.core.validation import SpecCheck, check_spec
 from gpufinops.handlers.aiworkload import rival_claims
 from gpufinops.handlers.indexes import first, namespace_view
-from gpufinops.handlers.inference import Effects, InferenceController
+from gpufinops.handlers.inference import Effects, InferenceController, Reads
 from gpufinops.handlers.status_writes import ConditionalStatus
 
 DEFAULT_SYNC_SECONDS = 15.0
@@ -109,6 +112,17 @@ def next_wait(sync: float, took: float) -> float:
     return max(sync - took, 0.1 * sync)
 
 
+def signal_inputs(spec: AIWorkloadSpec) -> tuple[Any, ...]:
+    """What a workload's signals are built from: when it changes, they are rebuilt.
+
+    The queries are those the spec check returns (a tenant's confined to its
+    namespace), so a namespace becoming trusted or not rebuilds them too.
+    """
+    assert spec.inference is not None
+    inference = spec.inference
+    return (inference.metrics, inference.forecast.history_days)
+
+
 def _is_inference(spec: kopf.Spec, **_: Any) -> bool:
     return spec.get("type") == "Inference"
 
@@ -143,16 +157,36 @@ async def autoscale(
 
     controller: InferenceController | None = None
     target: str | None = None
+    reading: tuple[Any, ...] | None = None  # what the signals were built from
+    pool: QueryPool | None = getattr(memo, "query_pool", None)
+
+    def reads_for(signals: Any) -> Reads | None:
+        """Custom queries run in the tenants' pool, within the namespace's share."""
+        if pool is None or not getattr(signals, "custom", False):
+            return None
+        return partial(pool.run, namespace)
+
     try:
         while not stopped:
             started = time.monotonic()
             check = checks.of(body, namespace_view(indexes, namespace))
             spec = check.spec
             if spec is not None and spec.inference is not None:
+                wanted = signal_inputs(spec)
+                if (
+                    controller is not None
+                    and target == spec.inference.target_ref.name
+                    and (wanted != reading)
+                ):
+                    # Edited queries (or history window) are read from this tick on.
+                    signals = memo.signals_for(namespace, spec, config)
+                    controller.use_signals(signals, reads_for(signals))
+                    reading = wanted
                 if controller is None or target != spec.inference.target_ref.name:
                     target = spec.inference.target_ref.name
                     deployment = first(deployments, (namespace, target))
                     signals = memo.signals_for(namespace, spec, config)
+                    reading = wanted
 
                     def scale(replicas: int, _target: str = target) -> None:
                         # Never over a newer change: the replicas this tick decided from.
@@ -163,7 +197,7 @@ async def autoscale(
                         Effects(scale=scale, write_status=write_status, post_event=post_event),
                         status=dict(status), now=time.time(),
                         current_replicas=deployment.replicas if deployment else None,
-                        writes=_WRITES,
+                        writes=_WRITES, reads=reads_for(signals),
                     )  # fmt: skip
                 conflicts = sorted(
                     {*hpa_targets.get((namespace, target), []),

@@ -26,6 +26,7 @@ from typing import Any, cast
 import kopf
 from kubernetes import client
 
+from gpufinops.adapters.alert_queue import AlertQueue, deadline_for
 from gpufinops.adapters.alerts import AlertSender
 from gpufinops.adapters.allocations import (
     GpuPod,
@@ -159,7 +160,13 @@ def _values(index: Any) -> Iterable[Any]:
         yield from index.get(key, [])
 
 
-def _effects(memo: kopf.Memo) -> CostEffects:
+def alert_queue(config: OperatorConfig) -> AlertQueue:
+    """The background delivery of budget alerts to the configured endpoints."""
+    sender = AlertSender(config.alerting)
+    return AlertQueue(sender.send, deadline=deadline_for(config.alerting.timeout_seconds))
+
+
+def _effects(memo: kopf.Memo, alerts: AlertQueue) -> CostEffects:
     custom = client.CustomObjectsApi(memo.api)
 
     def write_status(namespace: str, name: str, patch: dict[str, Any]) -> None:
@@ -173,7 +180,7 @@ def _effects(memo: kopf.Memo) -> CostEffects:
         # A plain mapping with apiVersion, kind and metadata is all an Event reference needs.
         kopf.event(cast(kopf.Body, dict(ref)), type=type, reason=reason, message=message)
 
-    return CostEffects(write_status, post_event, AlertSender(memo.config.alerting).send)
+    return CostEffects(write_status, post_event, alerts.enqueue)
 
 
 def tokens_query(namespace: str, deployment: str) -> str:
@@ -204,9 +211,7 @@ def _selector(namespace: str, deployment: str) -> Selector:
 
 def _shared(config: OperatorConfig, query: str, source: VectorSource | None) -> SharedVector:
     if source is None:
-        prometheus = PrometheusClient(
-            config.prometheus.url, timeout=config.prometheus.timeout_seconds
-        )
+        prometheus = PrometheusClient.from_config(config.prometheus)
         source = PrometheusVectors(prometheus, kind="cost_batch")
     # Half an interval: a pass reads each vector once, the next pass afresh.
     return SharedVector(source, query, _POD_LABELS, ttl=config.cost.interval_seconds / 2)
@@ -248,7 +253,7 @@ def _mean_utilization(
 
 
 def _utilization(config: OperatorConfig) -> Utilization:
-    prometheus = PrometheusClient(config.prometheus.url, timeout=config.prometheus.timeout_seconds)
+    prometheus = PrometheusClient.from_config(config.prometheus)
 
     def read(namespace: str, kind: str, name: str, window_seconds: float) -> float | None:
         try:
@@ -280,8 +285,17 @@ def booked(views: Iterable[WorkloadView], indexes: Mapping[str, Any]) -> list[Wo
 
 async def _run(memo: kopf.Memo) -> None:
     config: OperatorConfig = memo.config
+    alerts = alert_queue(config)
+    try:
+        await _passes(memo, config, alerts)
+    finally:
+        alerts.close()  # what is queued is still delivered; nothing waits for it
+
+
+async def _passes(memo: kopf.Memo, config: OperatorConfig, alerts: AlertQueue) -> None:
+    """One cost pass every ``cost.intervalSeconds``, until cancelled."""
     accountant = CostAccountant(
-        config, _effects(memo), _token_rate(config), _utilization(config),
+        config, _effects(memo, alerts), _token_rate(config), _utilization(config),
         _mean_utilization(config),
     )  # fmt: skip
     clusterwide = bool(getattr(memo, "clusterwide", True))

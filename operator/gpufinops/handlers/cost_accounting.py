@@ -81,7 +81,9 @@ class CostEffects:
 
     write_status: Callable[[str, str, dict[str, Any]], None]
     post_event: Callable[[Mapping[str, Any], str, str, str], None]
-    send_alerts: Callable[[Sequence[BudgetAlert]], int]
+    send_alerts: Callable[[Sequence[BudgetAlert]], object]
+    """Hands alerts over for delivery and returns at once (``AlertQueue.enqueue``), which
+    counts failed deliveries itself: a slow endpoint must not hold up the pass."""
 
 
 TokenRate = Callable[[str, AIWorkloadSpec], float | None]
@@ -312,7 +314,7 @@ class CostAccountant:
             book.recommendations = recommendations
         self._metrics(view, spec, book, usd, rate, state)
         self._token_reads.append(self._per_token(view, spec, sum(rate.values())))
-        await self._alert(view, spec, alerts, now)
+        self._alert(view, spec, alerts, now)
 
     def _recommend(
         self,
@@ -438,10 +440,11 @@ class CostAccountant:
             else:
                 metrics.COST_PER_MILLION_TOKENS.labels(*labels, basis).set(value)
 
-    async def _alert(
+    def _alert(
         self, view: WorkloadView, spec: AIWorkloadSpec, alerts: Sequence[Any], now: datetime
     ) -> None:
-        """Events first (the record), then Alertmanager and the webhook (best effort)."""
+        """Events first (the record), then Alertmanager and the webhook (best effort, in
+        the background: the pass does not wait for them)."""
         if not alerts:
             return
         for alert in alerts:
@@ -455,6 +458,4 @@ class CostAccountant:
             BudgetAlert(str(x.reason), x.key, x.message, view.namespace, view.name, now, labels)
             for x in alerts
         ]
-        failed = await asyncio.to_thread(self.effects.send_alerts, delivered)
-        if failed:
-            metrics.ALERT_DELIVERY_FAILURES.inc(failed)
+        self.effects.send_alerts(delivered)

@@ -11,11 +11,12 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 from gpufinops.adapters import operator_metrics as metrics
 from gpufinops.adapters.deployments import DeploymentView
@@ -54,6 +55,19 @@ class SignalSource(Protocol):
     def observe(self) -> Observation: ...
 
     def demand_history(self, now: float) -> DemandSeries | None: ...
+
+
+T = TypeVar("T")
+
+
+class Reads(Protocol):
+    """Runs a blocking read off the event loop and waits for its answer."""
+
+    def __call__(self, call: Callable[[], T], /) -> Awaitable[T]: ...
+
+
+async def _in_thread(call: Callable[[], T]) -> T:
+    return await asyncio.to_thread(call)
 
 
 class StatusConflict(Exception):
@@ -132,12 +146,16 @@ class InferenceController:
         now: float,
         current_replicas: int | None,
         writes: Executor | None = None,
+        reads: Reads | None = None,
     ) -> None:
         """``writes`` runs the blocking effects (scale, status); None: asyncio's default
-        executor. A separate one keeps signal reads from queueing behind API writes."""
+        executor. A separate one keeps signal reads from queueing behind API writes.
+        ``reads`` runs the blocking signal reads (a tenant's custom queries go to a
+        pool of their own); None: asyncio's default executor."""
         self.namespace, self.name = namespace, name
         self.writes = writes
         self.signals = signals
+        self.reads: Reads = reads or _in_thread
         self.effects = effects
         self.conditions: list[Condition] = read_conditions(status)
         state = read_memory(status)
@@ -157,6 +175,17 @@ class InferenceController:
         self._fallback_on = False
         self._said: tuple[tuple[object, ...], str] | None = None
         """The decision last explained (action and replica counts) and its reason."""
+
+    def use_signals(self, signals: SignalSource, reads: Reads | None = None) -> None:
+        """Read from ``signals`` from the next tick on (the spec's queries were edited).
+
+        The decision state stays (stabilisation, cooldowns); the forecaster is
+        dropped, since its model learnt the demand of the old query.
+        """
+        self.signals = signals
+        self.reads = reads or _in_thread
+        self.forecaster = None
+        self._forecast_key = None
 
     async def _blocking(self, call: Callable[[Any], None], argument: Any) -> None:
         """Run a blocking effect in a worker thread: other workloads' ticks go on meanwhile."""
@@ -269,10 +298,11 @@ class InferenceController:
             )  # fmt: skip
 
         started = time.perf_counter()
-        observation = await asyncio.to_thread(self.signals.observe)
+        signals = self.signals
+        observation = await self.reads(signals.observe)
         history = None
         if inference.forecast.enabled:
-            history = await asyncio.to_thread(self.signals.demand_history, now)
+            history = await self.reads(partial(signals.demand_history, now))
         point, report = self._forecast(spec, history, now)
         settings = Settings.from_spec(inference)
         decision = decide(

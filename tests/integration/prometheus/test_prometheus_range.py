@@ -41,13 +41,14 @@ def record_ranges(
 ) -> list[dict[str, str]]:
     """Record the parameters of every query_range request the client sends."""
     calls: list[dict[str, str]] = []
-    original = client.connection.custom_query_range
+    original = client._get
 
-    def recording(*args: Any, **kwargs: Any) -> Any:
-        calls.append(dict(kwargs["params"]))
-        return original(*args, **kwargs)
+    def recording(path: str, params: Any, bounds: Any) -> Any:
+        if path.endswith("/query_range"):
+            calls.append(dict(params))
+        return original(path, params, bounds)
 
-    monkeypatch.setattr(client.connection, "custom_query_range", recording)
+    monkeypatch.setattr(client, "_get", recording)
     return calls
 
 

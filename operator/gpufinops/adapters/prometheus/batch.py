@@ -106,9 +106,9 @@ class PrometheusVectors:
         Raises ``MetricsError`` when the query fails or does not return a vector.
         """
         params = {} if at is None else {"time": repr(float(at))}
-        prom = self.client.connection
-        result = self.client._call(
-            query, lambda: prom.custom_query(query, params=params), kind=self.kind
+        client = self.client
+        result = client.result(
+            "/api/v1/query", query, params, kind=self.kind, bounds=client.batch_bounds
         )
         try:
             if not isinstance(result, list):

@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 HISTORY_STEP_SECONDS = 60.0
 """The forecaster's model step: history is fetched at this resolution."""
 
+HISTORY_RETRY_SECONDS = (60.0, 3600.0)
+"""A failed history read is retried after the first, doubling up to the second: the
+window is days long, and re-sending it every step would load a Prometheus that is
+already failing it."""
+
 
 class WorkloadSignals:
     """Signals of one Inference AIWorkload, read from Prometheus."""
@@ -43,6 +48,10 @@ class WorkloadSignals:
         self.queries: SignalQueries = queries_for(
             inference.metrics, namespace, inference.target_ref.name
         )
+        self.custom = inference.metrics.queue_query is not None or (
+            inference.metrics.demand_query is not None
+        )
+        """Whether the tenant's own PromQL is read (run in the custom query pool)."""
         self.instant: InstantSource = (
             batcher.source(
                 inference.metrics, namespace, inference.target_ref.name, self.queries, client
@@ -62,6 +71,8 @@ class WorkloadSignals:
             else None
         )
         self._history_step: int | None = None
+        self._history_retry: tuple[float, float] | None = None
+        """After a failure: when to try again, and the wait that led there."""
 
     def observe(self) -> Observation:
         return read_observation(self.instant, self.queries)
@@ -79,10 +90,16 @@ class WorkloadSignals:
         step = math.floor(now / HISTORY_STEP_SECONDS + 1e-9)
         if step == self._history_step and self.history.series is not None:
             return self.history.series
+        if self._history_retry is not None and now < self._history_retry[0]:
+            return self.history.series
         try:
             series = self.history.update(now)
         except MetricsError as exc:
-            log.debug("demand history not read: %s", exc.reason)
+            first, most = HISTORY_RETRY_SECONDS
+            wait = first if self._history_retry is None else min(self._history_retry[1] * 2, most)
+            self._history_retry = (now + wait, wait)
+            log.debug("demand history not read (next try in %gs): %s", wait, exc.reason)
             return self.history.series
+        self._history_retry = None
         self._history_step = step
         return series
