@@ -201,6 +201,11 @@ def test_service_account_holds_only_the_charts_permissions(install: Install) -> 
     assert not can("create", "pods", "-n", NS)
     assert not can("patch", "nodes")
     assert not can("patch", "deployments.apps", "-n", NS)
+    # The spend ledger: ConfigMaps in the release namespace only, never a tenant's.
+    assert can("create", "configmaps", "-n", RELEASE_NS)
+    assert can("patch", "configmaps", "-n", RELEASE_NS)
+    assert not can("create", "configmaps", "-n", NS)
+    assert not can("get", "secrets", "-n", RELEASE_NS)
 
 
 # ---------------------------------------------------------------------- least privilege
@@ -229,6 +234,14 @@ def test_inference_workload_gets_conditions_and_an_event(
         lambda: (_get(kubectl, "aiw", "chat").get("status") or {}).get("replicas"),
         "status.replicas from the autoscaler",
     )
+    # The cost loop keeps the month's spend in the ledger, in the release namespace.
+    ledger = f"gpufinops-ledger-{NS}"
+
+    def recorded() -> bool:
+        got = kubectl("get", "configmap", ledger, "-n", RELEASE_NS, "-o", "json")
+        return got.returncode == 0 and "chat" in (json.loads(got.stdout).get("data") or {})
+
+    poll(recorded, f"the workload's entry in ConfigMap {RELEASE_NS}/{ledger}")
 
 
 def test_manual_scale_goes_through_the_deployment_scale_subresource(

@@ -372,6 +372,12 @@ mode 0440: the operator reads them through podSecurityContext.fsGroup.
 {{/* The operator config: values.config with the connections' chart keys made file paths. */}}
 {{- define "gpufinops.operatorConfig" -}}
 {{- $config := deepCopy .Values.config }}
+{{- /* The spend ledger lives in the release namespace, out of tenants' reach. */}}
+{{- $cost := $config.cost | default dict }}
+{{- if not (hasKey $cost "ledgerNamespace") }}
+{{- $_ := set $cost "ledgerNamespace" .Release.Namespace }}
+{{- end }}
+{{- $_ := set $config "cost" $cost }}
 {{- if $config.prometheus }}
 {{- $_ := set $config "prometheus" (include "gpufinops.connectionConfig" (dict "conn" $config.prometheus "name" "prometheus" "path" "config.prometheus") | fromYaml) }}
 {{- end }}

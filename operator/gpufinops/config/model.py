@@ -219,6 +219,14 @@ class CostConfig(_Model):
     currency: str = Field(default="USD")
     interval_seconds: float = Field(default=60.0, gt=0, le=3600, alias="intervalSeconds")
     """How often spend is accrued into each workload's status.cost."""
+    ledger_namespace: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+        alias="ledgerNamespace",
+    )
+    """Where the month's spend of every workload is kept (ConfigMaps), out of tenants'
+    reach; default: the operator's own namespace (``POD_NAMESPACE``), none outside a pod."""
 
 
 class AlertingConfig(_Model):

@@ -17,6 +17,7 @@ import asyncio
 import functools
 import logging
 import math
+import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -36,6 +37,7 @@ from gpufinops.adapters.allocations import (
     pool_node_record,
 )
 from gpufinops.adapters.deployments import DeploymentView
+from gpufinops.adapters.ledger import SpendLedger
 from gpufinops.adapters.nodes import pool_of
 from gpufinops.adapters.prometheus.batch import PrometheusVectors, Selector, VectorSource
 from gpufinops.adapters.prometheus.client import MetricsError, PrometheusClient
@@ -283,6 +285,19 @@ def booked(views: Iterable[WorkloadView], indexes: Mapping[str, Any]) -> list[Wo
     ]
 
 
+def _ledger(memo: kopf.Memo, config: OperatorConfig) -> SpendLedger | None:
+    """The spend ledger in ``cost.ledgerNamespace`` (else the operator's own namespace)."""
+    namespace = config.cost.ledger_namespace or os.environ.get("POD_NAMESPACE")
+    if not namespace:
+        logger.warning(
+            "no spend ledger (set cost.ledgerNamespace): status.cost is the only record "
+            "of spend, and a workload deleted and created again starts its month at $0"
+        )
+        return None
+    logger.info("spend ledger in namespace %s", namespace)
+    return SpendLedger(memo.api, namespace)
+
+
 async def _run(memo: kopf.Memo) -> None:
     config: OperatorConfig = memo.config
     alerts = alert_queue(config)
@@ -296,7 +311,7 @@ async def _passes(memo: kopf.Memo, config: OperatorConfig, alerts: AlertQueue) -
     """One cost pass every ``cost.intervalSeconds``, until cancelled."""
     accountant = CostAccountant(
         config, _effects(memo, alerts), _token_rate(config), _utilization(config),
-        _mean_utilization(config),
+        _mean_utilization(config), ledger=_ledger(memo, config),
     )  # fmt: skip
     clusterwide = bool(getattr(memo, "clusterwide", True))
     if not clusterwide:

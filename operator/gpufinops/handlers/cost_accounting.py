@@ -20,10 +20,10 @@ so they are not worth a status write every pass.
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -53,6 +53,7 @@ from gpufinops.core.cost.budget import (
     enforce,
     remember,
 )
+from gpufinops.core.cost.ledger import LedgerEntry, expired
 from gpufinops.core.cost.periods import zone
 from gpufinops.core.cost.recommend import Usage, observe, recommend
 from gpufinops.core.validation import check_spec
@@ -119,6 +120,16 @@ class _Book:
     """Peak GPU utilisation over the observed time, refreshed with the recommendations."""
 
 
+class Ledger(Protocol):
+    """Where the month's spend is kept out of tenants' reach (``adapters.ledger``)."""
+
+    def read(self) -> Mapping[tuple[str, str], LedgerEntry | None]: ...
+
+    def write(
+        self, tenant: str, entries: Mapping[str, LedgerEntry], drop: Iterable[str] = ()
+    ) -> None: ...
+
+
 def _status_totals(view: WorkloadView) -> CostTotals:
     try:
         return CostTotals.from_status(CostStatus.model_validate(view.cost))
@@ -156,8 +167,16 @@ class CostAccountant:
         token_rate: TokenRate | None = None,
         utilization: Utilization | None = None,
         mean_utilization: MeanUtilization | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
+        """``ledger`` holds the month's spend where tenants cannot write; without one,
+        status is the record (and a re-created workload starts the month again)."""
         self.config, self.effects, self.token_rate = config, effects, token_rate
+        self.ledger = ledger
+        self._recorded: Mapping[tuple[str, str], LedgerEntry | None] = {}
+        """The ledger as read at the start of this pass."""
+        self._recording: dict[str, dict[str, LedgerEntry]] = {}
+        """What this pass writes to the ledger, by tenant namespace and workload."""
         self.utilization = utilization
         self.mean_utilization = mean_utilization
         self.tz = zone(config.cost.timezone)
@@ -171,19 +190,26 @@ class CostAccountant:
 
     def _book(self, view: WorkloadView, now: datetime) -> _Book:
         key = (view.namespace, view.name)
-        stored, problems = trusted_totals(_status_totals(view), now)
+        entry = self._recorded.get(key)
+        if entry is not None:
+            # The ledger is the record: status (the tenant's to rewrite) is only shown.
+            stored, problems = trusted_totals(entry.totals, now)
+            sent, source = entry.alerts_sent, "the spend ledger entry"
+        else:
+            stored, problems = trusted_totals(_status_totals(view), now)
+            sent, source = _status_sent(view), "status.cost"
         if problems and self._corrected.get(key) != problems:
             self._corrected[key] = problems
             self.effects.post_event(
                 view.ref, "Warning", "CostStatusCorrected",
-                "status.cost was not written by this operator's accounting and is not "
+                f"{source} was not written by this operator's accounting and is not "
                 f"trusted: {'; '.join(problems)}",
             )  # fmt: skip
         book = self.books.get(key)
         if book is None or _later(stored.last_accounted_time, book.totals.last_accounted_time):
             # What status already shows: a restart rewrites no idle workload that is unchanged.
             shown = _visible(view.cost, view.budget)
-            fresh = _Book(stored, _status_sent(view), shown, book.series if book else None)
+            fresh = _Book(stored, sent, shown, book.series if book else None)
             if book is not None:  # status ahead of memory changes the totals, not the usage seen
                 fresh.usage, fresh.utilization = book.usage, book.utilization
             fresh.recommendations = (
@@ -209,6 +235,13 @@ class CostAccountant:
         for pod in pods:
             if pod.owner is not None:
                 by_owner.setdefault((pod.namespace, *pod.owner), []).append(pod)
+        if self.ledger is not None:
+            try:
+                self._recorded = await asyncio.to_thread(self.ledger.read)
+            except Exception as exc:  # never fall back to what tenants can write
+                log.warning("spend ledger not readable, pass skipped: %s", exc)
+                return
+        self._recording = {}
         seen = set()
         self._token_reads = []
         for view in workloads:
@@ -217,6 +250,7 @@ class CostAccountant:
                 await self._account(view, now, by_owner, pools, replicas)
             except Exception as exc:  # one workload's failure must not stop the others
                 log.warning("cost of %s/%s not accounted: %s", view.namespace, view.name, exc)
+        await self._record(now)
         # Prometheus is read last and concurrently: a slow one delays no status write.
         await asyncio.gather(*self._token_reads, return_exceptions=True)
         for key in set(self.books) - seen:
@@ -226,6 +260,21 @@ class CostAccountant:
         if measure_unallocated and self.last_pass is not None and now > self.last_pass:
             self._unallocated(pods, pools, now, (now - self.last_pass).total_seconds())
         self.last_pass = now
+
+    async def _record(self, now: datetime) -> None:
+        """Write this pass's totals to the ledger, and drop the entries whose month is over."""
+        if self.ledger is None:
+            return
+        stale: dict[str, list[str]] = {}
+        for (tenant, name), entry in self._recorded.items():
+            if entry is None or expired(entry, now, self.tz):
+                stale.setdefault(tenant, []).append(name)
+        for tenant in sorted({*self._recording, *stale}):
+            entries = self._recording.get(tenant, {})
+            try:
+                await asyncio.to_thread(self.ledger.write, tenant, entries, stale.get(tenant, ()))
+            except Exception as exc:  # the next pass accrues again from the ledger's last entry
+                log.warning("spend ledger of namespace %s not written: %s", tenant, exc)
 
     def _unallocated(self, pods: Sequence[GpuPod], pools: Pools, now: datetime, s: float) -> None:
         held = [
@@ -310,6 +359,7 @@ class CostAccountant:
         if spent > 0 or visible != book.visible or recommendations is not None:
             await asyncio.to_thread(self.effects.write_status, view.namespace, view.name, patch)
         book.totals, book.sent, book.visible = totals, sent, visible
+        self._recording.setdefault(view.namespace, {})[view.name] = LedgerEntry(totals, sent)
         if recommendations is not None:
             book.recommendations = recommendations
         self._metrics(view, spec, book, usd, rate, state)

@@ -1,0 +1,70 @@
+"""The month's spend of each workload, kept where its author cannot write.
+
+``status.cost`` is the workload's, and whoever may delete an AIWorkload may
+create it again with an empty status: were status the only record, that would
+restart the month at $0 and lift a budget's Suspend. The ledger keeps, per
+namespace and workload name, what accounting needs to go on (the totals, the
+end of the last interval counted, the alerts raised) in the operator's own
+namespace. A workload created again under the same name continues from it;
+an entry outlives its workload until its month is over.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from gpufinops.core.cost.accounting import CostTotals
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One workload's record: what a restart or a re-creation continues from."""
+
+    totals: CostTotals
+    alerts_sent: tuple[str, ...] = ()
+
+    def encode(self) -> str:
+        last = self.totals.last_accounted_time
+        return json.dumps(
+            {
+                "todayUSD": self.totals.today_usd,
+                "monthToDateUSD": self.totals.month_to_date_usd,
+                "hourlyUSD": self.totals.hourly_usd,
+                "lastAccountedTime": last.isoformat() if last is not None else None,
+                "alertsSent": list(self.alerts_sent),
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def decode(cls, text: str) -> LedgerEntry | None:
+        """The entry ``text`` holds; None when it is not one (then status is used)."""
+        try:
+            raw: Any = json.loads(text)
+            last = raw.get("lastAccountedTime")
+            today, month, hourly = (
+                float(raw[k]) for k in ("todayUSD", "monthToDateUSD", "hourlyUSD")
+            )
+            if not all(math.isfinite(a) for a in (today, month, hourly)):
+                return None
+            when = datetime.fromisoformat(last) if last is not None else None
+            if when is not None and when.tzinfo is None:
+                return None
+            sent = tuple(str(k) for k in raw.get("alertsSent") or ())
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+        return cls(CostTotals(today, month, hourly, when), sent)
+
+
+def expired(entry: LedgerEntry, now: datetime, tz: ZoneInfo) -> bool:
+    """Whether the entry's month is over: nothing it holds still counts."""
+    last = entry.totals.last_accounted_time
+    if last is None:
+        return True
+    then, today = last.astimezone(tz), now.astimezone(tz)
+    return (then.year, then.month) != (today.year, today.month)

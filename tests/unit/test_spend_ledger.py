@@ -1,0 +1,146 @@
+"""The spend ledger: the record a re-created workload continues from, out of tenants' reach.
+
+A suspended Job whose pods are gone spends nothing: with status as the only
+record, deleting its AIWorkload and creating it again would restart the month
+at $0. With the ledger it continues; status is only shown; entries outlive
+their workloads until the month is over; a ledger that cannot be read stops the
+pass rather than fall back to status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from tests.unit.test_cost_allocations import CONFIG, POOLS, T0, Cluster, pod, view
+
+from gpufinops.adapters.allocations import gpu_pod, gpu_pod_record
+from gpufinops.core.cost.accounting import CostTotals
+from gpufinops.core.cost.ledger import LedgerEntry, expired
+from gpufinops.handlers.cost_accounting import CostAccountant
+
+TRAINING = {
+    "type": "Training",
+    "costAllocation": {"team": "research"},
+    "training": {"jobRef": {"name": "train"}},
+    "budget": {"monthlyUSD": 10.0, "enforcement": "Suspend"},
+}
+
+
+JOB_PODS = [gpu_pod(gpu_pod_record(pod(n, owner=("Job", "train"))))  # type: ignore[arg-type]
+            for n in ("a", "b")]  # fmt: skip
+"""The Job's two 1-GPU pods on l4 since T0: $4 per hour."""
+
+
+class MemoryLedger:
+    """The ConfigMaps' contents, as ``adapters.ledger.SpendLedger`` reads and writes them."""
+
+    def __init__(self) -> None:
+        self.data: dict[tuple[str, str], str] = {}
+        self.fail = False
+
+    def read(self) -> Mapping[tuple[str, str], LedgerEntry | None]:
+        if self.fail:
+            raise OSError("API server unreachable")
+        return {key: LedgerEntry.decode(text) for key, text in self.data.items()}
+
+    def write(
+        self, tenant: str, entries: Mapping[str, LedgerEntry], drop: Iterable[str] = ()
+    ) -> None:
+        for name in drop:
+            self.data.pop((tenant, name), None)
+        for name, entry in entries.items():
+            self.data[(tenant, name)] = entry.encode()
+
+
+def tick(acct: CostAccountant, cluster: Cluster, at: datetime, present: bool = True) -> None:
+    workloads = [view(cluster, TRAINING)] if present else []
+    asyncio.run(acct.tick(at, workloads, JOB_PODS if present else [], POOLS, lambda ns, n: None))
+
+
+def recreate(cluster: Cluster) -> None:
+    """Deleted and created again: the new object's status is empty."""
+    cluster.status = {}
+
+
+def spent_and_recreated(ledger: MemoryLedger | None) -> Cluster:
+    cluster = Cluster()
+    acct = CostAccountant(CONFIG, cluster.effects(), ledger=ledger)
+    # The Job ran two 1-GPU pods for 3 hours ($12 of $10), and was then suspended:
+    # its pods are gone (the next passes see none).
+    tick(acct, cluster, T0 + timedelta(hours=3))
+    assert cluster.status["budget"]["enforcement"] == "Suspend"
+    tick(acct, cluster, T0 + timedelta(hours=3, minutes=1), present=False)  # deleted
+    recreate(cluster)
+    later = CostAccountant(CONFIG, cluster.effects(), ledger=ledger)  # after a restart too
+    asyncio.run(
+        later.tick(T0 + timedelta(hours=3, minutes=2), [view(cluster, TRAINING)], [], POOLS,
+                   lambda ns, n: None)
+    )  # fmt: skip
+    return cluster
+
+
+def test_without_a_ledger_a_recreated_workload_starts_the_month_again() -> None:
+    cluster = spent_and_recreated(None)
+    assert cluster.status["cost"]["monthToDateUSD"] == 0.0  # what the ledger prevents
+    assert cluster.status["budget"]["enforcement"] == "None"
+
+
+def test_with_the_ledger_a_recreated_workload_continues_its_month_and_stays_suspended() -> None:
+    ledger = MemoryLedger()
+    cluster = spent_and_recreated(ledger)
+    assert cluster.status["cost"]["monthToDateUSD"] == 12.0
+    assert cluster.status["budget"]["enforcement"] == "Suspend"
+    assert cluster.status["budget"]["alertsSent"]  # the alerts already raised, not raised again
+
+
+def test_status_is_shown_not_believed_once_the_ledger_has_an_entry() -> None:
+    ledger = MemoryLedger()
+    cluster = Cluster()
+    acct = CostAccountant(CONFIG, cluster.effects(), ledger=ledger)
+    tick(acct, cluster, T0 + timedelta(hours=1))  # $4
+    cluster.status["cost"] = {**cluster.status["cost"], "monthToDateUSD": 0.0, "todayUSD": 0.0}
+    fresh = CostAccountant(CONFIG, cluster.effects(), ledger=ledger)  # no memory to fall back on
+    tick(fresh, cluster, T0 + timedelta(hours=2))
+    assert cluster.status["cost"]["monthToDateUSD"] == 8.0
+
+
+def test_an_entry_outlives_its_workload_until_its_month_is_over() -> None:
+    ledger = MemoryLedger()
+    cluster = Cluster()
+    acct = CostAccountant(CONFIG, cluster.effects(), ledger=ledger)
+    tick(acct, cluster, T0 + timedelta(hours=1))
+    tick(acct, cluster, T0 + timedelta(days=1), present=False)
+    assert ("ml", "w") in ledger.data  # deleted, same month: kept
+    tick(acct, cluster, datetime(2026, 12, 1, 1, tzinfo=UTC), present=False)
+    assert ("ml", "w") not in ledger.data  # the month is over
+
+
+def test_an_unreadable_ledger_skips_the_pass_and_loses_nothing() -> None:
+    ledger = MemoryLedger()
+    cluster = Cluster()
+    acct = CostAccountant(CONFIG, cluster.effects(), ledger=ledger)
+    tick(acct, cluster, T0 + timedelta(hours=1))
+    ledger.fail = True
+    writes = cluster.writes
+    tick(acct, cluster, T0 + timedelta(hours=2))
+    assert cluster.writes == writes  # nothing decided from status alone
+    ledger.fail = False
+    tick(acct, cluster, T0 + timedelta(hours=3))
+    assert cluster.status["cost"]["monthToDateUSD"] == 12.0  # the skipped hour included
+
+
+def test_entries_round_trip_and_garbage_is_no_entry() -> None:
+    entry = LedgerEntry(CostTotals(1.5, 20.25, 4.0, T0), ("month:2026-11:0.5",))
+    assert LedgerEntry.decode(entry.encode()) == entry
+    for text in ("", "{}", "[]", '{"todayUSD": "NaN", "monthToDateUSD": 1, "hourlyUSD": 0}',
+                 '{"todayUSD": 1, "monthToDateUSD": 1, "hourlyUSD": 0,'
+                 ' "lastAccountedTime": "2026-11-27T10:00:00"}'):  # fmt: skip
+        assert LedgerEntry.decode(text) is None, text
+    paris = ZoneInfo("Europe/Paris")
+    late = LedgerEntry(CostTotals(last_accounted_time=datetime(2026, 11, 30, 22, 30, tzinfo=UTC)))
+    # 23:30 on 30 November in Paris, then 00:45 on 1 December: over there, not in UTC.
+    assert expired(late, datetime(2026, 11, 30, 23, 45, tzinfo=UTC), paris)
+    assert not expired(late, datetime(2026, 11, 30, 23, 45, tzinfo=UTC), ZoneInfo("UTC"))
