@@ -1,6 +1,7 @@
 """`helm install` into the local control plane, then the operator with the chart's
 ServiceAccount credentials (not admin): every feature it uses works with exactly the
-chart's ClusterRole, and one permission less breaks the feature that needs it.
+chart's roles (a release for one named namespace: a Role there, a ClusterRole for
+cluster-scoped objects only), and one permission less breaks the feature that needs it.
 
 The operator runs as a local process (KWOK nodes run no containers) with a
 kubeconfig holding a token of the chart's ServiceAccount. Waits poll until a deadline.
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.support.kube import KubectlRun, event_reasons, ok
+from tests.support.kube import KubectlRun, delete_namespaces, event_reasons, ok
 from tests.support.operator import RunningOperator, running_operator
 from tests.support.polling import poll
 
@@ -105,7 +106,8 @@ def install(
         run_helm(
             helm, kubeconfig, "uninstall", RELEASE, "-n", RELEASE_NS, "--wait", "--timeout=60s"
         )
-        kubectl("delete", "namespace", NS, RELEASE_NS, "--wait=true", "--timeout=60s")
+        delete_namespaces(kubectl, [NS])  # its workloads' finalizers: no operator is left
+        kubectl("delete", "namespace", RELEASE_NS, "--wait=true", "--timeout=60s")
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +192,10 @@ def test_service_account_holds_only_the_charts_permissions(install: Install) -> 
         return result.stdout.strip() == "yes"
 
     assert can("patch", "aiworkloads.gpufinops.dev", "--subresource=status", "-n", NS)
-    assert can("watch", "aiworkloads.gpufinops.dev", "--all-namespaces")
+    # A release for named namespaces: Roles there, nothing namespaced cluster-wide.
+    assert can("watch", "aiworkloads.gpufinops.dev", "-n", NS)
+    assert not can("watch", "aiworkloads.gpufinops.dev", "--all-namespaces")
+    assert not can("list", "jobs.batch", "-n", "default")
     assert can("patch", "deployments.apps", "--subresource=scale", "-n", NS)
     assert can("create", "events", "-n", NS)
     assert can("list", "horizontalpodautoscalers.autoscaling", "-n", NS)
@@ -285,7 +290,8 @@ def test_a_conflicting_hpa_is_seen_through_the_hpa_watch(
 def test_without_patch_on_aiworkloads_status_no_conditions_are_written(
     install: Install, operator: RunningOperator, kubectl: KubectlRun
 ) -> None:
-    role = json.loads(ok(kubectl("get", "clusterrole", CLUSTER_ROLE, "-o", "json")))
+    # The release watches NS alone: the operator's rights there are the Role's.
+    role = json.loads(ok(kubectl("get", "role", CLUSTER_ROLE, "-n", NS, "-o", "json")))
     original = json.dumps(role)
     rules = [r for r in role["rules"] if r["resources"] != ["aiworkloads/status"]]
     assert len(rules) == len(role["rules"]) - 1
@@ -307,7 +313,7 @@ def test_without_patch_on_aiworkloads_status_no_conditions_are_written(
                 ).stdout.strip()
                 == "no"
             ),
-            "the narrowed ClusterRole to take effect",
+            "the narrowed Role to take effect",
         )
         ok(kubectl("apply", "-f", "-", input=_workload("blocked", "blocked-server")))
         # The operator acts (its handler runs and posts its Event) but the status
@@ -417,5 +423,4 @@ def test_two_replicas_never_both_act_and_the_standby_takes_over(
             poll(lambda: _handled(low, "ha-two"), "the standby to act after take-over")
             assert not _handled(high, "ha-two")
     finally:
-        kubectl("delete", "aiw", "--all", "-n", HA_NS, "--wait=true", "--timeout=60s")
-        kubectl("delete", "namespace", HA_NS, "--wait=false")
+        delete_namespaces(kubectl, [HA_NS])  # both operators have stopped by now

@@ -270,6 +270,32 @@ def test_watched_namespaces_become_flags_and_need_namespace_listing(helm: Path) 
     assert image.endswith("@sha256:" + "0123456789abcdef" * 4)
 
 
+def test_a_release_for_named_namespaces_gets_roles_there_only(helm: Path) -> None:
+    docs = render(helm, None, "watchNamespaces={ml-serving,ml-batch}", "replicaCount=2")
+    cluster = rules_of(docs)
+    namespaced = {key for key in BASE_RULES if key[1] not in ("nodes", "namespaces",
+                  "customresourcedefinitions")}  # fmt: skip
+    assert set(cluster) == set(BASE_RULES) - namespaced, "namespaced rights stay in the Roles"
+    roles = {r["metadata"]["namespace"]: r for r in kinds(docs, "Role")
+             if r["metadata"]["name"] == "gpufinops"}  # fmt: skip
+    assert sorted(roles) == ["ml-batch", "ml-serving"]
+    for role in roles.values():
+        rules = {
+            (g, res, tuple(r.get("resourceNames", ())) or None)
+            for r in role["rules"]
+            for g in r["apiGroups"]
+            for res in r["resources"]
+        }
+        assert namespaced <= rules
+        assert ("kopf.dev", "kopfpeerings", ("gpufinops",)) in rules
+    bindings = {b["metadata"]["namespace"] for b in kinds(docs, "RoleBinding")
+                if b["metadata"]["name"] == "gpufinops"}  # fmt: skip
+    assert bindings == {"ml-batch", "ml-serving"}
+    # A glob cannot hold a Role: such a release keeps the ClusterRole.
+    globbed = rules_of(render(helm, VALUES_DIR / "namespaced.yaml"))
+    assert ("gpufinops.dev", "aiworkloads", None) in globbed
+
+
 def test_namespaced_ha_peers_in_each_named_namespace(helm: Path) -> None:
     docs = render(helm, VALUES_DIR / "namespaced.yaml", "replicaCount=2")
     peerings = kinds(docs, "KopfPeering")
