@@ -94,7 +94,7 @@ def operator(
 def _release_gpus(kubectl) -> Iterator[None]:
     """Each test's Deployment gives its fake GPUs back, so later tests find the pool free."""
     yield
-    for ns in ("as-spike", "as-outage", "as-hpa", "as-forecast"):
+    for ns in ("as-spike", "as-wake", "as-outage", "as-hpa", "as-forecast"):
         kubectl("delete", "aiw,deployments", "--all", "-n", ns, "--wait=true", "--timeout=60s")
 
 
@@ -127,6 +127,23 @@ def test_scales_up_on_a_queue_spike_and_down_after_it(operator, exporter, kubect
     assert "ScaledUp" in reasons and "ScaledDown" in reasons
     desired = jsonpath(kubectl, ns, "aiw", "llm", ".status.replicas.desired")
     assert desired == "1"
+
+
+def test_scales_to_zero_when_idle_and_wakes_on_demand(operator, exporter, kubectl) -> None:
+    ns = "as-wake"
+    set_vllm(exporter, ns, waiting=0, completions_per_s=0)
+    exporter.set("vllm:num_requests_running", {"namespace": ns, "pod": model_pod("llm")}, 0)
+    workload = WORKLOAD.replace("minReplicas: 1", "minReplicas: 0") + (
+        "    scaleToZero: {enabled: true, idleSeconds: 2}\n"
+    )
+    _setup(kubectl, ns, workload)
+    poll(lambda: llm_replicas(kubectl, ns) == 0, "scale to zero once idle")
+    # Demand at zero replicas: the Scale has no spec.replicas then, and the write that
+    # checks the count it decided from must still go through.
+    set_vllm(exporter, ns, waiting=8, completions_per_s=1)
+    poll(lambda: llm_replicas(kubectl, ns) > 0, "woken from zero on demand")
+    assert "ScaledToZero" in event_reasons(kubectl, ns)
+    assert "ScaledUp" in event_reasons(kubectl, ns)
 
 
 def test_holds_during_a_prometheus_outage(operator, exporter, prometheus, kubectl) -> None:

@@ -54,6 +54,22 @@ def test_a_newer_user_change_is_never_overwritten(api: client.ApiClient, kubectl
     assert _replicas(kubectl) == 5
 
 
+def test_a_deployment_at_zero_is_woken_and_a_newer_change_still_wins(
+    api: client.ApiClient, kubectl
+) -> None:
+    # At zero replicas the scale subresource leaves spec.replicas out altogether.
+    assert kubectl("scale", "deployment", "web", "-n", NS, "--replicas=0").returncode == 0
+    scale_deployment(api, NS, "web", 2, expected=0)
+    assert _replicas(kubectl) == 2
+    # Decided from zero while the user scaled it up meanwhile: refused, theirs stays.
+    with pytest.raises(ScaleConflict, match="no longer has the 0 replicas"):
+        scale_deployment(api, NS, "web", 4, expected=0)
+    assert _replicas(kubectl) == 2
+    # To zero and back from a decision made at a count: the usual test holds.
+    scale_deployment(api, NS, "web", 0, expected=2)
+    assert _replicas(kubectl) == 0
+
+
 def _aiw(api: client.ApiClient) -> dict:
     return client.CustomObjectsApi(api).get_namespaced_custom_object(
         GROUP, VERSION, NS, PLURAL, "llm"

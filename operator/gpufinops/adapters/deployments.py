@@ -57,22 +57,37 @@ def scale_deployment(
     test fails and ScaleConflict is raised, so the caller decides again.
     """
     apps = client.AppsV1Api(api)
-    body: Any = {"spec": {"replicas": replicas}}
+    bodies: list[Any] = [{"spec": {"replicas": replicas}}]
     if expected is not None:
-        body = [
-            {"op": "test", "path": "/spec/replicas", "value": expected},
-            {"op": "replace", "path": "/spec/replicas", "value": replicas},
+        bodies = [
+            [
+                {"op": "test", "path": "/spec/replicas", "value": expected},
+                {"op": "replace", "path": "/spec/replicas", "value": replicas},
+            ]
         ]
-    try:
-        apps.patch_namespaced_deployment_scale(name, namespace, body)
-    except ApiException as exc:
-        message = f"scaling Deployment {namespace}/{name} failed: {exc.reason}"
-        if expected is not None and exc.status in (409, 422):
-            raise ScaleConflict(
-                f"Deployment {namespace}/{name} no longer has the {expected} replicas the "
-                "decision was made from"
-            ) from exc
-        raise ScaleError(message) from exc
+        if expected == 0:
+            # A Scale at zero has no spec.replicas at all (it is omitted when empty), so
+            # "still zero" is "spec still empty"; both forms are tried, the empty one first.
+            bodies.insert(
+                0,
+                [
+                    {"op": "test", "path": "/spec", "value": {}},
+                    {"op": "add", "path": "/spec/replicas", "value": replicas},
+                ],
+            )
+    for i, body in enumerate(bodies):
+        try:
+            apps.patch_namespaced_deployment_scale(name, namespace, body)
+            return
+        except ApiException as exc:
+            if expected is not None and exc.status in (409, 422):
+                if i + 1 < len(bodies):
+                    continue
+                raise ScaleConflict(
+                    f"Deployment {namespace}/{name} no longer has the {expected} replicas "
+                    "the decision was made from"
+                ) from exc
+            raise ScaleError(f"scaling Deployment {namespace}/{name} failed: {exc.reason}") from exc
 
 
 def scale_statefulset(api: client.ApiClient, namespace: str, name: str, replicas: int) -> None:
