@@ -94,7 +94,7 @@ def operator(
 def _release_gpus(kubectl) -> Iterator[None]:
     """Each test's Deployment gives its fake GPUs back, so later tests find the pool free."""
     yield
-    for ns in ("as-spike", "as-wake", "as-outage", "as-hpa", "as-forecast"):
+    for ns in ("as-spike", "as-wake", "as-gateway", "as-outage", "as-hpa", "as-forecast"):
         kubectl("delete", "aiw,deployments", "--all", "-n", ns, "--wait=true", "--timeout=60s")
 
 
@@ -144,6 +144,38 @@ def test_scales_to_zero_when_idle_and_wakes_on_demand(operator, exporter, kubect
     poll(lambda: llm_replicas(kubectl, ns) > 0, "woken from zero on demand")
     assert "ScaledToZero" in event_reasons(kubectl, ns)
     assert "ScaledUp" in event_reasons(kubectl, ns)
+
+
+def test_at_zero_absent_engine_series_never_fall_back_and_gateway_demand_wakes(
+    operator, exporter, kubectl
+) -> None:
+    ns = "as-gateway"
+    demand = f'sum(rate(gateway_requests_total{{namespace="{ns}"}}[1m]))'
+    workload = WORKLOAD.replace("minReplicas: 1", "minReplicas: 0") + (
+        "    scaleToZero: {enabled: true, idleSeconds: 2}\n"
+        "    fallback: {failureThreshold: 1, replicas: 3}\n"
+        f"    metrics: {{server: vllm, demandQuery: '{demand}'}}\n"
+    )
+    kubectl("create", "namespace", ns)
+    deployment = llm_deployment(ns)
+    deployment["spec"]["replicas"] = 0  # already at zero: no engine pod, no engine series
+    for manifest in (json.dumps(deployment), workload):
+        done = kubectl("apply", "-n", ns, "-f", "-", input=manifest)
+        assert done.returncode == 0, done.stderr
+    exporter.set_rate("gateway_requests_total", {"namespace": ns, "pod": "gateway-0"}, 0.0)
+    # Ticks at zero with the engine's series absent: no queue, not a failed read.
+    poll(lambda: _condition(kubectl, ns, "MetricsAvailable") == "True", "signals read at zero")
+    reason = poll(
+        lambda: jsonpath(kubectl, ns, "aiw", "llm", ".status.lastDecision.reason"),
+        "a decision at zero",
+    )
+    assert reason.startswith("scaled to zero"), reason
+    assert llm_replicas(kubectl, ns) == 0
+    assert "FallbackActivated" not in event_reasons(kubectl, ns)
+    # The gateway sees requests: demand wakes the workload.
+    exporter.set_rate("gateway_requests_total", {"namespace": ns, "pod": "gateway-0"}, 5.0)
+    poll(lambda: llm_replicas(kubectl, ns) > 0, "woken by the gateway's demand")
+    assert "FallbackActivated" not in event_reasons(kubectl, ns)
 
 
 def test_holds_during_a_prometheus_outage(operator, exporter, prometheus, kubectl) -> None:

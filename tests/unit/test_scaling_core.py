@@ -243,6 +243,51 @@ def test_scale_to_zero_steps_to_one_then_zero_and_wakes() -> None:
     assert decisions[-1].action == "Wake" and desired[-1] >= 1
 
 
+def gone(demand: float | None = None) -> Observation:
+    """At zero replicas with an engine preset: the queue query answers with no series
+    (the series left with the last pod); demand comes from a gateway's counter."""
+    return Observation(
+        queue_depth=None, arrival_rate=demand, error="query returned no series: q",
+        queue_absent=True,
+    )  # fmt: skip
+
+
+def test_at_zero_absent_engine_series_are_no_queue_and_demand_wakes() -> None:
+    s = make(capacityPerReplica=10, minReplicas=0, scaleToZero={"enabled": True})
+    quiet = run(s, [gone(), gone(0.0), gone()], current=0)
+    assert [(d.action, d.desired) for d in quiet] == [("Hold", 0)] * 3
+    assert all(d.metrics_available for d in quiet)  # not a failed read
+    woken = decide(s, ScalingState(), Tick(T0, 0, 0, gone(25.0)))
+    assert (woken.action, woken.desired) == ("Wake", 3)  # 25/s at 10/s per replica
+
+
+def test_at_zero_fallback_applies_to_failed_reads_only_so_nothing_flaps() -> None:
+    s = make(capacityPerReplica=10, minReplicas=0, scaleToZero={"enabled": True},
+             fallback={"failureThreshold": 2, "replicas": 4})  # fmt: skip
+    decisions = run(s, [gone()] * 20, current=0)
+    assert {(d.action, d.desired) for d in decisions} == {("Hold", 0)}
+    assert decisions[-1].state.consecutive_failures == 0
+    failing = run(s, [Observation(error="Prometheus unreachable")] * 3, current=0)
+    assert [d.desired for d in failing] == [0, 4, 4]  # a real failure still falls back
+
+
+def test_an_absent_queue_with_replicas_running_is_still_unknown() -> None:
+    d = decide(make(capacityPerReplica=10), ScalingState(), Tick(T0, 3, 3, gone(0.0)))
+    assert (d.action, d.desired, d.metrics_available) == ("Hold", 3, False)
+
+
+def test_activation_threshold_keeps_a_trickle_at_zero() -> None:
+    s = make(capacityPerReplica=10, minReplicas=0,
+             scaleToZero={"enabled": True, "activationThreshold": 0.5})  # fmt: skip
+    trickle = decide(s, ScalingState(), Tick(T0, 0, 0, gone(0.2)))
+    assert (trickle.action, trickle.desired) == ("Hold", 0)
+    assert "not above 0.5/s" in trickle.reason
+    woken = decide(s, ScalingState(), Tick(T0, 0, 0, gone(0.8)))
+    assert (woken.action, woken.desired) == ("Wake", 1)
+    queued = decide(s, ScalingState(), Tick(T0, 0, 0, obs(0.0, queue=1)))
+    assert queued.action == "Wake"  # a queued request always wakes
+
+
 def test_schedule_raises_the_floor_in_its_time_zone() -> None:
     # 08:00 Europe/Paris on Monday 2 March 2026 is 07:00 UTC
     s = make(

@@ -125,6 +125,15 @@ class ScaleToZero(ApiModel):
         le=86400,
         description="Seconds without requests before scaling to zero (as KEDA's cooldownPeriod).",
     )
+    activation_threshold: float = Field(
+        default=0.0,
+        ge=0,
+        le=1e9,
+        description="At zero replicas, wake when demand (requests/s, from demandQuery or the "
+        "preset's arrival rate) is above this, or any request is queued (as KEDA's "
+        "activationThreshold). An engine's series are absent at zero: that is no queue, "
+        "not a failed read, so fallback does not apply to it.",
+    )
 
 
 class Schedule(ApiModel):

@@ -27,6 +27,7 @@ def read_observation(client: InstantSource, queries: SignalQueries) -> Observati
     for its own timeout to fail the same way.
     """
     error: str | None = None
+    absent = False
     try:
         queue = client.instant(queries.queue)
     except PrometheusUnavailable as exc:
@@ -37,6 +38,7 @@ def read_observation(client: InstantSource, queries: SignalQueries) -> Observati
     else:
         if queue is None:
             error = f"query returned no series: {queries.queue}"
+            absent = True
 
     unavailable = False
 
@@ -60,4 +62,5 @@ def read_observation(client: InstantSource, queries: SignalQueries) -> Observati
         throughput=read(queries.throughput),
         kv_cache_usage=read(queries.kv_cache_usage),
         error=error,
+        queue_absent=absent,
     )

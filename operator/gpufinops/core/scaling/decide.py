@@ -193,6 +193,10 @@ def _trim(samples: tuple[Sample, ...], now: float, keep: float) -> tuple[Sample,
 def decide(settings: Settings, state: ScalingState, tick: Tick) -> Decision:
     """Decide the replica count for one tick (pure)."""
     spec, obs, now, current = settings.spec, tick.observation, tick.now, tick.current
+    if current == 0 and obs.queue_absent:
+        # An engine's series leave with its last pod: at zero that is no queue, not a
+        # failed read (fallback would wake a workload nobody calls, then flap).
+        obs = replace(obs, queue_depth=0.0, error=None, queue_absent=False)
     sched_floor, window = schedule_floor(spec.schedules, now)
     floor = max(spec.min_replicas, sched_floor, 1)
 
@@ -257,8 +261,13 @@ def decide(settings: Settings, state: ScalingState, tick: Tick) -> Decision:
     idle_seconds = stz.idle_seconds if stz is not None and stz.enabled else None
     idle = idle_seconds is not None and now - last_active >= idle_seconds
     if current == 0:
-        if not active or idle:
-            return Decision(0, 0, 0, None, "Hold", "scaled to zero; no demand", True, False, state)
+        threshold = stz.activation_threshold if stz is not None else 0.0
+        woken = queue > 0 or (demand or 0) > threshold or (obs.running or 0) > 0
+        if not woken:
+            why = "no demand" if not active else f"demand {demand:g}/s not above {threshold:g}/s"
+            return Decision(
+                0, 0, 0, None, "Hold", f"scaled to zero; {why}", True, False, state
+            )  # fmt: skip
         need, why = reactive_need(
             obs, 1, 0, capacity, spec.target_queue_depth_per_replica, utilization
         )

@@ -24,6 +24,10 @@ class Observation:
     """Mean KV-cache usage across pods, 0-1 (saturation hint)."""
     error: str | None = None
     """Why the primary signal is unknown, when it is (for status and Events)."""
+    queue_absent: bool = False
+    """The queue query answered, with no series at all (not a failed read). With
+    replicas running that is still unknown; at zero replicas an engine's series
+    left with its last pod, and it means no queue (``decide``)."""
 
     @property
     def available(self) -> bool:
