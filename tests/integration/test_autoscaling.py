@@ -94,7 +94,8 @@ def operator(
 def _release_gpus(kubectl) -> Iterator[None]:
     """Each test's Deployment gives its fake GPUs back, so later tests find the pool free."""
     yield
-    for ns in ("as-spike", "as-wake", "as-gateway", "as-outage", "as-hpa", "as-forecast"):
+    for ns in ("as-spike", "as-wake", "as-gateway", "as-pause", "as-outage", "as-hpa",
+               "as-forecast"):  # fmt: skip
         kubectl("delete", "aiw,deployments", "--all", "-n", ns, "--wait=true", "--timeout=60s")
 
 
@@ -176,6 +177,43 @@ def test_at_zero_absent_engine_series_never_fall_back_and_gateway_demand_wakes(
     exporter.set_rate("gateway_requests_total", {"namespace": ns, "pod": "gateway-0"}, 5.0)
     poll(lambda: llm_replicas(kubectl, ns) > 0, "woken by the gateway's demand")
     assert "FallbackActivated" not in event_reasons(kubectl, ns)
+
+
+def test_pause_annotation_columns_event_component_and_read_metrics(
+    operator, exporter, kubectl
+) -> None:
+    ns = "as-pause"
+    set_vllm(exporter, ns, waiting=0)
+    kubectl("create", "namespace", ns)
+    for manifest in (json.dumps(llm_deployment(ns)), WORKLOAD):
+        done = kubectl("apply", "-n", ns, "-f", "-", input=manifest)
+        assert done.returncode == 0, done.stderr
+    done = kubectl("annotate", "aiw", "llm", "-n", ns, "gpufinops.dev/paused=true")
+    assert done.returncode == 0, done.stderr
+    poll(lambda: _condition(kubectl, ns, "Paused") == "True", "the Paused condition")
+    set_vllm(exporter, ns, waiting=2000)
+    poll(lambda: int(jsonpath(kubectl, ns, "aiw", "llm", ".status.replicas.desired") or 0) > 1,
+         "a decision to scale up, not applied")  # fmt: skip
+    assert llm_replicas(kubectl, ns) == 1
+    # Resumed without a JSON-patch remove: the annotation set to false.
+    done = kubectl("annotate", "aiw", "llm", "-n", ns, "gpufinops.dev/paused=false", "--overwrite")
+    assert done.returncode == 0, done.stderr
+    poll(lambda: llm_replicas(kubectl, ns) > 1, "scaling once resumed")
+    assert _condition(kubectl, ns, "Paused") == "False"
+    reasons = event_reasons(kubectl, ns)
+    assert "AutoscalingPaused" in reasons and "AutoscalingResumed" in reasons
+    events = json.loads(kubectl("get", "events", "-n", ns, "-o", "json").stdout)["items"]
+    ours = [e for e in events if e["involvedObject"]["kind"] == "AIWorkload"]
+    assert ours and {e["source"]["component"] for e in ours} == {"gpufinops"}
+    assert {e["reportingComponent"] for e in ours} == {"gpufinops"}
+    table = kubectl("get", "aiw", "llm", "-n", ns).stdout.split("\n")
+    header, row = table[0].split(), table[1].split()
+    assert header[:6] == ["NAME", "TYPE", "TARGET", "MIN", "MAX", "REPLICAS"], header
+    assert row[3:5] == ["1", "6"], row
+    labels = {"namespace": ns, "workload": "llm"}
+    assert operator.metric("gpufinops_queue_depth", **labels) == 2000
+    assert operator.metric("gpufinops_fallback_active", **labels) == 0
+    assert operator.metric("gpufinops_build_info") == 1
 
 
 def test_holds_during_a_prometheus_outage(operator, exporter, prometheus, kubectl) -> None:

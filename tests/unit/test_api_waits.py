@@ -62,3 +62,11 @@ def test_kopfs_sockets_carry_the_keepalive_options() -> None:
         for level, option, value in keepalive_socket_options():
             assert sock.getsockopt(level, option) == value
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+
+
+def test_events_are_reported_by_gpufinops() -> None:
+    settings = kopf.OperatorSettings()
+    configure(settings=settings, memo=Bag())
+    assert settings.posting.reporting_component == "gpufinops"
+    assert settings.posting.event_name_prefix == "gpufinops-"
+    assert settings.posting.reporting_instance

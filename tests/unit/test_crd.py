@@ -82,6 +82,8 @@ def test_crd_identity_and_columns() -> None:
     assert columns == [
         "Type",
         "Target",
+        "Min",
+        "Max",
         "Replicas",
         "Desired",
         "Placement",

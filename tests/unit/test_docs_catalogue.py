@@ -246,7 +246,8 @@ def exported_metrics() -> dict[str, tuple[str, tuple[str, ...]]]:
     out = {}
     for value in vars(operator_metrics).values():
         if isinstance(value, MetricWrapperBase):
-            name = value._name + ("_total" if value._type == "counter" else "")
+            suffix = {"counter": "_total", "info": "_info"}.get(value._type, "")
+            name = value._name + suffix
             out[name] = (value._type, tuple(value._labelnames))
     return out
 

@@ -290,3 +290,50 @@ def test_same_words_ignores_numbers_only() -> None:
     assert same_words("demand 19/s at 4.5/s per replica", "demand 19.25/s at 4.52/s per replica")
     assert same_words("no demand for 120s", "no demand for 135s")
     assert not same_words("demand 19/s within tolerance", "demand 19/s at 4.5/s per replica")
+
+
+def _condition(c: InferenceController, ctype: str) -> tuple[str, str] | None:
+    found = next((x for x in c.conditions if x.type == ctype), None)
+    return (str(found.status), found.reason) if found is not None else None
+
+
+def test_the_pause_annotation_decides_without_scaling_and_resumes() -> None:
+    from gpufinops.adapters import operator_metrics as metrics
+    from gpufinops.handlers.inference import is_paused
+
+    rec = Recorder()
+    c = controller(Observation(queue_depth=0, arrival_rate=50.0), rec)
+    s = spec()
+    assert is_paused({"gpufinops.dev/paused": "true"})
+    assert not is_paused({"gpufinops.dev/paused": "false"}) and not is_paused(None)
+    result = asyncio.run(c.tick(s, 1, DEP, [], NOW, paused=True))
+    assert rec.scaled == []  # 50/s at 10/s per replica wants 5: not applied
+    assert result.status_patch["replicas"]["desired"] == 5
+    assert _condition(c, "Paused") == ("True", "PausedByAnnotation")
+    assert _condition(c, "Ready") == ("True", "Paused")
+    assert "AutoscalingPaused" in rec.reasons() and "Recommendation" in rec.reasons()
+    asyncio.run(c.tick(s, 1, DEP, [], NOW + 15, paused=True))
+    assert rec.reasons().count("AutoscalingPaused") == 1
+    asyncio.run(c.tick(s, 1, DEP, [], NOW + 30, paused=False))
+    assert rec.scaled == [5]
+    assert _condition(c, "Paused") == ("False", "Resumed")
+    assert "AutoscalingResumed" in rec.reasons()
+    # What the tick read, per workload.
+    labels = {"namespace": "ns", "workload": "w"}
+    sample = metrics.DEMAND.labels(**labels)._value.get()
+    assert sample == 50.0
+    assert metrics.QUEUE_DEPTH.labels(**labels)._value.get() == 0.0
+    assert metrics.CAPACITY_PER_REPLICA.labels(**labels)._value.get() == 10.0
+    assert metrics.FALLBACK_ACTIVE.labels(**labels)._value.get() == 0
+
+
+def test_the_fallback_condition_follows_the_fallback() -> None:
+    rec = Recorder()
+    c = controller(Observation(error="Prometheus unreachable"), rec)
+    s = spec(inference={"fallback": {"failureThreshold": 1, "replicas": 4}})
+    asyncio.run(c.tick(s, 1, DEP, [], NOW))
+    assert _condition(c, "Fallback") == ("True", "FallbackActive")
+    assert rec.scaled == [4]
+    c.signals = FakeSignals(Observation(queue_depth=0, arrival_rate=20.0))
+    asyncio.run(c.tick(s, 1, DEP, [], NOW + 15))
+    assert _condition(c, "Fallback") == ("False", "NoFallback")

@@ -1,10 +1,16 @@
 """The operator's own Prometheus metrics, labelled by namespace and workload."""
 
 import contextlib
+import platform
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, Info, start_http_server
+
+from gpufinops import __version__
 
 LABELS = ("namespace", "workload")
+
+BUILD_INFO = Info("gpufinops_build", "The running operator's version and Python.")
+"""Exported as ``gpufinops_build_info{version=..., python=...} 1``."""
 
 DESIRED_REPLICAS = Gauge(
     "gpufinops_desired_replicas", "Replicas the autoscaler wants for the workload.", LABELS
@@ -12,6 +18,26 @@ DESIRED_REPLICAS = Gauge(
 FORECAST_DEMAND = Gauge(
     "gpufinops_forecast_demand",
     "Forecast peak demand over the lead window, requests per second.",
+    LABELS,
+)
+QUEUE_DEPTH = Gauge(
+    "gpufinops_queue_depth",
+    "Requests waiting, as the autoscaler last read them for the workload (absent: unknown).",
+    LABELS,
+)
+DEMAND = Gauge(
+    "gpufinops_demand_requests_per_second",
+    "Demand the autoscaler last read for the workload, requests per second.",
+    LABELS,
+)
+CAPACITY_PER_REPLICA = Gauge(
+    "gpufinops_capacity_per_replica",
+    "Requests per second one replica serves, as learned (or set in capacityPerReplica).",
+    LABELS,
+)
+FALLBACK_ACTIVE = Gauge(
+    "gpufinops_fallback_active",
+    "1 while the workload's replicas come from its fallback (signals failing), else 0.",
     LABELS,
 )
 FORECAST_ERROR = Gauge(
@@ -63,12 +89,16 @@ NODES_SHUT_DOWN = Counter("gpufinops_nodes_shut_down_total", "Idle GPU nodes shu
 def serve(address: str) -> None:
     """Expose /metrics on ``host:port`` (a background thread)."""
     host, _, port = address.rpartition(":")
+    BUILD_INFO.info({"version": __version__, "python": platform.python_version()})
     start_http_server(int(port), addr=host or "0.0.0.0")
 
 
 def forget(namespace: str, workload: str) -> None:
     """Drop a deleted workload's series so dashboards do not show ghosts."""
-    for metric in (DESIRED_REPLICAS, FORECAST_DEMAND, FORECAST_ERROR, DECISION_SECONDS):
+    for metric in (
+        DESIRED_REPLICAS, FORECAST_DEMAND, FORECAST_ERROR, DECISION_SECONDS, QUEUE_DEPTH, DEMAND,
+        CAPACITY_PER_REPLICA, FALLBACK_ACTIVE,
+    ):  # fmt: skip
         with contextlib.suppress(KeyError):
             metric.remove(namespace, workload)
 

@@ -44,6 +44,8 @@ _KEPT = {
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
     {"name": "Target", "type": "string", "jsonPath": ".status.target"},
+    {"name": "Min", "type": "integer", "jsonPath": ".spec.inference.minReplicas"},
+    {"name": "Max", "type": "integer", "jsonPath": ".spec.inference.maxReplicas"},
     {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas.current"},
     {"name": "Desired", "type": "integer", "jsonPath": ".status.replicas.desired"},
     {"name": "Placement", "type": "string", "jsonPath": ".status.placement.pool"},

@@ -22,6 +22,8 @@ class ConditionType(StrEnum):
     METRICS_AVAILABLE = "MetricsAvailable"
     PREDICTION_READY = "PredictionReady"
     BUDGET_EXCEEDED = "BudgetExceeded"
+    PAUSED = "Paused"
+    FALLBACK = "Fallback"
 
 
 class Condition(StatusModel):

@@ -31,7 +31,7 @@ from gpufinops.core.tenancy import NamespaceView
 from gpufinops.core.validation import SpecCheck, check_spec
 from gpufinops.handlers.aiworkload import rival_claims
 from gpufinops.handlers.indexes import first, namespace_view
-from gpufinops.handlers.inference import Effects, InferenceController, Reads
+from gpufinops.handlers.inference import Effects, InferenceController, Reads, is_paused
 from gpufinops.handlers.status_writes import ConditionalStatus
 
 DEFAULT_SYNC_SECONDS = 15.0
@@ -223,6 +223,7 @@ async def autoscale(
                         conflicts,
                         time.time(),
                         latest_status=latest,
+                        paused=is_paused(body.get("metadata", {}).get("annotations")),
                     )
                 except ScaleConflict as exc:
                     logger.info(f"{exc}: changed meanwhile by another client; deciding again")

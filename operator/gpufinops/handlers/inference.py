@@ -8,6 +8,7 @@ The Kopf daemon in ``autoscaling.py`` only drives this class.
 """
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -68,6 +69,33 @@ class Reads(Protocol):
 
 async def _in_thread(call: Callable[[], T]) -> T:
     return await asyncio.to_thread(call)
+
+
+def _read_metrics(labels: tuple[str, str], observation: Observation, decision: Decision) -> None:
+    """What the tick read and learned, per workload; an unknown value has no sample."""
+    demand = observation.arrival_rate
+    if demand is None:
+        demand = observation.throughput
+    capacity = decision.state.capacity_per_replica
+    for gauge, value in (
+        (metrics.QUEUE_DEPTH, observation.queue_depth),
+        (metrics.DEMAND, demand),
+        (metrics.CAPACITY_PER_REPLICA, capacity),
+    ):
+        if value is None:
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)
+        else:
+            gauge.labels(*labels).set(value)
+    metrics.FALLBACK_ACTIVE.labels(*labels).set(1 if decision.fallback_active else 0)
+
+
+PAUSED_ANNOTATION = "gpufinops.dev/paused"
+"""``"true"`` pauses the workload's autoscaling (KEDA's ``autoscaling.keda.sh/paused``)."""
+
+
+def is_paused(annotations: Mapping[str, str] | None) -> bool:
+    return str((annotations or {}).get(PAUSED_ANNOTATION, "")).strip().lower() == "true"
 
 
 class StatusConflict(Exception):
@@ -249,6 +277,7 @@ class InferenceController:
         conflicts: list[str],
         now: float,
         latest_status: Mapping[str, Any] | None = None,
+        paused: bool = False,
     ) -> TickResult:
         """One decision; ``now`` is epoch seconds (the daemon passes the clock in)."""
         assert spec.inference is not None
@@ -329,7 +358,9 @@ class InferenceController:
             (action, desired, decision.recommended, deployment.replicas, deployment.ready), reason
         )
         self._signal_conditions(decision, report, stamp, generation)
-        recommend_only = spec.mode == Mode.RECOMMEND
+        self._pause_condition(paused, target, stamp, generation)
+        # Paused (annotation gpufinops.dev/paused) decides and says so, as Recommend does.
+        recommend_only = spec.mode == Mode.RECOMMEND or paused
         if desired != deployment.replicas and not recommend_only:
             await self._blocking(self.effects.scale, desired)
             event = {"ScaleUp": "ScaledUp", "ScaleDown": "ScaledDown",
@@ -349,7 +380,7 @@ class InferenceController:
         if decision.metrics_available or decision.fallback_active:
             self._condition(
                 ConditionType.READY, ConditionStatus.TRUE,
-                "Recommending" if recommend_only else "Scaling",
+                "Paused" if paused else "Recommending" if recommend_only else "Scaling",
                 f"{'recommending' if recommend_only else 'scaling'} {target}: {reason}",
                 stamp, generation,
             )  # fmt: skip
@@ -360,6 +391,7 @@ class InferenceController:
                 stamp, generation,
             )  # fmt: skip
         metrics.DESIRED_REPLICAS.labels(*labels).set(desired)
+        _read_metrics(labels, observation, decision)
         if point is not None:
             metrics.FORECAST_DEMAND.labels(*labels).set(point.peak)
         if report is not None and report.backtest_ratio is not None:
@@ -369,6 +401,28 @@ class InferenceController:
         metrics.TICKS.labels(*labels, "decided").inc()
         return await self._report(decision, None, generation, deployment, point, report,
                             desired=desired, action=action, reason=reason, now=now)  # fmt: skip
+
+    def _pause_condition(
+        self, paused: bool, target: str, stamp: datetime, generation: int | None
+    ) -> None:
+        """``Paused`` as KEDA names it; an Event when it turns on or off."""
+        before = find_condition(self.conditions, ConditionType.PAUSED)
+        if paused:
+            if self._condition(
+                ConditionType.PAUSED, ConditionStatus.TRUE, "PausedByAnnotation",
+                f"annotation {PAUSED_ANNOTATION}=true: {target} is not scaled (decisions "
+                f"are still made and shown); set it to false or remove it to resume",
+                stamp, generation,
+            ):  # fmt: skip
+                self.effects.post_event(
+                    "Normal", "AutoscalingPaused", f"{PAUSED_ANNOTATION}=true: not scaling"
+                )
+        elif before is not None and before.status == ConditionStatus.TRUE:
+            self._condition(
+                ConditionType.PAUSED, ConditionStatus.FALSE, "Resumed",
+                f"{PAUSED_ANNOTATION} is not true: scaling {target}", stamp, generation,
+            )  # fmt: skip
+            self.effects.post_event("Normal", "AutoscalingResumed", f"scaling {target} again")
 
     def _settled(self, decision: tuple[object, ...], reason: str) -> str:
         """The reason as last said when only its measured numbers moved.
@@ -407,6 +461,16 @@ class InferenceController:
                 decision.reason, stamp, generation,
             ):  # fmt: skip
                 self.effects.post_event("Warning", "MetricsUnavailable", decision.reason)
+        if decision.fallback_active:
+            self._condition(
+                ConditionType.FALLBACK, ConditionStatus.TRUE, "FallbackActive",
+                decision.reason, stamp, generation,
+            )  # fmt: skip
+        elif find_condition(self.conditions, ConditionType.FALLBACK) is not None:
+            self._condition(
+                ConditionType.FALLBACK, ConditionStatus.FALSE, "NoFallback",
+                "replicas come from the signals", stamp, generation,
+            )  # fmt: skip
         if decision.fallback_active and not self._fallback_on:
             self.effects.post_event("Warning", "FallbackActivated", decision.reason)
         self._fallback_on = decision.fallback_active

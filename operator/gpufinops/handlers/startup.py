@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 import socket
 from typing import Any
 
@@ -37,6 +38,9 @@ WATCH_CLIENT_TIMEOUT_SECONDS = WATCH_SERVER_TIMEOUT_SECONDS + 60
 """Client-side bound on a whole watch request: a server that never ends the watch
 (the connection died silently) is given up on a minute after it should have."""
 
+
+EVENT_COMPONENT = "gpufinops"
+"""The component of every Event the operator posts (``source.component``)."""
 
 WATCH_HANDLERS = ("track_node", "cost_on_node", "cost_on_workload", "namespace_relabelled")
 """Handlers Kopf runs on every watch event of their objects, node heartbeats included."""
@@ -80,6 +84,11 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # Our handlers post their own, meaningful Events; Kopf's per-handler
     # "succeeded" chatter is left to the logs.
     settings.posting.level = logging.WARNING
+    # Events say who posted them: `kubectl describe` shows "From gpufinops", and event
+    # exporters can filter on the component (the pod's name tells replicas apart).
+    settings.posting.reporting_component = EVENT_COMPONENT
+    settings.posting.reporting_instance = os.environ.get("HOSTNAME") or EVENT_COMPONENT
+    settings.posting.event_name_prefix = f"{EVENT_COMPONENT}-"
     objects = logging.getLogger("kopf.objects")
     if _QUIET not in objects.filters:
         objects.addFilter(_QUIET)
