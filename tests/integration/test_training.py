@@ -145,3 +145,23 @@ def test_a_users_suspended_job_is_placed_the_same_way(operator: RunningOperator,
     finally:
         kubectl("delete", "aiw", "byref", "-n", NS, "--wait=true", "--timeout=60s")
         kubectl("delete", "job", "mine", "-n", NS, "--wait=true", "--timeout=60s")
+
+
+def test_a_workload_naming_no_pool_is_placed_on_the_pools_open_to_it(
+    operator: RunningOperator, kubectl
+) -> None:
+    manifest = yaml.safe_load(
+        workload_manifest("anypool", {"jobTemplate": {"template": pod_template("anypool")}})
+    )
+    del manifest["spec"]["nodePools"]  # the API says: every pool
+    ok(kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest)))
+    try:
+        pod = poll(
+            lambda: running_pod(kubectl, "anypool", SPOT_NODES + ON_DEMAND_NODES),
+            "the Job placed on one of the configured pools",
+        )
+        placement = poll(lambda: placement_of(kubectl, "anypool"), "status.placement")
+        assert placement["pool"] in (SPOT.name, ON_DEMAND.name), placement
+        assert pod["spec"]["nodeName"] in SPOT_NODES + ON_DEMAND_NODES
+    finally:
+        kubectl("delete", "aiw", "anypool", "-n", NS, "--wait=true", "--timeout=60s")

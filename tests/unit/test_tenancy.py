@@ -118,3 +118,31 @@ def test_spend_is_booked_to_the_namespaces_team_whatever_the_spec_claims() -> No
     indexes = {"namespace_labels": {"search-ns": [{TEAM_LABEL: "search"}]}}
     (charged,) = booked([view], indexes)
     assert charged.spec["costAllocation"]["team"] == "search" and charged.name == "w"
+
+
+def test_a_spec_naming_no_pool_acts_on_every_pool_open_to_its_namespace() -> None:
+    config = OperatorConfig.model_validate(
+        {
+            "nodePools": [
+                {"name": "spot", "selector": {"p": "spot"}, "instanceType": "g6.12xlarge",
+                 "capacityType": "spot"},
+                {"name": "reserved", "selector": {"p": "r"}, "instanceType": "p4d.24xlarge",
+                 "capacityType": "on-demand",
+                 "namespaceSelector": {"matchLabels": {"gpufinops.dev/team": "research"}}},
+                {"name": "od", "selector": {"p": "od"}, "instanceType": "g6.12xlarge",
+                 "capacityType": "on-demand"},
+            ]
+        }
+    )  # fmt: skip
+    raw = {
+        "type": "Training",
+        "costAllocation": {"team": "search"},
+        "training": {"jobRef": {"name": "j"}},
+    }
+    spec = check_spec(raw, config, NamespaceView("search")).spec
+    assert spec is not None and spec.node_pools == ["spot", "od"]
+    research = NamespaceView("lab", {"gpufinops.dev/team": "research"})
+    spec = check_spec({**raw, "costAllocation": {"team": "research"}}, config, research).spec
+    assert spec is not None and spec.node_pools == ["spot", "reserved", "od"]
+    named = check_spec({**raw, "nodePools": ["od"]}, config, NamespaceView("search")).spec
+    assert named is not None and named.node_pools == ["od"]  # a list given is kept

@@ -114,7 +114,8 @@ class AIWorkloadSpec(ApiModel):
         default=None,
         max_length=16,
         description="Node pools (from the operator config) this workload may use, preferred "
-        "first. Empty: every pool with GPUs.",
+        "first. Empty or absent: every pool of the operator config that admits the "
+        "namespace (its namespaceSelector), in the config's order.",
         json_schema_extra={
             "items": {"type": "string", "pattern": DNS_LABEL, "maxLength": 63},
             "x-kubernetes-list-type": "set",

@@ -180,3 +180,23 @@ def confined_queries(
         return spec, problems
     scoped = inference.model_copy(update={"metrics": metrics.model_copy(update=updates)})
     return spec.model_copy(update={"inference": scoped}), []
+
+
+def acted_pools(
+    spec: AIWorkloadSpec, namespace: NamespaceView, config: OperatorConfig
+) -> AIWorkloadSpec:
+    """``spec`` with ``nodePools`` filled in when it names none: every pool of the
+    operator config open to the namespace (its ``namespaceSelector``), in config order.
+
+    The API says an empty list means every pool; the placement works on the list,
+    so the spec acted on carries it (a pool closed to the namespace is never in it).
+    """
+    if spec.node_pools:
+        return spec
+    labels = dict(namespace.labels)
+    pools = [
+        p.name
+        for p in config.node_pools
+        if p.namespace_selector is None or p.namespace_selector.matches(labels)
+    ]
+    return spec.model_copy(update={"node_pools": pools})

@@ -14,7 +14,12 @@ from pydantic import ValidationError
 
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.config.model import OperatorConfig
-from gpufinops.core.tenancy import NamespaceView, confined_queries, tenancy_problems
+from gpufinops.core.tenancy import (
+    NamespaceView,
+    acted_pools,
+    confined_queries,
+    tenancy_problems,
+)
 
 
 @dataclass(frozen=True)
@@ -95,4 +100,5 @@ def check_spec(
         problems += [SpecProblem(p, m) for p, m in tenancy_problems(spec, namespace, config)]
         spec, refused = confined_queries(spec, namespace, config)
         problems += [SpecProblem(p, m) for p, m in refused]
+        spec = acted_pools(spec, namespace, config)
     return SpecCheck(spec=spec if not problems else None, problems=problems)
