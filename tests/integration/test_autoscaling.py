@@ -94,7 +94,7 @@ def operator(
 def _release_gpus(kubectl) -> Iterator[None]:
     """Each test's Deployment gives its fake GPUs back, so later tests find the pool free."""
     yield
-    for ns in ("as-spike", "as-wake", "as-gateway", "as-pause", "as-outage", "as-hpa",
+    for ns in ("as-spike", "as-wake", "as-gateway", "as-pause", "as-kv", "as-outage", "as-hpa",
                "as-forecast"):  # fmt: skip
         kubectl("delete", "aiw,deployments", "--all", "-n", ns, "--wait=true", "--timeout=60s")
 
@@ -214,6 +214,21 @@ def test_pause_annotation_columns_event_component_and_read_metrics(
     assert operator.metric("gpufinops_queue_depth", **labels) == 2000
     assert operator.metric("gpufinops_fallback_active", **labels) == 0
     assert operator.metric("gpufinops_build_info") == 1
+
+
+def test_kv_cache_pressure_scales_up_with_an_empty_queue(operator, exporter, kubectl) -> None:
+    ns = "as-kv"
+    set_vllm(exporter, ns, waiting=0)
+    series = {"namespace": ns, "pod": model_pod("llm")}
+    exporter.set("vllm:kv_cache_usage_perc", series, 0.2)
+    workload = WORKLOAD + "    kvCacheTargetUsage: 0.5\n"
+    _setup(kubectl, ns, workload)
+    poll(lambda: _condition(kubectl, ns, "MetricsAvailable") == "True", "metrics")
+    assert llm_replicas(kubectl, ns) == 1
+    exporter.set("vllm:kv_cache_usage_perc", series, 0.95)  # the cache fills, no queue yet
+    poll(lambda: llm_replicas(kubectl, ns) > 1, "scale-up on KV-cache pressure")
+    reason = jsonpath(kubectl, ns, "aiw", "llm", ".status.lastDecision.reason")
+    assert "KV cache" in reason, reason
 
 
 def test_holds_during_a_prometheus_outage(operator, exporter, prometheus, kubectl) -> None:

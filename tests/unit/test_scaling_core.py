@@ -315,3 +315,40 @@ def test_history_is_trimmed_to_what_behavior_needs() -> None:
     decisions = run(s, [obs(30)] * 100, current=3)
     assert all(x.time > T0 + 99 * SYNC - 300 for x in decisions[-1].state.recommendations)
     assert isinstance(decisions[-1].state.recommendations[0], Sample)
+
+
+# --- KV-cache pressure ------------------------------------------------------------------
+
+
+def test_kv_cache_pressure_adds_replicas_before_the_queue_grows() -> None:
+    s = make(capacityPerReplica=10, kvCacheTargetUsage=0.6)
+    full = Observation(queue_depth=0, running=4, arrival_rate=10.0, kv_cache_usage=0.9)
+    d = decide(s, ScalingState(), Tick(T0, 2, 2, full))
+    assert d.desired == 3  # ceil(2 x 0.9 / 0.6): the queue alone wants 1 (10/s at 10/s)
+    assert "KV cache 90%" in d.reason
+
+
+def test_the_larger_need_wins_and_unknown_kv_usage_changes_nothing() -> None:
+    s = make(capacityPerReplica=10, kvCacheTargetUsage=0.6)
+    busy = Observation(queue_depth=0, running=4, arrival_rate=80.0, kv_cache_usage=0.3)
+    assert decide(s, ScalingState(), Tick(T0, 8, 8, busy)).desired == 8  # queue wins
+    unknown = Observation(queue_depth=0, running=4, arrival_rate=20.0, kv_cache_usage=None)
+    plain = make(capacityPerReplica=10)
+    with_kv = decide(s, ScalingState(), Tick(T0, 2, 2, unknown))
+    without = decide(plain, ScalingState(), Tick(T0, 2, 2, unknown))
+    assert with_kv.desired == without.desired
+
+
+@given(
+    usage=st.floats(min_value=0, max_value=1),
+    target=st.floats(min_value=0.05, max_value=1),
+    ready=st.integers(min_value=1, max_value=40),
+)
+@settings(deadline=None)
+def test_kv_need_brings_usage_to_the_target(usage: float, target: float, ready: int) -> None:
+    from gpufinops.core.scaling.decide import kv_cache_need
+
+    need = kv_cache_need(Observation(queue_depth=0, kv_cache_usage=usage), ready, target)
+    assert need is not None
+    assert need * target >= ready * usage - 1e-6  # enough replicas for the target
+    assert (need - 1) * target < ready * usage + 1e-6 or need == 0  # and no more

@@ -222,6 +222,16 @@ class Inference(ApiModel):
         description="Requests per second one replica sustains, from your load tests. "
         "When unset the operator learns it from throughput while requests queue.",
     )
+    kv_cache_target_usage: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="KV-cache pressure trigger: keep the mean KV-cache usage of the ready "
+        "replicas at or below this fraction (0-1], needing ceil(ready x usage / target) "
+        "replicas; the larger of this and the queue's need wins. LLM replicas run out of "
+        "KV cache before their queue grows. Read from vLLM kv_cache_usage_perc, SGLang "
+        "token_usage; engines without such a metric (Triton, TGI) scale on the queue alone.",
+    )
     forecast: Forecast = Field(
         default_factory=Forecast,
         json_schema_extra={"default": {}},

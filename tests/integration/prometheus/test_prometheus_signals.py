@@ -95,6 +95,56 @@ def test_observation_reads_every_signal(
     assert observation.arrival_rate == pytest.approx(6.0, rel=0.1)
 
 
+ENGINES = {
+    # server: (labels of its series, {metric: value}, {counter: per second}, expected)
+    MetricsServer.TRITON: (
+        {"namespace": "triton", "pod": POD_A, "model": "m"},
+        {"nv_inference_pending_request_count": 7},
+        {"nv_inference_request_success": 3.0},
+        {"queue_depth": 7.0, "running": None, "kv_cache_usage": None, "throughput": 3.0},
+    ),
+    MetricsServer.TGI: (
+        {"namespace": "tgi", "pod": POD_A},
+        {"tgi_queue_size": 5, "tgi_batch_current_size": 9},
+        {"tgi_request_success": 2.0, "tgi_request_count": 4.0},
+        {"queue_depth": 5.0, "running": 9.0, "kv_cache_usage": None, "arrival_rate": 4.0},
+    ),
+    MetricsServer.SGLANG: (
+        {"namespace": "sglang", "pod": POD_A, "model_name": "m"},
+        {"sglang:num_queue_reqs": 6, "sglang:num_running_reqs": 11, "sglang:token_usage": 0.7},
+        {"sglang:e2e_request_latency_seconds_count": 5.0},
+        {"queue_depth": 6.0, "running": 11.0, "kv_cache_usage": 0.7, "throughput": 5.0},
+    ),
+}
+
+
+@pytest.mark.parametrize("server", list(ENGINES), ids=lambda s: s.value)
+def test_each_engine_preset_reads_its_engines_real_metric_names(
+    server: MetricsServer, exporter: Exporter, client: PrometheusClient, wait_for: WaitFor
+) -> None:
+    series, gauges, counters, expected = ENGINES[server]
+    for metric, value in gauges.items():
+        exporter.set(metric, series, value)
+    for metric, rate in counters.items():
+        exporter.set_rate(metric, series, rate)
+    queries = build_queries(
+        server, Scope(series["namespace"], "llm", model_name="m"), rate_window="5s"
+    )
+    rated = queries.arrival_rate if "arrival_rate" in expected else queries.throughput
+    assert rated is not None
+    want = expected.get("arrival_rate", expected.get("throughput"))
+    assert want is not None
+    wait_for(client, rated, lambda v: v is not None and abs(v - want) < 0.15 * want)
+    observation = read_observation(client, queries)
+    assert observation.error is None
+    for field, value in expected.items():
+        got = getattr(observation, field)
+        if value is None:
+            assert got is None, field
+        else:
+            assert got == pytest.approx(value, rel=0.15), field
+
+
 def test_missing_series_is_unknown_with_the_reason_not_zero(client: PrometheusClient) -> None:
     queries = build_queries(MetricsServer.VLLM, Scope("nowhere", "llm", model_name="absent"))
     assert client.instant(queries.queue) is None

@@ -138,6 +138,19 @@ def _ceil(x: float) -> int:
     return math.ceil(x - 1e-9)
 
 
+def kv_cache_need(obs: Observation, ready: int, target: float | None) -> int | None:
+    """Replicas that bring the mean KV-cache usage of the ready ones down to ``target``.
+
+    As the HPA's utilisation rule: ``ceil(ready x usage / target)``. None without a
+    target, a reading, or a ready replica to read it from; it only ever adds to the
+    queue's need (the larger wins), so an unknown usage never scales down.
+    """
+    usage = obs.kv_cache_usage
+    if target is None or usage is None or ready <= 0 or not math.isfinite(usage):
+        return None
+    return _ceil(ready * max(usage, 0.0) / target)
+
+
 def reactive_need(
     obs: Observation,
     current: int,
@@ -298,6 +311,13 @@ def decide(settings: Settings, state: ScalingState, tick: Tick) -> Decision:
     raw = max(reactive, predictive or 0)
     if predictive is not None and predictive > reactive:
         why = f"forecast peak {tick.forecast_peak:.3g}/s needs {predictive} replicas"
+    kv = kv_cache_need(obs, tick.ready, spec.kv_cache_target_usage)
+    if kv is not None and kv > raw:
+        raw = kv
+        why = (
+            f"KV cache {obs.kv_cache_usage:.0%} used on {tick.ready} ready replicas "
+            f"(target {spec.kv_cache_target_usage:.0%}) needs {kv}"
+        )
     if idle:
         if current <= 1:
             state = replace(
