@@ -28,6 +28,8 @@ def test_examples_apply_and_get_shows_the_columns(kubectl) -> None:
         "NAME",
         "TYPE",
         "TARGET",
+        "MIN",
+        "MAX",
         "REPLICAS",
         "DESIRED",
         "PLACEMENT",
@@ -96,3 +98,24 @@ spec:
     assert "spec.replicas must be less than or equal to spec.inference.maxReplicas" in (
         too_many.stderr
     )
+
+
+def test_a_converted_keda_scaled_object_is_accepted_by_the_api_server(
+    kubectl, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+    from tests.unit.test_keda_convert import SCALED_OBJECT
+
+    source = tmp_path / "scaledobject.yaml"
+    source.write_text(yaml.safe_dump({**SCALED_OBJECT, "metadata": {"name": "llama"}}))
+    done = subprocess.run(
+        [sys.executable, "-m", "gpufinops", "convert", "keda", "-f", str(source)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    applied = kubectl("apply", "--dry-run=server", "-n", "default", "-f", "-", input=done.stdout)
+    assert applied.returncode == 0, applied.stderr
+    assert "aiworkload.gpufinops.dev/llama created (server dry run)" in applied.stdout

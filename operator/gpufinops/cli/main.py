@@ -137,12 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path, nargs="?", default=None)
     check.set_defaults(func=_cmd_config_check)
 
-    from gpufinops.cli import cost, demo, report, simulate
+    from gpufinops.cli import convert, cost, demo, report, simulate
 
     simulate.register(sub)
     cost.register(sub)
     report.register(sub)
     demo.register(sub)
+    convert.register(sub)
     return parser
 
 
