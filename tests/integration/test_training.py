@@ -8,6 +8,8 @@ pools stay untouched, and removes them afterwards. KWOK completes Job pods after
 delay in their `pod-complete.stage.kwok.x-k8s.io/delay` annotation: a day here.
 """
 
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 import yaml
 from tests.support.kube import ok
 from tests.support.operator import RunningOperator
-from tests.support.polling import poll
+from tests.support.polling import poll, poll_until
 from tests.support.training import (
     NS,
     ON_DEMAND,
@@ -26,6 +28,7 @@ from tests.support.training import (
     get,
     placement_of,
     pod_template,
+    ready_of,
     running_pod,
     start_operator,
     workload_manifest,
@@ -165,3 +168,44 @@ def test_a_workload_naming_no_pool_is_placed_on_the_pools_open_to_it(
         assert pod["spec"]["nodeName"] in SPOT_NODES + ON_DEMAND_NODES
     finally:
         kubectl("delete", "aiw", "anypool", "-n", NS, "--wait=true", "--timeout=60s")
+
+
+def test_a_job_kueue_admits_is_never_unsuspended_by_the_operator(
+    operator: RunningOperator, kubectl
+) -> None:
+    job = {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "queued", "namespace": NS,
+                     "labels": {"kueue.x-k8s.io/queue-name": "team-a"}},
+        "spec": {"suspend": True, "template": pod_template("queued")},
+    }  # fmt: skip
+    ok(kubectl("apply", "-f", "-", input=yaml.safe_dump(job)))
+    ok(kubectl("apply", "-f", "-", input=workload_manifest("kq", {"jobRef": {"name": "queued"}})))
+    try:
+        ready = poll(
+            lambda: (r := ready_of(kubectl, "kq")).get("reason") == "WaitingForKueue" and r,
+            "the workload waiting for Kueue",
+        )
+        assert "queue team-a" in ready["message"]
+
+        # No Kueue here: nothing admits it, and the operator must not either.
+        def still_held() -> float:
+            held = get(kubectl, "job", "queued")
+            assert held["spec"]["suspend"] is True, "the operator unsuspended a Kueue Job"
+            assert "nodeSelector" not in held["spec"]["template"]["spec"]
+            return time.monotonic()
+
+        end = time.monotonic() + 5  # five ticks of the placement loop (1 s sync)
+        poll_until(still_held, lambda t: t >= end, "5 s of ticks leaving the Job to Kueue")
+        # Kueue admits it onto the spot flavor (as its controller would).
+        admit = {"spec": {"suspend": False, "template": {"spec": {
+            "nodeSelector": {"gpufinops.dev/pool": SPOT.name}}}}}  # fmt: skip
+        ok(kubectl("patch", "job", "queued", "-n", NS, "--type=merge", "-p", json.dumps(admit)))
+        poll(lambda: running_pod(kubectl, "queued", SPOT_NODES), "the admitted Job running")
+        poll(lambda: ready_of(kubectl, "kq").get("reason") == "AdmittedByKueue", "admitted")
+        assert placement_of(kubectl, "kq")["pool"] == SPOT.name
+        assert "JobCreated" not in event_reasons(kubectl, "kq")
+        assert "ManagedByKueue" in event_reasons(kubectl, "kq")
+    finally:
+        kubectl("delete", "aiw", "kq", "-n", NS, "--wait=true", "--timeout=60s")
+        kubectl("delete", "job", "queued", "-n", NS, "--wait=true", "--timeout=60s")

@@ -449,3 +449,57 @@ def test_a_pod_the_job_does_not_control_is_no_interruption_and_no_spend(
     c.tick(spec(), replace(h.world(NOW + 7200), pods=(stranger, own)))
     assert h.status["placement"]["interruptions"] == 1
     assert h.status["placement"]["spentUSD"] > 0
+
+
+def kueue_job(suspended: bool, node_selector: dict[str, str] | None = None) -> dict[str, Any]:
+    pod_spec: dict[str, Any] = {
+        "containers": [{"name": "t", "image": "x", "resources": {"limits": {"nvidia.com/gpu": 4}}}]
+    }
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    return {
+        "metadata": {"name": "queued", "uid": "kq", "generation": 1,
+                     "labels": {"kueue.x-k8s.io/queue-name": "team-a"}},
+        "spec": {"suspend": suspended, "template": {"spec": pod_spec}},
+    }  # fmt: skip
+
+
+KUEUE_SPEC = AIWorkloadSpec.model_validate(
+    {"type": "Training", "costAllocation": {"team": "ml"},
+     "nodePools": ["l4-spot", "l4-on-demand"], "training": {"jobRef": {"name": "queued"}}}
+)  # fmt: skip
+
+
+def test_a_job_kueue_admits_is_never_unsuspended_or_placed_by_the_operator() -> None:
+    h = Harness()
+    h.jobs.bodies["queued"] = kueue_job(suspended=True)
+    c = h.controller()
+    for i in range(5):
+        c.tick(KUEUE_SPEC, replace(h.world(NOW + 15 * i), job=h.jobs.view("queued")))
+    assert h.jobs.patches == []  # no unsuspend, no nodeSelector: admission is Kueue's
+    assert h.ready()["reason"] == "WaitingForKueue"
+    assert "queue team-a" in h.ready()["message"]
+    assert h.reasons().count("ManagedByKueue") == 1
+    # Kueue admits it onto the spot flavor: the operator reports where and what it costs.
+    h.jobs.bodies["queued"] = kueue_job(False, {"gpufinops.dev/pool": "l4-spot"})
+    job = h.jobs.view("queued")
+    running = (pod("p1", "l4-spot-0", job_uid="kq"),)
+    c.tick(KUEUE_SPEC, replace(h.world(NOW + 100, running), job=job))
+    c.tick(KUEUE_SPEC, replace(h.world(NOW + 100 + 3600, running), job=job))
+    assert h.jobs.patches == []
+    assert h.ready()["reason"] == "AdmittedByKueue"
+    placement = h.status["placement"]
+    assert placement["pool"] == "l4-spot" and placement["phase"] == "Running"
+    assert placement["spentUSD"] > 0
+
+
+def test_a_budget_over_a_kueue_job_is_reported_not_enforced() -> None:
+    h = Harness()
+    h.jobs.bodies["queued"] = kueue_job(False, {"gpufinops.dev/pool": "l4-spot"})
+    h.status = {"budget": {"enforcement": "Suspend"}}
+    c = h.controller()
+    c.tick(KUEUE_SPEC, replace(h.world(NOW), job=h.jobs.view("queued")))
+    c.tick(KUEUE_SPEC, replace(h.world(NOW + 15), job=h.jobs.view("queued")))
+    assert h.jobs.patches == []  # suspending it would fight Kueue's admission
+    assert h.ready()["reason"] == "BudgetExceeded"
+    assert h.reasons().count("BudgetNotEnforced") == 1

@@ -62,6 +62,9 @@ class JobView:
     """Name of the AIWorkload that owns the Job (controller reference), if any."""
     owner_uid: str | None = None
     """UID of that AIWorkload: the Job is a workload's own only when it is that workload's."""
+    kueue_queue: str | None = None
+    """The Kueue LocalQueue that admits the Job (label ``kueue.x-k8s.io/queue-name``):
+    Kueue then owns its ``suspend`` and placement, never gpufinops."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,9 @@ def _condition(conditions: Any, ctype: str) -> Mapping[str, Any]:
     return {}
 
 
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
+
 def job_view(body: Mapping[str, Any]) -> JobView:
     """The Job as the placement loop reads it; malformed fields read as absent."""
     meta = _mapping(body.get("metadata"))
@@ -207,6 +213,7 @@ def job_view(body: Mapping[str, Any]) -> JobView:
         parallelism=_count(spec.get("parallelism")) if "parallelism" in spec else 1,
         owned_by=None if owner is None else str(owner["name"]),
         owner_uid=None if owner is None else str(owner["uid"]),
+        kueue_queue=_mapping(meta.get("labels")).get(KUEUE_QUEUE_LABEL),
     )
 
 

@@ -303,6 +303,9 @@ class TrainingController:
             record.cost_to_finish_usd = record.cost_to_finish_on_demand_usd = None
             return record, conditions
 
+        if job.kueue_queue is not None:
+            return self._under_kueue(spec, world, record, conditions, job)
+
         placed_before = record.memory.attempts > 0
         if not placed_before and not job.suspended and spec.mode != Mode.RECOMMEND:
             record = self._adopt(spec, job, record, world)
@@ -353,6 +356,66 @@ class TrainingController:
         if record.phase in (Phase.WAITING, Phase.FALLING_BACK):
             return self._place(spec, world, record, conditions, job, offers, profile_)
         return self._watch(spec, world, record, conditions, job, offers, profile_)
+
+    def _under_kueue(
+        self,
+        spec: AIWorkloadSpec,
+        world: World,
+        record: PlacementRecord,
+        conditions: list[Condition],
+        job: JobView,
+    ) -> tuple[PlacementRecord, list[Condition]]:
+        """A Job that Kueue admits: its ``suspend`` and node placement are Kueue's.
+
+        Unsuspending it would run it past its ClusterQueue's quota, suspending it
+        would fight Kueue's own admission; so the loop only observes: the pool
+        Kueue's flavor put it on (from the Job's nodeSelector), its spend, and the
+        budget, which it reports but does not enforce.
+        """
+        target = f"Job/{job.name}"
+        queue = job.kueue_queue
+        pool = next(
+            (
+                p.name
+                for p in self.config.node_pools
+                if p.selector and all(job.node_selector.get(k) == v for k, v in p.selector.items())
+            ),
+            None,
+        )
+        if pool is not None and record.memory.pool != pool:
+            record.memory = record.memory.model_copy(update={"pool": pool})
+        record = self._account(record, spec, job, world)
+        record.phase = Phase.WAITING if job.suspended else Phase.RUNNING
+        budget = ((world.latest_status or {}).get("budget") or {}).get("enforcement")
+        if budget == "Suspend":
+            conditions, changed = self._set(
+                conditions, ConditionStatus.FALSE, "BudgetExceeded",
+                f"budget exceeded; {target} is admitted by Kueue (queue {queue}), which "
+                "gpufinops does not override: stop it through Kueue (deactivate its "
+                "Workload) or delete the Job", world,
+            )  # fmt: skip
+            if changed:
+                self.post_event(
+                    "Warning", "BudgetNotEnforced",
+                    f"budget exceeded; {target} is Kueue's to stop (queue {queue})",
+                )  # fmt: skip
+        elif job.suspended:
+            conditions, changed = self._set(
+                conditions, ConditionStatus.UNKNOWN, "WaitingForKueue",
+                f"{target} waits for Kueue to admit it (queue {queue}); gpufinops leaves its "
+                "suspend and placement to Kueue and reports its cost", world,
+            )  # fmt: skip
+            if changed:
+                self.post_event(
+                    "Normal", "ManagedByKueue", f"{target} is admitted by Kueue (queue {queue})"
+                )
+        else:
+            conditions, _ = self._set(
+                conditions, ConditionStatus.TRUE, "AdmittedByKueue",
+                f"{target} admitted by Kueue (queue {queue}), running on {pool or 'no known pool'}",
+                world,
+            )  # fmt: skip
+        return record, conditions
 
     def _adopt(
         self, spec: AIWorkloadSpec, job: JobView, record: PlacementRecord, world: World
