@@ -216,3 +216,28 @@ def test_hpa_is_blind_to_the_queue_once_saturated() -> None:
 def test_hpa_holds_without_a_utilization_signal() -> None:
     hpa = HpaUtilization(0.7, MODEL)
     assert hpa.decide(view(0, 7, utilization=None)) == 7
+
+
+def test_scale_to_zero_in_the_simulator_reports_its_cold_start_waits() -> None:
+    # An hour of traffic, an idle hour, then traffic again: one cold start.
+    rate = np.concatenate([np.full(3600, 1.0), np.zeros(3600), np.full(1800, 1.0)])
+    trace = Trace("gaps", T0, rate, rate.copy(), "binned", 1.0)
+    model = ServiceModel(
+        capacity_per_replica=2.0, max_replicas=10, min_replicas=0, idle_seconds=300,
+        startup_seconds=180, lag_seconds=15, sync_seconds=15,
+    )  # fmt: skip
+    spec = default_spec(model, forecast=False)
+    assert spec.scale_to_zero is not None and spec.scale_to_zero.idle_seconds == 300
+    outcome, result = run_policy("reactive", trace, model)
+    assert (outcome.billed[3600 + 600 : 7200] == 0).all()  # scaled to zero while idle
+    cold = outcome.cold_starts()
+    assert cold["cold_starts"] == 1
+    assert result.details["cold_start_requests"] == cold["cold_start_requests"] > 0
+    # The first request after the gap waits for a decision and a replica's start.
+    p50 = cold["cold_start_p50_wait_seconds"]
+    assert isinstance(p50, float) and p50 >= model.startup_seconds
+    worst = cold["cold_start_max_wait_seconds"]
+    assert isinstance(worst, float)
+    # ... and at most the start-up plus the queue that built meanwhile (1/s drained at 2/s).
+    start = model.startup_seconds + model.lag_seconds + 2 * model.sync_seconds
+    assert worst <= start * (1 + 1.0 / model.capacity_per_replica) + model.sync_seconds

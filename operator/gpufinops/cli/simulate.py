@@ -96,6 +96,15 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
         help="maxReplicas of every policy (default: 10 x --peak-replicas)",
     )
     model.add_argument(
+        "--scale-to-zero",
+        type=_non_negative_int,
+        default=None,
+        metavar="IDLE_SECONDS",
+        help="minReplicas 0: scale to zero after IDLE_SECONDS without traffic (the gpufinops "
+        "policies' scaleToZero.idleSeconds, KEDA's cooldownPeriod); reports the cold-start "
+        "waits of requests that arrive with no replica ready",
+    )
+    model.add_argument(
         "--refit-seconds",
         type=float,
         default=None,
@@ -138,6 +147,9 @@ def _model(args: argparse.Namespace, trace: Trace) -> Any:
     }
     if args.max_replicas is not None:
         options["max_replicas"] = args.max_replicas
+    if getattr(args, "scale_to_zero", None) is not None:
+        options["min_replicas"] = 0
+        options["idle_seconds"] = args.scale_to_zero
     return ServiceModel.normalised(trace, args.peak_replicas, **options)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gpufinops.api.inference import Forecast, Inference, InferenceTargetRef
+from gpufinops.api.inference import Forecast, Inference, InferenceTargetRef, ScaleToZero
 from gpufinops.core.forecast import DemandForecaster, ForecastSettings
 from gpufinops.core.forecast.series import FloatArray
 from gpufinops.core.scaling.behavior import (
@@ -39,11 +39,17 @@ KEDA_POLLING_SECONDS = 30
 
 def default_spec(model: ServiceModel, *, forecast: bool) -> Inference:
     """The spec a user gets by naming only the Deployment and the bounds."""
+    zero = (
+        ScaleToZero(enabled=True, idle_seconds=model.idle_seconds)
+        if model.min_replicas == 0
+        else None
+    )
     return Inference(
         target_ref=InferenceTargetRef(name="model"),
         min_replicas=model.min_replicas,
         max_replicas=model.max_replicas,
         forecast=Forecast(enabled=forecast),
+        scale_to_zero=zero,
     )
 
 
@@ -89,12 +95,21 @@ class CorePolicy:
 
     def decide(self, view: View) -> int:
         peak = self._forecast(view.now) if self.history is not None else None
-        observation = Observation(
-            queue_depth=view.queue_depth,
-            running=view.running,
-            arrival_rate=view.arrival_rate,
-            throughput=view.throughput,
-        )
+        if view.current == 0:
+            # No replica, no engine series: what the operator then reads is the
+            # gateway's demand (demandQuery) and an absent queue.
+            observation = Observation(
+                arrival_rate=view.arrival_rate,
+                error="query returned no series",
+                queue_absent=True,
+            )
+        else:
+            observation = Observation(
+                queue_depth=view.queue_depth,
+                running=view.running,
+                arrival_rate=view.arrival_rate,
+                throughput=view.throughput,
+            )
         tick = Tick(view.now, view.current, view.ready, observation, peak)
         decision = decide(self.settings, self.state, tick)
         self.state = decision.state

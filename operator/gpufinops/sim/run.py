@@ -94,7 +94,7 @@ def build_policy(
         return CorePolicy(name, spec, MinuteHistory(trace, model.lag_seconds), settings)
     if name == "keda":
         fraction = DEFAULT_TARGET if target is None else target
-        return Keda(keda_target(fraction, model), model)
+        return Keda(keda_target(fraction, model), model, cooldown_seconds=model.idle_seconds)
     if name == "hpa":
         return HpaUtilization(DEFAULT_TARGET if target is None else target, model)
     if name == "static":
@@ -144,4 +144,6 @@ def run_policy(
             details["forecast_fits"] = policy.fits
             details["forecast_fit_cpu_seconds"] = round(policy.fit_seconds, 2)
             details["forecast_used_share"] = round(float(np.isfinite(forecasts).mean()), 4)
+    if model.min_replicas == 0:
+        details.update(outcome.cold_starts())
     return outcome, summarise(outcome, target, **details)

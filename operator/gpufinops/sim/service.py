@@ -51,6 +51,10 @@ class ServiceModel:
     """Rates (arrivals, throughput, utilisation) are means over this window, as
     ``rate(...[1m])``."""
     min_replicas: int = 1
+    """0: policies that can scale to zero do, after ``idle_seconds`` without traffic."""
+    idle_seconds: int = 300
+    """Scale-to-zero idle time (the AIWorkload's ``scaleToZero.idleSeconds``, KEDA's
+    ``cooldownPeriod``); only used with ``min_replicas`` 0."""
     max_replicas: int = 1000
     peak_replicas: int | None = None
     """Replicas the trace's peak minute needs at 100 % utilisation, when normalised."""
@@ -150,6 +154,53 @@ class Outcome:
         out[ok] = self.backlog[ok] / capacity[ok]
         out[queued & (capacity <= 0)] = np.inf
         return out
+
+    def cold_starts(self) -> dict[str, float | int | None]:
+        """What scaling to zero cost in waiting: requests arriving while no replica is
+        ready wait until the first one is (and for the queue ahead of them then).
+
+        ``cold_starts``: times replicas went from none to some; ``cold_start_requests``:
+        requests that arrived with none ready; their p50/p95/max wait (None when none
+        did, inf when no replica ever came back).
+        """
+        ready = self.ready
+        requests = self.trace.requests
+        cold = (ready == 0) & (requests > 0)
+        billed = self.billed
+        wakes = int(np.count_nonzero((billed[1:] > 0) & (billed[:-1] == 0)))
+        total = float(requests[cold].sum())
+        if total <= 0:
+            return {"cold_starts": wakes, "cold_start_requests": 0,
+                    "cold_start_p50_wait_seconds": None, "cold_start_p95_wait_seconds": None,
+                    "cold_start_max_wait_seconds": None}  # fmt: skip
+        seconds = np.arange(ready.size)
+        # The first second at or after each one with a ready replica (size: none again).
+        next_ready = np.full(ready.size + 1, ready.size, dtype=np.int64)
+        for t in range(ready.size - 1, -1, -1):
+            next_ready[t] = t if ready[t] > 0 else next_ready[t + 1]
+        at = next_ready[:-1][cold]
+        waits = np.full(at.shape, np.inf)
+        back = at < ready.size
+        idx = at[back]
+        capacity = ready[idx].astype(np.float64) * self.model.capacity_per_replica
+        waits[back] = (idx - seconds[cold][back]) + self.backlog[idx] / capacity
+        weights = requests[cold]
+        order = np.argsort(waits, kind="stable")
+        cumulative = np.cumsum(weights[order]) / total
+
+        sorted_waits = waits[order]
+
+        def quantile(q: float) -> float:
+            index = min(int(np.searchsorted(cumulative, q)), order.size - 1)
+            return float(sorted_waits[index])
+
+        return {
+            "cold_starts": wakes,
+            "cold_start_requests": round(total),
+            "cold_start_p50_wait_seconds": round(quantile(0.5), 1),
+            "cold_start_p95_wait_seconds": round(quantile(0.95), 1),
+            "cold_start_max_wait_seconds": round(float(waits.max()), 1),
+        }
 
     def wait_stats(self) -> tuple[float, float, float]:
         """SLO attainment and p95/p99 wait, each request weighted once."""
