@@ -18,7 +18,7 @@ RUN python -m venv /opt/gpufinops
 COPY requirements.lock ./
 RUN /opt/gpufinops/bin/pip install --only-binary=:all: --no-deps -r requirements.lock
 # The operator itself, built with a pinned build backend.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY operator ./operator
 RUN /opt/gpufinops/bin/pip install --only-binary=:all: setuptools==84.2.1 wheel==0.48.0 packaging==26.4 \
  && /opt/gpufinops/bin/pip install --no-deps --no-build-isolation . \

@@ -209,3 +209,25 @@ def test_a_job_kueue_admits_is_never_unsuspended_by_the_operator(
     finally:
         kubectl("delete", "aiw", "kq", "-n", NS, "--wait=true", "--timeout=60s")
         kubectl("delete", "job", "queued", "-n", NS, "--wait=true", "--timeout=60s")
+
+
+def test_a_job_template_with_a_kueue_queue_is_created_for_kueue_and_left_to_it(
+    operator: RunningOperator, kubectl
+) -> None:
+    training = {"jobTemplate": {"template": pod_template("kt")}, "kueueQueueName": "team-a"}
+    ok(kubectl("apply", "-f", "-", input=workload_manifest("kt", training)))
+    try:
+        job = poll(lambda: kubectl("get", "job", "kt", "-n", NS).returncode == 0 and
+                   get(kubectl, "job", "kt"), "the Job created for Kueue")  # fmt: skip
+        assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+        poll(lambda: ready_of(kubectl, "kt").get("reason") == "WaitingForKueue", "waiting")
+
+        def still_held() -> float:
+            held = get(kubectl, "job", "kt")
+            assert held["spec"]["suspend"] is True, "the operator unsuspended a Kueue Job"
+            return time.monotonic()
+
+        end = time.monotonic() + 5
+        poll_until(still_held, lambda t: t >= end, "5 s of ticks leaving the Job to Kueue")
+    finally:
+        kubectl("delete", "aiw", "kt", "-n", NS, "--wait=true", "--timeout=60s")

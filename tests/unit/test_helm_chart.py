@@ -546,3 +546,14 @@ def test_hadolint_accepts_the_dockerfile() -> None:
         [hadolint, str(DOCKERFILE)], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_apache_license_is_shipped_where_it_is_declared() -> None:
+    text = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'license = "Apache-2.0"' in pyproject and 'license-files = ["LICENSE"]' in pyproject
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'org.opencontainers.image.licenses="Apache-2.0"' in dockerfile
+    assert re.search(r"^COPY .*\bLICENSE\b", dockerfile, re.M), "the image's build gets LICENSE"

@@ -503,3 +503,18 @@ def test_a_budget_over_a_kueue_job_is_reported_not_enforced() -> None:
     assert h.jobs.patches == []  # suspending it would fight Kueue's admission
     assert h.ready()["reason"] == "BudgetExceeded"
     assert h.reasons().count("BudgetNotEnforced") == 1
+
+
+def test_a_job_template_with_a_kueue_queue_is_created_labelled_and_left_to_kueue() -> None:
+    h = Harness()
+    c = h.controller()
+    s = spec(kueueQueueName="team-a")
+    c.tick(s, h.world(NOW))
+    body = h.jobs.bodies["train"]
+    assert body["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    assert body["spec"]["suspend"] is True
+    assert "Kueue admits it (queue team-a)" in dict((r, m) for _, r, m in h.events)["JobCreated"]
+    for i in range(1, 4):
+        c.tick(s, h.world(NOW + 15 * i))
+    assert h.jobs.patches == []  # never placed nor unsuspended: Kueue admits it
+    assert h.ready()["reason"] == "WaitingForKueue"

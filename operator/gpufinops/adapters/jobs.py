@@ -254,7 +254,11 @@ def job_gpus(job: JobView) -> float:
 
 
 def build_job(
-    name: str, namespace: str, owner_uid: str, template: Mapping[str, Any]
+    name: str,
+    namespace: str,
+    owner_uid: str,
+    template: Mapping[str, Any],
+    kueue_queue: str | None = None,
 ) -> tuple[dict[str, Any], str | None]:
     """The Job for a ``jobTemplate``: owned by the AIWorkload, suspended, and with a
     podFailurePolicy that ignores disruptions; plus a warning when that policy cannot
@@ -287,7 +291,8 @@ def build_job(
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {WORKLOAD_LABEL: name},
+            "labels": {WORKLOAD_LABEL: name}
+            | ({KUEUE_QUEUE_LABEL: kueue_queue} if kueue_queue else {}),
             "ownerReferences": [
                 {
                     "apiVersion": "gpufinops.dev/v1alpha1",

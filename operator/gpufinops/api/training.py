@@ -96,6 +96,16 @@ class Training(ApiModel):
     job_ref: JobRef | None = Field(
         default=None, description="An existing Job, created with `suspend: true`."
     )
+    kueue_queue_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=63,
+        pattern=DNS_SUBDOMAIN,
+        description="Kueue LocalQueue that admits the Job made from jobTemplate (its "
+        "kueue.x-k8s.io/queue-name label). Kueue then decides when and where it runs; the "
+        "operator never unsuspends or places it, and reports its pool, spend and budget. For "
+        "a jobRef Job, label the Job itself.",
+    )
     spot: Spot = Field(
         default_factory=Spot,
         json_schema_extra={"default": {}},

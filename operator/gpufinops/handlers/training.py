@@ -262,13 +262,21 @@ class TrainingController:
                 return record, conditions
             if self._created:
                 return record, conditions  # created; the index has not shown it yet
-            body, warning = build_job(record.job, self.namespace, self.uid, training.job_template)
+            body, warning = build_job(
+                record.job, self.namespace, self.uid, training.job_template,
+                kueue_queue=training.kueue_queue_name,
+            )  # fmt: skip
             try:
                 self.jobs.create(body)
             except JobNameTaken as exc:
                 return record, self._name_taken(conditions, world, str(exc))
             self._created = True
-            self.post_event("Normal", "JobCreated", f"created {target}, suspended until placed")
+            self.post_event(
+                "Normal", "JobCreated",
+                f"created {target}, suspended until "
+                + (f"Kueue admits it (queue {training.kueue_queue_name})"
+                   if training.kueue_queue_name else "placed"),
+            )  # fmt: skip
             if warning:
                 self.post_event("Warning", "InterruptionsCountAsFailures", warning)
             conditions, _ = self._set(
