@@ -144,3 +144,21 @@ def test_entries_round_trip_and_garbage_is_no_entry() -> None:
     # 23:30 on 30 November in Paris, then 00:45 on 1 December: over there, not in UTC.
     assert expired(late, datetime(2026, 11, 30, 23, 45, tzinfo=UTC), paris)
     assert not expired(late, datetime(2026, 11, 30, 23, 45, tzinfo=UTC), ZoneInfo("UTC"))
+
+
+def test_a_rewritten_status_is_rewritten_from_the_ledger_even_while_idle() -> None:
+    ledger = MemoryLedger()
+    cluster = Cluster()
+    acct = CostAccountant(CONFIG, cluster.effects(), ledger=ledger)
+    tick(acct, cluster, T0 + timedelta(hours=1))  # $4, then nothing runs
+    asyncio.run(acct.tick(T0 + timedelta(hours=2), [view(cluster, TRAINING)], [], POOLS,
+                          lambda ns, n: None))  # fmt: skip
+    writes = cluster.writes
+    cluster.status["cost"] = {**cluster.status["cost"], "monthToDateUSD": 0.0}
+    asyncio.run(acct.tick(T0 + timedelta(hours=3), [view(cluster, TRAINING)], [], POOLS,
+                          lambda ns, n: None))  # fmt: skip
+    assert cluster.writes == writes + 1
+    assert cluster.status["cost"]["monthToDateUSD"] == 4.0
+    asyncio.run(acct.tick(T0 + timedelta(hours=4), [view(cluster, TRAINING)], [], POOLS,
+                          lambda ns, n: None))  # fmt: skip
+    assert cluster.writes == writes + 1  # idle and as written: no write

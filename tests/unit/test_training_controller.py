@@ -518,3 +518,28 @@ def test_a_job_template_with_a_kueue_queue_is_created_labelled_and_left_to_kueue
         c.tick(s, h.world(NOW + 15 * i))
     assert h.jobs.patches == []  # never placed nor unsuspended: Kueue admits it
     assert h.ready()["reason"] == "WaitingForKueue"
+
+
+def test_a_workload_with_a_budget_is_placed_only_once_its_budget_is_decided() -> None:
+    # Deleted and created again over the Job its budget had suspended: the new object's
+    # status has no budget decision yet, and the Job must not run before it has one.
+    h = Harness()
+    s = AIWorkloadSpec.model_validate(
+        {"type": "Training", "costAllocation": {"team": "ml"}, "nodePools": ["l4-spot"],
+         "budget": {"monthlyUSD": 10, "enforcement": "Suspend"},
+         "training": {"jobRef": {"name": "queued"}}}
+    )  # fmt: skip
+    h.jobs.bodies["queued"] = {
+        "metadata": {"name": "queued", "uid": "q", "generation": 1},
+        "spec": {"suspend": True, "template": {"spec": {"containers": []}}},
+    }
+    c = h.controller()
+    c.tick(s, replace(h.world(NOW), job=h.jobs.view("queued")))
+    assert h.jobs.patches == []
+    assert h.ready()["reason"] == "WaitingForBudget"
+    h.status["budget"] = {"enforcement": "Suspend"}
+    c.tick(s, replace(h.world(NOW + 15), job=h.jobs.view("queued")))
+    assert h.jobs.patches == [] and h.ready()["reason"] == "BudgetExceeded"
+    h.status["budget"] = {"enforcement": "None"}
+    c.tick(s, replace(h.world(NOW + 30), job=h.jobs.view("queued")))
+    assert h.jobs.patches and h.jobs.patches[-1]["spec"]["suspend"] is False  # placed now

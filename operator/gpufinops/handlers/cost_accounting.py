@@ -356,7 +356,10 @@ class CostAccountant:
         patch: dict[str, Any] = {"cost": cost, "budget": budget_patch}
         if recommendations is not None:
             patch["recommendations"] = recommendations
-        if spent > 0 or visible != book.visible or recommendations is not None:
+        # Also when status is not what was written: someone rewrote it (a lower spend, say),
+        # and status shows the record, not what was put there.
+        shown = _visible(view.cost, view.budget)
+        if spent > 0 or visible != book.visible or visible != shown or recommendations is not None:
             await asyncio.to_thread(self.effects.write_status, view.namespace, view.name, patch)
         book.totals, book.sent, book.visible = totals, sent, visible
         self._recording.setdefault(view.namespace, {})[view.name] = LedgerEntry(totals, sent)

@@ -336,6 +336,17 @@ class TrainingController:
         record = self._account(record, spec, job, world)
         budget = ((world.latest_status or {}).get("budget") or {}).get("enforcement")
 
+        if spec.budget is not None and budget is None and job.suspended and not recommend:
+            # No budget decision on this object yet (just created, or deleted and created
+            # again over a Job its budget had suspended): placing now would run the Job
+            # before the cost loop has looked at the month's spend (its ledger).
+            conditions, _ = self._set(
+                conditions, ConditionStatus.UNKNOWN, "WaitingForBudget",
+                f"{target} is placed once the cost loop has decided its budget "
+                "(within one cost interval)", world,
+            )  # fmt: skip
+            return record, conditions
+
         if budget == "Suspend" and not recommend:
             suspended_here = not job.suspended
             if suspended_here:
