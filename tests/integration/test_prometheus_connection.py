@@ -23,7 +23,7 @@ import yaml
 from tests.support.auth_proxy import AuthProxy
 from tests.support.exporter import Exporter
 from tests.support.inference import WORKLOAD, llm_deployment, llm_replicas, set_vllm
-from tests.support.kube import KubectlRun, delete_namespaces, ok
+from tests.support.kube import KubectlRun, made_namespaces, ok
 from tests.support.operator import RunningOperator, running_operator
 from tests.support.polling import describe_on_timeout, poll
 from tests.support.secure_prometheus import secure_prometheus
@@ -41,13 +41,8 @@ QUEUE = 2000
 
 @pytest.fixture(scope="module")
 def namespaces(kubectl: KubectlRun) -> Iterator[None]:
-    for ns in NAMESPACES:
-        manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
-        ok(kubectl("apply", "-f", "-", input=json.dumps(manifest)))
-    try:
+    with made_namespaces(kubectl, NAMESPACES):
         yield
-    finally:
-        delete_namespaces(kubectl, NAMESPACES)
 
 
 def _operator(kubeconfig: Path, root: Path, namespace: str, prometheus: dict[str, Any]) -> Any:

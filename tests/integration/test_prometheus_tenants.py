@@ -27,7 +27,7 @@ import pytest
 import yaml
 from tests.support.exporter import Exporter
 from tests.support.inference import WORKLOAD, llm_deployment, llm_replicas, set_vllm
-from tests.support.kube import KubectlRun, delete_namespaces, deployment_manifest, ok
+from tests.support.kube import KubectlRun, deployment_manifest, made_namespaces, ok
 from tests.support.operator import RunningOperator, running_operator
 from tests.support.polling import describe_on_timeout, poll, poll_until
 from tests.support.prometheus_load import HoldingProxy, NoiseExporter
@@ -90,13 +90,8 @@ def proxy(noisy_prometheus: str) -> Iterator[HoldingProxy]:
 
 @pytest.fixture(scope="module")
 def namespaces(kubectl: KubectlRun) -> Iterator[None]:
-    for ns in NAMESPACES:
-        manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
-        ok(kubectl("apply", "-f", "-", input=json.dumps(manifest)))
-    try:
+    with made_namespaces(kubectl, NAMESPACES):
         yield
-    finally:
-        delete_namespaces(kubectl, NAMESPACES)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 KubectlRun = Callable[..., subprocess.CompletedProcess[str]]
@@ -74,3 +75,17 @@ def delete_namespaces(kubectl: KubectlRun, namespaces: Iterable[str]) -> None:
             kubectl("patch", ref, "-n", ns, "--type=merge",
                     "-p", '{"metadata": {"finalizers": null}}')  # fmt: skip
     kubectl("delete", "namespace", *names, "--wait=true", "--timeout=120s")
+
+
+@contextmanager
+def made_namespaces(kubectl: KubectlRun, namespaces: Iterable[str]) -> Iterator[None]:
+    """Create ``namespaces`` (unlabelled) for a module; delete them after, as
+    ``delete_namespaces`` does."""
+    names = list(namespaces)
+    for ns in names:
+        manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+        ok(kubectl("apply", "-f", "-", input=json.dumps(manifest)))
+    try:
+        yield
+    finally:
+        delete_namespaces(kubectl, names)

@@ -28,9 +28,8 @@ from gpufinops.adapters.prometheus.pool import QueryPool
 
 
 @contextmanager
-def answering(status: int, body: Callable[[], Iterator[bytes]]) -> Iterator[tuple[str, list[int]]]:
-    """A server answering every GET with ``body`` (chunked); the bytes it managed to send."""
-    sent: list[int] = [0]
+def answering(status: int, body: Callable[[], Iterator[bytes]]) -> Iterator[str]:
+    """A server answering every GET with ``body`` (chunked)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -40,7 +39,6 @@ def answering(status: int, body: Callable[[], Iterator[bytes]]) -> Iterator[tupl
             try:
                 for chunk in body():
                     self.wfile.write(chunk)
-                    sent[0] += len(chunk)
             except OSError:
                 pass  # the client hung up: what a bounded read does
 
@@ -48,7 +46,7 @@ def answering(status: int, body: Callable[[], Iterator[bytes]]) -> Iterator[tupl
             pass
 
     with BackgroundServer(Handler) as server:
-        yield server.url, sent
+        yield server.url
 
 
 def many_series(count: int) -> Iterator[bytes]:
@@ -60,7 +58,7 @@ def many_series(count: int) -> Iterator[bytes]:
 
 
 def test_a_match_everything_answer_is_refused_after_a_few_series() -> None:
-    with answering(200, lambda: many_series(100_000)) as (url, _):
+    with answering(200, lambda: many_series(100_000)) as url:
         client = PrometheusClient(url)
         with pytest.raises(AnswerTooLarge, match="more than one series") as caught:
             client.instant('{__name__=~".+"}')
@@ -68,7 +66,7 @@ def test_a_match_everything_answer_is_refused_after_a_few_series() -> None:
 
 
 def test_a_label_named_metric_is_not_counted_as_a_series() -> None:
-    with answering(200, lambda: many_series(1)) as (url, _):
+    with answering(200, lambda: many_series(1)) as url:
         assert PrometheusClient(url).instant("x") == 1.0
 
 
@@ -79,7 +77,7 @@ def test_an_answer_over_the_byte_limit_is_refused_naming_the_key() -> None:
             yield b"x" * 1024  # one series with a 4 MiB label value
         yield b'"},"value":[1,"1"]}]}}'
 
-    with answering(200, huge) as (url, _):
+    with answering(200, huge) as url:
         client = PrometheusClient(url, bounds=AnswerBounds(series=2, bytes=64 * 1024))
         with pytest.raises(AnswerTooLarge, match=r"64 KiB \(prometheus.limits.maxResponseBytes\)"):
             client.instant("x")
@@ -93,7 +91,7 @@ def test_an_execution_error_keeps_other_series_out_of_the_reason() -> None:
         'secret_label="s3cr3t"}',
     }
     with (
-        answering(422, lambda: iter([json.dumps(body).encode()])) as (url, _),
+        answering(422, lambda: iter([json.dumps(body).encode()])) as url,
         pytest.raises(MetricsError) as caught,
     ):
         PrometheusClient(url).instant("a / on() b")
@@ -104,7 +102,7 @@ def test_an_execution_error_keeps_other_series_out_of_the_reason() -> None:
 def test_a_parse_error_of_the_query_itself_is_shown() -> None:
     body = {"status": "error", "errorType": "bad_data", "error": "1:5: parse error: unexpected"}
     with (
-        answering(400, lambda: iter([json.dumps(body).encode()])) as (url, _),
+        answering(400, lambda: iter([json.dumps(body).encode()])) as url,
         pytest.raises(MetricsError, match="bad_data: 1:5: parse error"),
     ):
         PrometheusClient(url).instant("sum(")

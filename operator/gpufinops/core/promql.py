@@ -84,11 +84,6 @@ def confine(query: str, label: str, namespace: str) -> str:
     return confined
 
 
-def check(query: str) -> None:
-    """Raise ``QueryRefused`` when ``query`` is not PromQL this operator will run."""
-    _check_functions(_parse(query))
-
-
 def _parse(query: str) -> Any:
     try:
         return promql.parse(query)
