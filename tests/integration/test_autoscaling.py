@@ -95,8 +95,9 @@ def _release_gpus(kubectl) -> Iterator[None]:
     """Each test's Deployment gives its fake GPUs back, so later tests find the pool free."""
     yield
     for ns in ("as-spike", "as-wake", "as-gateway", "as-pause", "as-kv", "as-outage", "as-hpa",
-               "as-forecast"):  # fmt: skip
-        kubectl("delete", "aiw,deployments", "--all", "-n", ns, "--wait=true", "--timeout=60s")
+               "as-forecast", "as-sts", "as-custom"):  # fmt: skip
+        kubectl("delete", "aiw,deployments,statefulsets,pods", "--all", "-n", ns, "--wait=true",
+                "--timeout=60s")  # fmt: skip
 
 
 def _setup(kubectl, ns: str, workload: str) -> None:
@@ -214,6 +215,132 @@ def test_pause_annotation_columns_event_component_and_read_metrics(
     assert operator.metric("gpufinops_queue_depth", **labels) == 2000
     assert operator.metric("gpufinops_fallback_active", **labels) == 0
     assert operator.metric("gpufinops_build_info") == 1
+
+
+def _gpu_pod_spec() -> dict:
+    return llm_deployment("unused")["spec"]["template"]["spec"]
+
+
+def test_scales_a_statefulset_and_counts_its_ready_pods(operator, exporter, kubectl) -> None:
+    ns = "as-sts"
+    labels = {"namespace": ns, "pod": "llm-0"}  # a StatefulSet's pod: <name>-<ordinal>
+    exporter.set("vllm:num_requests_waiting", labels, 0)
+    exporter.set("vllm:num_requests_running", labels, 1)
+    exporter.set_rate("vllm:request_success_total", labels, 1.0)
+    statefulset = {
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "llm", "namespace": ns},
+        "spec": {"replicas": 1, "serviceName": "llm", "podManagementPolicy": "Parallel",
+                 "selector": {"matchLabels": {"app": "llm"}},
+                 "template": {"metadata": {"labels": {"app": "llm"}}, "spec": _gpu_pod_spec()}},
+    }  # fmt: skip
+    workload = WORKLOAD.replace(
+        "targetRef: {name: llm}", "targetRef: {kind: StatefulSet, name: llm}"
+    )
+    workload = workload.replace("maxReplicas: 6", "maxReplicas: 3")
+    kubectl("create", "namespace", ns)
+    for manifest in (json.dumps(statefulset), workload):
+        done = kubectl("apply", "-n", ns, "-f", "-", input=manifest)
+        assert done.returncode == 0, done.stderr
+    poll(lambda: _condition(kubectl, ns, "MetricsAvailable") == "True", "metrics")
+    exporter.set("vllm:num_requests_waiting", labels, 2000)
+    replicas = lambda: jsonpath(kubectl, ns, "statefulset", "llm", ".spec.replicas")  # noqa: E731
+    poll(lambda: replicas() == "3", "the StatefulSet scaled to 3")
+    # Ready replicas are its pods the scale's selector selects, as they become ready.
+    poll(lambda: jsonpath(kubectl, ns, "aiw", "llm", ".status.replicas.ready") == "3",
+         "three ready pods counted")  # fmt: skip
+    assert jsonpath(kubectl, ns, "aiw", "llm", ".status.selector") == "app=llm"
+    assert jsonpath(kubectl, ns, "aiw", "llm", ".status.target") == "StatefulSet/llm"
+    exporter.set("vllm:num_requests_waiting", labels, 0)
+    poll(lambda: replicas() == "1", "scaled down to 1")
+    assert {"ScaledUp", "ScaledDown"} <= set(event_reasons(kubectl, ns))
+
+
+MODEL_SERVER_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: modelservers.serving.example.com}
+spec:
+  group: serving.example.com
+  scope: Namespaced
+  names: {plural: modelservers, singular: modelserver, kind: ModelServer}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      subresources:
+        status: {}
+        scale:
+          specReplicasPath: .spec.replicas
+          statusReplicasPath: .status.replicas
+          labelSelectorPath: .status.selector
+      schema:
+        openAPIV3Schema:
+          type: object
+          x-kubernetes-preserve-unknown-fields: true
+"""
+
+
+def test_scales_a_custom_resource_through_its_scale_subresource(
+    operator, exporter, kubectl
+) -> None:
+    """A kind of the test's own, with no controller: the operator reads and sets its
+    replicas only through /scale, and finds its pods through the scale's selector."""
+    ns = "as-custom"
+    crd = kubectl("apply", "-f", "-", input=MODEL_SERVER_CRD)
+    assert crd.returncode == 0, crd.stderr
+    established = kubectl("wait", "crd/modelservers.serving.example.com",
+                          "--for=condition=Established", "--timeout=60s")  # fmt: skip
+    assert established.returncode == 0, established.stderr
+    try:
+        kubectl("create", "namespace", ns)
+        server = {"apiVersion": "serving.example.com/v1", "kind": "ModelServer",
+                  "metadata": {"name": "ms", "namespace": ns}, "spec": {"replicas": 1}}  # fmt: skip
+        assert kubectl("apply", "-f", "-", input=json.dumps(server)).returncode == 0
+        status = {"status": {"replicas": 1, "selector": "app=ms"}}
+        done = kubectl("patch", "modelserver", "ms", "-n", ns, "--subresource=status",
+                       "--type=merge", "-p", json.dumps(status))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "ms-0", "namespace": ns, "labels": {"app": "ms"}},
+               "spec": _gpu_pod_spec()}  # fmt: skip
+        assert kubectl("apply", "-f", "-", input=json.dumps(pod)).returncode == 0
+        labels = {"namespace": ns, "pod": "ms-0"}
+        exporter.set("vllm:num_requests_waiting", labels, 0)
+        exporter.set("vllm:num_requests_running", labels, 1)
+        exporter.set_rate("vllm:request_success_total", labels, 1.0)
+        ref = "targetRef: {apiVersion: serving.example.com/v1, kind: ModelServer, name: ms}"
+        workload = WORKLOAD.replace("targetRef: {name: llm}", ref)
+        workload = workload.replace("maxReplicas: 6", "maxReplicas: 4")
+        # A version the API server does not serve: said so, nothing scaled.
+        wrong = (
+            workload.replace("{name: llm}", "{name: wrong-version}")
+            .replace("name: ms}", "name: ms-next}")
+            .replace("serving.example.com/v1", "serving.example.com/v2")
+        )
+        for manifest in (workload, wrong):
+            done = kubectl("apply", "-n", ns, "-f", "-", input=manifest)
+            assert done.returncode == 0, done.stderr
+        ready = lambda: jsonpath(kubectl, ns, "aiw", "llm", ".status.replicas.ready")  # noqa: E731
+        poll(lambda: ready() == "1", "the one ready pod of the selector counted")
+        assert jsonpath(kubectl, ns, "aiw", "llm", ".status.selector") == "app=ms"
+        exporter.set("vllm:num_requests_waiting", labels, 2000)
+        replicas = lambda: jsonpath(kubectl, ns, "modelserver", "ms", ".spec.replicas")  # noqa: E731
+        poll(lambda: replicas() == "4", "the custom resource scaled to 4")
+        reason = poll(
+            lambda: jsonpath(kubectl, ns, "aiw", "wrong-version",
+                             '.status.conditions[?(@.type=="Ready")].reason'),
+            "the unserved version reported",
+        )  # fmt: skip
+        assert reason == "TargetNotScalable", reason
+        message = jsonpath(kubectl, ns, "aiw", "wrong-version",
+                           '.status.conditions[?(@.type=="Ready")].message')  # fmt: skip
+        assert "serving.example.com/v2 serves no kind ModelServer" in message, message
+        assert "TargetNotScalable" in event_reasons(kubectl, ns)
+    finally:
+        kubectl("delete", "aiw", "--all", "-n", ns, "--wait=true", "--timeout=60s")
+        kubectl("delete", "crd", "modelservers.serving.example.com", "--wait=true",
+                "--timeout=60s")  # fmt: skip
 
 
 def test_kv_cache_pressure_scales_up_with_an_empty_queue(operator, exporter, kubectl) -> None:

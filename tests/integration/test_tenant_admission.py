@@ -316,6 +316,40 @@ def test_an_inference_target_needs_update_on_its_scale(
     ok(create(bob, obj))
 
 
+@pytest.mark.parametrize(
+    ("ref", "permission", "edit_may"),
+    [
+        ({"kind": "StatefulSet"}, "statefulsets/scale (group apps)", True),
+        ({"kind": "LeaderWorkerSet"}, "leaderworkersets/scale (group leaderworkerset.x-k8s.io)",
+         False),
+        ({"apiVersion": "serving.example.com/v1", "kind": "ModelServer"},
+         "modelservers/scale (group serving.example.com)", False),
+        ({"apiVersion": "serving.example.com/v1", "kind": "Policy"},
+         "policies/scale (group serving.example.com)", False),
+    ],
+    ids=["statefulset", "leaderworkerset", "custom", "custom-plural-ies"],
+)  # fmt: skip
+def test_any_scalable_target_needs_update_on_its_own_scale(
+    boundary: Any, alice: KubectlRun, bob: KubectlRun, ref: dict[str, str], permission: str,
+    edit_may: bool,
+) -> None:  # fmt: skip
+    section = inference("chat-server")
+    section["inference"]["targetRef"].update(ref)
+    obj = workload(f"chat-{ref['kind'].lower()}", SEARCH, section)
+    refused(
+        create(alice, obj),
+        "spec.inference.targetRef",
+        f"{ref['kind']} chat-server",
+        f"alice needs update on {permission}",
+    )
+    # The built-in edit role scales StatefulSets, not other groups' kinds: their owners
+    # grant those (a CRD's aggregated roles), and without them the boundary holds.
+    if edit_may:
+        ok(create(bob, obj))
+    else:
+        refused(create(bob, obj), f"bob needs update on {permission}")
+
+
 def test_whoever_changes_what_the_operator_does_needs_the_rights_it_uses(
     boundary: Any, alice: KubectlRun, bob: KubectlRun
 ) -> None:

@@ -159,6 +159,51 @@ def test_targets_of_each_workload_type() -> None:
     assert targets_of("w", exp) == [("StatefulSet", "nb")]
 
 
+@pytest.mark.parametrize(
+    ("ref", "owners"),
+    [
+        ({"kind": "StatefulSet", "name": "llm"}, [("StatefulSet", "llm")]),
+        # A Rollout's ReplicaSets are named as a Deployment's: owner_of reports them so.
+        ({"kind": "Rollout", "name": "llm"}, [("Deployment", "llm")]),
+        ({"kind": "LeaderWorkerSet", "name": "llm"}, [("StatefulSet", "llm")]),
+        ({"apiVersion": "x.io/v1", "kind": "Model", "name": "llm"}, [("Model", "llm")]),
+    ],
+)
+def test_the_pods_of_any_scalable_target_are_found_by_owner(
+    ref: dict[str, str], owners: list[tuple[str, str]]
+) -> None:
+    spec = _spec({"type": "Inference", "inference": {"targetRef": ref, "maxReplicas": 2}})
+    assert targets_of("w", spec) == owners
+
+
+def test_a_leaderworkersets_workers_are_charged_and_its_groups_are_its_replicas() -> None:
+    """Leaders belong to the StatefulSet of the LWS' name, workers to ``<name>-<group>``;
+    both are charged, and the replicas (for budget enforcement) are the groups."""
+    cluster = Cluster()
+    acct = CostAccountant(CONFIG, cluster.effects())
+    spec = {"type": "Inference", "costAllocation": {"team": "t"},
+            "inference": {"targetRef": {"kind": "LeaderWorkerSet", "name": "llm"},
+                          "maxReplicas": 4},
+            "budget": {"dailyUSD": 1.0, "enforcement": "Throttle"}}  # fmt: skip
+    pods = [
+        gpu_pod(gpu_pod_record(pod(name, owner=("StatefulSet", owner))))  # type: ignore[arg-type]
+        for name, owner in [("llm-0", "llm"), ("llm-1", "llm"), ("llm-0-1", "llm-0"),
+                            ("llm-1-1", "llm-1"), ("llm-large-0", "llm-large")]
+    ]  # fmt: skip
+    seen: list[tuple[str, str]] = []
+
+    def replicas(ns: str, name: str) -> int | None:
+        seen.append((ns, name))
+        return 99  # a Deployment of that name: never read for another kind
+
+    asyncio.run(acct.tick(T0 + timedelta(hours=1), [view(cluster, spec)], pods, POOLS, replicas))
+    # 2 leaders + 2 workers on l4 for an hour, $2 each; llm-large's pod is not its own.
+    assert cluster.status["cost"]["todayUSD"] == 8.0
+    # Over budget: held at the groups running (two leaders), not at the pods (four).
+    assert cluster.status["budget"]["maxReplicas"] == 2
+    assert seen == []
+
+
 def test_pools_map_nodes_and_sum_capacity() -> None:
     assert POOLS.capacity == {"l4": 8.0, "a100": 8.0}
     assert POOLS.by_node["a100-0"].name == "a100"
@@ -426,17 +471,25 @@ def test_an_invalid_spec_is_skipped() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "current", "ceiling"),
+    ("status", "has_budget", "current", "ceiling"),
     [
-        (None, 3, None),
-        ({"budget": {"enforcement": "None"}}, 3, None),
-        ({"budget": {"enforcement": "Throttle"}}, 3, (3, "BudgetThrottle")),
-        ({"budget": {"enforcement": "Throttle"}}, 0, (1, "BudgetThrottle")),
-        ({"budget": {"enforcement": "Suspend"}}, 3, (0, "BudgetSuspend")),
+        (None, False, 3, None),
+        ({"budget": {"enforcement": "None"}}, True, 3, None),
+        ({"budget": {"enforcement": "Throttle"}}, True, 3, (3, "BudgetThrottle")),
+        ({"budget": {"enforcement": "Throttle"}}, True, 0, (1, "BudgetThrottle")),
+        ({"budget": {"enforcement": "Suspend"}}, True, 3, (0, "BudgetSuspend")),
+        # A budget the cost loop has not decided yet (a workload just created, or deleted
+        # and created again over a month already overspent): no growth until it has.
+        (None, True, 3, (3, "BudgetPending")),
+        ({"budget": {}}, True, 0, (1, "BudgetPending")),
+        ({"budget": {"enforcement": "Unheard-of"}}, True, 2, (2, "BudgetPending")),
+        ({"budget": {"enforcement": "Unheard-of"}}, False, 2, None),
     ],
 )
-def test_the_autoscaler_reads_the_budget_ceiling_from_status(status, current, ceiling) -> None:
-    assert budget_ceiling(status, 1, current) == ceiling
+def test_the_autoscaler_reads_the_budget_ceiling_from_status(
+    status, has_budget, current, ceiling
+) -> None:
+    assert budget_ceiling(status, 1, current, has_budget=has_budget) == ceiling
 
 
 def test_throttle_in_status_caps_the_autoscalers_scale_up() -> None:
@@ -456,6 +509,25 @@ def test_throttle_in_status_caps_the_autoscalers_scale_up() -> None:
     assert rec.scaled == [6]
 
 
+def test_a_budget_not_yet_decided_holds_the_replicas_until_the_cost_loop_has() -> None:
+    """Created (again) with a budget, before the cost loop's first pass on it: the month
+    may already be overspent (the ledger outlives the object), so nothing grows yet."""
+    from tests.unit.test_inference_controller import DEP, NOW, Recorder, controller, spec
+
+    from gpufinops.core.scaling.observation import Observation
+
+    budgeted = spec(budget={"monthlyUSD": 100, "enforcement": "Throttle"})
+    rec = Recorder()
+    c = controller(Observation(queue_depth=0, arrival_rate=55), rec)  # would scale 2 → 6
+    asyncio.run(c.tick(budgeted, 1, DEP, [], NOW, latest_status={}))
+    assert rec.scaled == []
+    assert "BudgetPending" in rec.statuses[-1]["lastDecision"]["reason"]
+    # The cost loop has decided (within budget): scaling goes on.
+    decided = {"budget": {"enforcement": "None"}}
+    asyncio.run(c.tick(budgeted, 1, DEP, [], NOW + 15, latest_status=decided))
+    assert rec.scaled == [6]
+
+
 def test_cost_per_million_tokens_is_the_spend_rate_over_the_token_rate() -> None:
     from gpufinops.adapters import operator_metrics as metrics
     from gpufinops.handlers.cost import tokens_query
@@ -469,7 +541,7 @@ def test_cost_per_million_tokens_is_the_spend_rate_over_the_token_rate() -> None
     busy: dict[str, float | None] = {"percent": 25.0}
     acct = CostAccountant(
         CONFIG, cluster.effects(), lambda ns, spec: rates["tps"], None,
-        lambda ns, name: busy["percent"],
+        lambda ns, kind, name: busy["percent"],
     )  # fmt: skip
     run(acct, cluster, T0 + timedelta(minutes=1))
     gauge = metrics.COST_PER_MILLION_TOKENS.labels("ml", "w", "llama", "allocation")

@@ -34,6 +34,7 @@ DYNAMIC_REASONS = {
     "alert.reason": "AlertReason",
     "result.event_reason": "Assessment",
     "event.reason": "IdleEventReason",
+    "unavailable.reason": "TargetProblem",
 }
 EVENT_TYPES = {"Normal", "Warning"}
 

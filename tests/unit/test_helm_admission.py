@@ -184,10 +184,11 @@ AUTHORIZER_CHECKS = {
         "authorizer.group('batch').resource('jobs').namespace(request.namespace)"
         " .name(object.spec.training.jobRef.name).check('update').allowed()",
     ],
+    # The target's group and resource are variables (any kind with a scale subresource).
     "spec.inference.targetRef": [
-        "authorizer.group('apps').resource('deployments').subresource('scale')"
-        " .namespace(request.namespace).name(object.spec.inference.targetRef.name)"
-        " .check('update').allowed()",
+        "authorizer.group(variables.targetGroup).resource(variables.targetResource)"
+        " .subresource('scale').namespace(request.namespace)"
+        " .name(object.spec.inference.targetRef.name).check('update').allowed()",
     ],
     "spec.experiment.targetRef": [
         "object.spec.experiment.targetRef.kind == 'Job' ? authorizer.group('batch')"

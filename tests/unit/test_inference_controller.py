@@ -5,7 +5,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpufinops.adapters.deployments import DeploymentView
+from gpufinops.adapters.scale_targets import TargetView
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.core.forecast.series import DemandSeries
 from gpufinops.core.scaling.observation import Observation
@@ -59,11 +59,11 @@ def controller(obs: Observation, rec: Recorder) -> InferenceController:
     return InferenceController("ns", "w", FakeSignals(obs), rec.effects(), None, NOW, 2)
 
 
-def run(c: InferenceController, s: AIWorkloadSpec, dep: DeploymentView, conflicts=(), now=NOW):
+def run(c: InferenceController, s: AIWorkloadSpec, dep: TargetView, conflicts=(), now=NOW):
     return asyncio.run(c.tick(s, 1, dep, list(conflicts), now))
 
 
-DEP = DeploymentView(replicas=2, ready=2, selector="app=llm", generation=1)
+DEP = TargetView(replicas=2, ready=2, selector="app=llm", generation=1)
 
 
 def test_active_mode_scales_and_reports() -> None:
@@ -210,7 +210,7 @@ def test_restart_seeds_history_so_nothing_scales_down_at_once() -> None:
         "ns", "w", FakeSignals(Observation(queue_depth=0, arrival_rate=5)), rec.effects(),
         None, NOW, 8,
     )  # fmt: skip
-    run(c, spec(), DeploymentView(8, 8, None, 1))
+    run(c, spec(), TargetView(8, 8, None, 1))
     assert rec.scaled == []
 
 

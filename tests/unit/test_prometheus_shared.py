@@ -117,8 +117,8 @@ def test_the_mean_gpu_utilisation_is_over_every_gpu_of_the_pods() -> None:
     ]
     source = FakeVectors({cost.UTILIZATION_BY_GPU: gpus})
     read = cost._mean_utilization(config, source)
-    assert read("ml", "llm") == pytest.approx(50.0)
-    assert read("ml", "absent") is None
+    assert read("ml", "Deployment", "llm") == pytest.approx(50.0)
+    assert read("ml", "Deployment", "absent") is None
     assert len(source.queries) == 1
 
 

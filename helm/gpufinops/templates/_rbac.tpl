@@ -48,6 +48,13 @@ has the table. */}}
   - apiGroups: [apps]
     resources: [statefulsets/scale]
     verbs: [patch]
+  {{- range .Values.rbac.scaleTargets }}
+  # Inference autoscaling of other kinds (rbac.scaleTargets): read and set the
+  # replicas through the scale subresource.
+  - apiGroups: [{{ .apiGroup | quote }}]
+    resources: [{{ printf "%s/scale" .resource | quote }}]
+    verbs: [get, patch]
+  {{- end }}
   # Training placement: the Jobs it creates (jobTemplate) or places (jobRef),
   # suspended until a pool is chosen and re-suspended to fall back.
   - apiGroups: [batch]

@@ -14,6 +14,7 @@ node's labels, so the index keeps a pod's GPU requests, not a GPU count: the
 count is taken when the pod is read with its node's labels (``gpu_pod``).
 """
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -153,15 +154,34 @@ def gpu_pod(
 
 
 def targets_of(name: str, spec: AIWorkloadSpec) -> list[tuple[str, str]]:
-    """The (kind, name) objects whose pods are the workload's, in its namespace."""
+    """The (kind, name) owners whose pods are the workload's, in its namespace, as
+    ``owner_of`` names them; the first is the one whose pods are its replicas.
+
+    A Rollout's pods come through ReplicaSets named as a Deployment's are (so
+    ``owner_of`` reports them as one); a LeaderWorkerSet's leaders through the
+    StatefulSet of its name (its workers: ``lws_worker_owners``).
+    """
     if spec.inference is not None:
-        return [("Deployment", spec.inference.target_ref.name)]
+        ref = spec.inference.target_ref
+        if ref.kind in ("Deployment", "Rollout"):
+            return [("Deployment", ref.name)]
+        if ref.kind == "LeaderWorkerSet":
+            return [("StatefulSet", ref.name)]
+        return [(ref.kind, ref.name)]
     if spec.training is not None:
         job = spec.training.job_ref.name if spec.training.job_ref is not None else name
         return [("Job", job)]
     if spec.experiment is not None:
         return [(spec.experiment.target_ref.kind, spec.experiment.target_ref.name)]
     return []
+
+
+def lws_worker_owners(spec: AIWorkloadSpec) -> re.Pattern[str] | None:
+    """Names of the StatefulSets holding a LeaderWorkerSet target's workers
+    (``<name>-<group>``); None for any other target."""
+    if spec.inference is None or spec.inference.target_ref.kind != "LeaderWorkerSet":
+        return None
+    return re.compile(re.escape(spec.inference.target_ref.name) + "-[0-9]+")
 
 
 def pool_node_record(

@@ -1,20 +1,14 @@
-"""The scaled Deployment: what it has now, and changing its replicas via /scale."""
+"""Deployments and StatefulSets: their view from a watch-fed index, and their replicas
+set through the scale subresource."""
 
-from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
+from gpufinops.adapters.scale_targets import ScalableResource, TargetView, patch_scale
 
-@dataclass(frozen=True)
-class DeploymentView:
-    """The parts of a Deployment the autoscaler reads (from a watch-fed index)."""
-
-    replicas: int
-    ready: int
-    selector: str | None
-    generation: int
+DEPLOYMENTS = ScalableResource("apps/v1", "Deployment", "deployments")
+STATEFULSETS = ScalableResource("apps/v1", "StatefulSet", "statefulsets")
 
 
 def label_selector(match_labels: dict[str, str] | None) -> str | None:
@@ -23,22 +17,14 @@ def label_selector(match_labels: dict[str, str] | None) -> str | None:
     return ",".join(f"{k}={v}" for k, v in sorted(match_labels.items()))
 
 
-def view_of(spec: dict[str, Any], status: dict[str, Any], meta: dict[str, Any]) -> DeploymentView:
+def view_of(spec: dict[str, Any], status: dict[str, Any], meta: dict[str, Any]) -> TargetView:
     selector = (spec.get("selector") or {}).get("matchLabels")
-    return DeploymentView(
+    return TargetView(
         replicas=int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1),
         ready=int(status.get("readyReplicas") or 0),
         selector=label_selector(selector),
         generation=int(meta.get("generation") or 0),
     )
-
-
-class ScaleError(RuntimeError):
-    """Scaling the Deployment failed; the message says why (RBAC, not found, ...)."""
-
-
-class ScaleConflict(ScaleError):
-    """The Deployment changed since it was read: nothing was written; decide again."""
 
 
 def scale_deployment(
@@ -48,52 +34,10 @@ def scale_deployment(
     replicas: int,
     expected: int | None = None,
 ) -> None:
-    """Set the Deployment's replicas through its scale subresource.
-
-    With ``expected`` (the replicas the decision was made from) the write never
-    overwrites a newer change: one JSON patch tests that the replicas are still
-    ``expected`` and replaces them, atomically on the server, so no read (and no
-    ``get`` permission) is needed. When someone ran ``kubectl scale`` meanwhile the
-    test fails and ScaleConflict is raised, so the caller decides again.
-    """
-    apps = client.AppsV1Api(api)
-    bodies: list[Any] = [{"spec": {"replicas": replicas}}]
-    if expected is not None:
-        bodies = [
-            [
-                {"op": "test", "path": "/spec/replicas", "value": expected},
-                {"op": "replace", "path": "/spec/replicas", "value": replicas},
-            ]
-        ]
-        if expected == 0:
-            # A Scale at zero has no spec.replicas at all (it is omitted when empty), so
-            # "still zero" is "spec still empty"; both forms are tried, the empty one first.
-            bodies.insert(
-                0,
-                [
-                    {"op": "test", "path": "/spec", "value": {}},
-                    {"op": "add", "path": "/spec/replicas", "value": replicas},
-                ],
-            )
-    for i, body in enumerate(bodies):
-        try:
-            apps.patch_namespaced_deployment_scale(name, namespace, body)
-            return
-        except ApiException as exc:
-            if expected is not None and exc.status in (409, 422):
-                if i + 1 < len(bodies):
-                    continue
-                raise ScaleConflict(
-                    f"Deployment {namespace}/{name} no longer has the {expected} replicas "
-                    "the decision was made from"
-                ) from exc
-            raise ScaleError(f"scaling Deployment {namespace}/{name} failed: {exc.reason}") from exc
+    """Set the Deployment's replicas (never over a newer change: see ``patch_scale``)."""
+    patch_scale(api, DEPLOYMENTS, namespace, name, replicas, expected)
 
 
 def scale_statefulset(api: client.ApiClient, namespace: str, name: str, replicas: int) -> None:
     """Set the StatefulSet's replicas through its scale subresource."""
-    apps = client.AppsV1Api(api)
-    try:
-        apps.patch_namespaced_stateful_set_scale(name, namespace, {"spec": {"replicas": replicas}})
-    except ApiException as exc:
-        raise ScaleError(f"scaling StatefulSet {namespace}/{name} failed: {exc.reason}") from exc
+    patch_scale(api, STATEFULSETS, namespace, name, replicas)

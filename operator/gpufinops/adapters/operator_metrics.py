@@ -53,7 +53,8 @@ DECISION_SECONDS = Histogram(
 )
 TICKS = Counter(
     "gpufinops_autoscaler_ticks_total",
-    "Autoscaler ticks by outcome: decided, conflicting_autoscaler, target_not_found.",
+    "Autoscaler ticks by outcome: decided, conflicting_autoscaler, target_not_found, "
+    "target_unavailable.",
     (*LABELS, "outcome"),
 )
 METRIC_FAILURES = Counter(

@@ -1,7 +1,6 @@
 """The Inference section: autoscaling a GPU serving Deployment on its request queue."""
 
 from enum import StrEnum
-from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -33,18 +32,74 @@ class FallbackBehavior(StrEnum):
     CURRENT_REPLICAS_IF_LOWER = "currentReplicasIfLower"
 
 
-class InferenceTargetRef(ApiModel):
-    """The Deployment serving the model, in the AIWorkload's namespace."""
+SCALABLE_KINDS: dict[str, tuple[str, str]] = {
+    "Deployment": ("apps/v1", "deployments"),
+    "StatefulSet": ("apps/v1", "statefulsets"),
+    "LeaderWorkerSet": ("leaderworkerset.x-k8s.io/v1", "leaderworkersets"),
+    "Rollout": ("argoproj.io/v1alpha1", "rollouts"),
+}
+"""Kinds whose apiVersion may be left out, and their resource names (for RBAC checks)."""
 
-    kind: Literal["Deployment"] = Field(
-        default="Deployment", description="Kind of the scaled object; only Deployment."
+KIND = r"^[A-Z][A-Za-z0-9]*$"
+API_VERSION = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/v[0-9]+((alpha|beta)[0-9]+)?$"
+
+
+class InferenceTargetRef(ApiModel):
+    """The object serving the model, in the AIWorkload's namespace: anything with a
+    ``/scale`` subresource (Deployment, StatefulSet, LeaderWorkerSet, Argo Rollout, a
+    custom resource), as an HPA's or KEDA's scaleTargetRef names it."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            rule(
+                "has(self.apiVersion) || self.kind in "
+                + "[" + ", ".join(f"'{k}'" for k in SCALABLE_KINDS) + "]",
+                "apiVersion is required for this kind: give the group/version that serves it, "
+                "e.g. apiVersion: example.com/v1",
+                ".apiVersion",
+                "FieldValueRequired",
+            )
+        )
+    )  # fmt: skip
+
+    api_version: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=API_VERSION,
+        description="group/version of the kind (apps/v1 when left out for Deployment and "
+        "StatefulSet; leaderworkerset.x-k8s.io/v1 for LeaderWorkerSet; argoproj.io/v1alpha1 "
+        "for Rollout); required for any other kind.",
+    )
+    kind: str = Field(
+        default="Deployment",
+        max_length=63,
+        pattern=KIND,
+        description="Kind of the scaled object; it must have a /scale subresource.",
     )
     name: str = Field(
         min_length=1,
         max_length=253,
         pattern=DNS_SUBDOMAIN,
-        description="Name of the Deployment to scale.",
+        description="Name of the object to scale.",
     )
+
+    @model_validator(mode="after")
+    def _known_or_versioned(self) -> "InferenceTargetRef":
+        if self.api_version is None and self.kind not in SCALABLE_KINDS:
+            raise ValueError(
+                f"apiVersion is required for kind {self.kind}: give the group/version that "
+                "serves it, e.g. apiVersion: example.com/v1"
+            )
+        return self
+
+    @property
+    def resolved_api_version(self) -> str:
+        """The apiVersion, filled in for the kinds whose group is well known."""
+        return self.api_version or SCALABLE_KINDS[self.kind][0]
+
+    @property
+    def is_deployment(self) -> bool:
+        return self.kind == "Deployment" and self.resolved_api_version == "apps/v1"
 
 
 class InferenceMetrics(ApiModel):
@@ -201,7 +256,9 @@ class Inference(ApiModel):
 
     model_config = ConfigDict(json_schema_extra=_INFERENCE_RULES)
 
-    target_ref: InferenceTargetRef = Field(description="The Deployment to scale.")
+    target_ref: InferenceTargetRef = Field(
+        description="The object to scale (its /scale subresource)."
+    )
     min_replicas: int = Field(
         default=1, ge=0, le=10000, description="Fewest replicas kept while active (>= 0)."
     )

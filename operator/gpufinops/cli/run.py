@@ -164,6 +164,7 @@ def _memo(config: OperatorConfig, sync_seconds: float, *, clusterwide: bool) -> 
     from gpufinops.adapters.prometheus.client import PrometheusClient
     from gpufinops.adapters.prometheus.pool import QueryPool
     from gpufinops.adapters.prometheus.workload import WorkloadSignals
+    from gpufinops.adapters.scale_targets import ScalableKinds
     from gpufinops.api.spec import AIWorkloadSpec
 
     prometheus = PrometheusClient.from_config(config.prometheus)
@@ -178,9 +179,11 @@ def _memo(config: OperatorConfig, sync_seconds: float, *, clusterwide: bool) -> 
     def signals_for(namespace: str, spec: AIWorkloadSpec, _: OperatorConfig) -> WorkloadSignals:
         return WorkloadSignals(prometheus, namespace, spec, batcher)
 
+    api = load_kube_config()
     return kopf.Memo(
         config=config,
-        api=load_kube_config(),
+        api=api,
+        scalable_kinds=ScalableKinds(api),
         signals_for=signals_for,
         prometheus=prometheus,
         query_pool=QueryPool(custom.workers, custom.per_namespace),

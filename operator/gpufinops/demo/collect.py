@@ -92,7 +92,8 @@ def _signals(
     if spec.inference is None:
         return None, None
     namespace = str((item.get("metadata") or {}).get("namespace", ""))
-    queries = queries_for(spec.inference.metrics, namespace, spec.inference.target_ref.name)
+    ref = spec.inference.target_ref
+    queries = queries_for(spec.inference.metrics, namespace, ref.name, kind=ref.kind)
     try:
         demand = prometheus.instant(queries.arrival_rate) if queries.arrival_rate else None
         return demand, prometheus.instant(queries.queue)

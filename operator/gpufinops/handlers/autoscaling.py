@@ -1,8 +1,10 @@
 """Kopf wiring of Inference autoscaling: indexes of what exists, one daemon per workload.
 
 Indexes keep Deployments and other autoscalers in memory from watches, so a
-tick costs no LIST. Each Inference AIWorkload gets its own daemon (an asyncio
-task), so a slow workload never delays another; blocking I/O runs in threads.
+tick on a Deployment costs no request; any other kind with a scale subresource
+is read each tick (its scale, and its pods through the scale's selector). Each
+Inference AIWorkload gets its own daemon (an asyncio task), so a slow workload
+never delays another; blocking I/O runs in threads.
 """
 
 import asyncio
@@ -16,14 +18,17 @@ from typing import Any
 import kopf
 from kubernetes import client
 
-from gpufinops.adapters.deployments import (
-    DeploymentView,
-    ScaleConflict,
-    scale_deployment,
-    view_of,
-)
+from gpufinops.adapters.deployments import scale_deployment, view_of
 from gpufinops.adapters.operator_metrics import forget
 from gpufinops.adapters.prometheus.pool import QueryPool
+from gpufinops.adapters.scale_targets import (
+    ScalableKinds,
+    ScaleConflict,
+    TargetUnavailable,
+    TargetView,
+    patch_scale,
+    read_target,
+)
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.config.model import OperatorConfig
@@ -52,7 +57,7 @@ async def deployments(
     status: kopf.Status,
     meta: kopf.Meta,
     **_: Any,
-) -> dict[tuple[str | None, str], DeploymentView]:
+) -> dict[tuple[str | None, str], TargetView]:
     return {(namespace, name): view_of(dict(spec), dict(status), dict(meta))}
 
 
@@ -60,20 +65,19 @@ async def deployments(
 async def hpa_targets(
     namespace: str | None, name: str, spec: kopf.Spec, **_: Any
 ) -> dict[Any, str]:
+    """What each HPA scales, by (namespace, kind, name)."""
     ref = spec.get("scaleTargetRef") or {}
-    if ref.get("kind") != "Deployment":
-        return {}
-    return {(namespace, ref.get("name")): f"HorizontalPodAutoscaler/{name}"}
+    return {(namespace, ref.get("kind"), ref.get("name")): f"HorizontalPodAutoscaler/{name}"}
 
 
 @kopf.index("keda.sh", "v1alpha1", "scaledobjects")
 async def keda_targets(
     namespace: str | None, name: str, spec: kopf.Spec, **_: Any
 ) -> dict[Any, str]:
+    """What each ScaledObject scales (KEDA's kind defaults to Deployment)."""
     ref = spec.get("scaleTargetRef") or {}
-    if ref.get("kind", "Deployment") != "Deployment":
-        return {}
-    return {(namespace, ref.get("name")): f"ScaledObject/{name}"}
+    kind = ref.get("kind") or "Deployment"
+    return {(namespace, kind, ref.get("name")): f"ScaledObject/{name}"}
 
 
 class SpecChecks:
@@ -120,7 +124,7 @@ def signal_inputs(spec: AIWorkloadSpec) -> tuple[Any, ...]:
     """
     assert spec.inference is not None
     inference = spec.inference
-    return (inference.metrics, inference.forecast.history_days)
+    return (inference.metrics, inference.forecast.history_days, inference.target_ref.kind)
 
 
 def _is_inference(spec: kopf.Spec, **_: Any) -> bool:
@@ -140,7 +144,7 @@ async def autoscale(
 ) -> None:
     """Run ticks until the workload is deleted or stops being an Inference workload."""
     assert namespace is not None  # AIWorkloads are namespaced
-    deployments: kopf.Index[tuple[str, str], DeploymentView] = indexes["deployments"]
+    deployments: kopf.Index[tuple[str, str], TargetView] = indexes["deployments"]
     hpa_targets: kopf.Index[Any, str] = indexes["hpa_targets"]
     keda_targets: kopf.Index[Any, str] = indexes["keda_targets"]
     config: OperatorConfig = memo.config
@@ -156,9 +160,10 @@ async def autoscale(
         kopf.event(body, type=type, reason=reason, message=message)
 
     controller: InferenceController | None = None
-    target: str | None = None
+    target: tuple[str, str, str] | None = None  # (apiVersion, kind, name)
     reading: tuple[Any, ...] | None = None  # what the signals were built from
     pool: QueryPool | None = getattr(memo, "query_pool", None)
+    kinds: ScalableKinds = getattr(memo, "scalable_kinds", None) or ScalableKinds(api)
 
     def reads_for(signals: Any) -> Reads | None:
         """Custom queries run in the tenants' pool, within the namespace's share."""
@@ -166,47 +171,68 @@ async def autoscale(
             return None
         return partial(pool.run, namespace)
 
+    async def look(key: tuple[str, str, str]) -> TargetView | TargetUnavailable | None:
+        """The target now: a Deployment from the index, any other kind from its scale."""
+        if key[:2] == ("apps/v1", "Deployment"):
+            found: TargetView | None = first(deployments, (namespace, key[2]))
+            return found
+        return await asyncio.to_thread(read_target, api, kinds, namespace, *key)
+
+    def scaler(key: tuple[str, str, str]) -> Any:
+        api_version, kind, target_name = key
+
+        def scale(replicas: int) -> None:
+            # Never over a newer change: the replicas this tick decided from.
+            if (api_version, kind) == ("apps/v1", "Deployment"):
+                scale_deployment(api, namespace, target_name, replicas, seen["replicas"])
+                return
+            resource = kinds.resolve(api_version, kind)
+            patch_scale(api, resource, namespace, target_name, replicas, seen["replicas"])
+
+        return scale
+
     try:
         while not stopped:
             started = time.monotonic()
             check = checks.of(body, namespace_view(indexes, namespace))
             spec = check.spec
             if spec is not None and spec.inference is not None:
+                ref = spec.inference.target_ref
+                key = (ref.resolved_api_version, ref.kind, ref.name)
                 wanted = signal_inputs(spec)
-                if (
-                    controller is not None
-                    and target == spec.inference.target_ref.name
-                    and (wanted != reading)
-                ):
+                if controller is not None and target == key and wanted != reading:
                     # Edited queries (or history window) are read from this tick on.
                     signals = memo.signals_for(namespace, spec, config)
                     controller.use_signals(signals, reads_for(signals))
                     reading = wanted
-                if controller is None or target != spec.inference.target_ref.name:
-                    target = spec.inference.target_ref.name
-                    deployment = first(deployments, (namespace, target))
+                current: TargetView | TargetUnavailable | None = None
+                try:
+                    current = await look(key)
+                except Exception as exc:  # API server away: decide nothing from a guess
+                    logger.warning(f"reading {ref.kind}/{ref.name} failed, retrying: {exc}")
+                    await stopped.wait(next_wait(sync, time.monotonic() - started))
+                    continue
+                if controller is None or target != key:
+                    target = key
                     signals = memo.signals_for(namespace, spec, config)
                     reading = wanted
-
-                    def scale(replicas: int, _target: str = target) -> None:
-                        # Never over a newer change: the replicas this tick decided from.
-                        scale_deployment(api, namespace, _target, replicas, seen["replicas"])
-
                     controller = InferenceController(
                         namespace, name, signals,
-                        Effects(scale=scale, write_status=write_status, post_event=post_event),
+                        Effects(scale=scaler(key), write_status=write_status,
+                                post_event=post_event),
                         status=dict(status), now=time.time(),
-                        current_replicas=deployment.replicas if deployment else None,
+                        current_replicas=(
+                            current.replicas if isinstance(current, TargetView) else None
+                        ),
                         writes=_WRITES, reads=reads_for(signals),
                     )  # fmt: skip
                 conflicts = sorted(
-                    {*hpa_targets.get((namespace, target), []),
-                     *keda_targets.get((namespace, target), []),
-                     *rival_claims(indexes, namespace, "Deployment", target, name)}
+                    {*hpa_targets.get((namespace, ref.kind, ref.name), []),
+                     *keda_targets.get((namespace, ref.kind, ref.name), []),
+                     *rival_claims(indexes, namespace, ref.kind, ref.name, name)}
                 )  # fmt: skip
                 write_status.seen(body)
-                current = first(deployments, (namespace, target))
-                seen["replicas"] = current.replicas if current else None
+                seen["replicas"] = current.replicas if isinstance(current, TargetView) else None
                 # A snapshot of what the tick reads of status (not the autoscaler memory,
                 # the largest part, which the controller keeps itself).
                 now_status = body.get("status")

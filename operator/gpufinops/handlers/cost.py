@@ -36,14 +36,14 @@ from gpufinops.adapters.allocations import (
     gpu_pod_record,
     pool_node_record,
 )
-from gpufinops.adapters.deployments import DeploymentView
 from gpufinops.adapters.ledger import SpendLedger
 from gpufinops.adapters.nodes import pool_of
 from gpufinops.adapters.prometheus.batch import PrometheusVectors, Selector, VectorSource
 from gpufinops.adapters.prometheus.client import MetricsError, PrometheusClient
-from gpufinops.adapters.prometheus.presets import ScopeLabels, deployment_pods_regex, quote
+from gpufinops.adapters.prometheus.presets import ScopeLabels, pods_regex, quote
 from gpufinops.adapters.prometheus.shared import SharedVector
 from gpufinops.adapters.prometheus.utilization import GPU_UTIL, peak_gpu_utilization
+from gpufinops.adapters.scale_targets import TargetView
 from gpufinops.api.inference import MetricsServer
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.api.spec import AIWorkloadSpec
@@ -185,12 +185,12 @@ def _effects(memo: kopf.Memo, alerts: AlertQueue) -> CostEffects:
     return CostEffects(write_status, post_event, alerts.enqueue)
 
 
-def tokens_query(namespace: str, deployment: str) -> str:
-    """vLLM's prompt and generated tokens per second, over the Deployment's pods."""
+def tokens_query(namespace: str, deployment: str, kind: str = "Deployment") -> str:
+    """vLLM's prompt and generated tokens per second, over the scaled object's pods."""
     names = "vllm:prompt_tokens_total|vllm:generation_tokens_total"
     selector = (
         f"__name__=~{quote(names)}, namespace={quote(namespace)}, "
-        f"pod=~{quote(deployment_pods_regex(deployment))}"
+        f"pod=~{quote(pods_regex(kind, deployment))}"
     )
     return f"sum(rate({{{selector}}}[{TOKEN_RATE_WINDOW}]))"
 
@@ -207,8 +207,8 @@ _POD_LABELS = ScopeLabels(model=None)
 
 
 @functools.lru_cache(maxsize=8192)
-def _selector(namespace: str, deployment: str) -> Selector:
-    return Selector(namespace, deployment, None)
+def _selector(namespace: str, name: str, kind: str = "Deployment") -> Selector:
+    return Selector(namespace, name, None, kind)
 
 
 def _shared(config: OperatorConfig, query: str, source: VectorSource | None) -> SharedVector:
@@ -228,7 +228,8 @@ def _token_rate(config: OperatorConfig, source: VectorSource | None = None) -> T
         if inference is None or inference.metrics.server != MetricsServer.VLLM:
             return None
         try:
-            values = tokens.values(_selector(namespace, inference.target_ref.name))
+            ref = inference.target_ref
+            values = tokens.values(_selector(namespace, ref.name, ref.kind))
         except MetricsError:
             return None  # no figure is better than a wrong one; the spend is still accounted
         total = sum(values)
@@ -240,12 +241,13 @@ def _token_rate(config: OperatorConfig, source: VectorSource | None = None) -> T
 def _mean_utilization(
     config: OperatorConfig, source: VectorSource | None = None
 ) -> MeanUtilization:
-    """Mean DCGM utilisation of a Deployment's GPUs, from one query for every GPU per pass."""
+    """Mean DCGM utilisation of a scaled object's GPUs, from one query for every GPU per
+    pass."""
     gpus = _shared(config, UTILIZATION_BY_GPU, source)
 
-    def read(namespace: str, deployment: str) -> float | None:
+    def read(namespace: str, kind: str, name: str) -> float | None:
         try:
-            values = gpus.values(_selector(namespace, deployment))
+            values = gpus.values(_selector(namespace, name, kind))
         except MetricsError:
             return None  # without DCGM there is no usage basis; allocation still shows
         mean = sum(values) / len(values) if values else None
@@ -322,7 +324,7 @@ async def _passes(memo: kopf.Memo, config: OperatorConfig, alerts: AlertQueue) -
         deployments = indexes.get("deployments") or {}
 
         def replicas(namespace: str, name: str, _d: Any = deployments) -> int | None:
-            view: DeploymentView | None = next(iter(_d.get((namespace, name), [])), None)
+            view: TargetView | None = next(iter(_d.get((namespace, name), [])), None)
             return view.replicas if view is not None else None
 
         try:

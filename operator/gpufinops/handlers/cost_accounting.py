@@ -29,9 +29,16 @@ from pydantic import ValidationError
 
 from gpufinops.adapters import operator_metrics as metrics
 from gpufinops.adapters.alerts import BudgetAlert
-from gpufinops.adapters.allocations import GpuPod, Pools, held_seconds, holds_at, targets_of
+from gpufinops.adapters.allocations import (
+    GpuPod,
+    Pools,
+    held_seconds,
+    holds_at,
+    lws_worker_owners,
+    targets_of,
+)
 from gpufinops.adapters.status import without_nulls
-from gpufinops.api.spec import AIWorkloadSpec, WorkloadType
+from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.api.status import BudgetState, CostStatus
 from gpufinops.config.model import OperatorConfig
 from gpufinops.core.cost.accounting import (
@@ -90,8 +97,8 @@ class CostEffects:
 TokenRate = Callable[[str, AIWorkloadSpec], float | None]
 """Tokens per second an Inference workload serves now (None: unknown)."""
 
-MeanUtilization = Callable[[str, str], float | None]
-"""Mean GPU utilisation (percent) of an Inference Deployment (namespace, name) over the
+MeanUtilization = Callable[[str, str, str], float | None]
+"""Mean GPU utilisation (percent) of an Inference target (namespace, kind, name) over the
 token-rate window (None: unknown)."""
 
 Utilization = Callable[[str, str, str, float], float | None]
@@ -319,6 +326,13 @@ class CostAccountant:
         book = self._book(view, now)
         targets = targets_of(view.name, spec)
         owned = [p for t in targets for p in by_owner.get((view.namespace, *t), [])]
+        workers = lws_worker_owners(spec)
+        if workers is not None:
+            owned += [
+                p for (ns, kind, owner), pods in by_owner.items()
+                if ns == view.namespace and kind == "StatefulSet" and workers.fullmatch(owner)
+                for p in pods
+            ]  # fmt: skip
         start = book.totals.last_accounted_time
         if start is None:
             start = min([p.since for p in owned if p.since is not None] + [now])
@@ -436,11 +450,15 @@ class CostAccountant:
         now: datetime,
         replicas: Callable[[str, str], int | None],
     ) -> int:
-        """Replicas now: the Deployment's for Inference, running GPU pods otherwise."""
-        if spec.type == WorkloadType.INFERENCE and targets:
-            found = replicas(view.namespace, targets[0][1])
-            if found is not None:
-                return found
+        """Replicas now: the Deployment's for Inference, running GPU pods otherwise (of a
+        LeaderWorkerSet: its leaders, one per group, as its scale counts)."""
+        if spec.inference is not None and targets:
+            if spec.inference.target_ref.is_deployment:
+                found = replicas(view.namespace, targets[0][1])
+                if found is not None:
+                    return found
+            primary = (targets[0][0], targets[0][1])
+            return sum(1 for p in owned if p.owner == primary and holds_at(p, now))
         return sum(1 for p in owned if holds_at(p, now))
 
     def _metrics(
@@ -478,8 +496,10 @@ class CostAccountant:
         tokens = await asyncio.to_thread(self.token_rate, view.namespace, spec)
         busy = None
         if self.mean_utilization is not None and tokens:
-            target = spec.inference.target_ref.name
-            busy = await asyncio.to_thread(self.mean_utilization, view.namespace, target)
+            ref = spec.inference.target_ref
+            busy = await asyncio.to_thread(
+                self.mean_utilization, view.namespace, ref.kind, ref.name
+            )
         values: dict[str, float | None] = {"allocation": None, "usage": None}
         if tokens is not None and tokens > 0 and usd_per_hour > 0:
             per_million = usd_per_hour / (tokens * 3600) * 1e6

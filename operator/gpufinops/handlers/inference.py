@@ -20,11 +20,12 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from gpufinops.adapters import operator_metrics as metrics
-from gpufinops.adapters.deployments import DeploymentView
+from gpufinops.adapters.scale_targets import TargetUnavailable, TargetView
 from gpufinops.adapters.status import conditions_patch, memory_patch, read_conditions, read_memory
 from gpufinops.api.spec import AIWorkloadSpec, Mode
 from gpufinops.api.status import Condition, ConditionStatus, ConditionType
 from gpufinops.core.conditions import find_condition, set_condition
+from gpufinops.core.cost.budget import replica_ceiling
 from gpufinops.core.forecast.model import DemandForecaster, ForecastSettings
 from gpufinops.core.forecast.report import ForecastPoint, ForecastReport
 from gpufinops.core.forecast.series import DemandSeries
@@ -144,21 +145,14 @@ def forecast_settings(spec: AIWorkloadSpec) -> ForecastSettings:
 
 
 def budget_ceiling(
-    status: Mapping[str, Any] | None, min_replicas: int, current: int
+    status: Mapping[str, Any] | None, min_replicas: int, current: int, *, has_budget: bool
 ) -> tuple[int, str] | None:
-    """The replica ceiling the cost loop's budget enforcement sets, read from status.
-
-    Throttle holds the replicas running now (never below the floor): the service
-    keeps serving, it only stops growing. Suspend reaches Inference only with the
-    workload's explicit suspendInference consent (the cost core checks). A manual
-    spec.replicas is capped too.
-    """
-    enforcement = ((status or {}).get("budget") or {}).get("enforcement")
-    if enforcement == "Throttle":
-        return max(current, min_replicas), "BudgetThrottle"
-    if enforcement == "Suspend":
-        return 0, "BudgetSuspend"
-    return None
+    """The replica ceiling of the enforcement the cost loop recorded in status
+    (``replica_ceiling``); a manual spec.replicas is capped too."""
+    recorded = ((status or {}).get("budget") or {}).get("enforcement")
+    return replica_ceiling(
+        recorded if isinstance(recorded, str) else None, has_budget, min_replicas, current
+    )
 
 
 class InferenceController:
@@ -273,7 +267,7 @@ class InferenceController:
         self,
         spec: AIWorkloadSpec,
         generation: int | None,
-        deployment: DeploymentView | None,
+        deployment: TargetView | TargetUnavailable | None,
         conflicts: list[str],
         now: float,
         latest_status: Mapping[str, Any] | None = None,
@@ -287,7 +281,7 @@ class InferenceController:
             # Other handlers (spec validation) write conditions too: start from theirs.
             self.conditions = read_conditions(latest_status)
         labels = (self.namespace, self.name)
-        target = f"Deployment/{inference.target_ref.name}"
+        target = f"{inference.target_ref.kind}/{inference.target_ref.name}"
 
         if deployment is None:
             changed = self._condition(
@@ -300,6 +294,20 @@ class InferenceController:
                 )
             metrics.TICKS.labels(*labels, "target_not_found").inc()
             return await self._report(None, "target not found", generation, None, None, None)
+        if isinstance(deployment, TargetUnavailable):
+            unavailable = deployment
+            # Not scalable (no /scale), or the operator may not read it: nothing is decided
+            # from a count it cannot see, and the message says what to fix.
+            changed = self._condition(
+                ConditionType.READY, ConditionStatus.FALSE, unavailable.reason,
+                f"{target}: {unavailable.message}", stamp, generation,
+            )  # fmt: skip
+            if changed:
+                self.effects.post_event(
+                    "Warning", unavailable.reason, f"{target}: {unavailable.message}"
+                )
+            metrics.TICKS.labels(*labels, "target_unavailable").inc()
+            return await self._report(None, "target unavailable", generation, None, None, None)
 
         if conflicts:
             changed = self._condition(
@@ -349,10 +357,18 @@ class InferenceController:
             reason = f"spec.replicas={spec.replicas} set (kubectl scale); autoscaling paused"
         # A budget binds a person's count too: `kubectl scale aiw` is open to whoever may
         # edit the workload, the budget is an admin's (docs/security.md).
-        ceiling = budget_ceiling(latest_status, inference.min_replicas, deployment.replicas)
+        ceiling = budget_ceiling(
+            latest_status, inference.min_replicas, deployment.replicas,
+            has_budget=spec.budget is not None,
+        )  # fmt: skip
         if ceiling is not None and desired > ceiling[0]:
             desired, action = ceiling
-            reason = f"budget exceeded, {action}: replicas capped at {desired} ({reason})"
+            why = (
+                "budget not decided yet (the cost loop's first pass on this workload)"
+                if action == "BudgetPending"
+                else "budget exceeded"
+            )
+            reason = f"{why}, {action}: replicas capped at {desired} ({reason})"
 
         reason = self._settled(
             (action, desired, decision.recommended, deployment.replicas, deployment.ready), reason
@@ -492,7 +508,7 @@ class InferenceController:
         decision: Decision | None,
         skipped: str | None,
         generation: int | None,
-        deployment: DeploymentView | None,
+        deployment: TargetView | None,
         point: ForecastPoint | None,
         report: ForecastReport | None,
         *,

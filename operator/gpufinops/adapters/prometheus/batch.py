@@ -12,7 +12,7 @@ workload adds up the rows of its own pods in Python.
 What a workload reads does not change:
 
 - rows are selected with the same pod pattern as the per-workload query
-  (``deployment_pods_regex``, matched with ``re.fullmatch``: the RE2 patterns
+  (``pods_regex``, matched with ``re.fullmatch``: the RE2 patterns
   presets build use only syntax Python's ``re`` reads the same way), the same
   namespace and, when the spec names one, the same model;
 - a workload without rows is unknown (no series), never zero;
@@ -52,9 +52,9 @@ from gpufinops.adapters.prometheus.presets import (
     ScopeLabels,
     SignalQueries,
     counter_rate,
-    deployment_pods_regex,
     gauge_mean,
     gauge_sum,
+    pods_regex,
     quote,
     quote_regex,
 )
@@ -166,6 +166,7 @@ def plan_for(
     deployment: str,
     queries: SignalQueries,
     *,
+    kind: str = "Deployment",
     rate_window: str = RATE_WINDOW,
 ) -> dict[str, BatchKey]:
     """Which of the workload's ``queries`` a batch answers, and which batch.
@@ -178,7 +179,7 @@ def plan_for(
         return {}
     preset = PRESETS[metrics.server]
     labels = preset.labels
-    sel = Scope(namespace, deployment, model_name=metrics.model_name).matchers(labels)
+    sel = Scope(namespace, deployment, model_name=metrics.model_name, kind=kind).matchers(labels)
     known: dict[str, BatchKey] = {}
     for gauge in (preset.queue, preset.running):
         if gauge is not None:
@@ -207,10 +208,11 @@ class Selector:
     namespace: str
     deployment: str
     model_name: str | None
+    kind: str = "Deployment"
     pods: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "pods", re.compile(deployment_pods_regex(self.deployment)))
+        object.__setattr__(self, "pods", re.compile(pods_regex(self.kind, self.deployment)))
 
     def values(self, index: Index, labels: ScopeLabels) -> list[float]:
         entry = index.get(self.namespace if labels.namespace is not None else "")
@@ -295,10 +297,11 @@ class SignalBatcher:
         deployment: str,
         queries: SignalQueries,
         fallback: InstantSource,
+        kind: str = "Deployment",
     ) -> BatchedSource:
         """An ``InstantSource`` for one workload; ``fallback`` answers what is not batched."""
-        plan = plan_for(metrics, namespace, deployment, queries)
-        selector = Selector(namespace, deployment, metrics.model_name)
+        plan = plan_for(metrics, namespace, deployment, queries, kind=kind)
+        selector = Selector(namespace, deployment, metrics.model_name, kind)
         source = BatchedSource(self, plan, selector, fallback)
         with self._registry:
             self._sources.add(source)

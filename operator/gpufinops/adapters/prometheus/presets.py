@@ -78,6 +78,25 @@ def deployment_pods_regex(deployment: str) -> str:
     return f"{quote_regex(deployment[:_GENERATED_BASE_MAX])}[a-z0-9]{{5}}"
 
 
+def pods_regex(kind: str, name: str) -> str:
+    """An RE2 pattern of the names of the pods of ``kind`` ``name``.
+
+    Deployments and Argo Rollouts name pods ``<name>-<hash>-<5 random>``,
+    StatefulSets ``<name>-<ordinal>``, LeaderWorkerSets ``<name>-<group>`` (leaders)
+    and ``<name>-<group>-<worker>``, Jobs ``<name>-<5 random>``. Any other kind is
+    matched loosely (``<name>-...``): set ``queueQuery`` to select its pods exactly.
+    """
+    if kind in ("Deployment", "Rollout"):
+        return deployment_pods_regex(name)
+    if kind == "StatefulSet":
+        return f"{quote_regex(name)}-[0-9]+"
+    if kind == "LeaderWorkerSet":
+        return f"{quote_regex(name)}-[0-9]+(-[0-9]+)?"
+    if kind == "Job":
+        return f"{quote_regex(name)}-[a-z0-9]{{5}}"
+    return f"{quote_regex(name)}-[a-z0-9][-a-z0-9.]*"
+
+
 @dataclass(frozen=True)
 class ScopeLabels:
     """Names of the labels that locate a workload's series; ``None`` skips that matcher.
@@ -106,6 +125,8 @@ class Scope:
     """Value of the model label; ``None`` selects every model of the pods."""
     pods: str | None = None
     """RE2 of the pod names, overriding the one derived from ``deployment``."""
+    kind: str = "Deployment"
+    """Kind of the scaled object named ``deployment``, whose pods are selected."""
 
     def matchers(self, labels: ScopeLabels) -> str:
         """The label matchers, as ``{a="x",b=~"y"}`` (empty when there are none)."""
@@ -113,7 +134,7 @@ class Scope:
         if labels.namespace is not None:
             parts.append(f"{labels.namespace}={quote(self.namespace)}")
         if labels.pod is not None:
-            pods = self.pods if self.pods is not None else deployment_pods_regex(self.deployment)
+            pods = self.pods if self.pods is not None else pods_regex(self.kind, self.deployment)
             parts.append(f"{labels.pod}=~{quote(pods)}")
         if labels.model is not None and self.model_name is not None:
             parts.append(f"{labels.model}={quote(self.model_name)}")
@@ -266,11 +287,15 @@ def queries_for(
     namespace: str,
     deployment: str,
     *,
+    kind: str = "Deployment",
     labels: ScopeLabels | None = None,
     rate_window: str = RATE_WINDOW,
 ) -> SignalQueries:
-    """The queries of an AIWorkload's ``inference.metrics`` section."""
-    scope = Scope(namespace=namespace, deployment=deployment, model_name=metrics.model_name)
+    """The queries of an AIWorkload's ``inference.metrics`` section (``deployment`` is the
+    name of the scaled object, of kind ``kind``)."""
+    scope = Scope(
+        namespace=namespace, deployment=deployment, model_name=metrics.model_name, kind=kind
+    )
     return build_queries(
         metrics.server,
         scope,

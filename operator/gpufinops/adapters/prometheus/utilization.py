@@ -6,18 +6,9 @@ latest sample, is what tells idleness: one busy minute between two looks is acti
 """
 
 from gpufinops.adapters.prometheus.client import MetricsError, PrometheusClient
-from gpufinops.adapters.prometheus.presets import deployment_pods_regex, quote, quote_regex
+from gpufinops.adapters.prometheus.presets import pods_regex, quote
 
 GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
-
-
-def pods_regex(kind: str, name: str) -> str:
-    """RE2 pattern of the pod names of a Deployment, StatefulSet or Job."""
-    if kind == "Deployment":
-        return deployment_pods_regex(name)
-    if kind == "StatefulSet":
-        return f"{quote_regex(name)}-[0-9]+"
-    return f"{quote_regex(name)}-[a-z0-9]{{5}}"  # Job pods: <job>-<5 random>
 
 
 def utilization_query(namespace: str, kind: str, name: str, window_seconds: float) -> str:

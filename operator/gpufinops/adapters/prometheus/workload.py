@@ -45,17 +45,16 @@ class WorkloadSignals:
         assert spec.inference is not None
         inference = spec.inference
         self.client = client
+        ref = inference.target_ref
         self.queries: SignalQueries = queries_for(
-            inference.metrics, namespace, inference.target_ref.name
+            inference.metrics, namespace, ref.name, kind=ref.kind
         )
         self.custom = inference.metrics.queue_query is not None or (
             inference.metrics.demand_query is not None
         )
         """Whether the tenant's own PromQL is read (run in the custom query pool)."""
         self.instant: InstantSource = (
-            batcher.source(
-                inference.metrics, namespace, inference.target_ref.name, self.queries, client
-            )
+            batcher.source(inference.metrics, namespace, ref.name, self.queries, client, ref.kind)
             if batcher is not None
             else client
         )

@@ -186,3 +186,29 @@ def enforce(spec: AIWorkloadSpec, state: BudgetState, current_replicas: int) -> 
             f"budget exceeded: Suspend needs suspendInference on Inference; capped at {held}",
         )
     return EnforcementDecision(Action.SUSPEND, 0, "budget exceeded: workload suspended")
+
+
+def replica_ceiling(
+    recorded: str | None, has_budget: bool, min_replicas: int, current: int
+) -> tuple[int, str] | None:
+    """The ceiling on an autoscaler's replicas from the enforcement the cost loop recorded.
+
+    Throttle holds the replicas running now (never below the floor): the service
+    keeps serving, it only stops growing. Suspend reaches Inference only with the
+    workload's explicit suspendInference consent (``enforce`` checks). A workload
+    with a budget and no decision recorded yet (just created, or deleted and created
+    again over a month already overspent: the ledger outlives the object), or with
+    one this version does not know, is held as Throttle holds it until the cost loop
+    has decided: growing first would spend before the budget is looked at.
+    """
+    try:
+        action = Action(recorded) if recorded is not None else None
+    except ValueError:
+        action = None
+    if action == Action.THROTTLE:
+        return max(current, min_replicas), "BudgetThrottle"
+    if action == Action.SUSPEND:
+        return 0, "BudgetSuspend"
+    if action is None and has_budget:
+        return max(current, min_replicas), "BudgetPending"
+    return None

@@ -122,7 +122,9 @@ def _inference(spec: AIWorkloadSpec, m: Manifest, targets: Targets, cfg: Operato
     inf = spec.inference
     assert inf is not None
     pods = target_pods(
-        targets.get("Deployment", m, inf.target_ref.name), *_ref(inf.target_ref), rules_of(cfg)
+        targets.get(inf.target_ref.kind, m, inf.target_ref.name),
+        *_ref(inf.target_ref),
+        rules_of(cfg),
     )
     notes = [pods.note] if pods.note else []
     base = float(max(inf.min_replicas, 1))

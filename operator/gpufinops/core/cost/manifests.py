@@ -139,13 +139,14 @@ def target_pods(
 
 
 class Targets:
-    """Deployments, StatefulSets and Jobs among the files, by kind, namespace and name."""
+    """Deployments, StatefulSets, Argo Rollouts and Jobs among the files (the kinds whose
+    pod template is ``spec.template``), by kind, namespace and name."""
 
     def __init__(self, manifests: Sequence[Manifest]) -> None:
         self._by: dict[tuple[str, str, str], Manifest] = {}
         for m in manifests:
             kind = m.doc.get("kind")
-            if kind not in ("Deployment", "StatefulSet", "Job"):
+            if kind not in ("Deployment", "StatefulSet", "Rollout", "Job"):
                 continue
             name = metadata(m).get("name")
             if isinstance(name, str):
