@@ -99,7 +99,8 @@ def _pod_starts(kubectl) -> list[datetime]:
             for cs in pod["status"].get("containerStatuses") or []
             if "running" in (cs.get("state") or {})
         ]
-        starts.append(min(running))
+        if running:  # a pod still starting has no start to count yet
+            starts.append(min(running))
     return starts
 
 

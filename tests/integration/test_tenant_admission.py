@@ -300,6 +300,22 @@ def test_a_job_ref_needs_update_on_that_job(
     )
 
 
+def test_a_job_ref_to_a_jobset_needs_update_on_that_jobset(
+    boundary: Any, alice: KubectlRun, bob: KubectlRun
+) -> None:
+    section = job_ref("trainer")
+    section["training"]["jobRef"]["kind"] = "JobSet"
+    obj = workload("ref-jobset", SEARCH, section)
+    # Rights on Jobs are not rights on JobSets: the built-in edit role has none on them.
+    for user, name in ((alice, "alice"), (bob, "bob")):
+        refused(
+            create(user, obj),
+            "spec.training.jobRef",
+            "JobSet trainer",
+            f"{name} needs update on jobsets (group jobset.x-k8s.io)",
+        )
+
+
 # ---------------------------------------------------------------------- targets
 
 

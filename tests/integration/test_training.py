@@ -231,3 +231,95 @@ def test_a_job_template_with_a_kueue_queue_is_created_for_kueue_and_left_to_it(
         poll_until(still_held, lambda t: t >= end, "5 s of ticks leaving the Job to Kueue")
     finally:
         kubectl("delete", "aiw", "kt", "-n", NS, "--wait=true", "--timeout=60s")
+
+
+JOBSET_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: jobsets.jobset.x-k8s.io}
+spec:
+  group: jobset.x-k8s.io
+  scope: Namespaced
+  names: {plural: jobsets, singular: jobset, kind: JobSet}
+  versions:
+    - name: v1alpha2
+      served: true
+      storage: true
+      subresources: {status: {}}
+      schema:
+        openAPIV3Schema:
+          type: object
+          x-kubernetes-preserve-unknown-fields: true
+"""
+"""JobSet's kind and group with a schema of the test's own: no JobSet controller runs
+here, so the test makes the child Jobs itself, as that controller would."""
+
+
+def _child_job(jobset: dict, index: int) -> dict:
+    """Child Job ``<jobset>-workers-<index>`` as the JobSet controller makes it: its
+    JobSet's template of now, controlled by the JobSet."""
+    meta = jobset["metadata"]
+    template = jobset["spec"]["replicatedJobs"][0]["template"]
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": f"{meta['name']}-workers-{index}", "namespace": NS,
+                     "ownerReferences": [{"apiVersion": "jobset.x-k8s.io/v1alpha2",
+                                          "kind": "JobSet", "name": meta["name"],
+                                          "uid": meta["uid"], "controller": True}]},
+        "spec": template["spec"],
+    }  # fmt: skip
+
+
+def test_a_jobset_is_placed_as_one_and_its_child_jobs_pods_count(
+    operator: RunningOperator, kubectl
+) -> None:
+    ok(kubectl("apply", "-f", "-", input=JOBSET_CRD))
+    ok(kubectl("wait", "crd/jobsets.jobset.x-k8s.io", "--for=condition=Established",
+               "--timeout=60s"))  # fmt: skip
+    jobset = {
+        "apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
+        "metadata": {"name": "js", "namespace": NS},
+        "spec": {"suspend": True, "replicatedJobs": [
+            {"name": "workers", "replicas": 2,
+             "template": {"spec": {"parallelism": 1, "template": pod_template("js")}}}]},
+    }  # fmt: skip
+    try:
+        ok(kubectl("apply", "-f", "-", input=yaml.safe_dump(jobset)))
+        training = {"jobRef": {"kind": "JobSet", "name": "js"}}
+        ok(kubectl("apply", "-f", "-", input=workload_manifest("byset", training)))
+        placed = poll(
+            lambda: (j := get(kubectl, "jobset", "js"))["spec"]["suspend"] is False and j,
+            "the JobSet placed and resumed",
+        )
+        pod_tmpl = placed["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
+        assert pod_tmpl["spec"]["nodeSelector"] == {"gpufinops.dev/pool": SPOT.name}
+        assert pod_tmpl["metadata"]["labels"]["gpufinops.dev/pool"] == SPOT.name
+        # The user's own tolerations stay, and the rest of the JobSet is as written.
+        assert {"key": "kwok.x-k8s.io/node", "operator": "Exists"} in pod_tmpl["spec"][
+            "tolerations"]  # fmt: skip
+        assert placed["spec"]["replicatedJobs"][0]["replicas"] == 2
+        for index in (0, 1):
+            child = yaml.safe_dump(_child_job(placed, index))
+            ok(kubectl("apply", "-f", "-", input=child))
+        first = poll(lambda: running_pod(kubectl, "js-workers-0", SPOT_NODES), "a child on spot")
+        placement = poll(lambda: placement_of(kubectl, "byset"), "status.placement")
+        assert placement["pool"] == SPOT.name and placement["job"] == "js"
+        assert get(kubectl, "aiw", "byset")["status"]["target"] == "JobSet/js"
+        # A child Job's pod is the JobSet's: its interruption counts for the workload.
+        _interrupt(kubectl, first["spec"]["nodeName"])
+        poll(lambda: placement_of(kubectl, "byset").get("interruptions") == 1,
+             "the child pod's interruption counted")  # fmt: skip
+        # The JobSet completes (its controller's condition): so does the workload.
+        completed = {"type": "Completed", "status": "True", "reason": "AllJobsCompleted",
+                     "message": "done", "lastTransitionTime": "2026-12-07T00:00:00Z"}  # fmt: skip
+        done = {"status": {"conditions": [completed]}}
+        ok(kubectl("patch", "jobset", "js", "-n", NS, "--subresource=status", "--type=merge",
+                   "-p", json.dumps(done)))  # fmt: skip
+        poll(lambda: ready_of(kubectl, "byset").get("reason") == "JobSucceeded", "JobSucceeded")
+        assert float(placement_of(kubectl, "byset").get("spentUSD") or 0) > 0
+    finally:
+        _untaint(kubectl)
+        kubectl("delete", "aiw", "byset", "-n", NS, "--wait=true", "--timeout=60s")
+        kubectl("delete", "jobs", "js-workers-0", "js-workers-1", "-n", NS, "--wait=true",
+                "--timeout=60s")  # fmt: skip
+        kubectl("delete", "crd", "jobsets.jobset.x-k8s.io", "--wait=true", "--timeout=60s")

@@ -40,6 +40,7 @@ BASE_RULES: dict[RuleKey, set[str]] = {
     ("apps", "deployments", None): {"list", "watch"},
     ("apps", "deployments/scale", None): {"patch"},
     ("batch", "jobs", None): {"list", "watch", "create", "patch"},
+    ("jobset.x-k8s.io", "jobsets", None): {"list", "watch", "patch"},
     ("apps", "statefulsets", None): {"list", "watch"},
     ("apps", "statefulsets/scale", None): {"get", "patch"},
     ("leaderworkerset.x-k8s.io", "leaderworkersets/scale", None): {"get", "patch"},

@@ -60,6 +60,10 @@ has the table. */}}
   - apiGroups: [batch]
     resources: [jobs]
     verbs: [list, watch, create, patch]
+  # Training placement of a jobRef's JobSet (harmless when JobSet is absent).
+  - apiGroups: [jobset.x-k8s.io]
+    resources: [jobsets]
+    verbs: [list, watch, patch]
   # Conflict detection: an HPA already scaling the target Deployment.
   - apiGroups: [autoscaling]
     resources: [horizontalpodautoscalers]

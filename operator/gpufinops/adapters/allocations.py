@@ -15,8 +15,8 @@ count is taken when the pod is read with its node's labels (``gpu_pod``).
 """
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -169,11 +169,32 @@ def targets_of(name: str, spec: AIWorkloadSpec) -> list[tuple[str, str]]:
             return [("StatefulSet", ref.name)]
         return [(ref.kind, ref.name)]
     if spec.training is not None:
-        job = spec.training.job_ref.name if spec.training.job_ref is not None else name
-        return [("Job", job)]
+        job_ref = spec.training.job_ref
+        if job_ref is not None and job_ref.kind == "JobSet":
+            return [("JobSet", job_ref.name)]  # its child Jobs' pods: see ``through_jobsets``
+        return [("Job", job_ref.name if job_ref is not None else name)]
     if spec.experiment is not None:
         return [(spec.experiment.target_ref.kind, spec.experiment.target_ref.name)]
     return []
+
+
+def through_jobsets(
+    pods: Iterable[GpuPod], jobset_of: Callable[[str, str], str | None]
+) -> list[GpuPod]:
+    """Pods of a JobSet's child Jobs, owned by the JobSet (``("JobSet", name)``).
+
+    ``jobset_of(namespace, job)`` is the JobSet that controls the Job (its controller
+    ownerReference, from the Job index), or None: ownership is followed up one level,
+    never guessed from names or labels.
+    """
+    out = []
+    for pod in pods:
+        if pod.owner is not None and pod.owner[0] == "Job":
+            jobset = jobset_of(pod.namespace, pod.owner[1])
+            if jobset is not None:
+                pod = replace(pod, owner=("JobSet", jobset))
+        out.append(pod)
+    return out
 
 
 def lws_worker_owners(spec: AIWorkloadSpec) -> re.Pattern[str] | None:

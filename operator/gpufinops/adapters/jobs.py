@@ -6,6 +6,7 @@ also ensures after a re-suspend) its pod template's scheduling directives are
 mutable, so one merge patch can move it to a pool and unsuspend it.
 """
 
+import copy
 import math
 import re
 from collections.abc import Mapping
@@ -65,6 +66,13 @@ class JobView:
     kueue_queue: str | None = None
     """The Kueue LocalQueue that admits the Job (label ``kueue.x-k8s.io/queue-name``):
     Kueue then owns its ``suspend`` and placement, never gpufinops."""
+    kind: str = "Job"
+    """Job, or JobSet (whose pods belong to its child Jobs)."""
+    jobset: tuple[str, str] | None = None
+    """(name, uid) of the JobSet that controls this Job, if one does."""
+    replicated_jobs: tuple[Mapping[str, Any], ...] = ()
+    """A JobSet's ``spec.replicatedJobs`` as stored (placement rewrites each template)."""
+    resource_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +180,10 @@ def controller_ref(meta: Any, kind: str, group: str) -> Mapping[str, Any] | None
     return None
 
 
+JOBSET_GROUP = "jobset.x-k8s.io"
+JOBSET_VERSION = "v1alpha2"
+
+
 def job_of_pod(meta: Any) -> tuple[str, str] | None:
     """(name, uid) of the Job that controls a pod, from its controller ownerReference."""
     ref = controller_ref(meta, "Job", "batch")
@@ -214,6 +226,62 @@ def job_view(body: Mapping[str, Any]) -> JobView:
         owned_by=None if owner is None else str(owner["name"]),
         owner_uid=None if owner is None else str(owner["uid"]),
         kueue_queue=_mapping(meta.get("labels")).get(KUEUE_QUEUE_LABEL),
+        jobset=_jobset_of(meta),
+    )
+
+
+def _jobset_of(meta: Mapping[str, Any]) -> tuple[str, str] | None:
+    ref = controller_ref(meta, "JobSet", JOBSET_GROUP)
+    return None if ref is None else (str(ref["name"]), str(ref["uid"]))
+
+
+def jobset_view(body: Mapping[str, Any]) -> JobView:
+    """A JobSet as the placement loop reads it, in a Job's terms.
+
+    Its pods are all its replicated Jobs' (``replicas`` Jobs of ``parallelism`` pods
+    each); the GPUs per pod are their mean, so pods x GPUs per pod is what it holds.
+    Its pod templates may change while it is suspended (as Kueue relies on), so it is
+    never "started"; ``active`` counts its child Jobs that still have pods, which a
+    re-suspend waits for. Malformed fields read as absent.
+    """
+    meta = _mapping(body.get("metadata"))
+    spec = _mapping(body.get("spec"))
+    status = _mapping(body.get("status"))
+    replicated = _mappings(spec.get("replicatedJobs"))
+    pods, gpus = 0, 0.0
+    first: Mapping[str, Any] = {}
+    for rjob in replicated:
+        job_spec = _mapping(_mapping(rjob.get("template")).get("spec"))
+        pod_spec = _mapping(_mapping(job_spec.get("template")).get("spec"))
+        first = first or pod_spec
+        count = _count(rjob.get("replicas")) if "replicas" in rjob else 1
+        count *= _count(job_spec.get("parallelism")) if "parallelism" in job_spec else 1
+        pods += count
+        gpus += count * pod_template_gpus(pod_spec)
+    jobs_status = _mappings(status.get("replicatedJobsStatus"))
+    conditions = status.get("conditions")
+    owner = controller_ref(meta, KIND, GROUP)
+    return JobView(
+        name=str(meta.get("name")),
+        uid=str(meta.get("uid")),
+        generation=_count(meta.get("generation")),
+        suspended=bool(spec.get("suspend")),
+        started=False,
+        active=sum(_count(s.get("active")) for s in jobs_status),
+        succeeded=sum(_count(s.get("succeeded")) for s in jobs_status),
+        failed=sum(_count(s.get("failed")) for s in jobs_status),
+        complete=_condition(conditions, "Completed").get("status") == "True",
+        failed_permanently=_condition(conditions, "Failed").get("status") == "True",
+        node_selector={str(k): str(v) for k, v in _mapping(first.get("nodeSelector")).items()},
+        tolerations=tuple(_mappings(first.get("tolerations"))),
+        gpus_per_pod=gpus / pods if pods else 0.0,
+        parallelism=pods,
+        owned_by=None if owner is None else str(owner["name"]),
+        owner_uid=None if owner is None else str(owner["uid"]),
+        kueue_queue=_mapping(meta.get("labels")).get(KUEUE_QUEUE_LABEL),
+        kind="JobSet",
+        replicated_jobs=tuple(copy.deepcopy(dict(r)) for r in replicated),
+        resource_version=str(meta["resourceVersion"]) if meta.get("resourceVersion") else None,
     )
 
 
@@ -313,27 +381,70 @@ def _toleration_key(t: Mapping[str, Any]) -> tuple[Any, ...]:
     return (t.get("key"), t.get("operator"), t.get("value"), t.get("effect"))
 
 
+def _pool_tolerations(
+    tolerations: Any, pool: NodePool, previous: NodePool | None
+) -> list[dict[str, Any]]:
+    """The user's tolerations, without those the previous pool injected, plus the pool's."""
+    dropped = {_toleration_key(t) for t in (previous.tolerations if previous else [])}
+    kept = [dict(t) for t in _mappings(tolerations) if _toleration_key(t) not in dropped]
+    present = {_toleration_key(t) for t in kept}
+    return kept + [dict(t) for t in pool.tolerations if _toleration_key(t) not in present]
+
+
+def _pool_labels(pool: NodePool) -> dict[str, str]:
+    return {POOL_LABEL: pool.name, CAPACITY_LABEL: str(pool.capacity_type)}
+
+
+def jobset_placement_patch(
+    job: JobView, pool: NodePool, previous: NodePool | None
+) -> dict[str, Any]:
+    """Merge patch that moves every pod template of a suspended JobSet to ``pool`` and
+    resumes it.
+
+    ``replicatedJobs`` is a list, which a merge patch replaces whole: the list is
+    written back as read with only the scheduling directives changed, and the patch
+    carries the resourceVersion it was read at, so a JobSet changed meanwhile is not
+    overwritten (the API server answers 409 and the next tick reads it again).
+    """
+    rewritten = []
+    for rjob in job.replicated_jobs:
+        out = copy.deepcopy(dict(rjob))
+        job_tmpl = out.setdefault("template", {})
+        pod_tmpl = job_tmpl.setdefault("spec", {}).setdefault("template", {})
+        meta = pod_tmpl.setdefault("metadata", {})
+        meta["labels"] = {**_mapping(meta.get("labels")), **_pool_labels(pool)}
+        pod_spec = pod_tmpl.setdefault("spec", {})
+        selector = {
+            str(k): str(v) for k, v in _mapping(pod_spec.get("nodeSelector")).items()
+            if previous is None or k not in previous.selector or k in pool.selector
+        }  # fmt: skip
+        pod_spec["nodeSelector"] = {**selector, **pool.selector}
+        pod_spec["tolerations"] = _pool_tolerations(pod_spec.get("tolerations"), pool, previous)
+        rewritten.append(out)
+    patch: dict[str, Any] = {"spec": {"suspend": False, "replicatedJobs": rewritten}}
+    if job.resource_version:
+        patch["metadata"] = {"resourceVersion": job.resource_version}
+    return patch
+
+
 def placement_patch(job: JobView, pool: NodePool, previous: NodePool | None) -> dict[str, Any]:
     """Merge patch that moves a suspended Job's pods to ``pool`` and unsuspends it.
 
     Keys and tolerations the previous pool injected are removed; the user's own
     nodeSelector entries and tolerations stay.
     """
+    if job.kind == "JobSet":
+        return jobset_placement_patch(job, pool, previous)
     selector: dict[str, str | None] = {}
     if previous is not None:
         selector.update({k: None for k in previous.selector if k not in pool.selector})
     selector.update(pool.selector)
-    dropped = {_toleration_key(t) for t in (previous.tolerations if previous else [])}
-    kept = [dict(t) for t in job.tolerations if _toleration_key(t) not in dropped]
-    present = {_toleration_key(t) for t in kept}
-    kept += [dict(t) for t in pool.tolerations if _toleration_key(t) not in present]
+    kept = _pool_tolerations(job.tolerations, pool, previous)
     return {
         "spec": {
             "suspend": False,
             "template": {
-                "metadata": {
-                    "labels": {POOL_LABEL: pool.name, CAPACITY_LABEL: str(pool.capacity_type)}
-                },
+                "metadata": {"labels": _pool_labels(pool)},
                 "spec": {"nodeSelector": selector, "tolerations": kept},
             },
         }
@@ -399,6 +510,33 @@ class JobActions:
                 f"patching Job {namespace}/{name} failed: {exc.reason}: {exc.body}"
             ) from exc
         meta = job.get("metadata") if isinstance(job, dict) else None
+        return int((meta or {}).get("generation") or 0)
+
+    def suspend(self, namespace: str, name: str) -> int:
+        return self.patch(namespace, name, {"spec": {"suspend": True}})
+
+
+class JobSetActions:
+    """Suspends, places and resumes JobSets (``jobRef`` with ``kind: JobSet``); they are
+    never created by the operator."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.objects = client.CustomObjectsApi(api)
+
+    def create(self, body: Mapping[str, Any]) -> None:
+        raise JobError("JobSets are not created by the operator: name one in jobRef")
+
+    def patch(self, namespace: str, name: str, patch: Mapping[str, Any]) -> int:
+        """Merge-patch the JobSet; its new generation."""
+        try:
+            found = self.objects.patch_namespaced_custom_object(
+                JOBSET_GROUP, JOBSET_VERSION, namespace, "jobsets", name, dict(patch)
+            )
+        except ApiException as exc:
+            raise JobError(
+                f"patching JobSet {namespace}/{name} failed: {exc.reason}: {exc.body}"
+            ) from exc
+        meta = found.get("metadata") if isinstance(found, dict) else None
         return int((meta or {}).get("generation") or 0)
 
     def suspend(self, namespace: str, name: str) -> int:

@@ -1,7 +1,7 @@
 """The Training section: batch Jobs placed on spot GPU pools with safe fallback."""
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -9,13 +9,19 @@ from gpufinops.api.base import CRON, DNS_SUBDOMAIN, ApiModel, cel, check_cron, c
 
 
 class JobRef(ApiModel):
-    """A Job the user creates themselves; it must be created with `suspend: true`."""
+    """A Job (or JobSet) the user creates themselves; it must be created with
+    `suspend: true`."""
 
+    kind: Literal["Job", "JobSet"] = Field(
+        default="Job",
+        description="Job (batch/v1) or JobSet (jobset.x-k8s.io/v1alpha2: every replicated "
+        "Job's pods go to the chosen pool, suspended and resumed as one).",
+    )
     name: str = Field(
         min_length=1,
         max_length=253,
         pattern=DNS_SUBDOMAIN,
-        description="Name of the Job in the AIWorkload's namespace (created suspended).",
+        description="Name of the Job or JobSet in the AIWorkload's namespace (created suspended).",
     )
 
 

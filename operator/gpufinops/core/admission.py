@@ -28,7 +28,7 @@ def target_of(spec: AIWorkloadSpec) -> str | None:
     if spec.experiment is not None:
         return f"{spec.experiment.target_ref.kind}/{spec.experiment.target_ref.name}"
     if spec.training is not None and spec.training.job_ref is not None:
-        return f"Job/{spec.training.job_ref.name}"
+        return f"{spec.training.job_ref.kind}/{spec.training.job_ref.name}"
     return None
 
 

@@ -28,7 +28,9 @@ def claimed_target(name: str, spec: Any) -> tuple[str, str] | None:
     training = spec.get("training") if kind == "Training" else None
     if isinstance(training, dict):
         job = training.get("jobRef")
-        return "Job", str(job["name"]) if isinstance(job, dict) and "name" in job else name
+        if isinstance(job, dict) and "name" in job:
+            return str(job.get("kind") or "Job"), str(job["name"])
+        return "Job", name
     return None
 
 

@@ -35,6 +35,7 @@ from gpufinops.adapters.allocations import (
     gpu_pod,
     gpu_pod_record,
     pool_node_record,
+    through_jobsets,
 )
 from gpufinops.adapters.ledger import SpendLedger
 from gpufinops.adapters.nodes import pool_of
@@ -65,7 +66,10 @@ logger = logging.getLogger(__name__)
 TOKEN_RATE_WINDOW = "5m"
 """Long enough to smooth bursts of long generations, short enough to follow the load."""
 
-_INDEXES = ("gpu_pods", "cost_workloads", "pool_nodes", "deployments", "namespace_labels")
+_INDEXES = (
+    "gpu_pods", "cost_workloads", "pool_nodes", "deployments", "namespace_labels",
+    "jobset_children",
+)  # fmt: skip
 
 
 # Async, like the autoscaler's indexes: no worker thread per watch event.
@@ -277,6 +281,12 @@ def held_gpus(config: OperatorConfig, indexes: Mapping[str, Any]) -> tuple[list[
     pods = [
         gpu_pod(r, rules, pools.labels.get(r["node"])) for r in _values(indexes.get("gpu_pods"))
     ]
+    jobs = indexes.get("jobset_children") or {}
+    if jobs:
+        # Child Job -> its JobSet, from the JobSets' index of the Jobs they control.
+        parents = {(ns, child): jobset for (ns, jobset), children in jobs.items()
+                   for child, _, _ in children}  # fmt: skip
+        pods = through_jobsets(pods, lambda ns, job: parents.get((ns, job)))
     return pods, pools
 
 

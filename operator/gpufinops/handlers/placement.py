@@ -1,8 +1,9 @@
 """Kopf wiring of Training placement: Jobs, their pods and node taints from indexes,
 one daemon per Training workload.
 
-The indexes make a tick cost no LIST: Jobs by name, pods by the Job that owns
-them (their controller ownerReference, never a label anyone can copy onto a pod),
+The indexes make a tick cost no LIST: Jobs and JobSets by name, a JobSet's child
+Jobs, pods by the Job that owns them (their controller ownerReference, never a
+label anyone can copy onto a pod),
 and the taint keys of every node (a spot interruption notice is a taint; a pod
 whose node is missing from the index lost its node).
 """
@@ -16,11 +17,15 @@ import kopf
 from kubernetes import client
 
 from gpufinops.adapters.jobs import (
+    JOBSET_GROUP,
+    JOBSET_VERSION,
     JobActions,
+    JobSetActions,
     JobView,
     PodView,
     job_of_pod,
     job_view,
+    jobset_view,
     pod_view,
 )
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
@@ -31,7 +36,7 @@ from gpufinops.handlers.autoscaling import DEFAULT_SYNC_SECONDS
 from gpufinops.handlers.clock import ClockSteps
 from gpufinops.handlers.indexes import first, namespace_view
 from gpufinops.handlers.status_writes import ConditionalStatus, created_at
-from gpufinops.handlers.training import TrainingController, World, job_name
+from gpufinops.handlers.training import TrainingController, World, job_kind, job_name
 
 
 @kopf.index("batch", "v1", "jobs")
@@ -39,6 +44,41 @@ def training_jobs(
     namespace: str | None, name: str, body: kopf.Body, **_: Any
 ) -> dict[tuple[str | None, str], JobView]:
     return {(namespace, name): job_view(body)}
+
+
+@kopf.index(JOBSET_GROUP, JOBSET_VERSION, "jobsets")
+async def training_jobsets(
+    namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> dict[tuple[str | None, str], JobView]:
+    """JobSets by name (none when the JobSet CRD is not installed)."""
+    return {(namespace, name): jobset_view(body)}
+
+
+@kopf.index("batch", "v1", "jobs")
+async def jobset_children(
+    namespace: str | None, name: str, meta: kopf.Meta, body: kopf.Body, **_: Any
+) -> dict[tuple[str | None, str], tuple[str, str, str]]:
+    """The child Jobs of each JobSet, (name, uid, JobSet uid), from their controller
+    ownerReference: a JobSet's pods are the pods of the Jobs it controls."""
+    view = job_view(body)
+    if view.jobset is None:
+        return {}
+    return {(namespace, view.jobset[0]): (name, view.uid, view.jobset[1])}
+
+
+def target_pods(
+    indexes: Mapping[str, Any], namespace: str, job: JobView | None
+) -> tuple[list[PodView], frozenset[str] | None]:
+    """The pods of a Job, or of a JobSet's child Jobs with the uids they count under."""
+    pods_index: kopf.Index[Any, PodView] = indexes["job_pods"]
+    if job is None or job.kind != "JobSet":
+        name = job.name if job is not None else None
+        return list(pods_index.get((namespace, name), [])) if name else [], None
+    children = [
+        c for c in indexes["jobset_children"].get((namespace, job.name), []) if c[2] == job.uid
+    ]
+    pods = [p for child, _, _ in children for p in pods_index.get((namespace, child), [])]
+    return pods, frozenset(uid for _, uid, _ in children)
 
 
 # Every pod event comes here (no label filter: the owner is what counts, and a pod keeps
@@ -95,6 +135,7 @@ async def place_training(
     """Tick until the workload is deleted or stops being a Training workload."""
     assert namespace is not None
     jobs_index: kopf.Index[Any, JobView] = indexes["training_jobs"]
+    jobsets_index: kopf.Index[Any, JobView] = indexes["training_jobsets"]
     pods_index: kopf.Index[Any, PodView] = indexes["job_pods"]
     taints_index: kopf.Index[str, tuple[str, ...]] = indexes["node_taints"]
     config: OperatorConfig = memo.config
@@ -106,8 +147,9 @@ async def place_training(
         kopf.event(body, type=type, reason=reason, message=message)
 
     controller = TrainingController(
-        namespace, name, uid, config, JobActions(api), write_status, post_event
-    )
+        namespace, name, uid, config, JobActions(api), write_status, post_event,
+        jobsets=JobSetActions(api),
+    )  # fmt: skip
     created = created_at(meta)
     clock = ClockSteps()
     rivals = Rivals(namespace, name, post_event)
@@ -116,14 +158,21 @@ async def place_training(
         if (
             spec is not None
             and spec.training is not None
-            and not rivals.block(indexes, "Job", job_name(name, spec))
+            and not rivals.block(indexes, job_kind(spec), job_name(name, spec))
         ):
             job = job_name(name, spec)
+            index = jobsets_index if job_kind(spec) == "JobSet" else jobs_index
+            target = first(index, (namespace, job))
+            if target is None and job_kind(spec) == "Job":
+                pods, owners = list(pods_index.get((namespace, job), [])), None
+            else:
+                pods, owners = target_pods(indexes, namespace, target)
             write_status.seen(body)
             now, stepped, _ = clock.read()
             world = World(
-                job=first(jobs_index, (namespace, job)),
-                pods=list(pods_index.get((namespace, job), [])),
+                job=target,
+                pods=pods,
+                pod_owners=owners,
                 node_taints=NodeTaints(taints_index),
                 latest_status=copy.deepcopy(body.get("status")),
                 generation=body.get("metadata", {}).get("generation"),

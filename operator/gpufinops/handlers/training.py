@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from gpufinops.adapters.jobs import (
+    JobError,
     JobNameTaken,
     JobView,
     PodView,
@@ -106,12 +107,21 @@ class World:
     now: float
     stepped: float = 0.0
     """How far the wall clock jumped since the previous tick (see ``handlers.clock``)."""
+    pod_owners: frozenset[str] | None = None
+    """UIDs of the Jobs whose pods are the target's: a JobSet's child Jobs (those it
+    controls); None for a Job, whose own uid is the only one."""
 
 
 def job_name(name: str, spec: AIWorkloadSpec) -> str:
     """The Job of a Training workload: its jobRef, or one named like the workload."""
     assert spec.training is not None
     return spec.training.job_ref.name if spec.training.job_ref is not None else name
+
+
+def job_kind(spec: AIWorkloadSpec) -> str:
+    """Job, or JobSet for a jobRef that names one."""
+    assert spec.training is not None
+    return spec.training.job_ref.kind if spec.training.job_ref is not None else "Job"
 
 
 def profile(spec: AIWorkloadSpec, job: JobView, created_at: float) -> JobProfile:
@@ -141,10 +151,12 @@ class TrainingController:
         jobs: JobClient,
         write_status: StatusWriter,
         post_event: EventPoster,
+        jobsets: JobClient | None = None,
     ) -> None:
         self.namespace, self.name, self.uid = namespace, name, uid
         self.config = config
         self.jobs = jobs
+        self.jobsets = jobsets
         self.write_status = write_status
         self.post_event = post_event
         self._last_written: dict[str, Any] | None = None
@@ -159,6 +171,7 @@ class TrainingController:
         self._ready: tuple[str, str] | None = None
         self._created = False
         self._last_spend_write = float("-inf")
+        self._kind = "Job"
 
     # ------------------------------------------------------------------ helpers
 
@@ -205,21 +218,33 @@ class TrainingController:
         # Pods count through their controller ownerReference only: a bare pod carrying
         # a copied job-name label, or a pod of an earlier Job of the same name, is not
         # the Job's (no interruption, no spend).
-        own = [p for p in world.pods if job is not None and p.job_uid == job.uid]
+        owners = world.pod_owners
+        if owners is None:
+            owners = frozenset({job.uid}) if job is not None else frozenset()
+        own = [p for p in world.pods if p.job_uid in owners]
         if len(own) != len(world.pods):
             world = replace(world, pods=own)
         conditions = read_conditions(world.latest_status)
         record.job = job_name(self.name, spec)
+        self._kind = job_kind(spec)
         record, conditions = self._step(spec, world, record, conditions)
         self._record = record
         self._write(record, conditions, world)
         return record
 
+    def _client(self, job: JobView) -> JobClient:
+        if job.kind == "JobSet":
+            if self.jobsets is None:
+                raise JobError("no JobSet client: JobSets cannot be placed by this loop")
+            return self.jobsets
+        return self.jobs
+
     def _patch(self, job: JobView, patch: Mapping[str, Any]) -> None:
-        self._job_generation = (job.uid, self.jobs.patch(self.namespace, job.name, patch))
+        generation = self._client(job).patch(self.namespace, job.name, patch)
+        self._job_generation = (job.uid, generation)
 
     def _suspend(self, job: JobView) -> None:
-        self._job_generation = (job.uid, self.jobs.suspend(self.namespace, job.name))
+        self._job_generation = (job.uid, self._client(job).suspend(self.namespace, job.name))
 
     def _name_taken(
         self, conditions: list[Condition], world: World, message: str
@@ -243,7 +268,7 @@ class TrainingController:
         assert training is not None and record.job is not None
         job = world.job
         recommend = spec.mode == Mode.RECOMMEND
-        target = f"Job/{record.job}"
+        target = f"{self._kind}/{record.job}"
 
         if job is None:
             if training.job_template is None:
@@ -391,7 +416,7 @@ class TrainingController:
         Kueue's flavor put it on (from the Job's nodeSelector), its spend, and the
         budget, which it reports but does not enforce.
         """
-        target = f"Job/{job.name}"
+        target = f"{job.kind}/{job.name}"
         queue = job.kueue_queue
         pool = next(
             (
@@ -465,7 +490,9 @@ class TrainingController:
         record.phase = Phase.RUNNING
         event = "SpotPlaced" if pool.capacity_type == CapacityType.SPOT else "OnDemandPlaced"
         self.post_event(
-            "Normal", event, f"Job/{job.name} placed on {pool.name} (recorded after a restart)"
+            "Normal",
+            event,
+            f"{job.kind}/{job.name} placed on {pool.name} (recorded after a restart)",
         )
         return record
 
@@ -481,7 +508,7 @@ class TrainingController:
     ) -> tuple[PlacementRecord, list[Condition]]:
         training = spec.training
         assert training is not None
-        target = f"Job/{job.name}"
+        target = f"{job.kind}/{job.name}"
         if job.started or job.active:
             # Re-suspended: the Job controller is still removing its pods; the template
             # becomes mutable once it has (startTime cleared).
@@ -549,7 +576,7 @@ class TrainingController:
     ) -> tuple[PlacementRecord, list[Condition]]:
         training = spec.training
         assert training is not None
-        target = f"Job/{job.name}"
+        target = f"{job.kind}/{job.name}"
         # Interruptions: each pod counts once, however it was seen.
         counted = set(record.interrupted_pods)
         seen: list[tuple[str, str]] = []
@@ -668,7 +695,7 @@ class TrainingController:
         written = record_patch(record)
         patch = {
             "observedGeneration": world.generation,
-            "target": f"Job/{record.job}",
+            "target": f"{self._kind}/{record.job}",
             "placement": written,
             "conditions": conditions_patch(conditions),
         }
