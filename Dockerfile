@@ -16,7 +16,7 @@ RUN python -m venv /opt/gpufinops
 # Dependencies first, so code changes reuse this layer. Binary wheels only:
 # nothing is compiled, so the image needs no compiler at any stage.
 COPY requirements.lock ./
-RUN /opt/gpufinops/bin/pip install --only-binary=:all: --no-deps -r requirements.lock
+RUN /opt/gpufinops/bin/pip install --require-hashes --only-binary=:all: --no-deps -r requirements.lock
 # The operator itself, built with a pinned build backend.
 COPY pyproject.toml README.md LICENSE ./
 COPY operator ./operator
@@ -27,6 +27,7 @@ RUN /opt/gpufinops/bin/pip install --only-binary=:all: setuptools==84.2.1 wheel=
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="gpufinops" \
+      org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.description="Kubernetes operator that keeps AI workloads fast and their GPU bill small." \
       org.opencontainers.image.licenses="Apache-2.0"
 # The base image's own packaging tools are not needed at run time.

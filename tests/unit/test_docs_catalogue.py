@@ -390,6 +390,7 @@ def test_every_config_key_is_documented() -> None:
 # Pages whose links are checked (the reference pages this test keeps true).
 LINKED_PAGES = [
     "README.md",
+    "cli.md",
     "comparison.md",
     "config.md",
     "metrics-and-events.md",

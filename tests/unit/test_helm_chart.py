@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ VALUES_DIR = ROOT / "tests" / "helm-values"
 VALUES = sorted(VALUES_DIR.glob("*.yaml"))
 INVALID = sorted((VALUES_DIR / "invalid").glob("*.yaml"))
 DOCKERFILE = ROOT / "Dockerfile"
-LOCK = ROOT / "requirements.lock"
 
 RuleKey = tuple[str, str, tuple[str, ...] | None]
 
@@ -221,6 +219,24 @@ def test_metrics_service_targets_the_metrics_port(helm: Path) -> None:
 
 
 # ------------------------------------------------------------------ replicas and HA
+
+
+def test_a_network_policy_opens_only_metrics_and_liveness_to_the_operator(helm: Path) -> None:
+    assert not kinds(render(helm), "NetworkPolicy"), "off unless asked for"
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mon"}}}
+    docs = render(helm, None, "networkPolicy.enabled=true",
+                  "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels"
+                  ".kubernetes\\.io/metadata\\.name=mon")  # fmt: skip
+    (policy,) = kinds(docs, "NetworkPolicy")
+    pod = workload(docs)["spec"]["template"]
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert selector.items() <= pod["metadata"]["labels"].items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    metrics, health = policy["spec"]["ingress"]
+    assert metrics == {"ports": [{"port": "metrics", "protocol": "TCP"}], "from": [monitoring]}
+    assert health == {"ports": [{"port": "health", "protocol": "TCP"}]}
+    named = {p["name"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+    assert {"metrics", "health"} <= named, "the policy names ports the pod has"
 
 
 def test_one_replica_is_a_recreated_deployment_without_peering(helm: Path) -> None:
@@ -522,22 +538,6 @@ def test_dockerfile_installs_only_pinned_dependencies() -> None:
                 continue
             packages = [w for w in command.split("pip install", 1)[1].split() if w[0] != "-"]
             assert all(p == "." or "==" in p for p in packages), command
-
-
-def test_requirements_lock_pins_every_runtime_dependency() -> None:
-    pins: dict[str, str] = {}
-    for line in LOCK.read_text().splitlines():
-        if not line or line.startswith("#"):
-            continue
-        name, sep, version = line.partition("==")
-        assert sep and version, f"unpinned line in requirements.lock: {line!r}"
-        pins[re.sub(r"[-_.]+", "-", name).lower()] = version
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    for requirement in project["dependencies"]:
-        name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0]
-        assert re.sub(r"[-_.]+", "-", name).lower() in pins, (
-            f"{name} is not in requirements.lock; run hack/lock-requirements.sh"
-        )
 
 
 def test_hadolint_accepts_the_dockerfile() -> None:

@@ -18,6 +18,11 @@ def _cmd_crd(args: argparse.Namespace) -> int:
 
 
 def _cmd_reference(args: argparse.Namespace) -> int:
+    if args.cli:
+        from gpufinops.cli.reference import cli_markdown
+
+        sys.stdout.write(cli_markdown(build_parser()))
+        return 0
     from gpufinops.api.reference import reference_markdown
 
     sys.stdout.write(reference_markdown())
@@ -129,12 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
     reference = sub.add_parser(
         "reference", help="print the AIWorkload API reference (docs/reference.md) as Markdown"
     )
+    reference.add_argument(
+        "--cli", action="store_true", help="print this command-line reference (docs/cli.md)"
+    )
     reference.set_defaults(func=_cmd_reference)
 
     config = sub.add_parser("config", help="operator config tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     check = config_sub.add_parser("check", help="validate a config file and show its prices")
-    check.add_argument("file", type=Path, nargs="?", default=None)
+    check.add_argument(
+        "file", type=Path, nargs="?", default=None,
+        help="the config to check (default: GPUFINOPS_CONFIG, else the packaged one)",
+    )  # fmt: skip
     check.set_defaults(func=_cmd_config_check)
 
     from gpufinops.cli import convert, cost, demo, report, simulate

@@ -78,10 +78,29 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
         help="replicas the peak minute needs at 100%% utilisation; sets the capacity per "
         "replica (default: %(default)s)",
     )
-    model.add_argument("--startup-seconds", type=_non_negative_int, default=180)
-    model.add_argument("--lag-seconds", type=_non_negative_int, default=15)
-    model.add_argument("--sync-seconds", type=_positive_int, default=15)
-    model.add_argument("--slo-wait-seconds", type=float, default=2.0)
+    model.add_argument(
+        "--startup-seconds",
+        type=_non_negative_int,
+        default=180,
+        help="seconds from a replica asked for to it serving (node, image, model load; "
+        "default: %(default)s)",
+    )
+    model.add_argument(
+        "--lag-seconds",
+        type=_non_negative_int,
+        default=15,
+        help="how old the signals a decision reads are (scrape lag; default: %(default)s)",
+    )
+    model.add_argument(
+        "--sync-seconds",
+        type=_positive_int,
+        default=15,
+        help="seconds between two decisions (default: %(default)s)",
+    )
+    model.add_argument(
+        "--slo-wait-seconds", type=float, default=2.0,
+        help="a request waiting longer than this misses the SLO (default: %(default)s)",
+    )  # fmt: skip
     model.add_argument(
         "--service-seconds",
         type=_positive_int,
@@ -360,7 +379,10 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
         "origins (sMAPE, MASE).",
     )
     _add_source(bt)
-    bt.add_argument("--horizon-seconds", type=float, default=900.0)
+    bt.add_argument(
+        "--horizon-seconds", type=float, default=900.0,
+        help="how far ahead each forecast looks, in seconds (default: %(default)s)",
+    )  # fmt: skip
     bt.add_argument(
         "--target",
         choices=["peak", "value"],
