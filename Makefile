@@ -33,8 +33,12 @@ unit: bootstrap
 integration: bootstrap
 	$(PY) -m pytest -m integration
 
+# After an API change: the CRD, its copy in the chart, and the generated reference.
 crd: bootstrap
 	$(PY) -m gpufinops crd > crds/aiworkloads.gpufinops.dev.yaml
+	cp crds/*.yaml helm/gpufinops/files/crds/
+	$(PY) -m gpufinops reference > docs/reference.md
+	$(PY) -m gpufinops reference --cli > docs/cli.md
 
 helm:
 	hack/build-helm.sh

@@ -444,26 +444,36 @@ def _crd_files(directory: Path) -> dict[str, bytes]:
 
 
 def test_chart_crds_are_the_repositorys_crds() -> None:
-    repo, chart = _crd_files(ROOT / "crds"), _crd_files(CHART / "crds")
+    repo, chart = _crd_files(ROOT / "crds"), _crd_files(CHART / "files" / "crds")
     assert repo, "no CRDs in crds/"
     stale = sorted(n for n in repo.keys() & chart.keys() if repo[n] != chart[n])
     assert chart.keys() == repo.keys() and not stale, (
-        f"helm/gpufinops/crds differs from crds/ (missing: {sorted(repo.keys() - chart.keys())}, "
-        f"extra: {sorted(chart.keys() - repo.keys())}, different: {stale}); "
-        "refresh with: cp crds/*.yaml helm/gpufinops/crds/"
+        f"helm/gpufinops/files/crds differs from crds/ (missing: "
+        f"{sorted(repo.keys() - chart.keys())}, extra: {sorted(chart.keys() - repo.keys())}, "
+        f"different: {stale}); refresh with: cp crds/*.yaml helm/gpufinops/files/crds/"
     )
 
 
-def test_chart_packages_its_crds(helm: Path) -> None:
-    # `helm show crds` prints the files back to back (no separator between files).
-    result = run_helm(helm, "show", "crds", str(CHART))
-    assert result.returncode == 0, result.stderr
-    for name in (
-        "aiworkloads.gpufinops.dev",
-        "clusterkopfpeerings.kopf.dev",
-        "kopfpeerings.kopf.dev",
-    ):
-        assert f"name: {name}" in result.stdout
+def test_the_release_renders_the_crds_so_that_upgrades_update_them(helm: Path) -> None:
+    # A chart's crds/ directory is installed once and never upgraded: they are templates.
+    assert not (CHART / "crds").exists(), "CRDs in crds/ would never be upgraded"
+    repo = {
+        d["metadata"]["name"]: d
+        for path in sorted((ROOT / "crds").glob("*.yaml"))
+        for d in yaml.safe_load_all(path.read_text())
+        if d
+    }
+    rendered = {d["metadata"]["name"]: d for d in kinds(render(helm), "CustomResourceDefinition")}
+    assert rendered.keys() == repo.keys()
+    for name, crd in rendered.items():
+        meta = crd["metadata"]
+        # Uninstalling must never delete the CRDs: that deletes every AIWorkload.
+        assert meta["annotations"]["helm.sh/resource-policy"] == "keep", name
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm", name
+        assert {k: v for k, v in crd.items() if k != "metadata"} == {
+            k: v for k, v in repo[name].items() if k != "metadata"
+        }, f"{name} renders differently from crds/"
+    assert not kinds(render(helm, None, "crds.install=false"), "CustomResourceDefinition")
 
 
 # ------------------------------------------------------------------ Dockerfile
