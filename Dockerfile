@@ -5,7 +5,12 @@
 # requirements.lock, made by hack/lock-requirements.sh from pyproject.toml)
 # and installs wheels into a virtualenv; the final stage copies only that
 # virtualenv onto a fresh slim Python and runs as an unprivileged user.
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# The base, pinned by digest (the multi-platform index of python:3.11.10-slim-bookworm):
+# a tag moves, a digest does not. Refresh it with
+#   docker buildx imagetools inspect python:3.11-slim-bookworm
+# Where no base image can be pulled, `make image` builds the same image from
+# Debian's packages instead (hack/build-image.sh).
+ARG PYTHON_IMAGE=python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564507ae32dd639322e4952a6b16
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \

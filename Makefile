@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 CLUSTER ?= local
 
-.PHONY: bootstrap run test lint unit integration crd helm lock sbom cluster-up cluster-down cluster-status
+.PHONY: bootstrap run test lint unit integration crd helm lock sbom image cluster-up cluster-down cluster-status
 
 bootstrap:
 	@hack/bootstrap.sh
@@ -45,6 +45,11 @@ helm:
 
 lock:
 	hack/lock-requirements.sh
+
+# The operator image without a Docker engine: Debian from debootstrap, the lock,
+# buildah (needs root). Output in build/image: rootfs, OCI archive, SBOM.
+image: bootstrap
+	hack/build-image.sh
 
 # CycloneDX SBOM of the image's Python packages (the runtime lock).
 sbom: bootstrap

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,13 +40,23 @@ class RunningOperator:
 
 
 @contextmanager
-def running_operator(kubeconfig: Path, log_dir: Path, *args: str) -> Iterator[RunningOperator]:
-    """Start the operator with ``args``, wait for its liveness endpoint, stop it after."""
+def running_operator(
+    kubeconfig: Path,
+    log_dir: Path,
+    *args: str,
+    command: Sequence[str] = (sys.executable, "-m", "gpufinops"),
+    environ: Mapping[str, str] | None = None,
+) -> Iterator[RunningOperator]:
+    """Start the operator with ``args``, wait for its liveness endpoint, stop it after.
+
+    ``command`` runs gpufinops (another installation of it: the image's, in a chroot);
+    ``environ`` replaces this process' environment (``KUBECONFIG`` is added to it).
+    """
     live, metrics = free_port(), free_port()
     liveness = f"http://127.0.0.1:{live}/healthz"
     log = log_dir / "operator.log"
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-    argv = [sys.executable, "-m", "gpufinops", "run", *args, "--log-format", "json",
+    env = {**(os.environ if environ is None else environ), "KUBECONFIG": str(kubeconfig)}
+    argv = [*command, "run", *args, "--log-format", "json",
             "--liveness", liveness,
             "--metrics-address", f"127.0.0.1:{metrics}"]  # fmt: skip
     with log.open("wb") as out:
