@@ -35,8 +35,7 @@ command -v buildah >/dev/null || missing+=(buildah)
 if (( ${#missing[@]} )); then
   log "installing ${missing[*]} from Debian's packages"
   DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
 fi
 
 # 1. The base: Debian minbase with Python, made once and kept as a tarball.
