@@ -484,6 +484,7 @@ def test_an_invalid_spec_is_skipped() -> None:
         ({"budget": {}}, True, 0, (1, "BudgetPending")),
         ({"budget": {"enforcement": "Unheard-of"}}, True, 2, (2, "BudgetPending")),
         ({"budget": {"enforcement": "Unheard-of"}}, False, 2, None),
+        ({"budget": "not a mapping"}, True, 2, (2, "BudgetPending")),
     ],
 )
 def test_the_autoscaler_reads_the_budget_ceiling_from_status(

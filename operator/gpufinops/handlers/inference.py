@@ -25,7 +25,7 @@ from gpufinops.adapters.status import conditions_patch, memory_patch, read_condi
 from gpufinops.api.spec import AIWorkloadSpec, Mode
 from gpufinops.api.status import Condition, ConditionStatus, ConditionType
 from gpufinops.core.conditions import find_condition, set_condition
-from gpufinops.core.cost.budget import replica_ceiling
+from gpufinops.core.cost.budget import recorded_enforcement, replica_ceiling
 from gpufinops.core.forecast.model import DemandForecaster, ForecastSettings
 from gpufinops.core.forecast.report import ForecastPoint, ForecastReport
 from gpufinops.core.forecast.series import DemandSeries
@@ -149,10 +149,7 @@ def budget_ceiling(
 ) -> tuple[int, str] | None:
     """The replica ceiling of the enforcement the cost loop recorded in status
     (``replica_ceiling``); a manual spec.replicas is capped too."""
-    recorded = ((status or {}).get("budget") or {}).get("enforcement")
-    return replica_ceiling(
-        recorded if isinstance(recorded, str) else None, has_budget, min_replicas, current
-    )
+    return replica_ceiling(recorded_enforcement(status), has_budget, min_replicas, current)
 
 
 class InferenceController:

@@ -10,6 +10,8 @@ from typing import Any, Protocol
 from gpufinops.api.experiment import Experiment
 from gpufinops.api.spec import AIWorkloadSpec, Mode
 from gpufinops.api.status import SandboxStatus
+from gpufinops.core.cost.budget import Action as BudgetAction
+from gpufinops.core.cost.budget import recorded_enforcement
 from gpufinops.core.sandbox import (
     Action,
     Reason,
@@ -108,9 +110,14 @@ class SandboxController:
             if target_generation <= self._stale_below:
                 return self._state
             self._stale_below = None
-        budget = ((latest_status or {}).get("budget") or {}).get("enforcement")
+        budget = recorded_enforcement(latest_status)
         decision = decide_sandbox(
-            experiment, self._state, obs, now, budget_suspend=budget == "Suspend", stepped=stepped
+            experiment,
+            self._state,
+            obs,
+            now,
+            budget_suspend=budget == BudgetAction.SUSPEND,
+            stepped=stepped,
         )
         recommend = spec.mode == Mode.RECOMMEND
         last = None

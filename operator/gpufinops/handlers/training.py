@@ -46,6 +46,7 @@ from gpufinops.api.spec import AIWorkloadSpec, Mode
 from gpufinops.api.status import Condition, ConditionStatus, ConditionType
 from gpufinops.config.model import CapacityType, OperatorConfig
 from gpufinops.core.conditions import find_condition, set_condition
+from gpufinops.core.cost.budget import Action, recorded_enforcement
 from gpufinops.core.placement.choose import choose_pool, expected_cost_usd
 from gpufinops.core.placement.fallback import assess, remaining_seconds
 from gpufinops.core.placement.interruptions import interruption_reason
@@ -359,7 +360,7 @@ class TrainingController:
         offers = self._offers(spec)
         profile_ = profile(spec, job, world.created_at)
         record = self._account(record, spec, job, world)
-        budget = ((world.latest_status or {}).get("budget") or {}).get("enforcement")
+        budget = recorded_enforcement(world.latest_status)
 
         if spec.budget is not None and budget is None and job.suspended and not recommend:
             # No budget decision on this object yet (just created, or deleted and created
@@ -372,7 +373,7 @@ class TrainingController:
             )  # fmt: skip
             return record, conditions
 
-        if budget == "Suspend" and not recommend:
+        if budget == Action.SUSPEND and not recommend:
             suspended_here = not job.suspended
             if suspended_here:
                 self._suspend(job)
@@ -430,8 +431,8 @@ class TrainingController:
             record.memory = record.memory.model_copy(update={"pool": pool})
         record = self._account(record, spec, job, world)
         record.phase = Phase.WAITING if job.suspended else Phase.RUNNING
-        budget = ((world.latest_status or {}).get("budget") or {}).get("enforcement")
-        if budget == "Suspend":
+        budget = recorded_enforcement(world.latest_status)
+        if budget == Action.SUSPEND:
             conditions, changed = self._set(
                 conditions, ConditionStatus.FALSE, "BudgetExceeded",
                 f"budget exceeded; {target} is admitted by Kueue (queue {queue}), which "

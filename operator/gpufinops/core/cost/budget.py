@@ -5,11 +5,12 @@ threshold per period, and a new period starts with no memory: the budget
 resets by construction instead of by a job that can fail to run.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from math import floor
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from gpufinops.api.budget import Budget, Enforcement
@@ -188,8 +189,23 @@ def enforce(spec: AIWorkloadSpec, state: BudgetState, current_replicas: int) -> 
     return EnforcementDecision(Action.SUSPEND, 0, "budget exceeded: workload suspended")
 
 
+def recorded_enforcement(status: Mapping[str, Any] | None) -> Action | None:
+    """The enforcement the cost loop last recorded in ``status.budget.enforcement``.
+
+    None when none is recorded yet (the cost loop has not decided this workload) or
+    the value is not one this version writes: every loop that obeys a budget reads
+    it through here, so all of them read the same thing the same way.
+    """
+    budget = (status or {}).get("budget")
+    value = budget.get("enforcement") if isinstance(budget, Mapping) else None
+    try:
+        return Action(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 def replica_ceiling(
-    recorded: str | None, has_budget: bool, min_replicas: int, current: int
+    action: Action | None, has_budget: bool, min_replicas: int, current: int
 ) -> tuple[int, str] | None:
     """The ceiling on an autoscaler's replicas from the enforcement the cost loop recorded.
 
@@ -201,10 +217,6 @@ def replica_ceiling(
     one this version does not know, is held as Throttle holds it until the cost loop
     has decided: growing first would spend before the budget is looked at.
     """
-    try:
-        action = Action(recorded) if recorded is not None else None
-    except ValueError:
-        action = None
     if action == Action.THROTTLE:
         return max(current, min_replicas), "BudgetThrottle"
     if action == Action.SUSPEND:
