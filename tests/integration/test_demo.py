@@ -43,6 +43,10 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
+def _line(out: str, prefix: str) -> str:
+    return next((line for line in out.splitlines() if line.startswith(prefix)), "")
+
+
 @pytest.mark.timeout(DEADLINE + 60)
 def test_demo_scales_on_replayed_load_and_leaves_nothing_running(tmp_path: Path) -> None:
     state = tmp_path / "state"
@@ -64,6 +68,9 @@ def test_demo_scales_on_replayed_load_and_leaves_nothing_running(tmp_path: Path)
     summary = dict(re.findall(r"^  ([\w-]+): replicas .*\(min \d+, max (\d+)\)$", out, re.M))
     assert summary and max(int(v) for v in summary.values()) > 1, context
     assert re.search(r"^  events: .*\bScaledUp \d+", out, re.M), context
+    # Backfilled past days: the forecaster is ready within the minute and its peaks show.
+    used = dict(re.findall(r"([\w-]+) (\d+)/\d+ screens", _line(out, "  forecasts: ")))
+    assert used and all(int(n) > 0 for n in used.values()), context
     assert re.search(r"ScaledUp\s+AIWorkload/(chat|code-assistant)\s", out), context
 
     # Nothing it started is left: operator, control plane, Prometheus.

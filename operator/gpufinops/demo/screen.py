@@ -69,6 +69,8 @@ class Screen:
         self.started = started
         self.first_screen: float | None = None
         self.replicas: dict[str, list[int]] = {}
+        self.forecasts: dict[str, list[float | None]] = {}
+        """Each Inference workload's forecast peak on each screen (None: no forecast)."""
         self.events: dict[tuple[str, str, str], EventRow] = {}
         self.last_lines: list[str] = []
 
@@ -100,6 +102,8 @@ class Screen:
         for row in snapshot.workloads:
             if row.current is not None:
                 self.replicas.setdefault(row.name, []).append(row.current)
+            if row.type == "Inference":
+                self.forecasts.setdefault(row.name, []).append(row.forecast)
         for event in snapshot.events:
             if event.object != "demo":
                 self.events[(event.reason, event.object, event.message)] = event
@@ -147,6 +151,11 @@ class Screen:
             lines.append(
                 f"  {name}: replicas {seen[0]} -> {seen[-1]} (min {min(seen)}, max {max(seen)})"
             )
+        used = [
+            f"{name} {sum(f is not None for f in seen)}/{len(seen)} screens"
+            for name, seen in sorted(self.forecasts.items())
+        ]
+        lines.append(f"  forecasts: {', '.join(used) or 'none'}")
         reasons = Counter(e.reason for e in self.events.values())
         text = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items())) or "none"
         lines.append(f"  events: {text}")

@@ -29,10 +29,12 @@ from kubernetes import config as kube_config
 
 from gpufinops.adapters.prometheus.client import PrometheusClient
 from gpufinops.demo.exposition import Exporter
-from gpufinops.demo.loadgen import LoadGenerator
+from gpufinops.demo.history import PastLoad, demand_history
+from gpufinops.demo.loadgen import LoadGenerator, target_of
 from gpufinops.demo.operator_process import OperatorProcess
 from gpufinops.demo.provisioner import Provisioner
 from gpufinops.demo.screen import Screen
+from gpufinops.demo.shape import load_shape
 from gpufinops.demo.snapshot import Notes
 from gpufinops.localcluster import ClusterError, LocalCluster, load_pools
 from gpufinops.localcluster.binaries import REPO_ROOT
@@ -182,6 +184,7 @@ def _bring_up(
     stack.callback(_stop_exporter, exporter, cluster, stopped)
     _add_scrape_target(cluster, exporter.target)
     _apply_manifests(cluster)
+    _backfill_history(cluster, options, notes, out)
     config = cluster.state_dir / "demo" / "operator.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(operator_config(cluster.prometheus_url))
@@ -211,6 +214,37 @@ def _bring_up(
         cluster=f"local, {cluster.state_dir}", pools=load_pools(),
         day_seconds=options.day_seconds, started=time.monotonic(),
     )  # fmt: skip
+
+
+HISTORY_DAYS = 8.0
+"""A week for the forecaster's default window, and a day more for its seasonal lag."""
+
+
+def _backfill_history(
+    cluster: LocalCluster, options: DemoOptions, notes: Notes, out: TextIO
+) -> None:
+    """The demo Deployments' past days of load, so the forecaster is ready from the first
+    minutes instead of after a day and a half of demo (``demo/history.py``)."""
+    loads = []
+    for path in sorted((REPO_ROOT / "examples" / "demo").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") != "Deployment":
+                continue
+            meta, spec = doc.get("metadata") or {}, doc.get("spec") or {}
+            target = target_of(
+                NAMESPACE, str(meta.get("name")), meta.get("annotations") or {},
+                (spec.get("selector") or {}).get("matchLabels") or {},
+            )  # fmt: skip
+            if target is None:
+                continue
+            shape, _ = load_shape(options.traces_dir, target.trace, target.day, options.day_seconds)
+            loads.append(PastLoad(target, shape))
+    if not loads:
+        return
+    _say(out, f"writing {HISTORY_DAYS:g} days of past load into Prometheus (promtool) ...")
+    text = demand_history(loads, now=time.time(), days=HISTORY_DAYS, start_hour=options.start_hour)
+    cluster.backfill(text)
+    notes.add(f"{HISTORY_DAYS:g} days of past load backfilled: forecasts from the first minutes")
 
 
 def _apply_manifests(cluster: LocalCluster) -> None:

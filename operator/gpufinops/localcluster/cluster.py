@@ -153,6 +153,27 @@ class LocalCluster:
         with self._exclusive():
             processes.stop(self._run_dir, name)
 
+    def backfill(self, openmetrics: str) -> None:
+        """Write past samples (OpenMetrics text, with timestamps) into the local
+        Prometheus: it is stopped, the blocks are made in its data directory with
+        promtool, and it is started again, which loads them."""
+        if not self.with_prometheus:
+            raise ClusterError("this cluster runs no Prometheus to backfill")
+        with self._exclusive():
+            bins = find_binaries(with_prometheus=True)
+            assert bins.prometheus is not None
+            processes.stop(self._run_dir, "prometheus")
+            try:
+                prometheus.create_blocks(
+                    bins.prometheus, self.state_dir / "prometheus" / "data", openmetrics
+                )
+            except RuntimeError as exc:
+                raise ClusterError(str(exc)) from exc
+            finally:
+                self._start_prometheus(bins)
+                ready_url = f"{self.prometheus_url}/-/ready"
+                self._wait(self._daemon("prometheus"), lambda: http_ok(ready_url))
+
     # -- internals ---------------------------------------------------------------
 
     @contextmanager

@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 SCRAPE_INTERVAL = "5s"
+RETENTION = "10d"
 TARGETS_DIR = "targets"
 """Next to the config: ``*.json`` file_sd target lists that local tools drop in."""
 
@@ -44,6 +45,30 @@ def argv(binary: Path, *, config: Path, data_dir: Path, listen: str) -> list[str
         f"--storage.tsdb.path={data_dir}",
         f"--web.listen-address={listen}",
         "--web.enable-lifecycle",
-        "--storage.tsdb.retention.time=1d",
+        # Long enough for a forecaster's week of history, backfilled (the demo's).
+        f"--storage.tsdb.retention.time={RETENTION}",
         "--log.level=warn",
     ]
+
+
+def create_blocks(binary: Path, data_dir: Path, openmetrics: str) -> None:
+    """Write ``openmetrics`` history into ``data_dir`` as TSDB blocks, with the promtool
+    shipped beside Prometheus (Debian's package has both)."""
+    import subprocess
+
+    promtool = binary.with_name("promtool")
+    if not promtool.exists():
+        promtool = Path("/usr/bin/promtool")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    source = data_dir.parent / "backfill.om"
+    source.write_text(openmetrics)
+    try:
+        done = subprocess.run(
+            [str(promtool), "tsdb", "create-blocks-from", "openmetrics", "--quiet",
+             str(source), str(data_dir)],
+            capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+    finally:
+        source.unlink(missing_ok=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"promtool tsdb create-blocks-from openmetrics: {done.stderr.strip()}")
