@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from gpufinops.api.training import Spot
 from gpufinops.config.model import CapacityType, OperatorConfig
 from gpufinops.core.placement import transitions
-from gpufinops.core.placement.choose import choose_pool, fits, nodes_needed
+from gpufinops.core.placement.choose import choose_pool, fits, interruption_rate
 from gpufinops.core.placement.fallback import assess
 from gpufinops.core.placement.model import JobProfile, PlacementMemory, PoolOffer
 from gpufinops.core.placement.progress import restarted
@@ -307,7 +307,7 @@ def simulate_job(
         now = max(now, placement.start_at or now)
         memory = transitions.placed(memory, placement, now)
         offer = by_name[placement.pool]
-        rate = offer.interruptions_per_hour * nodes_needed(profile, offer) / 3600.0
+        rate = interruption_rate(profile, offer)
         while True:
             assert memory.placed_at is not None
             overhead = settings.restart_seconds if restarted(memory) else 0.0

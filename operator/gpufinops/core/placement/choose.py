@@ -78,11 +78,17 @@ def _stretch(seconds: float, rate: float, restart: float) -> float:
     return max(seconds, seconds * growth + restart * math.expm1(exponent))
 
 
+def interruption_rate(job: JobProfile, offer: PoolOffer) -> float:
+    """Interruptions per second of the job on ``offer``: any of its nodes going ends the
+    run, so the pool's rate per node times the nodes it needs (λ of the module doc)."""
+    return offer.interruptions_per_hour * nodes_needed(job, offer) / 3600.0
+
+
 def expected_run_seconds(job: JobProfile, offer: PoolOffer, remaining_seconds: float) -> float:
     """Wall time to do ``remaining_seconds`` of work on ``offer`` (see the module doc)."""
     if remaining_seconds <= 0:
         return 0.0
-    rate = offer.interruptions_per_hour * nodes_needed(job, offer) / 3600.0
+    rate = interruption_rate(job, offer)
     restart = job.restart_overhead_seconds
     interval = checkpoint_interval(job)
     if interval is None or interval >= remaining_seconds:
