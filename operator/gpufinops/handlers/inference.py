@@ -134,16 +134,6 @@ class TickResult:
     status_patch: dict[str, Any] = field(default_factory=dict)
 
 
-def forecast_settings(spec: AIWorkloadSpec) -> ForecastSettings:
-    assert spec.inference is not None
-    f = spec.inference.forecast
-    return ForecastSettings(
-        quantile=f.quantile,
-        lead_time_seconds=max(float(f.lead_time_seconds), 1.0),
-        history_days=float(f.history_days),
-    )
-
-
 def budget_ceiling(
     status: Mapping[str, Any] | None, min_replicas: int, current: int, *, has_budget: bool
 ) -> tuple[int, str] | None:
@@ -217,7 +207,7 @@ class InferenceController:
         if not spec.inference.forecast.enabled:
             self.forecaster = None
             return None
-        wanted = forecast_settings(spec)
+        wanted = ForecastSettings.from_spec(spec.inference.forecast)
         if self.forecaster is None or self._forecast_key != wanted:
             self.forecaster = DemandForecaster(wanted)
             self._forecast_key = wanted

@@ -53,17 +53,6 @@ def default_spec(model: ServiceModel, *, forecast: bool) -> Inference:
     )
 
 
-def forecast_settings(spec: Inference) -> ForecastSettings:
-    """The forecaster settings the operator derives from a spec (its Inference
-    controller does the same), so the simulated forecaster is the shipped one."""
-    f = spec.forecast
-    return ForecastSettings(
-        quantile=f.quantile,
-        lead_time_seconds=max(float(f.lead_time_seconds), 1.0),
-        history_days=float(f.history_days),
-    )
-
-
 class CorePolicy:
     """The operator's decision core, tick for tick.
 
@@ -84,7 +73,7 @@ class CorePolicy:
         self.settings = Settings.from_spec(spec)
         self.state = ScalingState()
         self.history = history
-        self.forecast_settings = settings or forecast_settings(spec)
+        self.forecast_settings = settings or ForecastSettings.from_spec(spec.forecast)
         self.forecaster: DemandForecaster | None = None
         self.fits = 0
         self.fit_seconds = 0.0

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from gpufinops.core.forecast import ForecastSettings
 from gpufinops.sim.history import MinuteHistory
 from gpufinops.sim.policies import (
     CorePolicy,
@@ -15,7 +16,6 @@ from gpufinops.sim.policies import (
     Planned,
     Static,
     default_spec,
-    forecast_settings,
     keda_target,
     oracle_plan,
 )
@@ -85,7 +85,7 @@ def build_policy(
         spec = default_spec(model, forecast=forecast)
         if not forecast:
             return CorePolicy(name, spec)
-        settings = forecast_settings(spec)
+        settings = ForecastSettings.from_spec(spec.forecast)
         if refit_seconds is not None:
             retry = min(settings.retry_interval_seconds, refit_seconds)
             settings = replace(

@@ -2,6 +2,10 @@
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gpufinops.api.inference import Forecast
 
 DAY = 86400.0
 WEEK = 7 * DAY
@@ -111,6 +115,16 @@ class ForecastSettings:
             raise ValueError("smoothing_alphas must be non-empty and in (0, 1]")
         if self.target_offset <= 0:
             raise ValueError("target_offset must be positive")
+
+    @classmethod
+    def from_spec(cls, forecast: "Forecast") -> "ForecastSettings":
+        """The settings an AIWorkload's ``inference.forecast`` asks for: what the
+        operator runs and the simulator replays, derived in this one place."""
+        return cls(
+            quantile=forecast.quantile,
+            lead_time_seconds=max(float(forecast.lead_time_seconds), 1.0),
+            history_days=float(forecast.history_days),
+        )
 
     @property
     def lead_steps(self) -> int:
