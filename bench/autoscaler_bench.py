@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT))
 from tests.support.exporter import Exporter  # noqa: E402
 from tests.support.promserver import PrometheusServer  # noqa: E402
 
-from gpufinops.adapters.deployments import DeploymentView  # noqa: E402
 from gpufinops.adapters.prometheus.client import PrometheusClient  # noqa: E402
 from gpufinops.adapters.prometheus.workload import WorkloadSignals  # noqa: E402
+from gpufinops.adapters.scale_targets import TargetView  # noqa: E402
 from gpufinops.api.spec import AIWorkloadSpec  # noqa: E402
 from gpufinops.core.forecast.model import DemandForecaster, ForecastSettings  # noqa: E402
 from gpufinops.core.forecast.series import DemandSeries  # noqa: E402
@@ -153,16 +153,17 @@ async def _ticks(url: str, n: int, rounds: int) -> None:
     fit_start = time.perf_counter()
     report = fitted.fit(history, now)
     fit_seconds = time.perf_counter() - fit_start
-    controllers: list[tuple[InferenceController, AIWorkloadSpec, DeploymentView]] = []
+    controllers: list[tuple[InferenceController, AIWorkloadSpec, TargetView]] = []
     for i in range(n):
         spec = spec_for(i, True)
         source = _StaticHistory(WorkloadSignals(client, "bench", spec), history)
         effects = Effects(scale=lambda r: None, write_status=lambda p: None,
                           post_event=lambda t, r, m: None)  # fmt: skip
         c = InferenceController("bench", f"w{i}", source, effects, None, now, 5)
-        c.forecaster = copy.deepcopy(fitted)
-        c._forecast_key = c.forecaster.settings
-        controllers.append((c, spec, DeploymentView(5, 5, "app=x", 1)))
+        model = copy.deepcopy(fitted)
+        c.forecasts.use(model.settings)
+        c.forecasts.swap(model, model.settings)
+        controllers.append((c, spec, TargetView(5, 5, "app=x", 1)))
     walls: list[float] = []
     for r in range(rounds):
         tick_now = now + 15 * r

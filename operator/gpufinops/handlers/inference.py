@@ -26,6 +26,7 @@ from gpufinops.api.spec import AIWorkloadSpec, Mode
 from gpufinops.api.status import Condition, ConditionStatus, ConditionType
 from gpufinops.core.conditions import find_condition, set_condition
 from gpufinops.core.cost.budget import recorded_enforcement, replica_ceiling
+from gpufinops.core.forecast.cycle import ForecastCycle
 from gpufinops.core.forecast.model import DemandForecaster, ForecastSettings
 from gpufinops.core.forecast.report import ForecastPoint, ForecastReport
 from gpufinops.core.forecast.series import DemandSeries
@@ -175,8 +176,7 @@ class InferenceController:
                 state, recommendations=(*state.recommendations, Sample(now, current_replicas))
             )
         self.state = state
-        self.forecaster: DemandForecaster | None = None
-        self._forecast_key: ForecastSettings | None = None
+        self.forecasts = ForecastCycle()
         self._fitting: asyncio.Task[None] | None = None
         self._last_written: dict[str, Any] = {}
         self._last_memory_write = 0.0
@@ -193,8 +193,7 @@ class InferenceController:
         """
         self.signals = signals
         self.reads = reads or _in_thread
-        self.forecaster = None
-        self._forecast_key = None
+        self.forecasts.reset()
 
     async def _blocking(self, call: Callable[[Any], None], argument: Any) -> None:
         """Run a blocking effect in a worker thread: other workloads' ticks go on meanwhile."""
@@ -202,39 +201,24 @@ class InferenceController:
 
     # -------------------------------------------------------------- forecasting
 
-    def _forecaster_for(self, spec: AIWorkloadSpec) -> DemandForecaster | None:
-        assert spec.inference is not None
-        if not spec.inference.forecast.enabled:
-            self.forecaster = None
-            return None
-        wanted = ForecastSettings.from_spec(spec.inference.forecast)
-        if self.forecaster is None or self._forecast_key != wanted:
-            self.forecaster = DemandForecaster(wanted)
-            self._forecast_key = wanted
-        return self.forecaster
-
     async def _refit(self, settings: ForecastSettings, history: DemandSeries, now: float) -> None:
         """Fit a fresh model in a worker thread and swap it in: ticks never wait on it."""
         fresh = DemandForecaster(settings)
         await asyncio.to_thread(fresh.fit, history, now)
-        if self._forecast_key == settings:
-            self.forecaster = fresh
+        self.forecasts.swap(fresh, settings)
 
     def _forecast(
         self, spec: AIWorkloadSpec, history: DemandSeries | None, now: float
     ) -> tuple[ForecastPoint | None, ForecastReport | None]:
-        forecaster = self._forecaster_for(spec)
-        if forecaster is None:
-            return None, None
-        if history is None or len(history) == 0:
-            return None, forecaster.report
+        assert spec.inference is not None
+        forecast = spec.inference.forecast
+        self.forecasts.use(ForecastSettings.from_spec(forecast) if forecast.enabled else None)
         busy = self._fitting is not None and not self._fitting.done()
-        if not busy and forecaster.needs_refit(now):
-            assert self._forecast_key is not None
-            self._fitting = asyncio.ensure_future(self._refit(self._forecast_key, history, now))
-        report = forecaster.observe(history, now)
-        point = forecaster.peak(history, now) if report.ready else None
-        return point, report
+        due = self.forecasts.refit_due(now) if history is not None and len(history) else None
+        if due is not None and not busy:
+            assert history is not None
+            self._fitting = asyncio.ensure_future(self._refit(due, history, now))
+        return self.forecasts.step(history, now)
 
     # ------------------------------------------------------------------- ticks
 

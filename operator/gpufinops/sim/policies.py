@@ -16,6 +16,7 @@ import numpy as np
 
 from gpufinops.api.inference import Forecast, Inference, InferenceTargetRef, ScaleToZero
 from gpufinops.core.forecast import DemandForecaster, ForecastSettings
+from gpufinops.core.forecast.cycle import ForecastCycle
 from gpufinops.core.forecast.series import FloatArray
 from gpufinops.core.scaling.behavior import (
     TOLERANCE,
@@ -74,7 +75,7 @@ class CorePolicy:
         self.state = ScalingState()
         self.history = history
         self.forecast_settings = settings or ForecastSettings.from_spec(spec.forecast)
-        self.forecaster: DemandForecaster | None = None
+        self.cycle = ForecastCycle()
         self.fits = 0
         self.fit_seconds = 0.0
         self.forecasts: list[float] = []
@@ -113,22 +114,19 @@ class CorePolicy:
         series = self.history.seen(now)
         if series is None:
             return None
-        forecaster = self.forecaster
-        if forecaster is None or forecaster.needs_refit(now):
-            # The operator fits in the background and swaps the model in when done:
-            # this tick still uses the previous one.
-            fresh = DemandForecaster(self.forecast_settings)
+        cycle = self.cycle
+        cycle.use(self.forecast_settings)
+        # The operator fits in the background and swaps the model in when done: this
+        # tick still uses the one in use, so it is scored and asked first.
+        point, _ = cycle.step(series, now)
+        due = cycle.refit_due(now)
+        if due is not None:
+            fresh = DemandForecaster(due)
             started = time.process_time()
             fresh.fit(series, now)
             self.fit_seconds += time.process_time() - started
             self.fits += 1
-            self.forecaster = fresh
-        if forecaster is None:
-            return None
-        report = forecaster.observe(series, now)
-        if not report.ready:
-            return None
-        point = forecaster.peak(series, now)
+            cycle.swap(fresh, due)
         return None if point is None else point.peak
 
 
