@@ -35,6 +35,7 @@ DYNAMIC_REASONS = {
     "result.event_reason": "Assessment",
     "event.reason": "IdleEventReason",
     "unavailable.reason": "TargetProblem",
+    "plan.event_reason": "ScaleEvent",
 }
 EVENT_TYPES = {"Normal", "Warning"}
 

@@ -33,6 +33,7 @@ from gpufinops.core.forecast.series import DemandSeries
 from gpufinops.core.scaling.behavior import Sample
 from gpufinops.core.scaling.decide import Decision, Settings, Tick, decide
 from gpufinops.core.scaling.observation import Observation
+from gpufinops.core.scaling.plan import plan_scale
 
 log = logging.getLogger(__name__)
 
@@ -321,25 +322,14 @@ class InferenceController:
         )  # fmt: skip
         metrics.DECISION_SECONDS.labels(*labels).observe(time.perf_counter() - started)
         self.state = decision.state
-        desired = decision.desired
-        action, reason = decision.action, decision.reason
-        if spec.replicas is not None:
-            desired, action = spec.replicas, "ManualOverride"
-            reason = f"spec.replicas={spec.replicas} set (kubectl scale); autoscaling paused"
         # A budget binds a person's count too: `kubectl scale aiw` is open to whoever may
         # edit the workload, the budget is an admin's (docs/security.md).
         ceiling = budget_ceiling(
             latest_status, inference.min_replicas, deployment.replicas,
             has_budget=spec.budget is not None,
         )  # fmt: skip
-        if ceiling is not None and desired > ceiling[0]:
-            desired, action = ceiling
-            why = (
-                "budget not decided yet (the cost loop's first pass on this workload)"
-                if action == "BudgetPending"
-                else "budget exceeded"
-            )
-            reason = f"{why}, {action}: replicas capped at {desired} ({reason})"
+        plan = plan_scale(decision, manual_replicas=spec.replicas, ceiling=ceiling)
+        desired, action, reason = plan.desired, plan.action, plan.reason
 
         reason = self._settled(
             (action, desired, decision.recommended, deployment.replicas, deployment.ready), reason
@@ -350,12 +340,8 @@ class InferenceController:
         recommend_only = spec.mode == Mode.RECOMMEND or paused
         if desired != deployment.replicas and not recommend_only:
             await self._blocking(self.effects.scale, desired)
-            event = {"ScaleUp": "ScaledUp", "ScaleDown": "ScaledDown",
-                     "ScaleToZero": "ScaledToZero", "Wake": "ScaledUp",
-                     "Fallback": "FallbackScaled", "ManualOverride": "ScaledManually",
-                     "BudgetSuspend": "BudgetSuspended"}  # fmt: skip
             self.effects.post_event(
-                "Normal", event.get(action, "Scaled"),
+                "Normal", plan.event_reason,
                 f"{target} {deployment.replicas} → {desired}: {reason}",
             )  # fmt: skip
         elif desired != deployment.replicas and (action, desired) != self._last_action:

@@ -29,6 +29,7 @@ from gpufinops.core.scaling.behavior import (
 )
 from gpufinops.core.scaling.decide import ScalingState, Settings, Tick, decide
 from gpufinops.core.scaling.observation import Observation
+from gpufinops.core.scaling.plan import plan_scale
 from gpufinops.sim.history import MinuteHistory
 from gpufinops.sim.service import IntArray, ServiceModel, View
 
@@ -103,11 +104,14 @@ class CorePolicy:
         tick = Tick(view.now, view.current, view.ready, observation, peak)
         decision = decide(self.settings, self.state, tick)
         self.state = decision.state
+        # No person scales and no budget binds in a replay: the plan is the decision,
+        # through the same step the operator takes.
+        plan = plan_scale(decision)
         self.forecasts.append(math.nan if peak is None else peak)
         learned = self.state.capacity_per_replica
         self.capacity.append(math.nan if learned is None else learned)
         self.headroom.append(1.0 / self.settings.planned_utilization(self.state))
-        return decision.desired
+        return plan.desired
 
     def _forecast(self, now: float) -> float | None:
         assert self.history is not None
