@@ -9,7 +9,8 @@ from gpufinops.adapters.scale_targets import TargetView
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.core.forecast.series import DemandSeries
 from gpufinops.core.scaling.observation import Observation
-from gpufinops.handlers.inference import Effects, InferenceController, StatusConflict
+from gpufinops.handlers.effects import StatusConflict
+from gpufinops.handlers.inference import Effects, InferenceController
 
 NOW = 1_780_000_000.0
 

@@ -34,6 +34,7 @@ from gpufinops.core.scaling.behavior import Sample
 from gpufinops.core.scaling.decide import Decision, Settings, Tick, decide
 from gpufinops.core.scaling.observation import Observation
 from gpufinops.core.scaling.plan import plan_scale
+from gpufinops.handlers.effects import EventPoster, StatusConflict, StatusWriter
 
 log = logging.getLogger(__name__)
 
@@ -99,25 +100,6 @@ PAUSED_ANNOTATION = "gpufinops.dev/paused"
 
 def is_paused(annotations: Mapping[str, str] | None) -> bool:
     return str((annotations or {}).get(PAUSED_ANNOTATION, "")).strip().lower() == "true"
-
-
-class StatusConflict(Exception):
-    """The object changed since the loop last saw it; the write was not applied.
-
-    Conditions are a list, and a merge patch replaces lists whole: writing over a
-    newer object would drop conditions another handler set in between (the spec
-    handler's InvalidSpec, say). The writer therefore sends the resourceVersion it
-    saw, and the loop rewrites on its next tick from the fresher object.
-    """
-
-
-class StatusWriter(Protocol):
-    def __call__(self, patch: dict[str, Any]) -> None:
-        """Apply ``patch`` to status; raise StatusConflict when the object moved on."""
-
-
-class EventPoster(Protocol):
-    def __call__(self, type: str, reason: str, message: str) -> None: ...
 
 
 @dataclass

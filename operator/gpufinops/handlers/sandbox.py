@@ -5,7 +5,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from gpufinops.api.experiment import Experiment
 from gpufinops.api.spec import AIWorkloadSpec, Mode
@@ -19,18 +19,9 @@ from gpufinops.core.sandbox import (
     SandboxState,
     decide_sandbox,
 )
-from gpufinops.handlers.inference import StatusConflict
+from gpufinops.handlers.effects import EventPoster, StatusConflict, StatusWriter
 
 log = logging.getLogger(__name__)
-
-
-class StatusWriter(Protocol):
-    def __call__(self, patch: dict[str, Any]) -> None:
-        """Apply ``patch`` to status; raise StatusConflict when the object moved on."""
-
-
-class EventPoster(Protocol):
-    def __call__(self, type: str, reason: str, message: str) -> None: ...
 
 
 @dataclass

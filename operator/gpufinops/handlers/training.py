@@ -59,7 +59,7 @@ from gpufinops.core.placement.transitions import (
     placed,
     pool_unavailable,
 )
-from gpufinops.handlers.inference import StatusConflict
+from gpufinops.handlers.effects import EventPoster, StatusConflict, StatusWriter
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +81,6 @@ class JobClient(Protocol):
 
     def suspend(self, namespace: str, name: str) -> int:
         """Suspend the Job; return its new metadata.generation."""
-
-
-class StatusWriter(Protocol):
-    def __call__(self, patch: dict[str, Any]) -> None:
-        """Apply ``patch`` to status; raise StatusConflict when the object moved on."""
-
-
-class EventPoster(Protocol):
-    def __call__(self, type: str, reason: str, message: str) -> None: ...
 
 
 @dataclass
