@@ -18,6 +18,7 @@ import yaml
 from tests.support.polling import poll_until
 
 from gpufinops.adapters.prometheus import MetricsError, PrometheusClient
+from gpufinops.localcluster.prometheus import create_blocks
 
 HOUR = 3600
 DAY = 86_400
@@ -183,11 +184,6 @@ class PrometheusServer:
         return ""
 
 
-def promtool_for(prometheus: Path) -> Path:
-    beside = prometheus.with_name("promtool")
-    return beside if beside.exists() else Path("/usr/bin/promtool")
-
-
 WaitFor = Callable[[PrometheusClient, str, Callable[[float | None], bool]], float | None]
 
 
@@ -220,14 +216,9 @@ def wait_for(
 
 
 def backfill(prometheus: Path, data_dir: Path, openmetrics: str) -> None:
-    """Write ``openmetrics`` history into ``data_dir`` (before Prometheus starts there)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    source = data_dir.parent / "backfill.om"
-    source.write_text(openmetrics)
-    done = subprocess.run(
-        [str(promtool_for(prometheus)), "tsdb", "create-blocks-from", "openmetrics", "--quiet",
-         str(source), str(data_dir)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        pytest.fail(f"promtool backfill failed:\n{done.stderr}", pytrace=False)
+    """Write ``openmetrics`` history into ``data_dir`` (before Prometheus starts there),
+    as the local cluster backfills the demo's (``localcluster.prometheus.create_blocks``)."""
+    try:
+        create_blocks(prometheus, data_dir, openmetrics)
+    except RuntimeError as exc:
+        pytest.fail(f"promtool backfill failed:\n{exc}", pytrace=False)

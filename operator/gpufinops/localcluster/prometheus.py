@@ -51,14 +51,18 @@ def argv(binary: Path, *, config: Path, data_dir: Path, listen: str) -> list[str
     ]
 
 
+def promtool_for(prometheus: Path) -> Path:
+    """The promtool shipped with ``prometheus`` (beside it, or Debian's)."""
+    beside = prometheus.with_name("promtool")
+    return beside if beside.exists() else Path("/usr/bin/promtool")
+
+
 def create_blocks(binary: Path, data_dir: Path, openmetrics: str) -> None:
     """Write ``openmetrics`` history into ``data_dir`` as TSDB blocks, with the promtool
     shipped beside Prometheus (Debian's package has both)."""
     import subprocess
 
-    promtool = binary.with_name("promtool")
-    if not promtool.exists():
-        promtool = Path("/usr/bin/promtool")
+    promtool = promtool_for(binary)
     data_dir.mkdir(parents=True, exist_ok=True)
     source = data_dir.parent / "backfill.om"
     source.write_text(openmetrics)

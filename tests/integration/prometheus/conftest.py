@@ -30,13 +30,13 @@ from tests.support.exporter import Exporter
 from tests.support.promserver import (
     PrometheusServer,
     WaitFor,
-    promtool_for,
     wait_for,
     write_openmetrics,
 )
 
 from gpufinops.adapters.prometheus import PrometheusClient
 from gpufinops.localcluster.binaries import find_prometheus
+from gpufinops.localcluster.prometheus import promtool_for
 
 
 @pytest.fixture(scope="session")
