@@ -451,16 +451,40 @@ def placement_patch(job: JobView, pool: NodePool, previous: NodePool | None) -> 
     }
 
 
-class JobActions:
-    """Reads and changes Jobs through the API server.
+class _Patches:
+    """Merge patches and suspension of one kind of batch object, through the generic object
+    API with plain dicts: a user's template is passed on as written, never re-typed."""
+
+    group, version, plural, kind = "batch", "v1", "jobs", "Job"
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.objects = client.CustomObjectsApi(api)
+
+    def patch(self, namespace: str, name: str, patch: Mapping[str, Any]) -> int:
+        """Merge-patch the object; its new generation (a watch-fed view older than it is
+        stale)."""
+        try:
+            found = self.objects.patch_namespaced_custom_object(
+                self.group, self.version, namespace, self.plural, name, dict(patch)
+            )
+        except ApiException as exc:
+            raise JobError(
+                f"patching {self.kind} {namespace}/{name} failed: {exc.reason}: {exc.body}"
+            ) from exc
+        meta = found.get("metadata") if isinstance(found, dict) else None
+        return int((meta or {}).get("generation") or 0)
+
+    def suspend(self, namespace: str, name: str) -> int:
+        return self.patch(namespace, name, {"spec": {"suspend": True}})
+
+
+class JobActions(_Patches):
+    """Creates, places and suspends Jobs.
 
     Jobs go through the generic object API with plain dicts: a user's jobTemplate
     is passed on as written (``nvidia.com/gpu: 4`` is a valid quantity to the API
     server, which is the judge), never re-typed by the client library.
     """
-
-    def __init__(self, api: client.ApiClient) -> None:
-        self.objects = client.CustomObjectsApi(api)
 
     def create(self, body: Mapping[str, Any]) -> None:
         """Create the workload's Job (``body`` as ``build_job`` makes it, owner included).
@@ -499,45 +523,12 @@ class JobActions:
             return  # created by a previous attempt; the index will show it
         raise JobNameTaken(job_name_taken(namespace, name))
 
-    def patch(self, namespace: str, name: str, patch: Mapping[str, Any]) -> int:
-        """Merge-patch the Job; its new generation (a watch-fed view older than it is stale)."""
-        try:
-            job = self.objects.patch_namespaced_custom_object(
-                "batch", "v1", namespace, "jobs", name, dict(patch)
-            )
-        except ApiException as exc:
-            raise JobError(
-                f"patching Job {namespace}/{name} failed: {exc.reason}: {exc.body}"
-            ) from exc
-        meta = job.get("metadata") if isinstance(job, dict) else None
-        return int((meta or {}).get("generation") or 0)
 
-    def suspend(self, namespace: str, name: str) -> int:
-        return self.patch(namespace, name, {"spec": {"suspend": True}})
-
-
-class JobSetActions:
+class JobSetActions(_Patches):
     """Suspends, places and resumes JobSets (``jobRef`` with ``kind: JobSet``); they are
     never created by the operator."""
 
-    def __init__(self, api: client.ApiClient) -> None:
-        self.objects = client.CustomObjectsApi(api)
+    group, version, plural, kind = JOBSET_GROUP, JOBSET_VERSION, "jobsets", "JobSet"
 
     def create(self, body: Mapping[str, Any]) -> None:
         raise JobError("JobSets are not created by the operator: name one in jobRef")
-
-    def patch(self, namespace: str, name: str, patch: Mapping[str, Any]) -> int:
-        """Merge-patch the JobSet; its new generation."""
-        try:
-            found = self.objects.patch_namespaced_custom_object(
-                JOBSET_GROUP, JOBSET_VERSION, namespace, "jobsets", name, dict(patch)
-            )
-        except ApiException as exc:
-            raise JobError(
-                f"patching JobSet {namespace}/{name} failed: {exc.reason}: {exc.body}"
-            ) from exc
-        meta = found.get("metadata") if isinstance(found, dict) else None
-        return int((meta or {}).get("generation") or 0)
-
-    def suspend(self, namespace: str, name: str) -> int:
-        return self.patch(namespace, name, {"spec": {"suspend": True}})

@@ -67,13 +67,13 @@ async def jobset_children(
 
 
 def target_pods(
-    indexes: Mapping[str, Any], namespace: str, job: JobView | None
+    indexes: Mapping[str, Any], namespace: str, name: str, job: JobView | None
 ) -> tuple[list[PodView], frozenset[str] | None]:
-    """The pods of a Job, or of a JobSet's child Jobs with the uids they count under."""
+    """The pods of Job ``name``, or of JobSet ``job``'s child Jobs with the uids they count
+    under (None: the Job's own uid, which the controller checks)."""
     pods_index: kopf.Index[Any, PodView] = indexes["job_pods"]
     if job is None or job.kind != "JobSet":
-        name = job.name if job is not None else None
-        return list(pods_index.get((namespace, name), [])) if name else [], None
+        return list(pods_index.get((namespace, name), [])), None
     children = [
         c for c in indexes["jobset_children"].get((namespace, job.name), []) if c[2] == job.uid
     ]
@@ -136,7 +136,6 @@ async def place_training(
     assert namespace is not None
     jobs_index: kopf.Index[Any, JobView] = indexes["training_jobs"]
     jobsets_index: kopf.Index[Any, JobView] = indexes["training_jobsets"]
-    pods_index: kopf.Index[Any, PodView] = indexes["job_pods"]
     taints_index: kopf.Index[str, tuple[str, ...]] = indexes["node_taints"]
     config: OperatorConfig = memo.config
     api: client.ApiClient = memo.api
@@ -163,10 +162,7 @@ async def place_training(
             job = job_name(name, spec)
             index = jobsets_index if job_kind(spec) == "JobSet" else jobs_index
             target = first(index, (namespace, job))
-            if target is None and job_kind(spec) == "Job":
-                pods, owners = list(pods_index.get((namespace, job), [])), None
-            else:
-                pods, owners = target_pods(indexes, namespace, target)
+            pods, owners = target_pods(indexes, namespace, job, target)
             write_status.seen(body)
             now, stepped, _ = clock.read()
             world = World(
