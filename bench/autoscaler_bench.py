@@ -38,11 +38,11 @@ from gpufinops.adapters.prometheus.client import PrometheusClient  # noqa: E402
 from gpufinops.adapters.prometheus.workload import WorkloadSignals  # noqa: E402
 from gpufinops.adapters.scale_targets import TargetView  # noqa: E402
 from gpufinops.api.spec import AIWorkloadSpec  # noqa: E402
+from gpufinops.controllers.inference import Effects, InferenceController  # noqa: E402
 from gpufinops.core.forecast.model import DemandForecaster, ForecastSettings  # noqa: E402
 from gpufinops.core.forecast.series import DemandSeries  # noqa: E402
 from gpufinops.core.scaling.decide import ScalingState, Settings, Tick, decide  # noqa: E402
 from gpufinops.core.scaling.observation import Observation  # noqa: E402
-from gpufinops.handlers.inference import Effects, InferenceController  # noqa: E402
 from gpufinops.localcluster.binaries import find_prometheus  # noqa: E402
 
 DAY = 86_400.0

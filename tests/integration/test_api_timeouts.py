@@ -38,7 +38,7 @@ NS = "api-timeouts-test"
 TIMEOUT = 1.0
 """Connect and read timeout of the test's clients, seconds."""
 WRITERS = 4
-"""Threads of the autoscaler's writes (``handlers.autoscaling.API_WRITERS``)."""
+"""Threads of the autoscaler's writes (``handlers.inference.API_WRITERS``)."""
 
 
 class BlackHole:

@@ -16,7 +16,7 @@ from tests.support.kube import deployment_manifest, ok
 from gpufinops.adapters.deployments import scale_deployment
 from gpufinops.adapters.scale_targets import ScaleConflict
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
-from gpufinops.handlers.effects import StatusConflict
+from gpufinops.controllers.effects import StatusConflict
 from gpufinops.handlers.status_writes import ConditionalStatus
 
 NS = "conflicts"

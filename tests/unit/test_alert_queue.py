@@ -22,7 +22,7 @@ from gpufinops.adapters.alert_queue import AlertQueue, deadline_for
 from gpufinops.adapters.alerts import AlertSender, BudgetAlert
 from gpufinops.adapters.allocations import Pools, gpu_pod, gpu_pod_record
 from gpufinops.config.model import AlertingConfig, parse_config
-from gpufinops.handlers.cost_accounting import CostAccountant, CostEffects, WorkloadView
+from gpufinops.controllers.cost import CostAccountant, CostEffects, WorkloadView
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 WAIT = 10.0

@@ -24,11 +24,11 @@ from tests.support.node_actions import FakeNodeActions, node_body, pod_body
 from gpufinops.adapters import operator_metrics as metrics
 from gpufinops.adapters.nodes import pod_record
 from gpufinops.config.model import OperatorConfig
+from gpufinops.controllers.clock import ClockSteps, Reading
+from gpufinops.controllers.idle_nodes import PoolShutdown
 from gpufinops.core.clock import moved_with_the_clock
 from gpufinops.core.gpus import rules_of
 from gpufinops.core.idle.rules import IdleTimer
-from gpufinops.handlers.clock import ClockSteps, Reading
-from gpufinops.handlers.idle_nodes import PoolShutdown
 
 T0 = 1_800_000_000.0
 AFTER = 600.0

@@ -19,7 +19,7 @@ from tests.unit.test_training_controller import Harness, spec
 
 from gpufinops.adapters.jobs import PodView
 from gpufinops.api.training import Spot, StartWindow
-from gpufinops.core.placement.fallback import assess, remaining_seconds
+from gpufinops.core.placement.fallback import fallback_verdict, remaining_seconds
 from gpufinops.core.placement.model import JobProfile, PlacementMemory, PoolOffer
 from gpufinops.core.placement.progress import run_work_seconds
 from gpufinops.core.placement.transitions import clock_stepped, pending
@@ -44,10 +44,13 @@ def test_a_forward_step_does_not_time_out_a_pending_job() -> None:
     memory = pending(PlacementMemory(pool="l4-spot", placed_at=T0, attempts=1), T0 + 10, True)
     now = T0 + 20 + HOUR
     moved = clock_stepped(memory, HOUR, now)
-    verdict = assess(JOB, Spot(), moved, SPOT_OFFER, now, pending=True)
+    verdict = fallback_verdict(JOB, Spot(), moved, SPOT_OFFER, now, pending=True)
     assert not verdict.fall_back, verdict.message
     later = now + Spot().pending_timeout_seconds - 10
-    assert assess(JOB, Spot(), moved, SPOT_OFFER, later, pending=True).trigger == "PendingTimeout"
+    assert (
+        fallback_verdict(JOB, Spot(), moved, SPOT_OFFER, later, pending=True).trigger
+        == "PendingTimeout"
+    )
 
 
 def test_a_backward_step_leaves_nothing_in_the_future_and_delays_nothing_by_the_step() -> None:
@@ -84,7 +87,7 @@ def test_whatever_the_clock_does_work_and_waiting_never_exceed_the_time_that_pas
         assert 0.0 <= run_work_seconds(JOB, memory, wall) <= passed_total + 1e-6
         assert memory.pending_since is not None
         assert 0.0 <= wall - memory.pending_since <= passed_total + 1e-6
-        verdict = assess(JOB, Spot(), memory, SPOT_OFFER, wall, pending=True)
+        verdict = fallback_verdict(JOB, Spot(), memory, SPOT_OFFER, wall, pending=True)
         if verdict.fall_back:
             assert passed_total >= Spot().pending_timeout_seconds - 1e-6, "never early"
 

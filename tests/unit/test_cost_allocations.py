@@ -18,10 +18,10 @@ from gpufinops.adapters.allocations import (
 )
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.config.model import parse_config
+from gpufinops.controllers.cost import CostAccountant, CostEffects, WorkloadView
+from gpufinops.controllers.inference import budget_ceiling
 from gpufinops.core.cost.accounting import CostLabels
 from gpufinops.core.gpus import DEFAULT_GPU_RESOURCES
-from gpufinops.handlers.cost_accounting import CostAccountant, CostEffects, WorkloadView
-from gpufinops.handlers.inference import budget_ceiling
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 CONFIG = parse_config(
@@ -251,9 +251,10 @@ def test_a_mig_slice_is_charged_its_compute_share_of_a_gpu_of_its_pool() -> None
 def test_a_time_sliced_replica_is_charged_one_over_the_replicas_of_its_node() -> None:
     import kopf
 
+    from gpufinops.handlers.context import OperatorContext
     from gpufinops.handlers.cost import gpu_pods, held_gpus, pool_nodes
 
-    memo = kopf.Memo(config=CONFIG)
+    memo = kopf.Memo(context=OperatorContext(config=CONFIG, api=None))  # type: ignore[arg-type]
     labels = {"pool": "l4", "nvidia.com/gpu.replicas": "4", "kubernetes.io/os": "linux"}
     status = {"allocatable": {"nvidia.com/gpu.shared": "16", "cpu": "48", "memory": "192Gi"}}
     nodes = asyncio.run(pool_nodes(name="l4-ts", labels=labels, status=status, memo=memo))
@@ -583,13 +584,15 @@ def test_a_restart_does_not_rewrite_an_unchanged_idle_workload() -> None:
 def test_the_cost_loop_handlers_run_only_while_the_loop_is_not_running() -> None:
     import kopf
 
+    from gpufinops.handlers.context import OperatorContext
     from gpufinops.handlers.cost import _loop_missing
 
     async def scenario() -> tuple[bool, bool, bool]:
-        memo = kopf.Memo(cost_loop={})
+        context = OperatorContext(config=CONFIG, api=None)  # type: ignore[arg-type]
+        memo = kopf.Memo(context=context)
         before = _loop_missing(memo)
         task = asyncio.get_running_loop().create_future()
-        memo.cost_loop["task"] = task
+        context.shared.cost_task = task  # type: ignore[assignment]
         running = _loop_missing(memo)
         task.set_result(None)
         return before, running, _loop_missing(memo)

@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 from tests.unit.test_cost_allocations import CONFIG, POOLS, T0, Cluster, pod, view
 
 from gpufinops.adapters.allocations import gpu_pod, gpu_pod_record
+from gpufinops.controllers.cost import CostAccountant
 from gpufinops.core.cost.accounting import CostTotals
 from gpufinops.core.cost.ledger import LedgerEntry, expired
-from gpufinops.handlers.cost_accounting import CostAccountant
 
 TRAINING = {
     "type": "Training",

@@ -197,7 +197,7 @@ def test_the_cost_pass_writes_recommendations_once_enough_is_seen() -> None:
     from tests.unit.test_cost_allocations import T0 as START
     from tests.unit.test_cost_allocations import pod as pod_body
 
-    from gpufinops.handlers.cost_accounting import CostAccountant, WorkloadView
+    from gpufinops.controllers.cost import CostAccountant, WorkloadView
 
     spec = {
         "type": "Experiment",

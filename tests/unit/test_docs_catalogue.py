@@ -1,6 +1,6 @@
 """docs/metrics-and-events.md lists exactly what the operator emits.
 
-Event reasons and condition types are read from the source (handlers, core,
+Event reasons and condition types are read from the source (handlers, controllers, core,
 adapters) with ``ast``; metrics from the metric objects of
 ``gpufinops.adapters.operator_metrics``. A reason, condition type or metric
 that is emitted but not documented fails, and so does a documented one that
@@ -25,14 +25,14 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "operator" / "gpufinops"
 DOC = ROOT / "docs" / "metrics-and-events.md"
 CONFIG_DOC = ROOT / "docs" / "config.md"
-SCANNED = ("handlers", "core", "adapters")
+SCANNED = ("handlers", "controllers", "core", "adapters")
 
 # Reasons passed as attributes of objects built elsewhere, and where their values
-# come from: an enum (collected whole) or the Event fields of core.admission.Assessment
+# come from: an enum (collected whole) or the Event fields of core.spec_review.SpecReview
 # (collected from its constructor calls).
 DYNAMIC_REASONS = {
     "alert.reason": "AlertReason",
-    "result.event_reason": "Assessment",
+    "result.event_reason": "SpecReview",
     "event.reason": "IdleEventReason",
     "unavailable.reason": "TargetProblem",
     "plan.event_reason": "ScaleEvent",
@@ -191,8 +191,8 @@ def _event_reason_exprs(tree: ast.Module) -> Iterator[ast.expr]:
                 yield keyword
             elif len(node.args) >= 2:
                 yield node.args[-2]  # (..., type, reason, message)
-        elif name == "Assessment":
-            # Assessment(conditions, target, event_type, event_reason, event_message)
+        elif name == "SpecReview":
+            # SpecReview(conditions, target, event_type, event_reason, event_message)
             types = [i for i, a in enumerate(node.args) if _is_event_type(a)]
             for i in types:
                 if i + 1 < len(node.args):
@@ -327,8 +327,8 @@ def test_the_extractor_sees_each_kind_of_call_site() -> None:
     """Guards the test itself: one reason from each way the code posts Events."""
     emitted, _ = emitted_event_reasons()
     for reason in [
-        "Accepted",  # Assessment(...) in core/admission, posted by handlers/aiworkload
-        "ScaledUp",  # a dict .get() in handlers/inference
+        "Accepted",  # SpecReview(...) in core/spec_review, posted by handlers/aiworkload
+        "ScaledUp",  # a dict .get() in controllers/inference
         "MetricsUnavailable",  # a literal post_event
         "IdleDetected",  # kopf.event(reason=...)
         "BudgetExceeded",  # AlertReason, posted as str(alert.reason)

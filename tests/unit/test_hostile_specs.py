@@ -18,14 +18,14 @@ from gpufinops.adapters.jobs import build_job, job_gpus, job_view
 from gpufinops.api.spec import AIWorkloadSpec, WorkloadType
 from gpufinops.api.status import Condition
 from gpufinops.config import load_config
-from gpufinops.core.admission import assess
+from gpufinops.controllers.training import profile
 from gpufinops.core.cost.estimate import estimate
 from gpufinops.core.cost.manifests import EstimateError, Manifest
 from gpufinops.core.placement.windows import next_window_start, window_open_now
 from gpufinops.core.scaling.decide import ScalingState, Settings, Tick, decide
 from gpufinops.core.scaling.observation import Observation
+from gpufinops.core.spec_review import review_spec
 from gpufinops.core.validation import SpecCheck, check_spec
-from gpufinops.handlers.training import profile
 
 CONFIG = load_config(None)
 NOW = datetime(2026, 3, 29, 1, 30, tzinfo=UTC)  # a DST change in Europe
@@ -194,7 +194,7 @@ def _outcome(raw: Any, changed: str | None = None) -> SpecCheck:
     before = [
         Condition(type="Ready", status="True", reason="Accepted", lastTransitionTime=NOW),
     ]
-    verdict = assess(check, before, generation=3, now=NOW)
+    verdict = review_spec(check, before, generation=3, now=NOW)
     assert all(len(c.message) <= CONDITION_MESSAGE_MAX for c in verdict.conditions)
     if check.valid:
         assert check.spec is not None and not check.problems

@@ -14,10 +14,10 @@ from tests.support.node_actions import FakeNodeActions, node_body, pod_body
 from gpufinops.adapters import operator_metrics as metrics
 from gpufinops.adapters.nodes import pod_record
 from gpufinops.config.model import OperatorConfig
+from gpufinops.controllers.clock import Reading
+from gpufinops.controllers.idle_nodes import PoolShutdown
 from gpufinops.core.gpus import rules_of
 from gpufinops.core.idle.plan import IdleEventReason
-from gpufinops.handlers.clock import Reading
-from gpufinops.handlers.idle_nodes import PoolShutdown
 
 T0 = 1_800_000_000.0
 IDLE = {"gpufinops.dev/idle-since": f"{T0 - 700:.3f}"}

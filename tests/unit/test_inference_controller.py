@@ -7,10 +7,10 @@ from typing import Any
 
 from gpufinops.adapters.scale_targets import TargetView
 from gpufinops.api.spec import AIWorkloadSpec
+from gpufinops.controllers.effects import StatusConflict
+from gpufinops.controllers.inference import Effects, InferenceController
 from gpufinops.core.forecast.series import DemandSeries
 from gpufinops.core.scaling.observation import Observation
-from gpufinops.handlers.effects import StatusConflict
-from gpufinops.handlers.inference import Effects, InferenceController
 
 NOW = 1_780_000_000.0
 
@@ -286,7 +286,7 @@ def test_a_reason_whose_numbers_alone_moved_is_not_rewritten() -> None:
 
 
 def test_same_words_ignores_numbers_only() -> None:
-    from gpufinops.handlers.inference import same_words
+    from gpufinops.controllers.inference import same_words
 
     assert same_words("demand 19/s at 4.5/s per replica", "demand 19.25/s at 4.52/s per replica")
     assert same_words("no demand for 120s", "no demand for 135s")
@@ -300,7 +300,7 @@ def _condition(c: InferenceController, ctype: str) -> tuple[str, str] | None:
 
 def test_the_pause_annotation_decides_without_scaling_and_resumes() -> None:
     from gpufinops.adapters import operator_metrics as metrics
-    from gpufinops.handlers.inference import is_paused
+    from gpufinops.controllers.inference import is_paused
 
     rec = Recorder()
     c = controller(Observation(queue_depth=0, arrival_rate=50.0), rec)

@@ -12,7 +12,7 @@ from gpufinops.adapters.allocations import GpuPod, through_jobsets
 from gpufinops.adapters.jobs import JobView, PodView, jobset_view, placement_patch
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.config.model import load_config
-from gpufinops.handlers.training import TrainingController, World
+from gpufinops.controllers.training import TrainingController, World
 
 NOW = 1_790_000_000.0
 CONFIG = load_config(None)

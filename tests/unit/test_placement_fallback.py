@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from gpufinops.api.training import Spot
 from gpufinops.config.model import CapacityType
 from gpufinops.core.placement.choose import expected_run_seconds
-from gpufinops.core.placement.fallback import assess, remaining_seconds
+from gpufinops.core.placement.fallback import fallback_verdict, remaining_seconds
 from gpufinops.core.placement.interruptions import INTERRUPTION_TAINTS, interruption_reason
 from gpufinops.core.placement.model import JobProfile, PlacementMemory, PoolOffer
 
@@ -68,7 +68,7 @@ def test_a_restarted_run_does_no_work_during_its_restart() -> None:
     assert remaining_seconds(j, memory, T0 + 200) == pytest.approx(9 * HOUR)
     assert remaining_seconds(j, memory, T0 + 900) == pytest.approx(9 * HOUR - 600)
     # The restart still ahead delays the expected finish too.
-    verdict = assess(j, Spot(), memory, CALM_SPOT, T0 + 200, pending=False)
+    verdict = fallback_verdict(j, Spot(), memory, CALM_SPOT, T0 + 200, pending=False)
     assert verdict.expected_finish == pytest.approx(T0 + 300 + 9 * HOUR)
 
 
@@ -80,35 +80,41 @@ def test_pending_timeout_fires_exactly_at_the_timeout(timeout: int) -> None:
     spot = Spot(pending_timeout_seconds=timeout)
     memory = on(SPOT, pending_since=T0)
     if timeout > 0:
-        below = assess(job(), spot, memory, SPOT, T0 + timeout - 1, pending=True)
+        below = fallback_verdict(job(), spot, memory, SPOT, T0 + timeout - 1, pending=True)
         assert not below.fall_back and below.trigger is None
-    at = assess(job(), spot, memory, SPOT, T0 + timeout, pending=True)
+    at = fallback_verdict(job(), spot, memory, SPOT, T0 + timeout, pending=True)
     assert at.fall_back and at.trigger == "PendingTimeout"
     assert f"(limit {timeout} s)" in at.message
 
 
 def test_pending_only_counts_while_pods_are_unschedulable() -> None:
     memory = on(SPOT, pending_since=T0)
-    verdict = assess(job(), Spot(), memory, SPOT, T0 + 10 * HOUR, pending=False)
+    verdict = fallback_verdict(job(), Spot(), memory, SPOT, T0 + 10 * HOUR, pending=False)
     assert verdict.trigger is None
 
 
 @pytest.mark.parametrize("limit", [1, 3, 10])
 def test_max_interruptions_fires_exactly_at_the_limit(limit: int) -> None:
     spot = Spot(max_interruptions=limit)
-    below = assess(job(), spot, on(SPOT, interruptions=limit - 1), SPOT, T0, pending=False)
+    below = fallback_verdict(
+        job(), spot, on(SPOT, interruptions=limit - 1), SPOT, T0, pending=False
+    )
     assert not below.fall_back and below.trigger is None
-    at = assess(job(), spot, on(SPOT, interruptions=limit), SPOT, T0, pending=False)
+    at = fallback_verdict(job(), spot, on(SPOT, interruptions=limit), SPOT, T0, pending=False)
     assert at.fall_back and at.trigger == "MaxInterruptions"
     assert f"{limit} spot interruptions on l4-spot (limit {limit})" in at.message
 
 
 def test_deadline_at_risk_fires_when_the_expected_finish_passes_the_deadline() -> None:
     finish = T0 + 10 * HOUR  # 10 h of work placed at T0 on a pool without interruptions
-    met = assess(job(deadline=finish), Spot(), on(CALM_SPOT), CALM_SPOT, T0, pending=False)
+    met = fallback_verdict(
+        job(deadline=finish), Spot(), on(CALM_SPOT), CALM_SPOT, T0, pending=False
+    )
     assert not met.fall_back and not met.deadline_at_risk
     assert met.expected_finish == pytest.approx(finish)
-    late = assess(job(deadline=finish - 1), Spot(), on(CALM_SPOT), CALM_SPOT, T0, pending=False)
+    late = fallback_verdict(
+        job(deadline=finish - 1), Spot(), on(CALM_SPOT), CALM_SPOT, T0, pending=False
+    )
     assert late.fall_back and late.trigger == "DeadlineAtRisk" and late.deadline_at_risk
     assert "after the deadline" in late.message
 
@@ -116,14 +122,14 @@ def test_deadline_at_risk_fires_when_the_expected_finish_passes_the_deadline() -
 def test_the_deadline_estimate_includes_expected_interruptions() -> None:
     j = job(deadline=T0 + 10 * HOUR + 60)
     expected = T0 + expected_run_seconds(j, SPOT, 10 * HOUR)
-    verdict = assess(j, Spot(), on(SPOT), SPOT, T0, pending=False)
+    verdict = fallback_verdict(j, Spot(), on(SPOT), SPOT, T0, pending=False)
     assert verdict.expected_finish == pytest.approx(expected)
     assert verdict.trigger == "DeadlineAtRisk"
 
 
 def test_without_permission_to_fall_back_a_trigger_is_only_reported() -> None:
     spot = Spot(max_interruptions=1, fallback_to_on_demand=False)
-    verdict = assess(job(), spot, on(SPOT, interruptions=1), SPOT, T0, pending=False)
+    verdict = fallback_verdict(job(), spot, on(SPOT, interruptions=1), SPOT, T0, pending=False)
     assert not verdict.fall_back
     assert verdict.report_only and verdict.trigger == "MaxInterruptions"
     assert "fallbackToOnDemand is false" in verdict.message
@@ -132,7 +138,9 @@ def test_without_permission_to_fall_back_a_trigger_is_only_reported() -> None:
 def test_on_demand_never_falls_back_but_reports_deadline_risk() -> None:
     memory = on(ON_DEMAND, interruptions=9, pending_since=T0)
     j = job(deadline=T0 + HOUR)
-    verdict = assess(j, Spot(max_interruptions=1), memory, ON_DEMAND, T0 + HOUR, pending=True)
+    verdict = fallback_verdict(
+        j, Spot(max_interruptions=1), memory, ON_DEMAND, T0 + HOUR, pending=True
+    )
     assert not verdict.fall_back and verdict.trigger is None and not verdict.report_only
     assert verdict.deadline_at_risk
     assert verdict.expected_finish == pytest.approx(T0 + 10 * HOUR)
@@ -144,7 +152,7 @@ def test_pending_timeout_is_inclusive(timeout: int, waited: int, allowed: bool) 
     spot = Spot(pending_timeout_seconds=timeout, max_interruptions=1000,
                 fallback_to_on_demand=allowed)  # fmt: skip
     memory = on(SPOT, pending_since=T0)
-    verdict = assess(job(), spot, memory, SPOT, T0 + waited, pending=True)
+    verdict = fallback_verdict(job(), spot, memory, SPOT, T0 + waited, pending=True)
     fired = waited >= timeout
     assert (verdict.trigger == "PendingTimeout") == fired
     assert verdict.fall_back == (fired and allowed)
@@ -155,7 +163,7 @@ def test_pending_timeout_is_inclusive(timeout: int, waited: int, allowed: bool) 
 @given(st.integers(0, 50), st.integers(0, 60))
 def test_max_interruptions_is_inclusive(limit: int, seen: int) -> None:
     spot = Spot(max_interruptions=limit)
-    verdict = assess(job(), spot, on(SPOT, interruptions=seen), SPOT, T0, pending=False)
+    verdict = fallback_verdict(job(), spot, on(SPOT, interruptions=seen), SPOT, T0, pending=False)
     assert (verdict.trigger == "MaxInterruptions") == (seen >= limit)
     assert verdict.fall_back == (seen >= limit)
 
@@ -169,7 +177,7 @@ def test_deadline_at_risk_matches_the_expected_run(work: int, margin: int, elaps
     left = max(0.0, work - elapsed)
     finish = now + expected_run_seconds(j, SPOT, left)
     j = j.model_copy(update={"deadline": finish + margin})
-    verdict = assess(j, Spot(max_interruptions=1000), on(SPOT), SPOT, now, pending=False)
+    verdict = fallback_verdict(j, Spot(max_interruptions=1000), on(SPOT), SPOT, now, pending=False)
     assert verdict.deadline_at_risk == (margin < 0)
     assert (verdict.trigger == "DeadlineAtRisk") == (margin < 0)
 

@@ -9,6 +9,7 @@ import pytest
 
 from gpufinops.config import load_config
 from gpufinops.handlers.aiworkload import spec_changed
+from gpufinops.handlers.context import OperatorContext
 
 SPEC = {
     "type": "Inference",
@@ -26,7 +27,7 @@ def _run(status: dict[str, Any], reason: kopf.Reason) -> dict[str, Any]:
         status=status,
         meta={"generation": 2},
         patch=patch,
-        memo=SimpleNamespace(config=load_config(None)),
+        memo=SimpleNamespace(context=OperatorContext(config=load_config(None), api=None)),  # type: ignore[arg-type]
         logger=logging.getLogger("test"),
         reason=reason,
         namespace="ns",

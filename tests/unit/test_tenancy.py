@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 
 from gpufinops.config.model import OperatorConfig
+from gpufinops.controllers.cost import WorkloadView
 from gpufinops.core.tenancy import TEAM_LABEL, NamespaceView, booked_spec, job_template_problems
 from gpufinops.core.validation import check_spec
 from gpufinops.handlers.cost import booked
-from gpufinops.handlers.cost_accounting import WorkloadView
 
 CONFIG = OperatorConfig.model_validate({
     "nodePools": [

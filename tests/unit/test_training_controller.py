@@ -25,8 +25,8 @@ from gpufinops.adapters.jobs import (
 )
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.config.model import load_config
-from gpufinops.handlers.placement import job_pods
-from gpufinops.handlers.training import TrainingController, World
+from gpufinops.controllers.training import TrainingController, World
+from gpufinops.handlers.training import job_pods
 
 NOW = 1_790_000_000.0
 CONFIG = load_config(None)

@@ -166,6 +166,7 @@ def _memo(config: OperatorConfig, sync_seconds: float, *, clusterwide: bool) -> 
     from gpufinops.adapters.prometheus.workload import WorkloadSignals
     from gpufinops.adapters.scale_targets import ScalableKinds
     from gpufinops.api.spec import AIWorkloadSpec
+    from gpufinops.handlers.context import OperatorContext
 
     prometheus = PrometheusClient.from_config(config.prometheus)
     custom = config.prometheus.custom_queries
@@ -180,7 +181,7 @@ def _memo(config: OperatorConfig, sync_seconds: float, *, clusterwide: bool) -> 
         return WorkloadSignals(prometheus, namespace, spec, batcher)
 
     api = load_kube_config()
-    return kopf.Memo(
+    context = OperatorContext(
         config=config,
         api=api,
         scalable_kinds=ScalableKinds(api),
@@ -190,3 +191,4 @@ def _memo(config: OperatorConfig, sync_seconds: float, *, clusterwide: bool) -> 
         sync_seconds=sync_seconds,
         clusterwide=clusterwide,
     )
+    return kopf.Memo(context=context)

@@ -5,7 +5,7 @@ start, a sandbox's lifetime, when a Job was placed). When the wall clock steps,
 every duration measured from them would gain or lose the step at once: a forward
 step would shut things down that were not idle that long, a backward one would
 delay them by the step or leave instants in the future. The loops tell the step
-apart from time passing (``handlers.clock``) and move the instants with it.
+apart from time passing (``controllers.clock``) and move the instants with it.
 """
 
 

@@ -11,9 +11,10 @@ from kubernetes.client.exceptions import ApiException
 from gpufinops.adapters.status import conditions_patch, read_conditions
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.config.model import OperatorConfig
-from gpufinops.core.admission import Assessment, assess
+from gpufinops.core.spec_review import SpecReview, review_spec
 from gpufinops.core.tenancy import NamespaceView
 from gpufinops.core.validation import SpecCheck, check_spec
+from gpufinops.handlers.context import context_of
 from gpufinops.handlers.indexes import namespace_view
 
 
@@ -98,7 +99,7 @@ def spec_changed(
     this is left alone: a restart of a large fleet would otherwise send one status
     patch and one Event per workload that tell nobody anything new.
     """
-    config: OperatorConfig = memo.config
+    config = context_of(memo).config
     generation = meta.get("generation")
     check, result = _assessed(body, config, namespace_view(indexes, namespace or ""), status)
     if reason == kopf.Reason.RESUME and _already_says(status, generation, result):
@@ -119,12 +120,12 @@ def _assessed(
     config: OperatorConfig,
     namespace: NamespaceView,
     status: Mapping[str, Any] | None = None,
-) -> tuple[SpecCheck, Assessment]:
+) -> tuple[SpecCheck, SpecReview]:
     """The spec checked against the API, the config and its namespace, as conditions
     (``status``: the conditions to start from; the body's own by default)."""
     check = check_spec(body.get("spec"), config, namespace)
     meta = body.get("metadata") or {}
-    result = assess(
+    result = review_spec(
         check,
         read_conditions(body.get("status") if status is None else status),
         generation=meta.get("generation"),
@@ -134,7 +135,7 @@ def _assessed(
     return check, result
 
 
-def _already_says(status: Mapping[str, Any] | None, generation: Any, result: Assessment) -> bool:
+def _already_says(status: Mapping[str, Any] | None, generation: Any, result: SpecReview) -> bool:
     status = status or {}
     return (
         status.get("observedGeneration") == generation
@@ -143,7 +144,7 @@ def _already_says(status: Mapping[str, Any] | None, generation: Any, result: Ass
     )
 
 
-def _status_of(generation: Any, result: Assessment) -> dict[str, Any]:
+def _status_of(generation: Any, result: SpecReview) -> dict[str, Any]:
     return {
         "observedGeneration": generation,
         "conditions": conditions_patch(result.conditions),
@@ -182,7 +183,8 @@ def namespace_relabelled(
     pools): when they change, each workload's conditions say so at once, as its loops
     already act on the new labels. A plain event handler: nothing is written on the
     Namespace (a field handler would keep its state in the Namespace's annotations)."""
-    seen: dict[str, dict[str, str]] = memo.namespace_labels_seen
+    context = context_of(memo)
+    seen = context.shared.namespace_labels_seen
     before, now = seen.get(name), dict(labels)
     if type == "DELETED":
         seen.pop(name, None)
@@ -190,9 +192,9 @@ def namespace_relabelled(
     seen[name] = now
     if before is None or before == now:
         return  # first sight (start-up, a re-listed watch): the spec handler assesses it
-    config: OperatorConfig = memo.config
+    config = context.config
     view = NamespaceView(name, now)
-    api = client.CustomObjectsApi(memo.api)
+    api = client.CustomObjectsApi(context.api)
     for body in indexes["workloads_by_namespace"].get(name, []):
         generation = body["metadata"].get("generation")
         if (body.get("status") or {}).get("observedGeneration") != generation:

@@ -18,7 +18,6 @@ import functools
 import logging
 import math
 import os
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -49,9 +48,8 @@ from gpufinops.api.inference import MetricsServer
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.config.model import OperatorConfig
-from gpufinops.core.gpus import rules_of
-from gpufinops.core.tenancy import booked_spec
-from gpufinops.handlers.cost_accounting import (
+from gpufinops.controllers.clock import Reading
+from gpufinops.controllers.cost import (
     CostAccountant,
     CostEffects,
     MeanUtilization,
@@ -59,7 +57,11 @@ from gpufinops.handlers.cost_accounting import (
     Utilization,
     WorkloadView,
 )
+from gpufinops.core.gpus import rules_of
+from gpufinops.core.tenancy import booked_spec
+from gpufinops.handlers.context import OperatorContext, context_of
 from gpufinops.handlers.indexes import namespace_view
+from gpufinops.handlers.loop import run_loop
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ _INDEXES = (
 async def gpu_pods(
     namespace: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> dict[str | None, Any]:
-    record = gpu_pod_record(body, rules_of(memo.config))
+    record = gpu_pod_record(body, rules_of(context_of(memo).config))
     return {namespace: record} if record is not None else {}
 
 
@@ -112,35 +114,29 @@ async def cost_workloads(
 async def pool_nodes(
     name: str, labels: kopf.Labels, status: kopf.Status, memo: kopf.Memo, **_: Any
 ) -> dict[str, dict[str, Any]]:
-    pool = pool_of(labels, memo.config.node_pools)
+    pool = pool_of(labels, context_of(memo).config.node_pools)
     if pool is None:
         return {}
     allocatable = status.get("allocatable") or {}
-    return {pool.name: pool_node_record(name, labels, allocatable, rules_of(memo.config))}
-
-
-@kopf.on.startup()
-def cost_setup(memo: kopf.Memo, **_: Any) -> None:
-    """One holder shared by every handler: resource handlers get a copy of the memo per
-    object, so only a mutable object created here reaches all of them (one loop, not one
-    per node or workload)."""
-    memo.cost_loop = {}
+    return {
+        pool.name: pool_node_record(name, labels, allocatable, rules_of(context_of(memo).config))
+    }
 
 
 def _ensure_loop(memo: kopf.Memo, indexes: Mapping[str, Any]) -> None:
-    shared: dict[str, Any] = memo.cost_loop
-    shared["indexes"] = {k: indexes[k] for k in _INDEXES if k in indexes}
-    task: asyncio.Task[None] | None = shared.get("task")
+    shared = context_of(memo).shared
+    shared.cost_indexes = {k: indexes[k] for k in _INDEXES if k in indexes}
+    task = shared.cost_task
     if task is None or task.done():
         # Created inside a handler, the task inherits Kopf's context (Events work).
-        shared["task"] = asyncio.get_running_loop().create_task(_run(memo))
+        shared.cost_task = asyncio.get_running_loop().create_task(_run(context_of(memo)))
 
 
 def _loop_missing(memo: kopf.Memo, **_: Any) -> bool:
     """Whether the loop still has to be started (or restarted): the event handlers below
     run only then. Every status write is a watch event; a handler invoked (and logged)
     for each of them would only find the loop already running."""
-    task: asyncio.Task[None] | None = getattr(memo, "cost_loop", {}).get("task")
+    task = context_of(memo).shared.cost_task
     return task is None or task.done()
 
 
@@ -156,7 +152,7 @@ async def cost_on_node(memo: kopf.Memo, **indexes: Any) -> None:
 
 @kopf.on.cleanup()
 async def stop_cost_loop(memo: kopf.Memo, **_: Any) -> None:
-    task: asyncio.Task[None] | None = memo.cost_loop.get("task")
+    task = context_of(memo).shared.cost_task
     if task is not None:
         task.cancel()
 
@@ -172,8 +168,8 @@ def alert_queue(config: OperatorConfig) -> AlertQueue:
     return AlertQueue(sender.send, deadline=deadline_for(config.alerting.timeout_seconds))
 
 
-def _effects(memo: kopf.Memo, alerts: AlertQueue) -> CostEffects:
-    custom = client.CustomObjectsApi(memo.api)
+def _effects(context: OperatorContext, alerts: AlertQueue) -> CostEffects:
+    custom = client.CustomObjectsApi(context.api)
 
     def write_status(namespace: str, name: str, patch: dict[str, Any]) -> None:
         # No resourceVersion: the patch holds only dict fields this loop owns, which
@@ -297,7 +293,7 @@ def booked(views: Iterable[WorkloadView], indexes: Mapping[str, Any]) -> list[Wo
     ]
 
 
-def _ledger(memo: kopf.Memo, config: OperatorConfig) -> SpendLedger | None:
+def _ledger(context: OperatorContext, config: OperatorConfig) -> SpendLedger | None:
     """The spend ledger in ``cost.ledgerNamespace`` (else the operator's own namespace)."""
     namespace = config.cost.ledger_namespace or os.environ.get("POD_NAMESPACE")
     if not namespace:
@@ -307,45 +303,45 @@ def _ledger(memo: kopf.Memo, config: OperatorConfig) -> SpendLedger | None:
         )
         return None
     logger.info("spend ledger in namespace %s", namespace)
-    return SpendLedger(memo.api, namespace)
+    return SpendLedger(context.api, namespace)
 
 
-async def _run(memo: kopf.Memo) -> None:
-    config: OperatorConfig = memo.config
+async def _run(context: OperatorContext) -> None:
+    config = context.config
     alerts = alert_queue(config)
     try:
-        await _passes(memo, config, alerts)
+        await _passes(context, config, alerts)
     finally:
         alerts.close()  # what is queued is still delivered; nothing waits for it
 
 
-async def _passes(memo: kopf.Memo, config: OperatorConfig, alerts: AlertQueue) -> None:
+async def _passes(context: OperatorContext, config: OperatorConfig, alerts: AlertQueue) -> None:
     """One cost pass every ``cost.intervalSeconds``, until cancelled."""
     accountant = CostAccountant(
-        config, _effects(memo, alerts), _token_rate(config), _utilization(config),
-        _mean_utilization(config), ledger=_ledger(memo, config),
+        config, _effects(context, alerts), _token_rate(config), _utilization(config),
+        _mean_utilization(config), ledger=_ledger(context, config),
     )  # fmt: skip
-    clusterwide = bool(getattr(memo, "clusterwide", True))
-    if not clusterwide:
+    if not context.clusterwide:
         logger.info("namespaced operator: unallocated GPU cost is not measured")
-    while True:
-        indexes = memo.cost_loop["indexes"]
+
+    async def tick(clock: Reading) -> None:
+        indexes = context.shared.cost_indexes
         pods, pools = held_gpus(config, indexes)
         deployments = indexes.get("deployments") or {}
 
-        def replicas(namespace: str, name: str, _d: Any = deployments) -> int | None:
-            view: TargetView | None = next(iter(_d.get((namespace, name), [])), None)
+        def replicas(namespace: str, name: str) -> int | None:
+            view: TargetView | None = next(iter(deployments.get((namespace, name), [])), None)
             return view.replicas if view is not None else None
 
-        try:
-            await accountant.tick(
-                datetime.fromtimestamp(time.time(), tz=UTC),
-                booked(_values(indexes.get("cost_workloads")), indexes),
-                pods,
-                pools,
-                replicas,
-                measure_unallocated=clusterwide,
-            )
-        except Exception as exc:  # the loop must outlive any one bad tick
-            logger.warning("cost accounting pass failed, retrying next interval: %s", exc)
-        await asyncio.sleep(config.cost.interval_seconds)
+        await accountant.tick(
+            datetime.fromtimestamp(clock.now, tz=UTC),
+            booked(_values(indexes.get("cost_workloads")), indexes),
+            pods,
+            pools,
+            replicas,
+            measure_unallocated=context.clusterwide,
+        )
+
+    await run_loop(
+        tick, lambda: config.cost.interval_seconds, what="cost accounting pass", logger=logger
+    )

@@ -92,12 +92,6 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     objects = logging.getLogger("kopf.objects")
     if _QUIET not in objects.filters:
         objects.addFilter(_QUIET)
-    # One idle-shutdown loop per pool (its nodes are planned together, within budget).
-    memo.idle_tasks = {}
-    # Namespace labels as last seen, so a relabelling is told from a re-listed watch.
-    memo.namespace_labels_seen = {}
-    memo.node_bodies = {}
-    memo.idle_indexes = {}
 
 
 def bound_api_waits(settings: kopf.OperatorSettings) -> None:

@@ -11,7 +11,7 @@ from kubernetes import client
 
 from gpufinops.adapters.status import without_nulls
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
-from gpufinops.handlers.effects import StatusConflict
+from gpufinops.controllers.effects import StatusConflict
 
 JSON_PATCH = "application/json-patch+json"
 

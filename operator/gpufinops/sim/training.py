@@ -1,7 +1,7 @@
 """Replaying a GPU job trace through the training placement core on spot pools.
 
 Every decision is the shipped core's: ``choose_pool`` places each job,
-``assess`` decides fallbacks, ``transitions`` keeps the memory. The simulator only
+``fallback_verdict`` decides fallbacks, ``transitions`` keeps the memory. The simulator only
 supplies what a cluster would: time, interruptions, and the jobs' true run times.
 
 Model
@@ -50,7 +50,7 @@ from gpufinops.api.training import Spot
 from gpufinops.config.model import CapacityType, OperatorConfig
 from gpufinops.core.placement import transitions
 from gpufinops.core.placement.choose import choose_pool, fits, interruption_rate
-from gpufinops.core.placement.fallback import assess
+from gpufinops.core.placement.fallback import fallback_verdict
 from gpufinops.core.placement.model import JobProfile, PlacementMemory, PoolOffer
 from gpufinops.core.placement.progress import restarted
 from gpufinops.sim.traces import TraceError, text_lines
@@ -321,7 +321,7 @@ def simulate_job(
             memory = transitions.interrupted(memory, profile, now)
             if memory.interruptions >= MAX_INTERRUPTIONS_PER_JOB:
                 return outcome(now, abandoned=True)
-            verdict = assess(profile, spot, memory, offer, now, pending=False)
+            verdict = fallback_verdict(profile, spot, memory, offer, now, pending=False)
             if verdict.fall_back:
                 memory = transitions.fell_back(memory, now, profile)
                 fell_back = True

@@ -67,7 +67,7 @@ def _trigger(
     return None
 
 
-def assess(
+def fallback_verdict(
     job: JobProfile,
     spot: Spot,
     memory: PlacementMemory,

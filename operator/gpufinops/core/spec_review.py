@@ -11,7 +11,7 @@ from gpufinops.core.validation import SpecCheck
 
 
 @dataclass(frozen=True)
-class Assessment:
+class SpecReview:
     """Conditions to store and the Event to post after reading a spec."""
 
     conditions: list[Condition]
@@ -32,14 +32,14 @@ def target_of(spec: AIWorkloadSpec) -> str | None:
     return None
 
 
-def assess(
+def review_spec(
     check: SpecCheck,
     conditions: Sequence[Condition],
     *,
     generation: int | None,
     now: datetime,
     job_name: str | None = None,
-) -> Assessment:
+) -> SpecReview:
     """Turn a spec check into conditions (Ready / InvalidSpec) and one Event."""
     if check.valid and check.spec is not None:
         spec = check.spec
@@ -79,7 +79,7 @@ def assess(
                 now=now,
                 generation=generation,
             )
-        return Assessment(out, target, "Normal", "Accepted", message)
+        return SpecReview(out, target, "Normal", "Accepted", message)
     summary = check.summary()
     out = set_condition(
         conditions,
@@ -99,4 +99,4 @@ def assess(
         now=now,
         generation=generation,
     )
-    return Assessment(out, None, "Warning", "InvalidSpec", summary)
+    return SpecReview(out, None, "Warning", "InvalidSpec", summary)

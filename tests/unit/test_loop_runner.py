@@ -1,12 +1,17 @@
-"""The autoscaling daemon validates a workload's spec once per generation, not per tick."""
+"""The loop runner every daemon shares: start-to-start periods, contained failures, and
+the spec validated once per generation, not per tick."""
 
+import asyncio
+import logging
 from typing import Any
 
 import pytest
 
 from gpufinops.config.model import OperatorConfig
+from gpufinops.controllers.clock import Reading
 from gpufinops.core.tenancy import TEAM_LABEL, NamespaceView
-from gpufinops.handlers import autoscaling
+from gpufinops.handlers import loop as autoscaling
+from gpufinops.handlers.loop import run_loop
 
 SPEC = {
     "type": "Inference",
@@ -75,3 +80,72 @@ def test_periods_run_start_to_start_with_a_floor(took: float, wait: float) -> No
     # A tick slowed by the API server does not shift every later tick by its length
     # (the period is not 15 s plus the tick), yet an overrunning workload still pauses.
     assert autoscaling.next_wait(15.0, took) == pytest.approx(wait)
+
+
+class FakeStopped:
+    """Stops after ``ticks`` waits, recording each wait asked for."""
+
+    def __init__(self, ticks: int) -> None:
+        self.left, self.waits = ticks, []  # type: ignore[var-annotated]
+
+    def __bool__(self) -> bool:
+        return self.left <= 0
+
+    async def wait(self, timeout: float | None = None) -> None:
+        self.waits.append(timeout)
+        self.left -= 1
+
+
+def test_a_failing_tick_is_logged_and_the_loop_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[int] = []
+
+    async def tick(_: Reading) -> None:
+        seen.append(len(seen))
+        if len(seen) == 1:
+            raise RuntimeError("API server away")
+
+    stopped = FakeStopped(3)
+    log = logging.getLogger("test-loop")
+    with caplog.at_level(logging.WARNING, "test-loop"):
+        asyncio.run(run_loop(tick, lambda: 15.0, what="a tick", logger=log, stopped=stopped))
+    assert seen == [0, 1, 2]
+    assert [r.getMessage() for r in caplog.records] == [
+        "a tick failed, retrying next period: API server away"
+    ]
+
+
+def test_the_wait_counts_from_the_start_of_the_tick() -> None:
+    clock = iter([100.0, 104.0, 200.0, 200.5])  # two ticks: 4 s, then 0.5 s
+
+    async def tick(_: Reading) -> None:
+        return None
+
+    stopped = FakeStopped(2)
+    log = logging.getLogger("test-loop")
+    asyncio.run(
+        run_loop(tick, lambda: 15.0, what="t", logger=log, stopped=stopped,
+                 monotonic=lambda: next(clock))
+    )  # fmt: skip
+    assert stopped.waits == [pytest.approx(11.0), pytest.approx(14.5)]
+
+
+def test_a_tick_returning_false_ends_the_loop() -> None:
+    calls: list[float] = []
+
+    async def tick(reading: Reading) -> bool:
+        calls.append(reading.now)
+        return len(calls) < 2
+
+    stopped = FakeStopped(10)
+    asyncio.run(run_loop(tick, lambda: 1.0, what="t", logger=logging.getLogger("t"),
+                         stopped=stopped))  # fmt: skip
+    assert len(calls) == 2 and len(stopped.waits) == 1
+
+
+def test_cancellation_is_not_contained() -> None:
+    async def tick(_: Reading) -> None:
+        raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(run_loop(tick, lambda: 1.0, what="t", logger=logging.getLogger("t"),
+                             stopped=FakeStopped(3)))  # fmt: skip

@@ -5,22 +5,20 @@ import asyncio
 from typing import Any
 
 import kopf
-from kubernetes import client
 
 from gpufinops.adapters.deployments import scale_deployment, scale_statefulset
 from gpufinops.adapters.jobs import JobActions, JobView, pod_template_gpus
-from gpufinops.adapters.prometheus.client import MetricsError, PrometheusClient
+from gpufinops.adapters.prometheus.client import MetricsError
 from gpufinops.adapters.prometheus.utilization import peak_gpu_utilization
 from gpufinops.api.experiment import Experiment
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
-from gpufinops.config.model import OperatorConfig
-from gpufinops.core.sandbox import SandboxObservation
-from gpufinops.core.validation import check_spec
+from gpufinops.controllers.clock import Reading
+from gpufinops.controllers.experiment import ExperimentController, ExperimentEffects
+from gpufinops.core.experiment import ExperimentObservation
 from gpufinops.handlers.aiworkload import Rivals
-from gpufinops.handlers.autoscaling import DEFAULT_SYNC_SECONDS
-from gpufinops.handlers.clock import ClockSteps
+from gpufinops.handlers.context import context_of
 from gpufinops.handlers.indexes import first, namespace_view
-from gpufinops.handlers.sandbox import SandboxController, SandboxEffects
+from gpufinops.handlers.loop import SpecChecks, Steps, run_loop
 from gpufinops.handlers.status_writes import ConditionalStatus, created_at
 
 
@@ -89,7 +87,7 @@ def _target(
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, when=_is_experiment, cancellation_timeout=10.0)
-async def watch_sandbox(
+async def watch_experiment(
     body: kopf.Body,
     name: str,
     namespace: str | None,
@@ -101,10 +99,8 @@ async def watch_sandbox(
 ) -> None:
     """Tick until the workload is deleted or stops being an Experiment."""
     assert namespace is not None
-    config: OperatorConfig = memo.config
-    api: client.ApiClient = memo.api
-    prometheus: PrometheusClient | None = getattr(memo, "prometheus", None)
-    sync = float(getattr(memo, "sync_seconds", DEFAULT_SYNC_SECONDS))
+    context = context_of(memo)
+    config, api, prometheus = context.config, context.api, context.prometheus
     write_status = ConditionalStatus(api, namespace, name)
 
     def post_event(type: str, reason: str, message: str) -> None:
@@ -122,39 +118,43 @@ async def watch_sandbox(
         else:
             JobActions(api).suspend(namespace, ref.name)
 
-    controller = SandboxController(
-        namespace, name, created_at(meta), SandboxEffects(shut_down, write_status, post_event)
+    controller = ExperimentController(
+        namespace, name, created_at(meta), ExperimentEffects(shut_down, write_status, post_event)
     )
-    clock = ClockSteps()
-    while not stopped:
-        spec = check_spec(body.get("spec"), config, namespace_view(indexes, namespace)).spec
-        if spec is not None and spec.experiment is not None:
-            experiment = current["experiment"] = spec.experiment
-            ref = experiment.target_ref
-            blocked = rivals.block(indexes, ref.kind, ref.name)
-            target = None if blocked else _target(experiment, namespace, indexes)
-            if target is not None:
-                running, replicas, generation = target
-                pods = len(
-                    indexes["gpu_pods_by_owner"].get((namespace, experiment.target_ref.name), [])
-                )
-                utilization = None
-                if experiment.idle.gpu_utilization_below_percent is not None and prometheus:
-                    try:
-                        utilization = await asyncio.to_thread(
-                            peak_gpu_utilization, prometheus, namespace,
-                            experiment.target_ref.kind, experiment.target_ref.name,
-                            max(2 * sync, 60.0),
-                        )  # fmt: skip
-                    except MetricsError as exc:
-                        logger.info(f"GPU utilisation unknown, idle timer holds: {exc}")
-                obs = SandboxObservation(running, replicas, pods, utilization)
-                write_status.seen(body)
-                now, stepped, _ = clock.read()
-                try:
-                    await asyncio.to_thread(
-                        controller.tick, spec, obs, body.get("status"), now, generation, stepped
-                    )
-                except Exception as exc:  # one bad tick must not stop the loop
-                    logger.warning(f"sandbox tick failed, retrying next period: {exc}")
-        await stopped.wait(sync)
+    checks = SpecChecks(config)
+
+    steps = Steps()
+
+    async def tick(clock: Reading) -> None:
+        steps.add(clock)
+        spec = checks.of(body, namespace_view(indexes, namespace)).spec
+        if spec is None or spec.experiment is None:
+            return
+        experiment = current["experiment"] = spec.experiment
+        ref = experiment.target_ref
+        if rivals.block(indexes, ref.kind, ref.name):
+            return
+        target = _target(experiment, namespace, indexes)
+        if target is None:
+            return
+        running, replicas, generation = target
+        pods = len(indexes["gpu_pods_by_owner"].get((namespace, ref.name), []))
+        utilization = None
+        if experiment.idle.gpu_utilization_below_percent is not None and prometheus:
+            try:
+                utilization = await asyncio.to_thread(
+                    peak_gpu_utilization, prometheus, namespace, ref.kind, ref.name,
+                    max(2 * context.sync_seconds, 60.0),
+                )  # fmt: skip
+            except MetricsError as exc:
+                logger.info(f"GPU utilisation unknown, idle timer holds: {exc}")
+        obs = ExperimentObservation(running, replicas, pods, utilization)
+        write_status.seen(body)
+        await asyncio.to_thread(
+            controller.tick, spec, obs, body.get("status"), clock.now, generation, steps.take()
+        )
+
+    await run_loop(
+        tick, lambda: context.sync_seconds, what="experiment tick", logger=logger,
+        stopped=stopped,
+    )  # fmt: skip

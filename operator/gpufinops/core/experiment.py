@@ -37,7 +37,7 @@ class Reason(StrEnum):
 
 
 @dataclass(frozen=True)
-class SandboxState:
+class ExperimentState:
     """The timers, persisted in ``status.sandbox``."""
 
     active_since: float
@@ -48,7 +48,7 @@ class SandboxState:
 
 
 @dataclass(frozen=True)
-class SandboxObservation:
+class ExperimentObservation:
     running: bool
     """The target has replicas (Deployment/StatefulSet) or is not suspended (Job)."""
     replicas: int
@@ -59,14 +59,14 @@ class SandboxObservation:
 
 
 @dataclass(frozen=True)
-class SandboxDecision:
+class ExperimentDecision:
     action: Action
-    state: SandboxState
+    state: ExperimentState
     message: str
     reason: Reason | None = None
 
 
-def _idle(experiment: Experiment, obs: SandboxObservation) -> bool | None:
+def _idle(experiment: Experiment, obs: ExperimentObservation) -> bool | None:
     """Whether this look counts as idle; None when it cannot be told (hold the timer)."""
     threshold = experiment.idle.gpu_utilization_below_percent
     if threshold is None:
@@ -78,15 +78,15 @@ def _idle(experiment: Experiment, obs: SandboxObservation) -> bool | None:
     return obs.peak_utilization < threshold
 
 
-def decide_sandbox(
+def decide_experiment(
     experiment: Experiment,
-    state: SandboxState,
-    obs: SandboxObservation,
+    state: ExperimentState,
+    obs: ExperimentObservation,
     now: float,
     *,
     budget_suspend: bool = False,
     stepped: float = 0.0,
-) -> SandboxDecision:
+) -> ExperimentDecision:
     """One look at a sandbox: shut it down, note that the user woke it, or wait.
 
     ``budget_suspend``: the budget's enforcement says Suspend; a running sandbox is
@@ -99,16 +99,16 @@ def decide_sandbox(
         return _shut_down(state, obs, now, Reason.BUDGET, "budget exceeded (enforcement Suspend)")
     if state.shut_down_at is not None:
         if obs.running:
-            fresh = SandboxState(active_since=now)
-            return SandboxDecision(
+            fresh = ExperimentState(active_since=now)
+            return ExperimentDecision(
                 Action.WOKEN, fresh, "woken by the user; idle and lifetime timers restart"
             )
-        return SandboxDecision(Action.NONE, state, "shut down; waiting to be woken")
+        return ExperimentDecision(Action.NONE, state, "shut down; waiting to be woken")
     if not obs.running:
         # At zero, but not by us: nothing to shut down or time until it is woken, and
         # then its lifetime starts afresh (not from before it was scaled down).
         down = replace(state, idle_since=None, shut_down_at=now)
-        return SandboxDecision(Action.NONE, down, "not running: stopped outside gpufinops")
+        return ExperimentDecision(Action.NONE, down, "not running: stopped outside gpufinops")
 
     lifetime = experiment.max_lifetime_seconds
     if lifetime is not None and now - state.active_since >= lifetime:
@@ -118,9 +118,11 @@ def decide_sandbox(
     idle = _idle(experiment, obs)
     after = experiment.idle.after_seconds
     if idle is None:
-        return SandboxDecision(Action.NONE, state, "GPU utilisation unknown: the idle timer holds")
+        return ExperimentDecision(
+            Action.NONE, state, "GPU utilisation unknown: the idle timer holds"
+        )
     if not idle:
-        return SandboxDecision(Action.NONE, replace(state, idle_since=None), "active")
+        return ExperimentDecision(Action.NONE, replace(state, idle_since=None), "active")
     since = state.idle_since if state.idle_since is not None else now
     if now - since >= after:
         what = (
@@ -130,12 +132,12 @@ def decide_sandbox(
         )
         return _shut_down(state, obs, now, Reason.IDLE, f"idle ({what}) for {now - since:.0f}s")
     left = after - (now - since)
-    return SandboxDecision(
+    return ExperimentDecision(
         Action.NONE, replace(state, idle_since=since), f"idle; shuts down in {left:.0f}s"
     )
 
 
-def _moved_with_the_clock(state: SandboxState, stepped: float, now: float) -> SandboxState:
+def _moved_with_the_clock(state: ExperimentState, stepped: float, now: float) -> ExperimentState:
     active = moved_with_the_clock(state.active_since, stepped, now)
     return replace(
         state,
@@ -145,7 +147,7 @@ def _moved_with_the_clock(state: SandboxState, stepped: float, now: float) -> Sa
 
 
 def _shut_down(
-    state: SandboxState, obs: SandboxObservation, now: float, reason: Reason, message: str
-) -> SandboxDecision:
+    state: ExperimentState, obs: ExperimentObservation, now: float, reason: Reason, message: str
+) -> ExperimentDecision:
     done = replace(state, shut_down_at=now, reason=reason, replicas_before=obs.replicas)
-    return SandboxDecision(Action.SHUT_DOWN, done, message, reason)
+    return ExperimentDecision(Action.SHUT_DOWN, done, message, reason)

@@ -10,22 +10,22 @@ from typing import Any
 from gpufinops.api.experiment import Experiment
 from gpufinops.api.spec import AIWorkloadSpec, Mode
 from gpufinops.api.status import SandboxStatus
+from gpufinops.controllers.effects import EventPoster, StatusConflict, StatusWriter
 from gpufinops.core.cost.budget import Action as BudgetAction
 from gpufinops.core.cost.budget import recorded_enforcement
-from gpufinops.core.sandbox import (
+from gpufinops.core.experiment import (
     Action,
+    ExperimentObservation,
+    ExperimentState,
     Reason,
-    SandboxObservation,
-    SandboxState,
-    decide_sandbox,
+    decide_experiment,
 )
-from gpufinops.handlers.effects import EventPoster, StatusConflict, StatusWriter
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class SandboxEffects:
+class ExperimentEffects:
     shut_down: Callable[[], None]
     """Scale the target to zero (Deployment, StatefulSet) or suspend it (Job)."""
     write_status: StatusWriter
@@ -40,12 +40,12 @@ def _time(value: float | None) -> str | None:
     return datetime.fromtimestamp(value, tz=UTC).isoformat() if value is not None else None
 
 
-def read_state(status: Mapping[str, Any] | None, created_at: float) -> SandboxState:
+def read_state(status: Mapping[str, Any] | None, created_at: float) -> ExperimentState:
     raw = (status or {}).get("sandbox")
     if not raw:
-        return SandboxState(active_since=created_at)
+        return ExperimentState(active_since=created_at)
     s = SandboxStatus.model_validate(raw)
-    return SandboxState(
+    return ExperimentState(
         active_since=_epoch(s.active_since) or created_at,
         idle_since=_epoch(s.idle_since),
         shut_down_at=_epoch(s.shut_down_at),
@@ -54,7 +54,7 @@ def read_state(status: Mapping[str, Any] | None, created_at: float) -> SandboxSt
     )
 
 
-def state_patch(state: SandboxState) -> dict[str, Any]:
+def state_patch(state: ExperimentState) -> dict[str, Any]:
     return {
         "activeSince": _time(state.active_since),
         "idleSince": _time(state.idle_since),
@@ -64,17 +64,17 @@ def state_patch(state: SandboxState) -> dict[str, Any]:
     }
 
 
-class SandboxController:
+class ExperimentController:
     """Shuts one sandbox down when idle or too old; notices when the user wakes it."""
 
     def __init__(
-        self, namespace: str, name: str, created_at: float, effects: SandboxEffects
+        self, namespace: str, name: str, created_at: float, effects: ExperimentEffects
     ) -> None:
         self.namespace, self.name = namespace, name
         self.created_at = created_at
         self.effects = effects
         # The only writer of status.sandbox while it lives: its own copy is authoritative.
-        self._state: SandboxState | None = None
+        self._state: ExperimentState | None = None
         self._written: dict[str, Any] | None = None
         self._stale_below: int | None = None
         self._recommended: Reason | None = None
@@ -82,16 +82,16 @@ class SandboxController:
     def tick(
         self,
         spec: AIWorkloadSpec,
-        obs: SandboxObservation,
+        obs: ExperimentObservation,
         latest_status: Mapping[str, Any] | None,
         now: float,
         target_generation: int,
         stepped: float = 0.0,
-    ) -> SandboxState:
+    ) -> ExperimentState:
         """``target_generation`` is the target's metadata.generation as the view shows it:
         a view no newer than the one we shut down from predates our change (watch lag)
         and must not be mistaken for the user waking the sandbox. ``stepped``: how far
-        the wall clock jumped since the previous tick (see ``handlers.clock``)."""
+        the wall clock jumped since the previous tick (see ``controllers.clock``)."""
         experiment: Experiment | None = spec.experiment
         assert experiment is not None
         if self._state is None:
@@ -102,7 +102,7 @@ class SandboxController:
                 return self._state
             self._stale_below = None
         budget = recorded_enforcement(latest_status)
-        decision = decide_sandbox(
+        decision = decide_experiment(
             experiment,
             self._state,
             obs,

@@ -3,8 +3,8 @@
 from datetime import UTC, datetime, timedelta
 
 from gpufinops.config import load_config
-from gpufinops.core.admission import assess
 from gpufinops.core.conditions import find_condition
+from gpufinops.core.spec_review import review_spec
 from gpufinops.core.validation import check_spec
 
 CONFIG = load_config(None)
@@ -17,7 +17,7 @@ VALID = {
 
 
 def test_valid_inference_spec_waits_for_the_autoscaler_to_say_ready() -> None:
-    result = assess(check_spec(VALID, CONFIG), [], generation=3, now=NOW)
+    result = review_spec(check_spec(VALID, CONFIG), [], generation=3, now=NOW)
     ready = find_condition(result.conditions, "Ready")
     invalid = find_condition(result.conditions, "InvalidSpec")
     assert ready is not None and ready.status == "Unknown" and ready.observed_generation == 3
@@ -29,7 +29,7 @@ def test_valid_inference_spec_waits_for_the_autoscaler_to_say_ready() -> None:
 
 def test_invalid_spec_says_which_field_and_keeps_ready_false() -> None:
     bad = {**VALID, "inference": {**VALID["inference"], "minReplicas": 9}}
-    result = assess(check_spec(bad, CONFIG), [], generation=4, now=NOW)
+    result = review_spec(check_spec(bad, CONFIG), [], generation=4, now=NOW)
     ready = find_condition(result.conditions, "Ready")
     invalid = find_condition(result.conditions, "InvalidSpec")
     assert ready is not None and ready.status == "False" and ready.reason == "InvalidSpec"
@@ -41,13 +41,13 @@ def test_invalid_spec_says_which_field_and_keeps_ready_false() -> None:
 
 def test_fixing_the_spec_flips_conditions_with_new_transition_times() -> None:
     bad = {**VALID, "type": "Training"}
-    first = assess(check_spec(bad, CONFIG), [], generation=1, now=NOW)
+    first = review_spec(check_spec(bad, CONFIG), [], generation=1, now=NOW)
     later = NOW + timedelta(minutes=5)
-    second = assess(check_spec(VALID, CONFIG), first.conditions, generation=2, now=later)
+    second = review_spec(check_spec(VALID, CONFIG), first.conditions, generation=2, now=later)
     ready = find_condition(second.conditions, "Ready")
     assert ready is not None and ready.status == "Unknown" and ready.last_transition_time == later
     # re-asserting the same state keeps the transition time
-    third = assess(
+    third = review_spec(
         check_spec(VALID, CONFIG),
         second.conditions,
         generation=2,
@@ -63,7 +63,7 @@ def test_valid_experiment_is_ready_at_once() -> None:
         "costAllocation": {"team": "a"},
         "experiment": {"targetRef": {"kind": "Job", "name": "j"}},
     }
-    result = assess(check_spec(spec, CONFIG), [], generation=1, now=NOW)
+    result = review_spec(check_spec(spec, CONFIG), [], generation=1, now=NOW)
     ready = find_condition(result.conditions, "Ready")
     assert ready is not None and (ready.status, ready.reason) == ("True", "Accepted")
 
@@ -75,6 +75,6 @@ def test_spec_change_keeps_the_autoscalers_ready_verdict() -> None:
         [], type="Ready", status="False", reason="MetricsUnavailable", message="m", now=NOW,
         generation=1,
     )  # fmt: skip
-    result = assess(check_spec(VALID, CONFIG), held, generation=2, now=NOW)
+    result = review_spec(check_spec(VALID, CONFIG), held, generation=2, now=NOW)
     ready = find_condition(result.conditions, "Ready")
     assert ready is not None and ready.reason == "MetricsUnavailable"

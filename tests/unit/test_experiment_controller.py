@@ -4,8 +4,8 @@ change, notices the user waking it, and only recommends in Recommend mode."""
 from typing import Any
 
 from gpufinops.api.spec import AIWorkloadSpec
-from gpufinops.core.sandbox import SandboxObservation
-from gpufinops.handlers.sandbox import SandboxController, SandboxEffects
+from gpufinops.controllers.experiment import ExperimentController, ExperimentEffects
+from gpufinops.core.experiment import ExperimentObservation
 
 T0 = 1_790_000_000.0
 
@@ -28,23 +28,23 @@ class Recorder:
         self.status: dict[str, Any] = {}
         self.events: list[str] = []
 
-    def effects(self) -> SandboxEffects:
+    def effects(self) -> ExperimentEffects:
         def shut_down() -> None:
             self.shutdowns += 1
 
         def write(patch: dict[str, Any]) -> None:
             self.status.update(patch)
 
-        return SandboxEffects(shut_down, write, lambda t, r, m: self.events.append(r))
+        return ExperimentEffects(shut_down, write, lambda t, r, m: self.events.append(r))
 
 
-RUNNING = SandboxObservation(running=True, replicas=2, gpu_pods=2, peak_utilization=None)
-ASLEEP = SandboxObservation(running=False, replicas=0, gpu_pods=0, peak_utilization=None)
+RUNNING = ExperimentObservation(running=True, replicas=2, gpu_pods=2, peak_utilization=None)
+ASLEEP = ExperimentObservation(running=False, replicas=0, gpu_pods=0, peak_utilization=None)
 
 
 def test_shuts_down_once_and_ignores_the_stale_view_then_notices_the_wake() -> None:
     rec = Recorder()
-    c = SandboxController("ns", "exp", T0, rec.effects())
+    c = ExperimentController("ns", "exp", T0, rec.effects())
     c.tick(spec(), RUNNING, None, T0 + 599, 3)
     assert rec.shutdowns == 0
     c.tick(spec(), RUNNING, None, T0 + 600, 3)
@@ -70,8 +70,8 @@ def test_shuts_down_once_and_ignores_the_stale_view_then_notices_the_wake() -> N
 
 def test_restart_reads_the_timers_from_status() -> None:
     rec = Recorder()
-    SandboxController("ns", "exp", T0, rec.effects()).tick(spec(), RUNNING, None, T0 + 600, 3)
-    fresh = SandboxController("ns", "exp", T0, rec.effects())
+    ExperimentController("ns", "exp", T0, rec.effects()).tick(spec(), RUNNING, None, T0 + 600, 3)
+    fresh = ExperimentController("ns", "exp", T0, rec.effects())
     fresh.tick(spec(), ASLEEP, rec.status, T0 + 900, 4)
     assert rec.shutdowns == 1
     assert rec.status["sandbox"]["shutdownReason"] == "MaxLifetime"
@@ -79,7 +79,7 @@ def test_restart_reads_the_timers_from_status() -> None:
 
 def test_recommend_mode_changes_nothing() -> None:
     rec = Recorder()
-    c = SandboxController("ns", "exp", T0, rec.effects())
+    c = ExperimentController("ns", "exp", T0, rec.effects())
     c.tick(spec("Recommend"), RUNNING, None, T0 + 600, 3)
     c.tick(spec("Recommend"), RUNNING, None, T0 + 615, 3)
     assert rec.shutdowns == 0
