@@ -41,7 +41,7 @@ from gpufinops.api.spec import AIWorkloadSpec  # noqa: E402
 from gpufinops.controllers.inference import Effects, InferenceController  # noqa: E402
 from gpufinops.core.forecast.model import DemandForecaster, ForecastSettings  # noqa: E402
 from gpufinops.core.forecast.series import DemandSeries  # noqa: E402
-from gpufinops.core.scaling.decide import ScalingState, Settings, Tick, decide  # noqa: E402
+from gpufinops.core.scaling.decide import ScalingSettings, ScalingState, Tick, decide  # noqa: E402
 from gpufinops.core.scaling.observation import Observation  # noqa: E402
 from gpufinops.localcluster.binaries import find_prometheus  # noqa: E402
 
@@ -72,7 +72,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def bench_core(n: int, rounds: int) -> None:
-    settings = [Settings.from_spec(spec_for(i, False).inference) for i in range(n)]  # type: ignore[arg-type]
+    settings = [ScalingSettings.from_spec(spec_for(i, False).inference) for i in range(n)]  # type: ignore[arg-type]
     states = [ScalingState() for _ in range(n)]
     now = time.time()
     rng = np.random.default_rng(0)

@@ -34,9 +34,10 @@ CONFIG = {
         {"name": p.name, "selector": {"gpufinops.dev/pool": p.name},
          "instanceType": p.instance_type, "capacityType": p.capacity_type}
         for p in (SPOT, ON_DEMAND)
-    ]
+    ],
+    "cost": {"intervalSeconds": 5},
 }  # fmt: skip
-"""The operator config naming the two pools."""
+"""The operator config naming the two pools (spend accounted every few seconds)."""
 
 
 def add_pools(kubectl: KubectlRun) -> None:
@@ -132,22 +133,40 @@ def placement_of(kubectl: KubectlRun, name: str) -> dict[str, Any]:
     return dict((get(kubectl, "aiw", name).get("status") or {}).get("placement") or {})
 
 
-def running_pod(kubectl: KubectlRun, job: str, nodes: list[str]) -> dict[str, Any] | None:
-    """A pod of the Job (its controller, not just its label) running on one of ``nodes``
-    and not being deleted, if any."""
+def _job_pods(kubectl: KubectlRun, job: str) -> list[dict[str, Any]]:
+    """The pods the Job controls (its controller, not just its label)."""
     pods = json.loads(ok(kubectl(
         "get", "pods", "-n", NS, "-l", f"batch.kubernetes.io/job-name={job}", "-o", "json"
     )))["items"]  # fmt: skip
-    for pod in pods:
-        owners = pod["metadata"].get("ownerReferences") or []
-        if not any(o.get("kind") == "Job" and o.get("name") == job and o.get("controller")
-                   for o in owners):  # fmt: skip
-            continue
+    return [
+        dict(pod)
+        for pod in pods
+        if any(o.get("kind") == "Job" and o.get("name") == job and o.get("controller")
+               for o in pod["metadata"].get("ownerReferences") or [])
+    ]  # fmt: skip
+
+
+def running_pod(kubectl: KubectlRun, job: str, nodes: list[str]) -> dict[str, Any] | None:
+    """A pod of the Job (its controller, not just its label) running on one of ``nodes``
+    and not being deleted, if any."""
+    for pod in _job_pods(kubectl, job):
         running = pod["status"].get("phase") == "Running"
         gone = pod["metadata"].get("deletionTimestamp")
         if running and not gone and pod["spec"].get("nodeName") in nodes:
             return dict(pod)
     return None
+
+
+def live_pod_nodes(kubectl: KubectlRun, job: str) -> list[str | None]:
+    """The nodes of the Job's pods that are neither finished nor being deleted, sorted
+    (None for one not scheduled yet): a Job placed twice would show a pod too many."""
+    live = [
+        pod["spec"].get("nodeName")
+        for pod in _job_pods(kubectl, job)
+        if pod["status"].get("phase") not in ("Succeeded", "Failed")
+        and not pod["metadata"].get("deletionTimestamp")
+    ]
+    return sorted(live, key=lambda node: node or "")
 
 
 def ready_of(kubectl: KubectlRun, name: str) -> dict[str, Any]:

@@ -13,12 +13,15 @@ from gpufinops.config import load_config
 from gpufinops.core.cost.accounting import (
     IDLE,
     Allocation,
+    Charge,
     CostKey,
     CostLabels,
     CostTotals,
+    Holding,
+    account,
     accrue,
-    accrue_ledger,
     as_of,
+    charge,
     gpu_prices,
     hourly_rates,
     project_month,
@@ -209,15 +212,34 @@ def test_unpriced_pools_are_reported_not_charged() -> None:
     assert rates.unpriced_pools == frozenset({"nowhere"})
 
 
-def test_a_ledger_resets_keys_that_stopped_spending() -> None:
+def test_a_charge_prices_held_seconds_and_keeps_the_rate_at_the_end() -> None:
+    prices, types = {"l4": 2.0, "l4-spot": 0.5}, {"l4": "on-demand", "l4-spot": "spot"}
+    spent = charge(
+        [
+            Holding("l4", 2, 1800, holds_now=True),  # half an hour of two GPUs
+            Holding("l4-spot", 1, 3600, holds_now=False),  # ended with the interval
+            Holding(None, 8, 3600, holds_now=True),  # on no pool: nothing prices it
+            Holding("unpriced", 1, 3600, holds_now=True),
+        ],
+        prices,
+        types,
+    )
+    assert spent.usd == {"on-demand": pytest.approx(2.0), "spot": pytest.approx(0.5)}
+    assert spent.usd_per_hour == {"on-demand": pytest.approx(4.0)}
+    assert spent.total_usd == pytest.approx(2.5)
+
+
+def test_an_interval_across_midnight_is_split_and_the_total_runs_on_across_months() -> None:
     tz = ZoneInfo("UTC")
-    key = CostKey("team", "search")
-    day1 = datetime(2026, 11, 1, 20, tzinfo=UTC)
-    ledger = accrue_ledger({}, day1, day1 + timedelta(hours=2), {key: 5.0}, tz)
-    ledger = accrue_ledger(ledger, day1 + timedelta(hours=2), day1 + timedelta(hours=6), {}, tz)
-    assert ledger[key].today_usd == 0.0
-    assert ledger[key].month_to_date_usd == pytest.approx(10.0)
-    assert ledger[key].hourly_usd == 0.0
+    start = datetime(2026, 11, 30, 23, tzinfo=UTC)
+    before = CostTotals(1.0, 50.0, 0.0, start, total_usd=120.0)
+    spent = Charge({"spot": 4.0}, {"spot": 3.0})
+    after = account(before, start, start + timedelta(hours=2), spent, tz)
+    assert after.today_usd == pytest.approx(2.0)  # the hour after midnight
+    assert after.month_to_date_usd == pytest.approx(2.0)  # a new month
+    assert after.total_usd == pytest.approx(124.0)
+    assert after.hourly_usd == pytest.approx(3.0)  # the rate at the end, not the average
+    assert after.last_accounted_time == start + timedelta(hours=2)
 
 
 def test_naive_times_are_refused() -> None:

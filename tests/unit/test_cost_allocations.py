@@ -19,8 +19,8 @@ from gpufinops.adapters.allocations import (
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.config.model import parse_config
 from gpufinops.controllers.cost import CostAccountant, CostEffects, WorkloadView
-from gpufinops.controllers.inference import budget_ceiling
 from gpufinops.core.cost.accounting import CostLabels
+from gpufinops.core.cost.budget import recorded_enforcement, replica_ceiling
 from gpufinops.core.gpus import DEFAULT_GPU_RESOURCES
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
@@ -491,7 +491,7 @@ def test_an_invalid_spec_is_skipped() -> None:
 def test_the_autoscaler_reads_the_budget_ceiling_from_status(
     status, has_budget, current, ceiling
 ) -> None:
-    assert budget_ceiling(status, 1, current, has_budget=has_budget) == ceiling
+    assert replica_ceiling(recorded_enforcement(status), has_budget, 1, current) == ceiling
 
 
 def test_throttle_in_status_caps_the_autoscalers_scale_up() -> None:

@@ -1,7 +1,8 @@
 """docs/metrics-and-events.md lists exactly what the operator emits.
 
-Event reasons and condition types are read from the source (handlers, controllers, core,
-adapters) with ``ast``; metrics from the metric objects of
+Event reasons are the members of ``core.events.EventReason`` (the only type the
+posting interfaces accept); condition types are read from the source (handlers,
+controllers, core, adapters) with ``ast``; metrics from the metric objects of
 ``gpufinops.adapters.operator_metrics``. A reason, condition type or metric
 that is emitted but not documented fails, and so does a documented one that
 is no longer emitted.
@@ -12,7 +13,6 @@ from __future__ import annotations
 import ast
 import re
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 
 from prometheus_client.metrics import MetricWrapperBase
@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from gpufinops.adapters import operator_metrics
 from gpufinops.config.model import OperatorConfig
+from gpufinops.core.events import EventReason
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "operator" / "gpufinops"
@@ -27,17 +28,12 @@ DOC = ROOT / "docs" / "metrics-and-events.md"
 CONFIG_DOC = ROOT / "docs" / "config.md"
 SCANNED = ("handlers", "controllers", "core", "adapters")
 
-# Reasons passed as attributes of objects built elsewhere, and where their values
-# come from: an enum (collected whole) or the Event fields of core.spec_review.SpecReview
-# (collected from its constructor calls).
-DYNAMIC_REASONS = {
-    "alert.reason": "AlertReason",
-    "result.event_reason": "SpecReview",
-    "event.reason": "IdleEventReason",
-    "unavailable.reason": "TargetProblem",
-    "plan.event_reason": "ScaleEvent",
+# Reasons of another duty's enum posted by converting them to an EventReason (the
+# conversion fails at once for a value that is not a member).
+CONVERTED = {
+    "EventReason(alert.reason)": "AlertReason",
+    "EventReason(current.reason)": "TargetProblem",
 }
-EVENT_TYPES = {"Normal", "Warning"}
 
 
 # ------------------------------------------------------------------ source
@@ -153,10 +149,7 @@ class _Resolver:
                 if len(expr.args) > 1:
                     out |= self.values(expr.args[1]) or set()
                 return out
-        text = ast.unparse(expr)
-        if text in DYNAMIC_REASONS:
-            return set()
-        self.unresolved.append(text)
+        self.unresolved.append(ast.unparse(expr))
         return set()
 
     def _dicts(self, expr: ast.expr) -> list[ast.Dict]:
@@ -176,52 +169,25 @@ def _call_name(call: ast.Call) -> str:
     return func.id if isinstance(func, ast.Name) else ""
 
 
-def _event_reason_exprs(tree: ast.Module) -> Iterator[ast.expr]:
-    """The reason argument of every Event the code posts."""
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
-            continue
-        name = _call_name(node)
-        keyword = next((k.value for k in node.keywords if k.arg == "reason"), None)
-        if name in {"kopf.event", "kopf.info", "kopf.warn", "kopf.exception"}:
-            if keyword is not None:
-                yield keyword
-        elif name.endswith("post_event"):
-            if keyword is not None:
-                yield keyword
-            elif len(node.args) >= 2:
-                yield node.args[-2]  # (..., type, reason, message)
-        elif name == "SpecReview":
-            # SpecReview(conditions, target, event_type, event_reason, event_message)
-            types = [i for i, a in enumerate(node.args) if _is_event_type(a)]
-            for i in types:
-                if i + 1 < len(node.args):
-                    yield node.args[i + 1]
-
-
-def _is_event_type(expr: ast.expr) -> bool:
-    return isinstance(expr, ast.Constant) and expr.value in EVENT_TYPES
-
-
-def emitted_event_reasons() -> tuple[dict[str, set[str]], list[str]]:
-    """Reason -> files posting it, and the reason expressions that could not be read."""
+def referenced_event_reasons() -> dict[str, set[str]]:
+    """EventReason members the source posts -> files: named (``EventReason.X``), or
+    converted from the enum of a duty that shares them (``EventReason(alert.reason)``
+    for AlertReason, ``EventReason(current.reason)`` for TargetProblem)."""
     enums = _str_enums()
+    names = enums["EventReason"]
     out: dict[str, set[str]] = {}
-    unresolved: list[str] = []
     for path in _files(*SCANNED):
-        tree = _parse(path)
-        resolver = _Resolver(tree, enums)
-        for expr in _event_reason_exprs(tree):
-            for reason in resolver.values(expr) or set():
-                out.setdefault(reason, set()).add(path.name)
-            str_call = isinstance(expr, ast.Call) and _call_name(expr) == "str" and expr.args
-            inner = expr.args[0] if str_call else expr  # type: ignore[attr-defined]
-            text = ast.unparse(inner)
-            if DYNAMIC_REASONS.get(text) in enums:
-                for reason in enums[DYNAMIC_REASONS[text]].values():
-                    out.setdefault(reason, set()).add(path.name)
-        unresolved += [f"{path.relative_to(PACKAGE)}: {u}" for u in resolver.unresolved]
-    return out, unresolved
+        if path.name == "events.py" and path.parent.name == "core":
+            continue
+        text = path.read_text()
+        for member, value in names.items():
+            if re.search(rf"\bEventReason\.{member}\b", text):
+                out.setdefault(value, set()).add(path.name)
+        for call, enum in CONVERTED.items():
+            if call in text:
+                for value in enums[enum].values():
+                    out.setdefault(value, set()).add(path.name)
+    return out
 
 
 def emitted_condition_types() -> set[str]:
@@ -305,16 +271,26 @@ def test_every_metric_is_documented_with_its_type_and_labels() -> None:
 
 
 def test_every_event_reason_is_documented() -> None:
-    emitted, unresolved = emitted_event_reasons()
-    assert not unresolved, (
-        "Event reasons the catalogue test cannot read (use a string literal, a module "
-        f"constant or a StrEnum member, or extend DYNAMIC_REASONS): {unresolved}"
-    )
+    members = {r.value for r in EventReason}
     documented = documented_events()
-    missing = {r: sorted(f) for r, f in emitted.items() if r not in documented}
+    missing = sorted(members - documented)
     assert not missing, f"Event reasons not in docs/metrics-and-events.md: {missing}"
-    stale = sorted(documented - set(emitted))
-    assert not stale, f"documented Event reasons nothing posts: {stale}"
+    stale = sorted(documented - members)
+    assert not stale, f"documented Event reasons that are not EventReason members: {stale}"
+
+
+def test_every_event_reason_is_posted_somewhere() -> None:
+    unused = sorted({r.value for r in EventReason} - set(referenced_event_reasons()))
+    assert not unused, f"EventReason members nothing posts: {unused}"
+
+
+def test_events_are_posted_only_through_the_typed_poster() -> None:
+    """``kopf.event`` takes any string; ``handlers.events.post`` takes an EventReason
+    (checked by mypy), so posting only through it keeps every reason in the enum."""
+    callers = sorted(
+        str(p.relative_to(PACKAGE)) for p in _files(*SCANNED) if "kopf.event(" in p.read_text()
+    )
+    assert callers == ["handlers/events.py"]
 
 
 def test_every_condition_type_is_documented() -> None:
@@ -325,15 +301,15 @@ def test_every_condition_type_is_documented() -> None:
 
 def test_the_extractor_sees_each_kind_of_call_site() -> None:
     """Guards the test itself: one reason from each way the code posts Events."""
-    emitted, _ = emitted_event_reasons()
+    referenced = referenced_event_reasons()
     for reason in [
         "Accepted",  # SpecReview(...) in core/spec_review, posted by handlers/aiworkload
-        "ScaledUp",  # a dict .get() in controllers/inference
-        "MetricsUnavailable",  # a literal post_event
-        "IdleDetected",  # kopf.event(reason=...)
-        "BudgetExceeded",  # AlertReason, posted as str(alert.reason)
+        "ScaledUp",  # a dict of actions in core/scaling/plan
+        "MetricsUnavailable",  # a member named in a core plan
+        "IdleDetected",  # a NodeEvent of core/idle, posted on the node
+        "BudgetExceeded",  # AlertReason, converted
     ]:
-        assert reason in emitted, reason
+        assert reason in referenced, reason
     assert {"Ready", "InvalidSpec", "ConflictingAutoscaler"} <= emitted_condition_types()
 
 

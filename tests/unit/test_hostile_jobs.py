@@ -23,8 +23,8 @@ from gpufinops.adapters.jobs import (
 )
 from gpufinops.adapters.nodes import node_snapshot, pod_record, pod_snapshot
 from gpufinops.api.spec import AIWorkloadSpec
-from gpufinops.controllers.training import profile
 from gpufinops.core.gpus import DEFAULT_GPU_RESOURCES
+from gpufinops.core.placement.lifecycle import profile
 
 FAST = settings(
     derandomize=True,

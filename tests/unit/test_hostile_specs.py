@@ -18,11 +18,11 @@ from gpufinops.adapters.jobs import build_job, job_gpus, job_view
 from gpufinops.api.spec import AIWorkloadSpec, WorkloadType
 from gpufinops.api.status import Condition
 from gpufinops.config import load_config
-from gpufinops.controllers.training import profile
 from gpufinops.core.cost.estimate import estimate
 from gpufinops.core.cost.manifests import EstimateError, Manifest
+from gpufinops.core.placement.lifecycle import profile
 from gpufinops.core.placement.windows import next_window_start, window_open_now
-from gpufinops.core.scaling.decide import ScalingState, Settings, Tick, decide
+from gpufinops.core.scaling.decide import ScalingSettings, ScalingState, Tick, decide
 from gpufinops.core.scaling.observation import Observation
 from gpufinops.core.spec_review import review_spec
 from gpufinops.core.validation import SpecCheck, check_spec
@@ -164,7 +164,7 @@ def _related(problem: str, changed: str) -> bool:
 def _drive_controllers(spec: AIWorkloadSpec) -> None:
     """What the operator does with an accepted spec, minus the cluster."""
     if spec.inference is not None:
-        rules = Settings.from_spec(spec.inference)
+        rules = ScalingSettings.from_spec(spec.inference)
         for observation in (Observation(), Observation(queue_depth=7.0, arrival_rate=3.0)):
             tick = Tick(now=NOW.timestamp(), current=1, ready=1, observation=observation)
             decision = decide(rules, ScalingState(), tick)

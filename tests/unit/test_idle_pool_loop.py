@@ -16,8 +16,8 @@ from gpufinops.adapters.nodes import pod_record
 from gpufinops.config.model import OperatorConfig
 from gpufinops.controllers.clock import Reading
 from gpufinops.controllers.idle_nodes import PoolShutdown
+from gpufinops.core.events import EventReason
 from gpufinops.core.gpus import rules_of
-from gpufinops.core.idle.plan import IdleEventReason
 
 T0 = 1_800_000_000.0
 IDLE = {"gpufinops.dev/idle-since": f"{T0 - 700:.3f}"}
@@ -63,7 +63,7 @@ def test_an_idle_node_is_tainted_drained_and_removed_with_a_fresh_look_before_ea
     assert [c for c in actions.calls if not c.startswith("annotate")] == [
         "taint True", "shut_down gpu-1",
     ]  # fmt: skip
-    assert loop.events == [IdleEventReason.DRAINING, IdleEventReason.SHUT_DOWN]
+    assert loop.events == [EventReason.DRAINING, EventReason.SHUT_DOWN]
     assert shutdowns() == before + 1
 
 
@@ -79,7 +79,7 @@ def test_a_gpu_pod_bound_right_after_the_taint_keeps_the_node() -> None:
     assert actions.calls[-3:-1] == ["release gpu-1", "taint False"]
     assert actions.calls[-1].startswith("annotate {'gpufinops.dev/idle-shutdown-phase': None")
     assert actions.body("gpu-1")["spec"]["taints"] == []
-    assert loop.events == [IdleEventReason.ABORTED]
+    assert loop.events == [EventReason.SHUTDOWN_ABORTED]
 
 
 def test_the_provider_is_asked_once_however_many_intervals_and_restarts() -> None:
@@ -92,7 +92,7 @@ def test_the_provider_is_asked_once_however_many_intervals_and_restarts() -> Non
     for i in range(20, 40):
         restarted.tick(now=T0 + 30 * i)
     assert actions.calls.count("shut_down gpu-1") == 1
-    assert loop.events.count(IdleEventReason.SHUT_DOWN) == 1 and not restarted.events
+    assert loop.events.count(EventReason.SHUT_DOWN) == 1 and not restarted.events
 
 
 def test_a_standing_decision_is_reported_once_not_every_interval() -> None:
@@ -100,7 +100,7 @@ def test_a_standing_decision_is_reported_once_not_every_interval() -> None:
     loop = Loop(actions, dryRun=True)
     for i in range(10):
         loop.tick(now=T0 + 30 * i)
-    assert loop.events == [IdleEventReason.DRY_RUN]
+    assert loop.events == [EventReason.IDLE_SHUTDOWN_DRY_RUN]
     assert not [c for c in actions.calls if not c.startswith("annotate")]
 
 
@@ -111,7 +111,7 @@ def test_a_node_the_provider_must_not_remove_is_never_tainted() -> None:
     for i in range(5):
         loop.tick(now=T0 + 30 * i)
     assert not [c for c in actions.calls if c.startswith("taint")]
-    assert loop.events == [IdleEventReason.REFUSED]
+    assert loop.events == [EventReason.SHUTDOWN_REFUSED]
 
 
 def test_a_shutdown_whose_loop_is_cancelled_mid_call_is_still_counted_and_reported() -> None:
@@ -140,7 +140,7 @@ def test_a_shutdown_whose_loop_is_cancelled_mid_call_is_still_counted_and_report
 
     asyncio.run(run())
     assert "shut_down gpu-1" in actions.calls
-    assert loop.events[-1] == IdleEventReason.SHUT_DOWN
+    assert loop.events[-1] == EventReason.SHUT_DOWN
     assert shutdowns() == before + 1
 
 
@@ -168,7 +168,7 @@ def test_dry_run_gives_back_a_node_caught_mid_shutdown() -> None:
     loop = Loop(actions, dryRun=True)
     loop.tick()
     assert "shut_down gpu-1" not in actions.calls and "taint False" in actions.calls
-    assert loop.events == [IdleEventReason.ABORTED]
+    assert loop.events == [EventReason.SHUTDOWN_ABORTED]
 
 
 def test_a_drained_node_nobody_removes_is_given_back_after_the_drain_timeout() -> None:
@@ -251,7 +251,7 @@ def test_a_drain_that_cannot_finish_is_given_back_after_its_timeout() -> None:
     actions.pods["gpu-1"] = [pod_body("web", "gpu-1")]  # comes back after every eviction
     loop = Loop(actions, drainTimeoutSeconds=5)
     loop.tick()
-    assert "taint False" in actions.calls and loop.events == [IdleEventReason.ABORTED]
+    assert "taint False" in actions.calls and loop.events == [EventReason.SHUTDOWN_ABORTED]
     assert (
         "gpufinops.dev/idle-shutdown-phase" not in actions.body("gpu-1")["metadata"]["annotations"]
     )

@@ -4,10 +4,10 @@ and the resumable shutdown — each safety rule has its own test."""
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gpufinops.core.events import EventReason
 from gpufinops.core.idle.model import NodeSnapshot, PodSnapshot
 from gpufinops.core.idle.plan import (
     IDLE_SINCE,
-    IdleEventReason,
     NodeState,
     PoolPolicy,
     advance,
@@ -163,7 +163,7 @@ def test_recheck_aborts_when_work_landed_during_the_timer() -> None:
     assert advance(in_phase(Phase.TAINTED), PoolPolicy(600), T0).step == Step.DRAIN
     plan = advance(in_phase(Phase.TAINTED, (pod(),)), PoolPolicy(600), T0)
     assert plan.step == Step.ABORT and "GPU pod is running" in plan.reasons[0]
-    assert [e.reason for e in plan.events] == [IdleEventReason.ABORTED]
+    assert [e.reason for e in plan.events] == [EventReason.SHUTDOWN_ABORTED]
 
 
 # --- budgets and planning ---------------------------------------------------------------
@@ -306,12 +306,12 @@ def test_nodes_being_shut_down_count_against_the_budget() -> None:
 def test_each_decision_is_reported_by_the_plan() -> None:
     pool = nodes(2)
     fresh = plan_pool(states(pool, {}, {}), PoolPolicy(600), T0)
-    assert [[e.reason for e in p.events] for p in fresh] == [[IdleEventReason.IDLE_DETECTED]] * 2
+    assert [[e.reason for e in p.events] for p in fresh] == [[EventReason.IDLE_DETECTED]] * 2
     timers = {n.name: IdleTimer(T0 - 9999) for n in pool}
     guarded = {"gpu-1": [pod(node="gpu-1", gpus=0, pdb_blocks=True)]}
     plans = plan_pool(states(pool, guarded, timers), PoolPolicy(600, dry_run=True), T0)
-    assert [e.reason for e in plans[0].events] == [IdleEventReason.DRY_RUN]
-    assert [e.reason for e in plans[1].events] == [IdleEventReason.BLOCKED]
+    assert [e.reason for e in plans[0].events] == [EventReason.IDLE_SHUTDOWN_DRY_RUN]
+    assert [e.reason for e in plans[1].events] == [EventReason.IDLE_SHUTDOWN_BLOCKED]
     assert "PodDisruptionBudget" in plans[1].events[0].message
 
 

@@ -286,7 +286,7 @@ def test_a_reason_whose_numbers_alone_moved_is_not_rewritten() -> None:
 
 
 def test_same_words_ignores_numbers_only() -> None:
-    from gpufinops.controllers.inference import same_words
+    from gpufinops.core.scaling.tick import same_words
 
     assert same_words("demand 19/s at 4.5/s per replica", "demand 19.25/s at 4.52/s per replica")
     assert same_words("no demand for 120s", "no demand for 135s")

@@ -7,16 +7,16 @@ from hypothesis import strategies as st
 
 from gpufinops.api.inference import Inference
 from gpufinops.core.scaling.behavior import Sample
-from gpufinops.core.scaling.decide import Decision, ScalingState, Settings, Tick, decide
+from gpufinops.core.scaling.decide import Decision, ScalingSettings, ScalingState, Tick, decide
 from gpufinops.core.scaling.observation import Observation
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC).timestamp()  # a Monday, 12:00 UTC
 SYNC = 15.0
 
 
-def make(**inference: object) -> Settings:
+def make(**inference: object) -> ScalingSettings:
     spec = {"targetRef": {"name": "llm"}, "minReplicas": 1, "maxReplicas": 40, **inference}
-    return Settings.from_spec(Inference.model_validate(spec))
+    return ScalingSettings.from_spec(Inference.model_validate(spec))
 
 
 def obs(demand: float, queue: float = 0.0, capacity: float | None = None) -> Observation:
@@ -24,7 +24,7 @@ def obs(demand: float, queue: float = 0.0, capacity: float | None = None) -> Obs
 
 
 def run(
-    s: Settings, observations: list[Observation], current: int = 1, state=None, start=T0
+    s: ScalingSettings, observations: list[Observation], current: int = 1, state=None, start=T0
 ) -> list[Decision]:
     """Ticks where every decision is applied at once and replicas are ready at once."""
     state = state or ScalingState()
@@ -52,7 +52,7 @@ currents = st.integers(min_value=0, max_value=40)
     max_r=st.integers(10, 40),
 )
 def test_bounds_always_respected(demand, queue, current, peak, min_r, max_r) -> None:
-    s = Settings.from_spec(
+    s = ScalingSettings.from_spec(
         Inference.model_validate(
             {
                 "targetRef": {"name": "x"},

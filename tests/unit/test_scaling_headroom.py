@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpufinops.api.inference import Inference
-from gpufinops.core.scaling.decide import ScalingState, Settings, Tick, decide
+from gpufinops.core.scaling.decide import ScalingSettings, ScalingState, Tick, decide
 from gpufinops.core.scaling.headroom import (
     BINS,
     GROWTH,
@@ -160,9 +160,9 @@ def test_bins_cover_every_need() -> None:
 # --- in the decision ------------------------------------------------------------------
 
 
-def make(**inference: object) -> Settings:
+def make(**inference: object) -> ScalingSettings:
     spec = {"targetRef": {"name": "llm"}, "minReplicas": 1, "maxReplicas": 200, **inference}
-    return Settings.from_spec(Inference.model_validate(spec))
+    return ScalingSettings.from_spec(Inference.model_validate(spec))
 
 
 def observation(demand: float, queue: float = 0.0) -> Observation:

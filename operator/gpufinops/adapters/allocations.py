@@ -23,7 +23,7 @@ from typing import Any
 from gpufinops.adapters.gpu_resources import gpu_requests, node_gpu_count
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.config.model import NodePool
-from gpufinops.core.cost.accounting import Allocation, CostLabels
+from gpufinops.core.cost.accounting import Allocation, CostLabels, Holding
 from gpufinops.core.gpus import (
     COUNT_LABEL,
     DEFAULT_GPU_RESOURCES,
@@ -281,3 +281,13 @@ def allocations_at(
         if pool is not None and holds_at(pod, t):
             by_pool[pool.name] = by_pool.get(pool.name, 0.0) + pod.gpus
     return [Allocation(workload, p, g, labels) for p, g in sorted(by_pool.items())]
+
+
+def holdings(pods: Iterable[GpuPod], pools: Pools, start: datetime, end: datetime) -> list[Holding]:
+    """What each pod held over ``[start, end)``, by pool, for ``core.cost.charge``."""
+    out = []
+    for pod in pods:
+        pool = pools.by_node.get(pod.node)
+        seconds = held_seconds(pod, start, end)
+        out.append(Holding(pool.name if pool else None, pod.gpus, seconds, holds_at(pod, end)))
+    return out

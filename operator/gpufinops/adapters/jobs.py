@@ -8,16 +8,22 @@ mutable, so one merge patch can move it to a pool and unsuspend it.
 
 import copy
 import math
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from kubernetes.utils import parse_quantity as kube_quantity
 
 from gpufinops.api.resource import GROUP, KIND
 from gpufinops.config.model import NodePool
+
+# Built here from bodies, defined in the core (which decides from them alone).
+from gpufinops.core.placement.lifecycle import job_gpus as job_gpus
+from gpufinops.core.placement.lifecycle import job_name_taken as job_name_taken
+from gpufinops.core.placement.lifecycle import restart_policy_warning
+from gpufinops.core.placement.observed import JobView as JobView
+from gpufinops.core.placement.observed import PodView as PodView
 
 WORKLOAD_LABEL = "gpufinops.dev/workload"
 POOL_LABEL = "gpufinops.dev/pool"
@@ -40,81 +46,23 @@ class JobNameTaken(JobError):
     it is never adopted (nor suspended, placed or unsuspended)."""
 
 
-@dataclass(frozen=True)
-class JobView:
-    """The parts of a Job the placement loop reads."""
-
-    name: str
-    uid: str
-    generation: int
-    suspended: bool
-    started: bool
-    """``status.startTime`` is set: the template is immutable until the controller clears it."""
-    active: int
-    succeeded: int
-    failed: int
-    complete: bool
-    failed_permanently: bool
-    node_selector: Mapping[str, str]
-    tolerations: tuple[Mapping[str, Any], ...]
-    gpus_per_pod: float
-    parallelism: int
-    owned_by: str | None
-    """Name of the AIWorkload that owns the Job (controller reference), if any."""
-    owner_uid: str | None = None
-    """UID of that AIWorkload: the Job is a workload's own only when it is that workload's."""
-    kueue_queue: str | None = None
-    """The Kueue LocalQueue that admits the Job (label ``kueue.x-k8s.io/queue-name``):
-    Kueue then owns its ``suspend`` and placement, never gpufinops."""
-    kind: str = "Job"
-    """Job, or JobSet (whose pods belong to its child Jobs)."""
-    jobset: tuple[str, str] | None = None
-    """(name, uid) of the JobSet that controls this Job, if one does."""
-    replicated_jobs: tuple[Mapping[str, Any], ...] = ()
-    """A JobSet's ``spec.replicatedJobs`` as stored (placement rewrites each template)."""
-    resource_version: str | None = None
-
-
-@dataclass(frozen=True)
-class PodView:
-    """One pod of the Job."""
-
-    uid: str
-    name: str
-    node: str | None
-    phase: str
-    unschedulable: bool
-    disrupted: str | None
-    """Reason of a True DisruptionTarget condition (EvictionByEvictionAPI, ...)."""
-    terminating: bool
-    job_uid: str | None = None
-    """UID of the Job that controls the pod (its controller ownerReference); None: the pod
-    belongs to no Job, whatever its labels say, and never counts for a workload."""
-
-
-_QUANTITY = re.compile(
-    r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?:(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])|[eE]([+-]?[0-9]+))?"
-)
-_SCALE = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
-_SCALE |= {"P": 1e15, "E": 1e18}
-_SCALE |= {s: 1024.0**i for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"), start=1)}
-
-
 def parse_quantity(value: Any) -> float | None:
-    """A Kubernetes resource quantity (``2``, ``500m``, ``1k``, ``1e3``) as a number;
-    ``None`` when ``value`` is not one (or is negative, or not finite)."""
-    if isinstance(value, bool):
+    """A Kubernetes resource quantity (``2``, ``500m``, ``1Gi``, ``1e3``) as a number, read
+    by the Kubernetes client; ``None`` when ``value`` is not one (or is negative, or not
+    finite).
+
+    Bodies from watches may hold anything where a quantity belongs, so every way the
+    client refuses one (``ValueError``, a decimal error) reads as no quantity rather
+    than an exception in the index that reads it. The client is laxer than the API
+    server (it also takes ``1K`` or ``1_000``), which only matters for values the
+    server would never have stored.
+    """
+    if isinstance(value, bool):  # an int to Python, never a quantity to the API
         return None
+    raw = value if isinstance(value, int | float) else str(value).strip()
     try:
-        if isinstance(value, int | float):
-            number = float(value)
-        else:
-            match = _QUANTITY.fullmatch(str(value).strip())
-            if match is None:
-                return None
-            digits, suffix, exponent = match.groups()
-            number = float(digits) * (_SCALE[suffix] if suffix else 10.0 ** int(exponent or 0))
-    except (OverflowError, ValueError):  # ValueError: an exponent of thousands of digits
+        number = float(kube_quantity(raw))  # type: ignore[no-untyped-call]
+    except (ArithmeticError, ValueError):
         return None
     return number if math.isfinite(number) and number >= 0 else None
 
@@ -309,18 +257,6 @@ def pod_view(body: Mapping[str, Any]) -> PodView:
     )
 
 
-def job_name_taken(namespace: str, name: str) -> str:
-    """Why an existing Job that the workload did not create is not its Job."""
-    return (
-        f"Job {namespace}/{name} already exists and was not created for this AIWorkload; "
-        "gpufinops leaves it untouched: rename the AIWorkload or delete the Job"
-    )
-
-
-def job_gpus(job: JobView) -> float:
-    return job.gpus_per_pod * max(job.parallelism, 1)
-
-
 def build_job(
     name: str,
     namespace: str,
@@ -334,19 +270,13 @@ def build_job(
     spec = dict(template)
     pod_template = dict(spec.get("template") or {})
     pod_spec = dict(pod_template.get("spec") or {})
-    warning = None
-    restart = pod_spec.setdefault("restartPolicy", "Never")
-    if restart == "Never":
+    warning = restart_policy_warning(template)
+    if pod_spec.setdefault("restartPolicy", "Never") == "Never":
         policy = dict(spec.get("podFailurePolicy") or {})
         rules = list(policy.get("rules") or [])
         if DISRUPTION_RULE not in rules:
             rules.insert(0, DISRUPTION_RULE)
         spec["podFailurePolicy"] = {**policy, "rules": rules}
-    else:
-        warning = (
-            f"jobTemplate uses restartPolicy {restart}: interruptions count against "
-            "backoffLimit (podFailurePolicy needs restartPolicy: Never)"
-        )
     meta = dict(pod_template.get("metadata") or {})
     meta["labels"] = {**(meta.get("labels") or {}), WORKLOAD_LABEL: name}
     pod_template["metadata"] = meta

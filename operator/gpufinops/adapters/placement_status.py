@@ -1,49 +1,18 @@
 """``status.placement`` ↔ the placement loop's record, so a restart resumes where it was.
 
 Everything the loop needs to continue (phase, pool, interruptions and the pods
-already counted, the checkpointed progress, the spend accounted so far) is kept
-in status; the operator holds nothing only in memory.
+already counted, the checkpointed progress) is kept in status; the operator holds
+nothing only in memory. Spend is the cost loop's (``status.cost``), the one ledger.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from gpufinops.api.status import PlacementStatus
 from gpufinops.config.model import CapacityType
 from gpufinops.core.placement.model import PlacementMemory
-
-MAX_REMEMBERED_PODS = 64
-
-
-class Phase:
-    WAITING = "Waiting"
-    RUNNING = "Running"
-    FALLING_BACK = "FallingBack"
-    SUSPENDED = "Suspended"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-
-
-@dataclass
-class PlacementRecord:
-    """The loop's whole persisted state for one Training workload."""
-
-    memory: PlacementMemory = field(default_factory=PlacementMemory)
-    phase: str = Phase.WAITING
-    job: str | None = None
-    reason: str | None = None
-    not_before: float | None = None
-    by_reason: dict[str, int] = field(default_factory=dict)
-    interrupted_pods: list[str] = field(default_factory=list)
-    fallback_reason: str | None = None
-    spent_usd: float = 0.0
-    accounted_at: float | None = None
-    cost_to_finish_usd: float | None = None
-    cost_to_finish_on_demand_usd: float | None = None
-    deadline_at_risk: bool = False
-    expected_finish: float | None = None
+from gpufinops.core.placement.record import MAX_REMEMBERED_PODS, Phase, PlacementRecord
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -80,8 +49,6 @@ def read_record(status: Mapping[str, Any] | None) -> PlacementRecord:
         by_reason=dict(p.interruptions_by_reason or {}),
         interrupted_pods=list(p.interrupted_pods or []),
         fallback_reason=p.fallback_reason,
-        spent_usd=p.spent_usd or 0.0,
-        accounted_at=_epoch(p.accounted_at),
         cost_to_finish_usd=p.cost_to_finish_usd,
         cost_to_finish_on_demand_usd=p.cost_to_finish_on_demand_usd,
         deadline_at_risk=bool(p.deadline_at_risk),
@@ -112,8 +79,6 @@ def record_patch(record: PlacementRecord) -> dict[str, Any]:
         ]
         or None,
         progress_seconds=round(m.progress_seconds, 3),
-        spent_usd=round(record.spent_usd, 6),
-        accounted_at=_time(record.accounted_at),
         cost_to_finish_usd=_round(record.cost_to_finish_usd),
         cost_to_finish_on_demand_usd=_round(record.cost_to_finish_on_demand_usd),
         deadline_at_risk=record.deadline_at_risk,

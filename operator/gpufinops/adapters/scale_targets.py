@@ -15,36 +15,15 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-
-@dataclass(frozen=True)
-class TargetView:
-    """The parts of a scaled object the autoscaler reads."""
-
-    replicas: int
-    ready: int
-    selector: str | None
-    generation: int
-
-
-class TargetProblem(StrEnum):
-    """Why a target cannot be scaled (the Ready reason and the Event reason)."""
-
-    NOT_SCALABLE = "TargetNotScalable"
-    FORBIDDEN = "TargetForbidden"
-
-
-@dataclass(frozen=True)
-class TargetUnavailable:
-    """The target exists (or may) but cannot be read or scaled; the reason says why."""
-
-    reason: TargetProblem
-    message: str
+# Read here, defined in the core (which decides from them alone).
+from gpufinops.core.scaling.target import TargetProblem as TargetProblem
+from gpufinops.core.scaling.target import TargetUnavailable as TargetUnavailable
+from gpufinops.core.scaling.target import TargetView as TargetView
 
 
 class ScaleError(RuntimeError):

@@ -134,12 +134,6 @@ class PlacementStatus(StatusModel):
     progress_seconds: float | None = Field(
         default=None, description="Checkpointed work, in seconds of uninterrupted run time."
     )
-    spent_usd: float | None = Field(
-        default=None, alias="spentUSD", description="Estimated spend of the Job's GPUs so far, USD."
-    )
-    accounted_at: datetime | None = Field(
-        default=None, description="End of the last interval included in spentUSD."
-    )
     cost_to_finish_usd: float | None = Field(
         default=None,
         alias="costToFinishUSD",
@@ -172,6 +166,11 @@ class CostStatus(StatusModel):
     )
     projected_month_usd: float | None = Field(
         default=None, alias="projectedMonthUSD", description="Projected spend for the month."
+    )
+    total_usd: float | None = Field(
+        default=None,
+        alias="totalUSD",
+        description="Spend since the workload was first accounted (a Training run's cost).",
     )
     last_accounted_time: datetime | None = Field(
         default=None, description="End of the last interval included in the totals."

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -32,7 +32,8 @@ from gpufinops.adapters.alerts import BudgetAlert
 from gpufinops.adapters.allocations import (
     GpuPod,
     Pools,
-    held_seconds,
+    allocations_at,
+    holdings,
     holds_at,
     lws_worker_owners,
     targets_of,
@@ -42,13 +43,15 @@ from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.api.status import BudgetState, CostStatus
 from gpufinops.config.model import OperatorConfig
 from gpufinops.core.cost.accounting import (
+    IDLE,
     UNSET,
-    Allocation,
+    CostKey,
     CostLabels,
     CostTotals,
-    accrue,
+    account,
+    charge,
     gpu_prices,
-    idle_allocations,
+    hourly_rates,
     to_status,
     trusted_totals,
 )
@@ -63,6 +66,7 @@ from gpufinops.core.cost.budget import (
 from gpufinops.core.cost.ledger import LedgerEntry, expired
 from gpufinops.core.cost.periods import zone
 from gpufinops.core.cost.recommend import Usage, observe, recommend
+from gpufinops.core.events import EventReason
 from gpufinops.core.validation import check_spec
 
 log = logging.getLogger(__name__)
@@ -88,7 +92,7 @@ class CostEffects:
     """Everything the pass does to the outside world, injected so tests can watch it."""
 
     write_status: Callable[[str, str, dict[str, Any]], None]
-    post_event: Callable[[Mapping[str, Any], str, str, str], None]
+    post_event: Callable[[Mapping[str, Any], str, EventReason, str], None]
     send_alerts: Callable[[Sequence[BudgetAlert]], object]
     """Hands alerts over for delivery and returns at once (``AlertQueue.enqueue``), which
     counts failed deliveries itself: a slow endpoint must not hold up the pass."""
@@ -208,7 +212,7 @@ class CostAccountant:
         if problems and self._corrected.get(key) != problems:
             self._corrected[key] = problems
             self.effects.post_event(
-                view.ref, "Warning", "CostStatusCorrected",
+                view.ref, "Warning", EventReason.COST_STATUS_CORRECTED,
                 f"{source} was not written by this operator's accounting and is not "
                 f"trusted: {'; '.join(problems)}",
             )  # fmt: skip
@@ -284,33 +288,14 @@ class CostAccountant:
                 log.warning("spend ledger of namespace %s not written: %s", tenant, exc)
 
     def _unallocated(self, pods: Sequence[GpuPod], pools: Pools, now: datetime, s: float) -> None:
-        held = [
-            Allocation("pod", pools.by_node[p.node].name, p.gpus, CostLabels(UNSET))
-            for p in pods
-            if p.node in pools.by_node and holds_at(p, now)
-        ]
-        for idle in idle_allocations(held, pools.capacity):
-            price = self.prices.get(idle.pool)
-            if price is not None:
-                ct = self.capacity_types.get(idle.pool, UNSET)
-                metrics.UNALLOCATED_COST.labels(idle.pool, ct).inc(idle.gpus * price * s / 3600)
-
-    def _spend(
-        self, owned: Sequence[GpuPod], pools: Pools, start: datetime, now: datetime
-    ) -> tuple[dict[str, float], dict[str, float]]:
-        """USD over ``[start, now)`` and USD per hour at ``now``, by capacity type."""
-        usd: dict[str, float] = {}
-        rate: dict[str, float] = {}
-        for pod in owned:
-            pool = pools.by_node.get(pod.node)
-            price = self.prices.get(pool.name) if pool is not None else None
-            if pool is None or price is None:
-                continue  # off every configured pool: nothing to price it by
-            ct = self.capacity_types[pool.name]
-            usd[ct] = usd.get(ct, 0.0) + pod.gpus * price * held_seconds(pod, start, now) / 3600
-            if holds_at(pod, now):
-                rate[ct] = rate.get(ct, 0.0) + pod.gpus * price
-        return usd, rate
+        """The cost of GPUs on pool nodes that no pod holds, by pool (OpenCost's idle)."""
+        held = allocations_at(pods, pools, now, "pods", CostLabels(UNSET))
+        rates = hourly_rates(held, pools.capacity, self.prices).by_key
+        for pool in sorted(pools.capacity):
+            rate = rates.get(CostKey("workload", f"{IDLE}/{pool}"))
+            if rate:
+                ct = self.capacity_types.get(pool, UNSET)
+                metrics.UNALLOCATED_COST.labels(pool, ct).inc(rate * s / 3600)
 
     async def _account(
         self,
@@ -336,17 +321,9 @@ class CostAccountant:
         start = book.totals.last_accounted_time
         if start is None:
             start = min([p.since for p in owned if p.since is not None] + [now])
-        usd, rate = self._spend(owned, pools, start, now)
-        spent = sum(usd.values())
-        totals = book.totals
-        if now > start:
-            totals = accrue(
-                totals, start, now, spent * 3600 / (now - start).total_seconds(), self.tz
-            )
-        # The projection uses the rate now, not the interval's average.
-        totals = replace(totals, hourly_usd=sum(rate.values()))
-        if totals.last_accounted_time is None or totals.last_accounted_time < now:
-            totals = replace(totals, last_accounted_time=now)
+        spent = charge(holdings(owned, pools, start, now), self.prices, self.capacity_types)
+        usd, rate = spent.usd, spent.usd_per_hour
+        totals = account(book.totals, start, now, spent, self.tz)
 
         spend = Spend.of(totals, now, self.tz)
         budget = spec.budget
@@ -373,7 +350,12 @@ class CostAccountant:
         # Also when status is not what was written: someone rewrote it (a lower spend, say),
         # and status shows the record, not what was put there.
         shown = _visible(view.cost, view.budget)
-        if spent > 0 or visible != book.visible or visible != shown or recommendations is not None:
+        if (
+            spent.total_usd > 0
+            or visible != book.visible
+            or visible != shown
+            or recommendations is not None
+        ):
             await asyncio.to_thread(self.effects.write_status, view.namespace, view.name, patch)
         book.totals, book.sent, book.visible = totals, sent, visible
         self._recording.setdefault(view.namespace, {})[view.name] = LedgerEntry(totals, sent)
@@ -522,7 +504,7 @@ class CostAccountant:
             return
         for alert in alerts:
             kind = "Normal" if alert.reason == AlertReason.THRESHOLD_CROSSED else "Warning"
-            self.effects.post_event(view.ref, kind, str(alert.reason), alert.message)
+            self.effects.post_event(view.ref, kind, EventReason(alert.reason), alert.message)
         a = spec.cost_allocation
         keys = (("team", a.team), ("project", a.project), ("model", a.model),
                 ("environment", a.environment))  # fmt: skip

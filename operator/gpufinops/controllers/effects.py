@@ -3,6 +3,8 @@ write fails: the interfaces the controllers share, so that none imports another.
 
 from typing import Any, Protocol
 
+from gpufinops.core.events import EventReason
+
 
 class StatusConflict(Exception):
     """The object changed since the loop last saw it; the write was not applied.
@@ -20,4 +22,4 @@ class StatusWriter(Protocol):
 
 
 class EventPoster(Protocol):
-    def __call__(self, type: str, reason: str, message: str) -> None: ...
+    def __call__(self, type: str, reason: EventReason, message: str) -> None: ...

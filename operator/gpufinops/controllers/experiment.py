@@ -13,6 +13,7 @@ from gpufinops.api.status import SandboxStatus
 from gpufinops.controllers.effects import EventPoster, StatusConflict, StatusWriter
 from gpufinops.core.cost.budget import Action as BudgetAction
 from gpufinops.core.cost.budget import recorded_enforcement
+from gpufinops.core.events import EventReason
 from gpufinops.core.experiment import (
     Action,
     ExperimentObservation,
@@ -118,19 +119,23 @@ class ExperimentController:
                 if self._recommended != decision.reason:
                     self._recommended = decision.reason
                     self.effects.post_event(
-                        "Normal", "Recommendation", f"would {verb} {target}: {decision.message}"
+                        "Normal",
+                        EventReason.RECOMMENDATION,
+                        f"would {verb} {target}: {decision.message}",
                     )
                 return self._state  # nothing changed; ask again next tick
             self.effects.shut_down()
             self._stale_below = target_generation
             self.effects.post_event(
-                "Normal", "SandboxShutDown",
+                "Normal", EventReason.SANDBOX_SHUT_DOWN,
                 f"{target} {'suspended' if verb == 'suspend' else 'scaled to zero'}: "
                 f"{decision.message}; set its replicas again to wake it",
             )  # fmt: skip
             last = {"time": _time(now), "action": "ShutDown", "reason": decision.message}
         elif decision.action == Action.WOKEN:
-            self.effects.post_event("Normal", "SandboxWoken", f"{target} {decision.message}")
+            self.effects.post_event(
+                "Normal", EventReason.SANDBOX_WOKEN, f"{target} {decision.message}"
+            )
             last = {"time": _time(now), "action": "Woken", "reason": decision.message}
         self._state = decision.state
         patch: dict[str, Any] = {"sandbox": state_patch(decision.state)}

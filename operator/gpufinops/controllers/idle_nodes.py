@@ -36,13 +36,13 @@ from gpufinops.config.model import (
     ShutdownProvider,
 )
 from gpufinops.controllers.clock import Reading
+from gpufinops.core.events import EventReason
 from gpufinops.core.gpus import GpuResource, rules_of
 from gpufinops.core.idle.plan import (
     DRAIN_STARTED,
     IDLE_SINCE,
     RELEASED,
     REPORTS,
-    IdleEventReason,
     NodeEvent,
     NodePlan,
     NodeState,
@@ -332,7 +332,7 @@ class PoolShutdown:
         blocker = await asyncio.to_thread(self.actions.removal_blocker, body, self.settings)
         if blocker:
             self._refused[_uid(body)] = (blocker, self._clock() + self._memory_seconds)
-            self._report(body, [NodeEvent("Warning", IdleEventReason.REFUSED, blocker)])
+            self._report(body, [NodeEvent("Warning", EventReason.SHUTDOWN_REFUSED, blocker)])
             return False
         if not await self._annotate(body, claim(now)):
             return False
@@ -367,7 +367,7 @@ class PoolShutdown:
             done = await asyncio.to_thread(self.actions.shut_down, body, self.settings)
         except RemovalRefused as refused:
             self._refused[_uid(body)] = (str(refused), self._clock() + self._memory_seconds)
-            self._report(body, [NodeEvent("Warning", IdleEventReason.REFUSED, str(refused))])
+            self._report(body, [NodeEvent("Warning", EventReason.SHUTDOWN_REFUSED, str(refused))])
             await self._abort(body, replace(plan, record=RELEASED, phase=Phase.TAINTED, events=()))
             return
         if done is None:
@@ -375,7 +375,7 @@ class PoolShutdown:
         await self._annotate(body, {REMOVAL_REQUESTED: f"{now:.3f}"})
         metrics.NODES_SHUT_DOWN.labels(self.pool.name).inc()
         message = f"idle GPU node shut down via the {self.settings.provider} provider: {done}"
-        self.post(body, NodeEvent("Normal", IdleEventReason.SHUT_DOWN, message))
+        self.post(body, NodeEvent("Normal", EventReason.SHUT_DOWN, message))
 
 
 def _uid(body: Mapping[str, Any]) -> str:

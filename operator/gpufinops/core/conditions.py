@@ -23,6 +23,12 @@ def set_condition(
 ) -> list[Condition]:
     """Return ``conditions`` with ``type`` set; other conditions keep their order."""
     previous = find_condition(conditions, type)
+    if (
+        previous is not None
+        and (previous.status, previous.reason, previous.message) == (status, reason, message)
+        and previous.observed_generation == generation
+    ):
+        return list(conditions)  # re-asserted as it is: nothing to rebuild
     changed = previous is None or previous.status != status
     updated = Condition(
         type=type,

@@ -7,6 +7,7 @@ from datetime import datetime
 from gpufinops.api.spec import AIWorkloadSpec, WorkloadType
 from gpufinops.api.status import Condition, ConditionStatus, ConditionType
 from gpufinops.core.conditions import find_condition, set_condition
+from gpufinops.core.events import EventReason
 from gpufinops.core.validation import SpecCheck
 
 
@@ -17,7 +18,7 @@ class SpecReview:
     conditions: list[Condition]
     target: str | None
     event_type: str  # "Normal" or "Warning", as Kubernetes Events use
-    event_reason: str
+    event_reason: EventReason
     event_message: str
 
 
@@ -79,7 +80,7 @@ def review_spec(
                 now=now,
                 generation=generation,
             )
-        return SpecReview(out, target, "Normal", "Accepted", message)
+        return SpecReview(out, target, "Normal", EventReason.ACCEPTED, message)
     summary = check.summary()
     out = set_condition(
         conditions,
@@ -99,4 +100,4 @@ def review_spec(
         now=now,
         generation=generation,
     )
-    return SpecReview(out, None, "Warning", "InvalidSpec", summary)
+    return SpecReview(out, None, "Warning", EventReason.INVALID_SPEC, summary)

@@ -1,8 +1,8 @@
 """AIWorkload lifecycle: re-validate the spec, report conditions and an Event."""
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import kopf
 from kubernetes import client
@@ -11,10 +11,13 @@ from kubernetes.client.exceptions import ApiException
 from gpufinops.adapters.status import conditions_patch, read_conditions
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.config.model import OperatorConfig
+from gpufinops.controllers.effects import EventPoster
+from gpufinops.core.events import EventReason
 from gpufinops.core.spec_review import SpecReview, review_spec
 from gpufinops.core.tenancy import NamespaceView
 from gpufinops.core.validation import SpecCheck, check_spec
 from gpufinops.handlers.context import context_of
+from gpufinops.handlers.events import post
 from gpufinops.handlers.indexes import namespace_view
 
 
@@ -54,9 +57,7 @@ class Rivals:
     """One workload loop's view of the others on its target: a ``TargetConflict``
     Event when they change (not every tick), and whether the loop may act."""
 
-    def __init__(
-        self, namespace: str, name: str, post_event: Callable[[str, str, str], None]
-    ) -> None:
+    def __init__(self, namespace: str, name: str, post_event: EventPoster) -> None:
         self.namespace, self.name, self.post_event = namespace, name, post_event
         self._reported: list[str] = []
 
@@ -66,7 +67,7 @@ class Rivals:
         if rivals != self._reported:
             self._reported = rivals
             if rivals:
-                self.post_event("Warning", "TargetConflict",
+                self.post_event("Warning", EventReason.TARGET_CONFLICT,
                           f"{', '.join(rivals)} also drives {kind}/{target}: not acting "
                           "until only one workload does")  # fmt: skip
         return bool(rivals)
@@ -106,9 +107,7 @@ def spec_changed(
         logger.debug("spec unchanged since the last time it was checked")
         return
     patch.status.update(_status_of(generation, result))
-    kopf.event(
-        body, type=result.event_type, reason=result.event_reason, message=result.event_message
-    )
+    post(body, result.event_type, result.event_reason, result.event_message)
     if check.valid:
         logger.info("spec accepted", extra={"generation": generation})
     else:
@@ -211,7 +210,7 @@ def namespace_relabelled(
         except ApiException as exc:
             logger.warning(f"AIWorkload {name}/{workload}: conditions not updated: {exc.reason}")
             continue
-        kopf.event(
-            cast(kopf.Body, body), type=result.event_type, reason=result.event_reason,
-            message=f"namespace {name} relabelled: {result.event_message}",
+        post(
+            body, result.event_type, result.event_reason,
+            f"namespace {name} relabelled: {result.event_message}",
         )  # fmt: skip

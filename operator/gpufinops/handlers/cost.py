@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import kopf
 from kubernetes import client
@@ -60,6 +60,7 @@ from gpufinops.controllers.cost import (
 from gpufinops.core.gpus import rules_of
 from gpufinops.core.tenancy import booked_spec
 from gpufinops.handlers.context import OperatorContext, context_of
+from gpufinops.handlers.events import post
 from gpufinops.handlers.indexes import namespace_view
 from gpufinops.handlers.loop import run_loop
 
@@ -178,11 +179,8 @@ def _effects(context: OperatorContext, alerts: AlertQueue) -> CostEffects:
             GROUP, VERSION, namespace, PLURAL, name, {"status": patch}
         )
 
-    def post_event(ref: Mapping[str, Any], type: str, reason: str, message: str) -> None:
-        # A plain mapping with apiVersion, kind and metadata is all an Event reference needs.
-        kopf.event(cast(kopf.Body, dict(ref)), type=type, reason=reason, message=message)
-
-    return CostEffects(write_status, post_event, alerts.enqueue)
+    # A plain mapping with apiVersion, kind and metadata is all an Event reference needs.
+    return CostEffects(write_status, post, alerts.enqueue)
 
 
 def tokens_query(namespace: str, deployment: str, kind: str = "Deployment") -> str:

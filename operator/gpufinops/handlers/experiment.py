@@ -17,6 +17,7 @@ from gpufinops.controllers.experiment import ExperimentController, ExperimentEff
 from gpufinops.core.experiment import ExperimentObservation
 from gpufinops.handlers.aiworkload import Rivals
 from gpufinops.handlers.context import context_of
+from gpufinops.handlers.events import poster
 from gpufinops.handlers.indexes import first, namespace_view
 from gpufinops.handlers.loop import SpecChecks, Steps, run_loop
 from gpufinops.handlers.status_writes import ConditionalStatus, created_at
@@ -103,8 +104,7 @@ async def watch_experiment(
     config, api, prometheus = context.config, context.api, context.prometheus
     write_status = ConditionalStatus(api, namespace, name)
 
-    def post_event(type: str, reason: str, message: str) -> None:
-        kopf.event(body, type=type, reason=reason, message=message)
+    post_event = poster(body)
 
     current: dict[str, Experiment] = {}
     rivals = Rivals(namespace, name, post_event)

@@ -3,7 +3,7 @@ indexes, one loop (a plain task) per pool; ``controllers.idle_nodes`` does the w
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
@@ -13,6 +13,7 @@ from gpufinops.controllers.idle_nodes import PoolShutdown, settings_of
 from gpufinops.core.gpus import rules_of
 from gpufinops.core.idle.plan import NodeEvent
 from gpufinops.handlers.context import OperatorContext, context_of
+from gpufinops.handlers.events import post
 from gpufinops.handlers.loop import run_loop
 
 
@@ -79,9 +80,7 @@ async def stop_idle_tasks(memo: kopf.Memo, **_: Any) -> None:
 
 
 def post_event(body: Mapping[str, Any], event: NodeEvent) -> None:
-    kopf.event(
-        cast(kopf.Body, dict(body)), type=event.type, reason=event.reason, message=event.message
-    )
+    post(body, event.type, event.reason, event.message)
 
 
 async def _run_pool(loop: PoolShutdown, context: OperatorContext, logger: kopf.Logger) -> None:

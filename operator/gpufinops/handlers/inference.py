@@ -33,6 +33,7 @@ from gpufinops.controllers.clock import Reading
 from gpufinops.controllers.inference import Effects, InferenceController, Reads, is_paused
 from gpufinops.handlers.aiworkload import rival_claims
 from gpufinops.handlers.context import context_of
+from gpufinops.handlers.events import poster
 from gpufinops.handlers.indexes import first, namespace_view
 from gpufinops.handlers.loop import SpecChecks, run_loop
 from gpufinops.handlers.status_writes import ConditionalStatus
@@ -121,8 +122,7 @@ async def autoscale(
     seen: dict[str, Any] = {}
     checks = SpecChecks(config)
 
-    def post_event(type: str, reason: str, message: str) -> None:
-        kopf.event(body, type=type, reason=reason, message=message)
+    post_event = poster(body)
 
     controller: InferenceController | None = None
     target: tuple[str, str, str] | None = None  # (apiVersion, kind, name)

@@ -29,9 +29,11 @@ from gpufinops.adapters.jobs import (
 )
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.controllers.clock import Reading
-from gpufinops.controllers.training import TrainingController, World, job_kind, job_name
+from gpufinops.controllers.training import TrainingController, World
+from gpufinops.core.placement.lifecycle import job_kind, job_name
 from gpufinops.handlers.aiworkload import Rivals
 from gpufinops.handlers.context import context_of
+from gpufinops.handlers.events import poster
 from gpufinops.handlers.indexes import first, namespace_view
 from gpufinops.handlers.loop import SpecChecks, Steps, run_loop
 from gpufinops.handlers.status_writes import ConditionalStatus, created_at
@@ -139,8 +141,7 @@ async def place_training(
     config, api = context.config, context.api
     write_status = ConditionalStatus(api, namespace, name)
 
-    def post_event(type: str, reason: str, message: str) -> None:
-        kopf.event(body, type=type, reason=reason, message=message)
+    post_event = poster(body)
 
     controller = TrainingController(
         namespace, name, uid, config, JobActions(api), write_status, post_event,

@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gpufinops.api.inference import Forecast, Inference, InferenceTargetRef, ScaleToZero
+from gpufinops.api.spec import AIWorkloadSpec, CostAllocation, WorkloadType
+from gpufinops.api.status import Condition
 from gpufinops.core.forecast import DemandForecaster, ForecastSettings
 from gpufinops.core.forecast.cycle import ForecastCycle
+from gpufinops.core.forecast.report import ForecastPoint, ForecastReport
 from gpufinops.core.forecast.series import FloatArray
 from gpufinops.core.scaling.behavior import (
     TOLERANCE,
@@ -27,9 +30,10 @@ from gpufinops.core.scaling.behavior import (
     scale_up_limit,
     stabilize,
 )
-from gpufinops.core.scaling.decide import ScalingState, Settings, Tick, decide
+from gpufinops.core.scaling.decide import ScalingSettings, ScalingState
 from gpufinops.core.scaling.observation import Observation
-from gpufinops.core.scaling.plan import plan_scale
+from gpufinops.core.scaling.target import TargetView
+from gpufinops.core.scaling.tick import InferenceTick, Said, plan_inference
 from gpufinops.sim.history import MinuteHistory
 from gpufinops.sim.service import IntArray, ServiceModel, View
 
@@ -72,8 +76,14 @@ class CorePolicy:
         settings: ForecastSettings | None = None,
     ) -> None:
         self.name = name
-        self.settings = Settings.from_spec(spec)
+        self.settings = ScalingSettings.from_spec(spec)
+        self.workload = AIWorkloadSpec(
+            type=WorkloadType.INFERENCE, cost_allocation=CostAllocation(team="replay"),
+            inference=spec,
+        )  # fmt: skip
         self.state = ScalingState()
+        self.said = Said()
+        self.conditions: list[Condition] = []
         self.history = history
         self.forecast_settings = settings or ForecastSettings.from_spec(spec.forecast)
         self.cycle = ForecastCycle()
@@ -85,7 +95,8 @@ class CorePolicy:
         """Planning headroom each tick (capacity / planned demand), calibrated or fixed."""
 
     def decide(self, view: View) -> int:
-        peak = self._forecast(view.now) if self.history is not None else None
+        point, report = self._forecast(view.now) if self.history is not None else (None, None)
+        peak = None if point is None else point.peak
         if view.current == 0:
             # No replica, no engine series: what the operator then reads is the
             # gateway's demand (demandQuery) and an absent queue.
@@ -101,28 +112,33 @@ class CorePolicy:
                 arrival_rate=view.arrival_rate,
                 throughput=view.throughput,
             )
-        tick = Tick(view.now, view.current, view.ready, observation, peak)
-        decision = decide(self.settings, self.state, tick)
-        self.state = decision.state
-        # No person scales and no budget binds in a replay: the plan is the decision,
-        # through the same step the operator takes.
-        plan = plan_scale(decision)
+        # The operator's own tick: the same function plans the replicas, the budget
+        # ceiling and a person's count (none in a replay), conditions and Events.
+        target = TargetView(view.current, view.ready, None, 0)
+        tick = InferenceTick(
+            spec=self.workload, namespace="sim", generation=None, target=target, conflicts=(),
+            now=view.now, conditions=self.conditions, observation=observation, forecast=point,
+            report=report,
+        )  # fmt: skip
+        plan = plan_inference(tick, self.state, self.said)
+        self.state, self.said, self.conditions = plan.state, plan.said, plan.conditions
+        assert plan.desired is not None
         self.forecasts.append(math.nan if peak is None else peak)
         learned = self.state.capacity_per_replica
         self.capacity.append(math.nan if learned is None else learned)
         self.headroom.append(1.0 / self.settings.planned_utilization(self.state))
         return plan.desired
 
-    def _forecast(self, now: float) -> float | None:
+    def _forecast(self, now: float) -> tuple[ForecastPoint | None, ForecastReport | None]:
         assert self.history is not None
         series = self.history.seen(now)
         if series is None:
-            return None
+            return None, None
         cycle = self.cycle
         cycle.use(self.forecast_settings)
         # The operator fits in the background and swaps the model in when done: this
         # tick still uses the one in use, so it is scored and asked first.
-        point, _ = cycle.step(series, now)
+        point, report = cycle.step(series, now)
         due = cycle.refit_due(now)
         if due is not None:
             fresh = DemandForecaster(due)
@@ -131,7 +147,7 @@ class CorePolicy:
             self.fit_seconds += time.process_time() - started
             self.fits += 1
             cycle.swap(fresh, due)
-        return None if point is None else point.peak
+        return point, report
 
 
 @dataclass

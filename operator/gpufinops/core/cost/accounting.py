@@ -42,6 +42,8 @@ class CostTotals:
     hourly_usd: float = 0.0
     """Spend rate of the last accounted interval: the basis of the projection."""
     last_accounted_time: datetime | None = None
+    total_usd: float = 0.0
+    """Spend since the workload was first accounted: a Training run's whole cost."""
 
     @classmethod
     def from_status(cls, status: CostStatus | None) -> "CostTotals":
@@ -52,6 +54,7 @@ class CostTotals:
             month_to_date_usd=status.month_to_date_usd or 0.0,
             hourly_usd=status.hourly_usd or 0.0,
             last_accounted_time=status.last_accounted_time,
+            total_usd=status.total_usd or 0.0,
         )
 
 
@@ -74,7 +77,7 @@ def trusted_totals(totals: CostTotals, now: datetime) -> tuple[CostTotals, list[
         problems.append(f"lastAccountedTime {last.isoformat()} is in the future")
         last = None
     amounts = {"todayUSD": totals.today_usd, "monthToDateUSD": totals.month_to_date_usd,
-               "hourlyUSD": totals.hourly_usd}  # fmt: skip
+               "hourlyUSD": totals.hourly_usd, "totalUSD": totals.total_usd}  # fmt: skip
     fixed = {}
     for name, value in amounts.items():
         ok = math.isfinite(value) and value >= 0
@@ -84,7 +87,7 @@ def trusted_totals(totals: CostTotals, now: datetime) -> tuple[CostTotals, list[
     if not problems:
         return totals, []
     return CostTotals(
-        fixed["todayUSD"], fixed["monthToDateUSD"], fixed["hourlyUSD"], last
+        fixed["todayUSD"], fixed["monthToDateUSD"], fixed["hourlyUSD"], last, fixed["totalUSD"]
     ), problems
 
 
@@ -98,7 +101,7 @@ def accrue(
     begin = start if last is None or start > last else last
     if end <= begin:
         return totals
-    today, month = totals.today_usd, totals.month_to_date_usd
+    today, month, total = totals.today_usd, totals.month_to_date_usd, totals.total_usd
     current = period_of_end(last, tz) if last is not None else None
     for a, b in split_days(begin, end, tz):
         day, mon = day_id(a, tz), month_id(a, tz)
@@ -110,7 +113,69 @@ def accrue(
         usd = usd_per_hour * (b - a).total_seconds() / 3600.0
         today += usd
         month += usd
-    return CostTotals(today, month, usd_per_hour, end)
+        total += usd
+    return CostTotals(today, month, usd_per_hour, end, total)
+
+
+@dataclass(frozen=True)
+class Holding:
+    """GPUs one pod held on one pool during an accounting interval."""
+
+    pool: str | None
+    """None: on no configured pool, so nothing prices it."""
+    gpus: float
+    seconds: float
+    """Seconds of the interval the GPUs were held (a pod started halfway holds half)."""
+    holds_now: bool
+    """Whether it still holds them at the interval's end (the rate of the projection)."""
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What a workload's holdings cost over an interval, by capacity type."""
+
+    usd: dict[str, float]
+    usd_per_hour: dict[str, float]
+    """The rate at the interval's end: GPU spend moves in steps, so the current rate
+    projects the month better than the interval's average."""
+
+    @property
+    def total_usd(self) -> float:
+        return sum(self.usd.values())
+
+
+def charge(
+    holdings: Iterable[Holding], prices: Mapping[str, float], capacity_types: Mapping[str, str]
+) -> Charge:
+    """Price the holdings of one interval; GPUs on an unpriced pool cost nothing."""
+    usd: dict[str, float] = {}
+    rate: dict[str, float] = {}
+    for h in holdings:
+        price = prices.get(h.pool) if h.pool is not None else None
+        if h.pool is None or price is None:
+            continue
+        ct = capacity_types.get(h.pool, UNSET)
+        usd[ct] = usd.get(ct, 0.0) + h.gpus * price * h.seconds / 3600.0
+        if h.holds_now:
+            rate[ct] = rate.get(ct, 0.0) + h.gpus * price
+    return Charge(usd, rate)
+
+
+def account(
+    totals: CostTotals, start: datetime, end: datetime, spent: Charge, tz: ZoneInfo
+) -> CostTotals:
+    """The totals after an interval ``[start, end)`` that cost ``spent``.
+
+    The interval's spend is spread evenly over it where it crosses midnight or a
+    month's end; the hourly rate kept is the rate at ``end``.
+    """
+    if end > start:
+        average = spent.total_usd * 3600.0 / (end - start).total_seconds()
+        totals = accrue(totals, start, end, average, tz)
+    totals = replace(totals, hourly_usd=sum(spent.usd_per_hour.values()))
+    if totals.last_accounted_time is None or totals.last_accounted_time < end:
+        totals = replace(totals, last_accounted_time=end)
+    return totals
 
 
 def reading_time(totals: CostTotals, now: datetime) -> datetime:
@@ -162,6 +227,7 @@ def to_status(totals: CostTotals, now: datetime, tz: ZoneInfo) -> CostStatus:
         today_usd=round(seen.today_usd, 2),
         month_to_date_usd=round(seen.month_to_date_usd, 2),
         projected_month_usd=round(project_month(totals, now, tz), 2),
+        total_usd=round(totals.total_usd, 2),
         last_accounted_time=totals.last_accounted_time,
     )
 
@@ -256,20 +322,3 @@ def hourly_rates(
         for key in keys_of(a):
             rows[key] = rows.get(key, 0.0) + a.gpus * price
     return Rates(rows, frozenset(unpriced))
-
-
-Ledger = Mapping[CostKey, CostTotals]
-
-
-def accrue_ledger(
-    ledger: Ledger, start: datetime, end: datetime, rates: Mapping[CostKey, float], tz: ZoneInfo
-) -> dict[CostKey, CostTotals]:
-    """Advance every key over one interval; keys without GPUs accrue at zero.
-
-    Advancing idle keys too is what resets their day and month totals at the
-    boundary, so a workload that stopped yesterday reads zero today.
-    """
-    out = dict(ledger)
-    for key in set(ledger) | set(rates):
-        out[key] = accrue(ledger.get(key, CostTotals()), start, end, rates.get(key, 0.0), tz)
-    return out

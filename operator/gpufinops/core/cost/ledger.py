@@ -35,6 +35,7 @@ class LedgerEntry:
                 "todayUSD": self.totals.today_usd,
                 "monthToDateUSD": self.totals.month_to_date_usd,
                 "hourlyUSD": self.totals.hourly_usd,
+                "totalUSD": self.totals.total_usd,
                 "lastAccountedTime": last.isoformat() if last is not None else None,
                 "alertsSent": list(self.alerts_sent),
             },
@@ -50,7 +51,9 @@ class LedgerEntry:
             today, month, hourly = (
                 float(raw[k]) for k in ("todayUSD", "monthToDateUSD", "hourlyUSD")
             )
-            if not all(math.isfinite(a) for a in (today, month, hourly)):
+            # Entries written before the lifetime total was kept start it from the month's.
+            total = float(raw.get("totalUSD", month))
+            if not all(math.isfinite(a) for a in (today, month, hourly, total)):
                 return None
             when = datetime.fromisoformat(last) if last is not None else None
             if when is not None and when.tzinfo is None:
@@ -58,7 +61,7 @@ class LedgerEntry:
             sent = tuple(str(k) for k in raw.get("alertsSent") or ())
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
-        return cls(CostTotals(today, month, hourly, when), sent)
+        return cls(CostTotals(today, month, hourly, when, total), sent)
 
 
 def expired(entry: LedgerEntry, now: datetime, tz: ZoneInfo) -> bool:

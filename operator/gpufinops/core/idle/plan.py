@@ -14,9 +14,9 @@ server after every step, so no step is taken on a stale view.
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from gpufinops.core.clock import moved_with_the_clock
+from gpufinops.core.events import EventReason
 from gpufinops.core.idle.model import NodeSnapshot, PodSnapshot
 from gpufinops.core.idle.rules import (
     IdleTimer,
@@ -40,26 +40,20 @@ DRAIN_STARTED = "gpufinops.dev/drain-started"
 TAINTED_AT = "gpufinops.dev/tainted-at"
 
 
-class IdleEventReason(StrEnum):
-    """Every Event reason idle shutdown posts on a node."""
-
-    IDLE_DETECTED = "IdleDetected"
-    DRY_RUN = "IdleShutdownDryRun"
-    BLOCKED = "IdleShutdownBlocked"
-    REFUSED = "ShutdownRefused"
-    DRAINING = "Draining"
-    SHUT_DOWN = "ShutDown"
-    ABORTED = "ShutdownAborted"
-
-
-REPORTS = frozenset({IdleEventReason.DRY_RUN, IdleEventReason.BLOCKED, IdleEventReason.REFUSED})
+REPORTS = frozenset(
+    {
+        EventReason.IDLE_SHUTDOWN_DRY_RUN,
+        EventReason.IDLE_SHUTDOWN_BLOCKED,
+        EventReason.SHUTDOWN_REFUSED,
+    }
+)
 """Reports of a standing decision: posted when the decision changes, not every interval."""
 
 
 @dataclass(frozen=True)
 class NodeEvent:
     type: str
-    reason: IdleEventReason
+    reason: EventReason
     message: str
 
 
@@ -160,7 +154,7 @@ def _idle_detected(state: NodeState, policy: PoolPolicy) -> NodeEvent:
         else "no GPU pod on the node"
     )
     message = f"{why}; shutdown after {policy.idle_after_seconds:g}s if it stays idle"
-    return NodeEvent("Normal", IdleEventReason.IDLE_DETECTED, message)
+    return NodeEvent("Normal", EventReason.IDLE_DETECTED, message)
 
 
 def observe(state: NodeState, now: float, stepped: float) -> tuple[bool, IdleTimer]:
@@ -264,7 +258,7 @@ def advance(state: NodeState, policy: PoolPolicy, now: float, stepped: float = 0
                 record[DRAIN_STARTED] = _at(now)
             if phase == Phase.TAINTED:
                 message = f"evicting {len(evict)} pod(s) before shutdown"
-                events = (NodeEvent("Normal", IdleEventReason.DRAINING, message),)
+                events = (NodeEvent("Normal", EventReason.DRAINING, message),)
         return NodePlan(node.name, idle, timer, step, phase, (), evict, record, events)
     # Drained and safe.
     if phase != Phase.SHUTTING_DOWN:
@@ -284,7 +278,7 @@ def moved(start: float, stepped: float, now: float) -> float:
 
 
 def _abort(state: NodeState, idle: bool, timer: IdleTimer, reasons: list[str]) -> NodePlan:
-    event = NodeEvent("Warning", IdleEventReason.ABORTED, "; ".join(reasons))
+    event = NodeEvent("Warning", EventReason.SHUTDOWN_ABORTED, "; ".join(reasons))
     return NodePlan(
         state.node.name, idle, timer, Step.ABORT, state.phase, tuple(reasons),
         record=RELEASED, events=(event,),
@@ -327,10 +321,10 @@ def plan_pool(
                 assert timer.since is not None
                 candidates.append((timer.since, node.name))
         if reasons == [state.refusal]:
-            events = (*events, NodeEvent("Warning", IdleEventReason.REFUSED, reasons[0]))
+            events = (*events, NodeEvent("Warning", EventReason.SHUTDOWN_REFUSED, reasons[0]))
         elif reasons:
             message = "idle but kept: " + "; ".join(reasons)
-            events = (*events, NodeEvent("Normal", IdleEventReason.BLOCKED, message))
+            events = (*events, NodeEvent("Normal", EventReason.IDLE_SHUTDOWN_BLOCKED, message))
         plans[node.name] = NodePlan(
             node.name, idle, timer, Step.DONE, Phase.NONE, tuple(reasons), events=events
         )
@@ -339,12 +333,14 @@ def plan_pool(
         p = plans[name]
         if rank >= allowance:
             reason = "disruption budget exhausted"
-            event = NodeEvent("Normal", IdleEventReason.BLOCKED, f"idle but kept: {reason}")
+            event = NodeEvent(
+                "Normal", EventReason.IDLE_SHUTDOWN_BLOCKED, f"idle but kept: {reason}"
+            )
             plans[name] = NodePlan(name, p.idle, p.timer, Step.DONE, Phase.NONE, (reason,),
                                    events=(*p.events, event))  # fmt: skip
         elif policy.dry_run:
             message = "idle and safe to shut down; dryRun is on, so nothing is done"
-            event = NodeEvent("Normal", IdleEventReason.DRY_RUN, message)
+            event = NodeEvent("Normal", EventReason.IDLE_SHUTDOWN_DRY_RUN, message)
             plans[name] = NodePlan(name, p.idle, p.timer, Step.DONE, Phase.NONE, ("dry run",),
                                    events=(*p.events, event))  # fmt: skip
         else:

@@ -93,7 +93,7 @@ class Decision:
 
 
 @dataclass(frozen=True)
-class Settings:
+class ScalingSettings:
     """An Inference spec reduced to what the tick needs."""
 
     spec: Inference
@@ -111,7 +111,7 @@ class Settings:
     headroom only."""
 
     @classmethod
-    def from_spec(cls, spec: Inference) -> "Settings":
+    def from_spec(cls, spec: Inference) -> "ScalingSettings":
         return cls(spec, resolve_behavior(spec.behavior), spec.capacity_per_replica)
 
     @property
@@ -203,7 +203,7 @@ def _trim(samples: tuple[Sample, ...], now: float, keep: float) -> tuple[Sample,
     return tuple(s for s in samples if s.time > now - keep)
 
 
-def decide(settings: Settings, state: ScalingState, tick: Tick) -> Decision:
+def decide(settings: ScalingSettings, state: ScalingState, tick: Tick) -> Decision:
     """Decide the replica count for one tick (pure)."""
     spec, obs, now, current = settings.spec, tick.observation, tick.now, tick.current
     if current == 0 and obs.queue_absent:

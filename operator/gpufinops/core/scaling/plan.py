@@ -10,31 +10,18 @@ simulator both plan this way, so the simulated core is the shipped one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
+from gpufinops.core.events import EventReason
 from gpufinops.core.scaling.decide import Decision
 
-
-class ScaleEvent(StrEnum):
-    """Reasons of the Event posted when a plan changes the replicas."""
-
-    SCALED_UP = "ScaledUp"
-    SCALED_DOWN = "ScaledDown"
-    SCALED_TO_ZERO = "ScaledToZero"
-    FALLBACK_SCALED = "FallbackScaled"
-    SCALED_MANUALLY = "ScaledManually"
-    BUDGET_SUSPENDED = "BudgetSuspended"
-    SCALED = "Scaled"
-
-
 SCALED_EVENTS = {
-    "ScaleUp": ScaleEvent.SCALED_UP,
-    "ScaleDown": ScaleEvent.SCALED_DOWN,
-    "ScaleToZero": ScaleEvent.SCALED_TO_ZERO,
-    "Wake": ScaleEvent.SCALED_UP,
-    "Fallback": ScaleEvent.FALLBACK_SCALED,
-    "ManualOverride": ScaleEvent.SCALED_MANUALLY,
-    "BudgetSuspend": ScaleEvent.BUDGET_SUSPENDED,
+    "ScaleUp": EventReason.SCALED_UP,
+    "ScaleDown": EventReason.SCALED_DOWN,
+    "ScaleToZero": EventReason.SCALED_TO_ZERO,
+    "Wake": EventReason.SCALED_UP,
+    "Fallback": EventReason.FALLBACK_SCALED,
+    "ManualOverride": EventReason.SCALED_MANUALLY,
+    "BudgetSuspend": EventReason.BUDGET_SUSPENDED,
 }
 """Event reason of a scale by the action behind it (``Scaled`` for any other)."""
 
@@ -46,9 +33,9 @@ class ScalePlan:
     reason: str
 
     @property
-    def event_reason(self) -> ScaleEvent:
+    def event_reason(self) -> EventReason:
         """The Event posted when this plan changes the replicas."""
-        return SCALED_EVENTS.get(self.action, ScaleEvent.SCALED)
+        return SCALED_EVENTS.get(self.action, EventReason.SCALED)
 
 
 def plan_scale(
