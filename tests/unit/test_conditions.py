@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gpufinops.api.status import ConditionStatus
-from gpufinops.core.conditions import find_condition, is_true, set_condition
+from gpufinops.core.conditions import find_condition, set_condition
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TYPES = st.sampled_from(["Ready", "InvalidSpec", "MetricsAvailable"])
@@ -40,11 +40,3 @@ def test_transition_time_moves_only_when_status_changes(updates) -> None:
         assert found.observed_generation == step
     # one entry per type, in first-set order
     assert [c.type for c in conditions] == list(dict.fromkeys(u[0] for u in updates))
-
-
-def test_is_true() -> None:
-    conditions = set_condition(
-        [], type="Ready", status=ConditionStatus.TRUE, reason="A", message="", now=T0, generation=1
-    )
-    assert is_true(conditions, "Ready")
-    assert not is_true(conditions, "InvalidSpec")

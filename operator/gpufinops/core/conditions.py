@@ -46,8 +46,3 @@ def set_condition(
 
 def find_condition(conditions: Sequence[Condition], type: str) -> Condition | None:
     return next((c for c in conditions if c.type == type), None)
-
-
-def is_true(conditions: Sequence[Condition], type: str) -> bool:
-    found = find_condition(conditions, type)
-    return found is not None and found.status == ConditionStatus.TRUE
