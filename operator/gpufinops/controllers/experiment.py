@@ -1,5 +1,6 @@
-"""One Experiment sandbox's loop, without Kopf: observe, let the core decide, scale to
-zero or suspend, report. The Kopf daemon in ``sandboxes.py`` only drives it."""
+"""One Experiment sandbox's loop, without Kopf: observe, carry out the core's plan
+(``core.experiment.plan_experiment``: scale to zero or suspend, report), write status.
+The Kopf daemon in ``handlers.experiment`` only drives it."""
 
 import logging
 from collections.abc import Callable, Mapping
@@ -8,18 +9,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gpufinops.api.experiment import Experiment
-from gpufinops.api.spec import AIWorkloadSpec, Mode
+from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.api.status import SandboxStatus
 from gpufinops.controllers.effects import EventPoster, StatusConflict, StatusWriter
-from gpufinops.core.cost.budget import Action as BudgetAction
 from gpufinops.core.cost.budget import recorded_enforcement
-from gpufinops.core.events import EventReason
 from gpufinops.core.experiment import (
-    Action,
     ExperimentObservation,
     ExperimentState,
     Reason,
-    decide_experiment,
+    ShutDownTarget,
+    plan_experiment,
 )
 
 log = logging.getLogger(__name__)
@@ -97,54 +96,32 @@ class ExperimentController:
         assert experiment is not None
         if self._state is None:
             self._state = read_state(latest_status, self.created_at)
-        target = f"{experiment.target_ref.kind}/{experiment.target_ref.name}"
         if self._stale_below is not None:
             if target_generation <= self._stale_below:
                 return self._state
             self._stale_below = None
-        budget = recorded_enforcement(latest_status)
-        decision = decide_experiment(
-            experiment,
-            self._state,
-            obs,
-            now,
-            budget_suspend=budget == BudgetAction.SUSPEND,
-            stepped=stepped,
-        )
-        recommend = spec.mode == Mode.RECOMMEND
-        last = None
-        if decision.action == Action.SHUT_DOWN:
-            verb = "suspend" if experiment.target_ref.kind == "Job" else "scale to zero"
-            if recommend:
-                if self._recommended != decision.reason:
-                    self._recommended = decision.reason
-                    self.effects.post_event(
-                        "Normal",
-                        EventReason.RECOMMENDATION,
-                        f"would {verb} {target}: {decision.message}",
-                    )
-                return self._state  # nothing changed; ask again next tick
-            self.effects.shut_down()
-            self._stale_below = target_generation
-            self.effects.post_event(
-                "Normal", EventReason.SANDBOX_SHUT_DOWN,
-                f"{target} {'suspended' if verb == 'suspend' else 'scaled to zero'}: "
-                f"{decision.message}; set its replicas again to wake it",
-            )  # fmt: skip
-            last = {"time": _time(now), "action": "ShutDown", "reason": decision.message}
-        elif decision.action == Action.WOKEN:
-            self.effects.post_event(
-                "Normal", EventReason.SANDBOX_WOKEN, f"{target} {decision.message}"
-            )
-            last = {"time": _time(now), "action": "Woken", "reason": decision.message}
-        self._state = decision.state
-        patch: dict[str, Any] = {"sandbox": state_patch(decision.state)}
-        if last is not None:
-            patch["lastDecision"] = last
+        plan = plan_experiment(
+            spec, self._state, obs, now, budget=recorded_enforcement(latest_status),
+            recommended=self._recommended, stepped=stepped,
+        )  # fmt: skip
+        self._recommended = plan.recommended
+        for step in plan.steps:
+            if isinstance(step, ShutDownTarget):
+                self.effects.shut_down()
+                self._stale_below = target_generation
+            else:
+                self.effects.post_event(step.type, step.reason, step.message)
+        if not plan.record:
+            return self._state
+        self._state = plan.state
+        patch: dict[str, Any] = {"sandbox": state_patch(plan.state)}
+        if plan.last_decision is not None:
+            action, reason = plan.last_decision
+            patch["lastDecision"] = {"time": _time(now), "action": action, "reason": reason}
         if patch != self._written:
             try:
                 self.effects.write_status(patch)
                 self._written = patch
             except StatusConflict:
                 log.debug("%s/%s changed meanwhile; rewriting next tick", self.namespace, self.name)
-        return decision.state
+        return plan.state

@@ -21,7 +21,10 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from gpufinops.api.experiment import Experiment
+from gpufinops.api.spec import AIWorkloadSpec, Mode
 from gpufinops.core.clock import moved_with_the_clock
+from gpufinops.core.cost.budget import Action as BudgetAction
+from gpufinops.core.events import EventReason
 
 
 class Action(StrEnum):
@@ -151,3 +154,69 @@ def _shut_down(
 ) -> ExperimentDecision:
     done = replace(state, shut_down_at=now, reason=reason, replicas_before=obs.replicas)
     return ExperimentDecision(Action.SHUT_DOWN, done, message, reason)
+
+
+@dataclass(frozen=True)
+class ShutDownTarget:
+    """Scale the target to zero (Deployment, StatefulSet) or suspend it (Job)."""
+
+
+@dataclass(frozen=True)
+class PostEvent:
+    type: str
+    reason: EventReason
+    message: str
+
+
+@dataclass(frozen=True)
+class ExperimentPlan:
+    """What one tick does, in order, and what it records."""
+
+    state: ExperimentState
+    steps: tuple[ShutDownTarget | PostEvent, ...] = ()
+    last_decision: tuple[str, str] | None = None
+    """(action, reason) for ``status.lastDecision``, when the tick acted."""
+    recommended: Reason | None = None
+    """The shutdown last recommended (Recommend mode): said once, not every tick."""
+    record: bool = True
+    """False: nothing happened that status should show (a recommendation only)."""
+
+
+def plan_experiment(
+    spec: AIWorkloadSpec,
+    state: ExperimentState,
+    obs: ExperimentObservation,
+    now: float,
+    *,
+    budget: BudgetAction | None,
+    recommended: Reason | None = None,
+    stepped: float = 0.0,
+) -> ExperimentPlan:
+    """The tick's plan: shut down (or, in Recommend mode, say it would), or note a wake."""
+    experiment = spec.experiment
+    assert experiment is not None
+    target = f"{experiment.target_ref.kind}/{experiment.target_ref.name}"
+    decision = decide_experiment(
+        experiment, state, obs, now, budget_suspend=budget == BudgetAction.SUSPEND,
+        stepped=stepped,
+    )  # fmt: skip
+    if decision.action == Action.SHUT_DOWN:
+        suspend = experiment.target_ref.kind == "Job"
+        verb = "suspend" if suspend else "scale to zero"
+        if spec.mode == Mode.RECOMMEND:
+            said: tuple[PostEvent, ...] = ()
+            if recommended != decision.reason:
+                message = f"would {verb} {target}: {decision.message}"
+                said = (PostEvent("Normal", EventReason.RECOMMENDATION, message),)
+            # Nothing changed: the state stays, the shutdown is asked again next tick.
+            return ExperimentPlan(state, said, recommended=decision.reason, record=False)
+        message = (
+            f"{target} {'suspended' if suspend else 'scaled to zero'}: {decision.message}; "
+            "set its replicas again to wake it"
+        )
+        steps = (ShutDownTarget(), PostEvent("Normal", EventReason.SANDBOX_SHUT_DOWN, message))
+        return ExperimentPlan(decision.state, steps, ("ShutDown", decision.message), recommended)
+    if decision.action == Action.WOKEN:
+        event = PostEvent("Normal", EventReason.SANDBOX_WOKEN, f"{target} {decision.message}")
+        return ExperimentPlan(decision.state, (event,), ("Woken", decision.message), recommended)
+    return ExperimentPlan(decision.state, recommended=recommended)
