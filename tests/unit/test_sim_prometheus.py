@@ -6,14 +6,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gpufinops.sim.prometheus import (
-    MAX_POINTS,
-    chunks,
-    fetch_range,
-    parse_duration,
-    prometheus_trace,
-    sum_series,
-)
+from gpufinops.adapters.prometheus.client import MAX_POINTS_PER_REQUEST as MAX_POINTS
+from gpufinops.adapters.prometheus.client import range_chunks
+from gpufinops.sim.prometheus import fetch_range, parse_duration, prometheus_trace, sum_series
 from gpufinops.sim.traces import TraceError
 
 
@@ -68,7 +63,7 @@ def test_bad_durations(text: str) -> None:
 
 
 def test_chunks_cover_the_grid_once_under_the_limit() -> None:
-    parts = chunks(0.0, 15.0 * 25_000, 15.0, 10_000)
+    parts = [(c.start, c.end) for c in range_chunks(0.0, 15.0 * 25_000, 15.0, 10_000)]
     assert parts[0] == (0.0, 15.0 * 9_999)
     assert parts[1][0] == 15.0 * 10_000
     assert parts[-1][1] == 15.0 * 25_000
@@ -91,7 +86,7 @@ def test_a_week_at_15_s_is_fetched_in_chunks_and_becomes_a_trace() -> None:
     end = 1_699_999_995.0  # on the 15 s grid
     fake = FakeProm(lambda t: 4.0 + np.sin(t / 3600.0), series=2)
     trace = prometheus_trace("http://prom", "q", "7d", step=15.0, end=end, client=fake)
-    assert len(fake.calls) == 4  # 40,321 points in chunks of at most 10,999
+    assert len(fake.calls) == 4  # 40,321 points in chunks of at most 11,000
     assert fake.calls[0][0] == end - 7 * 86400
     for before, after in zip(fake.calls, fake.calls[1:], strict=False):
         assert after[0] == before[1] + 15.0

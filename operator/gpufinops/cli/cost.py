@@ -142,6 +142,8 @@ def _signed(value: float) -> str:
 
 _HEADER = ["WORKLOAD", "TYPE", "TEAM", "POOL", "GPUS/POD", "PODS", "$/GPU-H"]
 _HEADER += ["EXPECTED/MO", "WORST/MO", "BUDGET/MO"]
+_FIRST_NUMBER = _HEADER.index("GPUS/POD")
+"""Columns from this one on hold numbers (right-aligned in both the table and Markdown)."""
 
 
 def _rows(estimates: Sequence[WorkloadEstimate]) -> list[list[str]]:
@@ -176,11 +178,16 @@ def _notes(estimates: Sequence[WorkloadEstimate]) -> list[str]:
 def render_table(
     estimates: Sequence[WorkloadEstimate], verdict: Verdict, changes: list[Change] | None
 ) -> str:
+    # Imported here: only this format draws tables, and every command builds this parser.
+    from gpufinops.sim.terminal import Column, text_table
+
     expected, worst = _totals(estimates)
-    rows = [_HEADER, *_rows(estimates)]
-    rows.append(["TOTAL", "", "", "", "", "", "", _usd(expected), _usd(worst), ""])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(_HEADER))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    totals = ["TOTAL", "", "", "", "", "", "", _usd(expected), _usd(worst), ""]
+    columns = [
+        Column(header, numeric=i >= _FIRST_NUMBER, footer=total)
+        for i, (header, total) in enumerate(zip(_HEADER, totals, strict=True))
+    ]
+    lines = [text_table(columns, _rows(estimates))]
     lines += [f"note: {n}" for n in _notes(estimates)]
     if changes is not None:
         lines.append("")
@@ -212,7 +219,8 @@ def render_markdown(
     ]
     if verdict.reasons:
         out += ["", *[f"- {r}" for r in verdict.reasons]]
-    out += ["", _md_row(_HEADER), _md_row(["---"] * 4 + ["---:"] * 6)]
+    align = ["---"] * _FIRST_NUMBER + ["---:"] * (len(_HEADER) - _FIRST_NUMBER)
+    out += ["", _md_row(_HEADER), _md_row(align)]
     out += [_md_row([f"`{r[0]}`", *r[1:]]) for r in _rows(estimates)]
     out.append(
         _md_row(["**Total**", "", "", "", "", "", "", f"**{_usd(expected)}**", _usd(worst), ""])

@@ -180,27 +180,48 @@ def _money(value: float) -> str:
 
 
 def render_table(report: Report) -> str:
+    """Spend per value of each dimension, then budgets, then recommendations, for people."""
+    # Imported here: only this format draws tables, and every command builds this parser.
+    from gpufinops.sim.terminal import Column, text_table
+
+    money = [Column(h, numeric=True) for h in ("today", "month", "projected", "$/h")]
     out = [f"GPU spend as of {report.now.isoformat(timespec='seconds')} ({report.tz})", ""]
     for dimension, groups in report.groups.items():
-        out.append(f"{'by ' + dimension:<40} {'today':>12} {'month':>12} {'projected':>12} "
-                   f"{'$/h':>10}")  # fmt: skip
-        for g in groups:
-            out.append(
-                f"{g.name[:40]:<40} {_money(g.today_usd):>12} {_money(g.month_to_date_usd):>12} "
-                f"{_money(g.projected_month_usd):>12} {g.hourly_usd:>10,.2f}"
-            )
-        out.append("")
-    out.append(f"{'budgets':<40} {'state':<14} {'used':>6} enforcement")
-    for r in report.workloads:
-        used = f"{r.budget_used_percent}%" if r.budget_used_percent is not None else "-"
-        out.append(f"{r.workload[:40]:<40} {r.budget_state:<14} {used:>6} {r.enforcement}")
-    advised = [(r, rec) for r in report.workloads for rec in r.recommendations]
+        spend = [
+            [
+                g.name,
+                _money(g.today_usd),
+                _money(g.month_to_date_usd),
+                _money(g.projected_month_usd),
+                f"{g.hourly_usd:,.2f}",
+            ]
+            for g in groups
+        ]
+        out += [text_table([Column(f"by {dimension}"), *money], spend), ""]
+    budgets = [
+        [r.workload, r.budget_state, _percent(r.budget_used_percent), r.enforcement]
+        for r in report.workloads
+    ]
+    columns = [Column("budgets"), Column("state"), Column("used", numeric=True)]
+    out.append(text_table([*columns, Column("enforcement")], budgets))
+    advised = [
+        [
+            r.workload,
+            str(rec["kind"]),
+            _money(float(rec["estimated_monthly_saving_usd"])),
+            str(rec["message"]),
+        ]
+        for r in report.workloads
+        for rec in r.recommendations
+    ]
     if advised:
-        out += ["", f"{'recommendations':<40} {'kind':<14} {'saves/month':>12} why"]
-        for r, rec in advised:
-            saving = _money(float(rec["estimated_monthly_saving_usd"]))
-            out.append(f"{r.workload[:40]:<40} {rec['kind']:<14} {saving:>12} {rec['message']}")
+        columns = [Column("recommendations"), Column("kind"), Column("saves/month", numeric=True)]
+        out += ["", text_table([*columns, Column("why")], advised)]
     return "\n".join(out) + "\n"
+
+
+def _percent(value: int | None) -> str:
+    return "-" if value is None else f"{value}%"
 
 
 def render_json(report: Report) -> str:

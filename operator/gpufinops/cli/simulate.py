@@ -133,10 +133,12 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace) -> Trace:
-    from gpufinops.sim.prometheus import prometheus_trace
     from gpufinops.sim.traces import read_trace
 
     if args.prometheus:
+        # Imported here: the Prometheus client takes a while to load, and a file needs none.
+        from gpufinops.sim.prometheus import prometheus_trace
+
         if args.trace is not None:
             raise TraceError("give either a trace file or --prometheus, not both")
         if not args.query:
@@ -178,8 +180,9 @@ def _fail(exc: Exception) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from gpufinops.sim.report import ProgressBar, describe_model, plot, results_table
+    from gpufinops.sim.report import describe_model, plot, results_table
     from gpufinops.sim.run import POLICIES, run_policy
+    from gpufinops.sim.terminal import ProgressBar
 
     try:
         trace = _load(args)
@@ -218,9 +221,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from gpufinops.sim.report import ProgressBar, bench_json, bench_markdown, plot
+    from gpufinops.sim.report import bench_json, bench_markdown, plot
     from gpufinops.sim.run import POLICIES, run_policy
     from gpufinops.sim.sweep import bench
+    from gpufinops.sim.terminal import ProgressBar
 
     try:
         trace = _load(args)
@@ -272,7 +276,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from gpufinops.sim.backtest import METHODS, backtest
-    from gpufinops.sim.report import ProgressBar
+    from gpufinops.sim.terminal import Column, ProgressBar, text_table
 
     try:
         trace = _load(args)
@@ -302,10 +306,12 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         f"{result.horizon_seconds:g} s, target {result.target}, refit every "
         f"{args.refit_seconds:g} s ({result.refits} refits), forecaster quantile {result.quantile}"
     )
-    print(f"{'method':<16}{'sMAPE %':>10}{'MASE':>10}{'CPU s':>10}")
-    for name in METHODS:
-        s = result.scores[name]
-        print(f"{name:<16}{s.smape:>10.2f}{s.mase:>10.3f}{result.cpu_seconds[name]:>10.1f}")
+    columns = [Column("method"), *(Column(h, numeric=True) for h in ("sMAPE %", "MASE", "CPU s"))]
+    scores, cpu = result.scores, result.cpu_seconds
+    rows = [
+        [m, f"{scores[m].smape:.2f}", f"{scores[m].mase:.3f}", f"{cpu[m]:.1f}"] for m in METHODS
+    ]
+    print(text_table(columns, rows))
     return 0
 
 

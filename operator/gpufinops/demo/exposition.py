@@ -4,43 +4,67 @@ It serves the text exposition format on ``/metrics`` from a thread, on a free
 loopback port. A value is a number or a function of nothing called at each
 scrape (e.g. a counter growing at a known rate). The demo's fake model servers
 and the integration tests both use it, so neither needs a real engine or GPU.
+The text itself is written by ``prometheus_client``, from a collector that
+reports the series as they are at the scrape.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import Metric
+from prometheus_client.utils import floatToGoString
+
 Value = float | Callable[[], float]
 _Key = tuple[str, tuple[tuple[str, str], ...]]
 
+_HELP = "Set by the gpufinops exporter (demo or tests)."
+"""Every family's HELP: the series are stand-ins, not a real engine's."""
+
+format_value: Callable[[float], str] = floatToGoString
+"""A sample value as the exposition writes it (``+Inf``, ``NaN``, Go's exponent form)."""
+
 
 def escape_label_value(value: str) -> str:
-    """Escape a label value for the text format (backslash, double quote, newline)."""
+    """A label value as the exposition writes it (backslash, double quote, newline escaped)."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def format_value(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
+def _family(name: str, kind: str) -> Metric:
+    """The metric family ``name`` belongs to.
+
+    ``prometheus_client`` names a counter family after its ``_total`` sample, so
+    only such counters keep their type; a counter named otherwise (TGI's
+    ``tgi_request_count``) is exposed untyped, under its own name, which is what
+    Prometheus stores and ``rate`` reads alike.
+    """
+    if kind == "counter":
+        if name.endswith("_total"):
+            return Metric(name.removesuffix("_total"), _HELP, "counter")
+        kind = "untyped"
+    return Metric(name, _HELP, kind)
 
 
 class Exporter:
-    """Serves the series set with ``set`` until ``stop``; also a context manager."""
+    """Serves the series set with ``set`` until ``stop``; also a context manager.
+
+    It is the collector of its own registry, so nothing it exports reaches the
+    process-wide one (the operator's metrics, in tests that run both)."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self._lock = threading.Lock()
         self._series: dict[_Key, Value] = {}
         self._types: dict[str, str] = {}
         self.scrapes = 0
+        self._registry = CollectorRegistry()
+        self._registry.register(self)
         exporter = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,7 +74,7 @@ class Exporter:
                     return
                 body = exporter.render().encode()
                 self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 # A scraper that timed out has hung up: nothing to report.
@@ -116,20 +140,20 @@ class Exporter:
             for key in [k for k in self._series if wanted <= set(k[1])]:
                 del self._series[key]
 
-    def render(self) -> str:
-        """The exposition text of every series, grouped by metric name."""
+    def collect(self) -> list[Metric]:
+        """Every series as it is now, by name then labels (one scrape), for the registry."""
         with self._lock:
             self.scrapes += 1
             series = sorted(self._series.items(), key=lambda item: item[0])
             types = dict(self._types)
-        lines: list[str] = []
-        current = None
+        # Values are called outside the lock: a slow one must not hold up ``set``.
+        families: dict[str, Metric] = {}
         for (name, labels), value in series:
-            if name != current:
-                current = name
-                lines.append(f"# TYPE {name} {types.get(name, 'untyped')}")
-            number = value() if callable(value) else value
-            text = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in labels)
-            selector = f"{name}{{{text}}}" if text else name
-            lines.append(f"{selector} {format_value(number)}")
-        return "\n".join(lines) + "\n"
+            if name not in families:
+                families[name] = _family(name, types.get(name, "untyped"))
+            families[name].add_sample(name, dict(labels), value() if callable(value) else value)
+        return list(families.values())
+
+    def render(self) -> str:
+        """The exposition text of every series, grouped by metric name."""
+        return generate_latest(self._registry).decode()

@@ -3,7 +3,9 @@
 The query must return requests per second (e.g.
 ``sum(rate(vllm:request_success_total[1m]))`` or a gateway's request counter).
 Prometheus refuses range queries of more than 11,000 points, so a week at
-15 s is fetched in chunks; series in the result are summed per timestamp.
+15 s is fetched in chunks, cut as the operator cuts its own range reads
+(``adapters.prometheus.client.range_chunks``); series in the result are summed
+per timestamp.
 """
 
 import math
@@ -15,10 +17,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from gpufinops.adapters.prometheus.client import range_chunks
 from gpufinops.sim.traces import Trace, TraceError, from_rate_samples
-
-MAX_POINTS = 11_000
-"""Prometheus' limit on points per series in one range query."""
 
 _UNITS = {
     "ms": 0.001,
@@ -67,21 +67,6 @@ def parse_duration(text: str) -> float:
     return total
 
 
-def chunks(
-    start: float, end: float, step: float, max_points: int = MAX_POINTS
-) -> list[tuple[float, float]]:
-    """Consecutive ``(first, last)`` sample times covering ``start..end`` on the
-    step grid, each with at most ``max_points`` samples and none shared."""
-    if step <= 0 or end < start:
-        raise ValueError("need step > 0 and end >= start")
-    count = math.floor((end - start) / step + 1e-9) + 1
-    out = []
-    for first in range(0, count, max_points):
-        last = min(count, first + max_points) - 1
-        out.append((start + first * step, start + last * step))
-    return out
-
-
 def sum_series(results: Iterable[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     """Timestamps and the sum over series of a range query's ``values``; samples
     that are not finite numbers (``NaN``, ``+Inf``, garbage) are left out."""
@@ -103,14 +88,13 @@ def fetch_range(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``query`` over ``start..end`` in chunks under the point limit, series summed."""
     parts: list[Mapping[str, Any]] = []
-    for first, last in chunks(start, end, step, MAX_POINTS - 1):
-        # Exact float bounds: the library would round datetimes to whole seconds.
-        params = {"start": repr(first), "end": repr(last), "step": repr(float(step))}
+    for chunk in range_chunks(start, end, step):
+        params = chunk.params()  # exact bounds, which the datetimes are not
         parts.extend(
             client.custom_query_range(
                 query,
-                start_time=datetime.fromtimestamp(first, UTC),
-                end_time=datetime.fromtimestamp(last, UTC),
+                start_time=datetime.fromtimestamp(chunk.start, UTC),
+                end_time=datetime.fromtimestamp(chunk.end, UTC),
                 step=params["step"],
                 params=params,
             )

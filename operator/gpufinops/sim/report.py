@@ -1,10 +1,8 @@
-"""Showing results: an aligned table for a terminal, markdown for docs, JSON, a plot."""
+"""Showing results: a table for a terminal, markdown for docs, JSON, a plot."""
 
-import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
@@ -12,6 +10,7 @@ from gpufinops.core.forecast.series import FloatArray
 from gpufinops.sim.run import Result
 from gpufinops.sim.service import Outcome, ServiceModel
 from gpufinops.sim.sweep import Bench
+from gpufinops.sim.terminal import Column, text_table
 from gpufinops.sim.traces import Trace
 
 VS_KEDA_GOAL = 0.75
@@ -38,36 +37,30 @@ def describe_model(trace: Trace, model: ServiceModel) -> str:
     )
 
 
+_RESULT_COLUMNS = [
+    Column("policy"),
+    *(Column(h, numeric=True) for h in ("target", "GPU-h", "x oracle", "SLO")),
+    *(Column(h, numeric=True) for h in ("p95 s", "p99 s", "events", "CPU s")),
+]
+
+
 def results_table(results: Sequence[Result], oracle_gpu_hours: float | None = None) -> str:
-    """Plain aligned columns for a terminal."""
-    head = ["policy", "target", "GPU-h", "x oracle", "SLO", "p95 s", "p99 s", "events", "CPU s"]
-    rows = [head]
-    for r in results:
-        ratio = f"{r.gpu_hours / oracle_gpu_hours:.3f}" if oracle_gpu_hours else ""
-        rows.append(
-            [
-                r.policy,
-                _target(r),
-                f"{r.gpu_hours:.1f}",
-                ratio,
-                f"{r.slo_attainment:.4f}",
-                _wait(r.p95_wait_seconds),
-                _wait(r.p99_wait_seconds),
-                str(r.scale_events),
-                f"{r.cpu_seconds:.1f}",
-            ]
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = []
-    for i, row in enumerate(rows):
-        cells = [
-            c.ljust(w) if j == 0 else c.rjust(w)
-            for j, (c, w) in enumerate(zip(row, widths, strict=True))
+    """One row per policy, for a terminal."""
+    rows = [
+        [
+            r.policy,
+            _target(r),
+            f"{r.gpu_hours:.1f}",
+            f"{r.gpu_hours / oracle_gpu_hours:.3f}" if oracle_gpu_hours else "",
+            f"{r.slo_attainment:.4f}",
+            _wait(r.p95_wait_seconds),
+            _wait(r.p99_wait_seconds),
+            str(r.scale_events),
+            f"{r.cpu_seconds:.1f}",
         ]
-        lines.append("  ".join(cells).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+        for r in results
+    ]
+    return text_table(_RESULT_COLUMNS, rows)
 
 
 def _rows(bench: Bench) -> list[tuple[str, Result, str]]:
@@ -238,33 +231,3 @@ def plot(outcomes: Sequence[Outcome], path: Path | str, title: str | None = None
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-
-
-class ProgressBar:
-    """A one-line bar on stderr, redrawn at most every 0.2 s; silent when not a terminal."""
-
-    def __init__(self, label: str, stream: TextIO | None = None, force: bool = False) -> None:
-        self.stream = stream or sys.stderr
-        self.enabled = force or self.stream.isatty()
-        self.label = label
-        self.started = time.monotonic()
-        self._last = 0.0
-
-    def __call__(self, fraction: float) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if fraction < 1.0 and now - self._last < 0.2:
-            return
-        self._last = now
-        done = int(30 * min(max(fraction, 0.0), 1.0))
-        bar = "#" * done + "-" * (30 - done)
-        self.stream.write(
-            f"\r{self.label[:28]:<28} [{bar}] {fraction:4.0%} {now - self.started:6.1f} s"
-        )
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()

@@ -95,6 +95,51 @@ BATCH_BOUNDS = AnswerBounds(
 )
 
 
+@dataclass(frozen=True)
+class RangeChunk:
+    """One request's share of a range query: samples ``first..last`` (inclusive) of the
+    grid ``start, start + step, ...``, whose times are ``start..end``."""
+
+    first: int
+    last: int
+    start: float
+    end: float
+    step: float
+
+    @property
+    def points(self) -> int:
+        return self.last - self.first + 1
+
+    def params(self) -> dict[str, str]:
+        """``start``, ``end`` and ``step`` of the request, as exact floats: sent as
+        datetimes, ``prometheus_api_client`` would round them to whole seconds."""
+        return {"start": repr(self.start), "end": repr(self.end), "step": repr(float(self.step))}
+
+
+def range_chunks(
+    start: float, end: float, step: float, max_points: int = MAX_POINTS_PER_REQUEST
+) -> list[RangeChunk]:
+    """The grid ``start, start + step, ...`` up to ``end`` inclusive, cut into consecutive
+    requests of at most ``max_points`` samples, none shared, so that Prometheus
+    answers each (it refuses a range of more than 11,000 points per series).
+
+    Every range read goes through this: the operator's (``PrometheusClient.range``)
+    and the simulator's replay of a service's history (``sim.prometheus``).
+    """
+    if step <= 0:
+        raise ValueError("step must be positive")
+    if end < start:
+        raise ValueError("end must not precede start")
+    if max_points < 1:
+        raise ValueError("max_points must be at least 1")
+    count = math.floor((end - start) / step + 1e-9) + 1
+    out = []
+    for first in range(0, count, max_points):
+        last = min(count, first + max_points) - 1
+        out.append(RangeChunk(first, last, start + first * step, start + last * step, step))
+    return out
+
+
 class PrometheusClient:
     """Instant and range queries against one Prometheus server."""
 
@@ -213,42 +258,28 @@ class PrometheusClient:
     def range(self, query: str, start: float, end: float, step: float) -> DemandSeries:
         """``query`` at ``start``, ``start + step``, ... up to ``end`` inclusive (epoch seconds).
 
-        The span is split into requests of at most ``max_points`` samples.
-        Steps with no value, or a NaN or infinite one, are NaN in the series.
+        The span is split into requests of at most ``max_points`` samples
+        (``range_chunks``). Steps with no value, or a NaN or infinite one, are NaN
+        in the series.
         """
-        if step <= 0:
-            raise ValueError("step must be positive")
-        if end < start:
-            raise ValueError("end must not precede start")
-        count = math.floor((end - start) / step + 1e-9) + 1
-        values = np.full(count, np.nan, dtype=np.float64)
-        for first in range(0, count, self.max_points):
-            last = min(count, first + self.max_points) - 1
-            self._fill(query, values, start, step, first, last)
+        chunks = range_chunks(start, end, step, self.max_points)
+        values = np.full(chunks[-1].last + 1, np.nan, dtype=np.float64)
+        for chunk in chunks:
+            self._fill(query, values, start, chunk)
         return DemandSeries(start, step, values)
 
-    def _fill(
-        self,
-        query: str,
-        values: FloatArray,
-        start: float,
-        step: float,
-        first: int,
-        last: int,
-    ) -> None:
-        """Query samples ``first..last`` (inclusive) of the grid into ``values``."""
-        chunk_start = start + first * step
-        chunk_end = start + last * step
-        params = {"start": repr(chunk_start), "end": repr(chunk_end), "step": repr(float(step))}
+    def _fill(self, query: str, values: FloatArray, start: float, chunk: RangeChunk) -> None:
+        """Query the chunk's samples into their places in ``values`` (the grid from ``start``)."""
         # A range answer of one series at 11,000 points is ~300 KB; allow for that.
-        points = last - first + 1
         bounds = AnswerBounds(
             series=self.bounds.series,
-            bytes=max(self.bounds.bytes, 64 * points + 4096),
+            bytes=max(self.bounds.bytes, 64 * chunk.points + 4096),
             series_key=self.bounds.series_key,
             bytes_key=self.bounds.bytes_key,
         )
-        result = self.result("/api/v1/query_range", query, params, kind="range", bounds=bounds)
+        result = self.result(
+            "/api/v1/query_range", query, chunk.params(), kind="range", bounds=bounds
+        )
         try:
             if not isinstance(result, list):
                 raise TypeError(f"result is a {type(result).__name__}")
@@ -256,8 +287,8 @@ class PrometheusClient:
                 raise MetricsError(_several(len(result), self.bounds), query=query)
             samples = result[0]["values"] if result else []
             for stamp, raw in samples:
-                index = round((float(stamp) - start) / step)
-                if first <= index <= last:
+                index = round((float(stamp) - start) / chunk.step)
+                if chunk.first <= index <= chunk.last:
                     value = float(raw)
                     values[index] = value if math.isfinite(value) else np.nan
         except (KeyError, IndexError, TypeError, ValueError) as exc:
