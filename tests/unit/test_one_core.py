@@ -20,7 +20,7 @@ from tests.unit.test_training_controller import spec as training_spec
 from gpufinops.controllers import cost as cost_controller
 from gpufinops.controllers import inference as inference_controller
 from gpufinops.controllers import training as training_controller
-from gpufinops.core.cost import accounting
+from gpufinops.core.cost import accounting, interval
 from gpufinops.core.placement import choose, fallback, lifecycle
 from gpufinops.core.scaling import tick as scaling_tick
 from gpufinops.core.scaling.observation import Observation
@@ -77,13 +77,14 @@ def test_placement_operator_plans_with_the_core_lifecycle_and_the_simulator_shar
 def test_the_cost_pass_prices_and_accrues_with_the_core_ledger(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    charged = spy(monkeypatch, cost_controller, "charge", accounting.charge)
-    accounted = spy(monkeypatch, cost_controller, "account", accounting.account)
+    planned = spy(monkeypatch, cost_controller, "plan_interval", interval.plan_interval)
+    charged = spy(monkeypatch, interval, "charge", accounting.charge)
+    accounted = spy(monkeypatch, interval, "account", accounting.account)
     rates = spy(monkeypatch, cost_controller, "hourly_rates", accounting.hourly_rates)
     cluster = Cluster()
     accountant = cost_controller.CostAccountant(COST_CONFIG, cluster.effects())
     for minutes in (30, 45):
         run(accountant, cluster, T0 + timedelta(minutes=minutes))
-    assert len(charged) == 2 and len(accounted) == 2
+    assert len(planned) == 2 and len(charged) == 2 and len(accounted) == 2
     assert len(rates) == 1  # unallocated GPUs: from the second pass, over the interval
     assert cluster.status["cost"]["totalUSD"] == 3.0

@@ -48,21 +48,14 @@ from gpufinops.core.cost.accounting import (
     CostKey,
     CostLabels,
     CostTotals,
-    account,
-    charge,
     gpu_prices,
     hourly_rates,
-    to_status,
     trusted_totals,
 )
 from gpufinops.core.cost.budget import (
     AlertReason,
-    Spend,
-    alerts_due,
-    budget_state,
-    enforce,
-    remember,
 )
+from gpufinops.core.cost.interval import plan_interval
 from gpufinops.core.cost.ledger import LedgerEntry, expired
 from gpufinops.core.cost.periods import zone
 from gpufinops.core.cost.recommend import Usage, observe, recommend
@@ -321,28 +314,22 @@ class CostAccountant:
         start = book.totals.last_accounted_time
         if start is None:
             start = min([p.since for p in owned if p.since is not None] + [now])
-        spent = charge(holdings(owned, pools, start, now), self.prices, self.capacity_types)
-        usd, rate = spent.usd, spent.usd_per_hour
-        totals = account(book.totals, start, now, spent, self.tz)
-
-        spend = Spend.of(totals, now, self.tz)
-        budget = spec.budget
-        state = budget_state(budget, spend)
-        alerts = alerts_due(budget, spend, book.sent) if budget is not None else []
-        sent = tuple(remember(book.sent, alerts, spend)) if budget is not None else ()
         current = self._current(view, spec, targets, owned, now, replicas)
-        decision = enforce(spec, state, current)
+        plan = plan_interval(
+            spec, book.totals, book.sent, holdings(owned, pools, start, now), start, now,
+            current, prices=self.prices, capacity_types=self.capacity_types, tz=self.tz,
+        )  # fmt: skip
+        spent, totals, state, alerts, sent = (
+            plan.spent,
+            plan.totals,
+            plan.state,
+            plan.alerts,
+            plan.sent,
+        )
+        usd, rate = spent.usd, spent.usd_per_hour
         recommendations = self._recommend(view, spec, targets, book, owned, pools, now)
-        cost = to_status(totals, now, self.tz).to_wire()
-        budget_patch = {
-            "usedRatio": state.used_ratio,
-            "usedPercent": state.used_percent,
-            "state": state.state,
-            "enforcement": decision.action.value,
-            "maxReplicas": decision.max_replicas,
-            "message": decision.reason,
-            "alertsSent": list(sent),
-        }
+        written = plan.status_patch(now, self.tz)
+        cost, budget_patch = written["cost"], written["budget"]
         visible = _visible(cost, budget_patch)
         patch: dict[str, Any] = {"cost": cost, "budget": budget_patch}
         if recommendations is not None:
