@@ -428,9 +428,9 @@ def _non_negative_float(text: str) -> float:
 
 
 def _add_training(simulate_sub: "argparse._SubParsersAction[Any]") -> None:
-    from gpufinops.sim.training import Settings
+    from gpufinops.sim.training import ReplayOptions
 
-    d = Settings()
+    d = ReplayOptions()
     training = simulate_sub.add_parser(
         "training",
         help="replay a GPU pod trace through spot placement and fallback",
@@ -490,11 +490,11 @@ def _add_training(simulate_sub: "argparse._SubParsersAction[Any]") -> None:
 
 def _cmd_simulate_training(args: argparse.Namespace) -> int:
     from gpufinops.config.model import ConfigError, load_config
-    from gpufinops.sim.training import Settings, simulate_training, table
+    from gpufinops.sim.training import ReplayOptions, simulate_training, table
 
     if args.deadline_factor < 1:
         return _fail(ValueError("--deadline-factor must be >= 1"))
-    settings = Settings(
+    settings = ReplayOptions(
         seed=args.seed,
         checkpoint_seconds=args.checkpoint_seconds,
         restart_seconds=args.restart_seconds,

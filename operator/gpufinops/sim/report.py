@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from gpufinops.core.forecast.series import FloatArray
-from gpufinops.sim.run import Result
+from gpufinops.sim.run import PolicyRun
 from gpufinops.sim.service import Outcome, ServiceModel
 from gpufinops.sim.sweep import Bench
 from gpufinops.sim.terminal import Column, text_table
@@ -22,7 +22,7 @@ def _wait(value: float) -> str:
     return "inf" if not np.isfinite(value) else f"{value:.2f}"
 
 
-def _target(result: Result) -> str:
+def _target(result: PolicyRun) -> str:
     return "" if result.target is None else f"{result.target:.2f}"
 
 
@@ -44,7 +44,7 @@ _RESULT_COLUMNS = [
 ]
 
 
-def results_table(results: Sequence[Result], oracle_gpu_hours: float | None = None) -> str:
+def results_table(results: Sequence[PolicyRun], oracle_gpu_hours: float | None = None) -> str:
     """One row per policy, for a terminal."""
     rows = [
         [
@@ -63,7 +63,7 @@ def results_table(results: Sequence[Result], oracle_gpu_hours: float | None = No
     return text_table(_RESULT_COLUMNS, rows)
 
 
-def _rows(bench: Bench) -> list[tuple[str, Result, str]]:
+def _rows(bench: Bench) -> list[tuple[str, PolicyRun, str]]:
     """(label, result, note) per row: the baselines at their iso-SLO setting."""
     out = []
     for name in ("gpufinops", "reactive"):

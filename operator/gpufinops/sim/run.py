@@ -30,7 +30,7 @@ DEFAULT_TARGET = 0.7
 
 
 @dataclass(frozen=True)
-class Result:
+class PolicyRun:
     """One policy's numbers on one trace (the ``--json`` object)."""
 
     policy: str
@@ -56,9 +56,9 @@ class Result:
         return out
 
 
-def summarise(outcome: Outcome, target: float | None = None, **details: Any) -> Result:
+def summarise(outcome: Outcome, target: float | None = None, **details: Any) -> PolicyRun:
     attained, p95, p99 = outcome.wait_stats()
-    return Result(
+    return PolicyRun(
         policy=outcome.policy,
         gpu_hours=round(outcome.gpu_hours, 3),
         slo_attainment=round(attained, 5),
@@ -110,7 +110,7 @@ def run_policy(
     target: float | None = None,
     refit_seconds: float | None = None,
     progress: Progress | None = None,
-) -> tuple[Outcome, Result]:
+) -> tuple[Outcome, PolicyRun]:
     """Simulate one policy; ``target`` applies to keda and hpa only."""
     if name == "oracle":
         started = time.process_time()

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gpufinops.sim.run import POLICIES, SWEPT, Result, run_policy
+from gpufinops.sim.run import POLICIES, SWEPT, PolicyRun, run_policy
 from gpufinops.sim.service import Outcome, ServiceModel
 from gpufinops.sim.traces import Trace
 
@@ -24,17 +24,17 @@ DEFAULT_SLO_TARGET = 0.99
 @dataclass(frozen=True)
 class Sweep:
     policy: str
-    points: tuple[Result, ...]
+    points: tuple[PolicyRun, ...]
     slo_target: float
 
     @property
-    def chosen(self) -> Result | None:
+    def chosen(self) -> PolicyRun | None:
         """The cheapest point reaching the SLO target, if any."""
         ok = [p for p in self.points if p.slo_attainment >= self.slo_target]
         return min(ok, key=lambda p: (p.gpu_hours, -p.slo_attainment)) if ok else None
 
     @property
-    def best(self) -> Result:
+    def best(self) -> PolicyRun:
         """The point with the highest attainment (cheapest among ties)."""
         return max(self.points, key=lambda p: (p.slo_attainment, -p.gpu_hours))
 
@@ -62,7 +62,7 @@ class Bench:
     trace: Trace
     model: ServiceModel
     slo_target: float
-    results: dict[str, Result]
+    results: dict[str, PolicyRun]
     sweeps: dict[str, Sweep]
     outcomes: dict[str, Outcome] = field(default_factory=dict)
 
@@ -123,7 +123,7 @@ def sweep(
     model: ServiceModel,
     slo_target: float,
     grid: Sequence[float] = GRID,
-    on_point: Callable[[Result], None] | None = None,
+    on_point: Callable[[PolicyRun], None] | None = None,
 ) -> Sweep:
     points = []
     for target in grid:
@@ -141,10 +141,10 @@ def bench(
     slo_target: float = DEFAULT_SLO_TARGET,
     grid: Sequence[float] = GRID,
     refit_seconds: float | None = None,
-    on_result: Callable[[str, Result], None] | None = None,
+    on_result: Callable[[str, PolicyRun], None] | None = None,
 ) -> Bench:
     """Every policy once at its default, then keda and hpa swept over ``grid``."""
-    results: dict[str, Result] = {}
+    results: dict[str, PolicyRun] = {}
     outcomes: dict[str, Outcome] = {}
     for policy in POLICIES:
         outcome, result = run_policy(policy, trace, model, refit_seconds=refit_seconds)
@@ -155,7 +155,7 @@ def bench(
     sweeps = {}
     for policy in SWEPT:
 
-        def on_point(result: Result, label: str = f"{policy} sweep") -> None:
+        def on_point(result: PolicyRun, label: str = f"{policy} sweep") -> None:
             if on_result is not None:
                 on_result(label, result)
 
@@ -165,5 +165,5 @@ def bench(
     return Bench(trace, model, slo_target, results, sweeps, outcomes)
 
 
-def _with_oracle(result: Result, oracle_gpu_hours: float) -> Result:
+def _with_oracle(result: PolicyRun, oracle_gpu_hours: float) -> PolicyRun:
     return replace(result, oracle_gpu_hours=oracle_gpu_hours)

@@ -73,7 +73,7 @@ class TraceJob:
 
 
 @dataclass(frozen=True)
-class Settings:
+class ReplayOptions:
     seed: int = 0
     checkpoint_seconds: float = 1800.0
     """0: the jobs never checkpoint."""
@@ -107,7 +107,7 @@ class JobOutcome:
 
 
 @dataclass
-class Result:
+class TrainingReplay:
     jobs: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     cost_usd: float = 0.0
@@ -232,7 +232,7 @@ def read_pods(path: Path, include_all: bool = False) -> tuple[list[TraceJob], Co
     return jobs, skipped
 
 
-def offers_from(config: OperatorConfig, settings: Settings) -> list[PoolOffer]:
+def offers_from(config: OperatorConfig, settings: ReplayOptions) -> list[PoolOffer]:
     """The configured pools in order, with the what-if interruption band applied."""
     offers = []
     for pool in config.node_pools:
@@ -249,7 +249,7 @@ def offers_from(config: OperatorConfig, settings: Settings) -> list[PoolOffer]:
     return offers
 
 
-def _profile(job: TraceJob, settings: Settings) -> JobProfile:
+def _profile(job: TraceJob, settings: ReplayOptions) -> JobProfile:
     return JobProfile(
         gpus=job.gpus,
         expected_duration_seconds=job.work_seconds,
@@ -269,7 +269,7 @@ def simulate_job(
     job: TraceJob,
     offers: Sequence[PoolOffer],
     spot: Spot,
-    settings: Settings,
+    settings: ReplayOptions,
     rng: random.Random,
 ) -> JobOutcome | None:
     """One job from submission to finish; None when no allowed pool fits it."""
@@ -329,8 +329,8 @@ def simulate_job(
 
 
 def simulate_training(
-    path: Path, config: OperatorConfig, settings: Settings = Settings()
-) -> Result:
+    path: Path, config: OperatorConfig, settings: ReplayOptions = ReplayOptions()
+) -> TrainingReplay:
     """Every job of the trace at ``path`` on the pools of ``config``."""
     started = time.process_time()
     jobs, skipped = read_pods(path, settings.include_all)
@@ -341,7 +341,7 @@ def simulate_training(
         fallback_to_on_demand=settings.fallback,
     )
     rng = random.Random(settings.seed)
-    result = Result(skipped=skipped, pools=[o.name for o in offers])
+    result = TrainingReplay(skipped=skipped, pools=[o.name for o in offers])
     for job in sorted(jobs, key=lambda j: (j.submitted, j.line)):
         done = simulate_job(job, offers, spot, settings, rng)
         if done is None:
@@ -352,7 +352,7 @@ def simulate_training(
     return result
 
 
-def table(result: Result, settings: Settings) -> str:
+def table(result: TrainingReplay, settings: ReplayOptions) -> str:
     """A short report for a terminal."""
     data = result.to_json()
     rows = [
