@@ -17,6 +17,7 @@ from gpufinops.handlers.events import post
 from gpufinops.handlers.loop import run_loop
 
 
+@kopf.index("", "v1", "pods")
 def pods_by_node(
     body: kopf.Body, spec: kopf.Spec, memo: kopf.Memo, **_: Any
 ) -> dict[str, dict[str, Any]]:
