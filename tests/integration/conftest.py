@@ -140,11 +140,7 @@ def exporter() -> Iterator[Exporter]:
 @pytest.fixture(scope="module")
 def prometheus(exporter: Exporter, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prometheus scraping the module's exporter; its URL."""
-    server = PrometheusServer(
+    with PrometheusServer(
         find_prometheus(install=True), tmp_path_factory.mktemp("prometheus"), [exporter.target]
-    )
-    server.start()
-    try:
+    ) as server:
         yield server.url
-    finally:
-        server.stop()

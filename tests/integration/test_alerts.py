@@ -77,22 +77,14 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alertmana
         binary = find_alertmanager(install=True)
     except ClusterError as exc:
         pytest.skip(f"Alertmanager is not installed and apt could not install it: {exc}")
-    server = AlertmanagerServer(binary, tmp_path_factory.mktemp("alertmanager"))
-    server.start()
-    try:
+    with AlertmanagerServer(binary, tmp_path_factory.mktemp("alertmanager")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def webhook() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    receiver.start()
-    try:
+    with WebhookReceiver() as receiver:
         yield receiver
-    finally:
-        receiver.stop()
 
 
 @pytest.fixture(scope="module")

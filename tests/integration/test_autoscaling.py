@@ -72,11 +72,8 @@ def prometheus(exporter: Exporter, tmp_path_factory) -> Iterator[PrometheusServe
     )
     text, _ = _gateway_history(time.time())
     backfill(binary, server.data_dir, text)
-    server.start()
-    try:
+    with server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -59,14 +59,10 @@ def exporter() -> Iterator[Exporter]:
 
 @pytest.fixture(scope="module")
 def prometheus(exporter: Exporter, tmp_path_factory) -> Iterator[PrometheusServer]:
-    server = PrometheusServer(
+    with PrometheusServer(
         find_prometheus(install=True), tmp_path_factory.mktemp("util-prom"), [exporter.target]
-    )
-    server.start()
-    try:
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -75,11 +75,8 @@ def noisy_prometheus(exporter: Exporter, tmp_path_factory: pytest.TempPathFactor
             [exporter.target],
         )  # fmt: skip
         server.noise = noise.target
-        server.start()
-        try:
+        with server:
             yield server.url
-        finally:
-            server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ node duties to others. Each shard scales its own Deployments, writes its own
 status and Events, and its metrics and log show it never touched the other's.
 A third instance deployed over shard A's namespaces with the same peering name
 is the overlap misconfiguration: peering detects it and pauses both instead of
-letting two operators act on the same workloads.
+letting two operators act on the same workloads. (The shard flags refused before
+anything starts need no cluster: tests/unit/test_cli_shards.py.)
 """
 
 import json
@@ -63,12 +64,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Expor
         for ns in (*NS_A, NS_B):
             set_vllm(exporter, ns, waiting=2000)  # every workload wants its maximum, 2
         root = tmp_path_factory.mktemp("shard-prom")
-        server = PrometheusServer(find_prometheus(install=True), root, [exporter.target])
-        server.start()
-        try:
+        with PrometheusServer(find_prometheus(install=True), root, [exporter.target]) as server:
             yield exporter, server.url
-        finally:
-            server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -166,33 +163,3 @@ def test_two_instances_over_the_same_namespaces_pause_rather_than_both_act(
     poll(lambda: _ticks(a, ns, "late") > 0, "shard A to autoscale the late workload")
     assert event_reasons(kubectl, ns, "late").count("Accepted") == 1
     assert _ticks(b, ns, "late") == 0
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--namespace", "team-a", "--node-duties"], "--node-duties needs a cluster-wide"),
-        (["--selector", "shard in (a,b"], "is not a Kubernetes label selector"),
-        (["--selector", "shard=a;b"], "is not a Kubernetes label selector"),
-    ],
-)
-def test_shards_that_cannot_work_are_refused_before_starting(
-    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from gpufinops.cli.main import main
-
-    assert main(["run", *args]) == 1
-    assert message in capsys.readouterr().err
-
-
-def test_shard_flags_say_what_the_instance_acts_on() -> None:
-    from gpufinops.cli.run import make_shard
-
-    label = make_shard([], "gpufinops.dev/shard in (a, b),!canary", None)
-    assert label.clusterwide and label.node_duties
-    assert label.describe() == (
-        "AIWorkloads in all namespaces matching 'gpufinops.dev/shard in (a, b),!canary', "
-        "with node duties"
-    )
-    assert not make_shard(["team-a-*"], None, None).node_duties
-    assert not make_shard([], "gpufinops.dev/shard=b", False).node_duties

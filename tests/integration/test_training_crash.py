@@ -5,16 +5,17 @@ is never left suspended, never placed twice."""
 import json
 from pathlib import Path
 
-from tests.support.kube import ok
+import pytest
+from tests.support.kube import KubectlRun, ok
 from tests.support.polling import poll
 from tests.support.training import (
     NS,
     ON_DEMAND,
     ON_DEMAND_NODES,
-    SPOT,
     SPOT_NODES,
     event_reasons,
     get,
+    live_pod_nodes,
     placement_of,
     pod_template,
     running_pod,
@@ -27,8 +28,8 @@ def test_a_fallback_cut_short_by_sigkill_completes_exactly_once(
     training_pools: None,
     kubeconfig: Path,
     training_config: Path,
-    kubectl,
-    tmp_path_factory,
+    kubectl: KubectlRun,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     training = {"jobTemplate": {"template": pod_template("crash")},
                 "spot": {"maxInterruptions": 1}}  # fmt: skip
@@ -36,6 +37,7 @@ def test_a_fallback_cut_short_by_sigkill_completes_exactly_once(
         ok(kubectl("apply", "-f", "-", input=workload_manifest("crash", training)))
         poll(lambda: running_pod(kubectl, "crash", SPOT_NODES), "the Job on spot")
         poll(lambda: placement_of(kubectl, "crash").get("phase") == "Running", "Running")
+        job_uid = get(kubectl, "job", "crash")["metadata"]["uid"]
         first.kill()
 
     # What a kill between "suspend the Job" and "re-place it" leaves behind.
@@ -63,6 +65,8 @@ def test_a_fallback_cut_short_by_sigkill_completes_exactly_once(
             poll(lambda: "FellBackToOnDemand" in event_reasons(kubectl, "crash"), "the Event")
             assert event_reasons(kubectl, "crash").count("FellBackToOnDemand") == 1
             assert event_reasons(kubectl, "crash").count("JobCreated") == 1
-            assert SPOT.name not in json.dumps(job["spec"]["template"]["spec"]["nodeSelector"])
+            # Moved, not re-created: the Job the first operator made, now on on-demand only.
+            assert job["metadata"]["uid"] == job_uid
+            assert live_pod_nodes(kubectl, "crash") == ON_DEMAND_NODES
         finally:  # while an operator runs, to release the workload's finalizer
             kubectl("delete", "aiw", "crash", "-n", NS, "--wait=true", "--timeout=60s")

@@ -17,11 +17,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import pytest
 import yaml
-from tests.support.promserver import free_port, http_ok
+from tests.support.promserver import StartedProcess, free_port, http_ok
 
 READY_DEADLINE = 60.0
 
@@ -33,8 +34,12 @@ CONFIG = {
 
 
 @dataclass
-class AlertmanagerServer:
-    """One Alertmanager we started, in its own directory, on a free port, unclustered."""
+class AlertmanagerServer(StartedProcess):
+    """One Alertmanager we started, in its own directory, on a free port, unclustered.
+
+    Use it as a context manager (``with AlertmanagerServer(binary, root) as am:``): the
+    process is stopped however the test ends, so none is left holding a port.
+    """
 
     binary: Path
     root: Path
@@ -119,17 +124,22 @@ class AlertmanagerServer:
 
 @dataclass
 class WebhookReceiver:
-    """An HTTP endpoint that records every JSON body POSTed to it."""
+    """An HTTP endpoint that records every JSON body POSTed to it.
+
+    Use it as a context manager (``with WebhookReceiver() as hook:``): its serving
+    thread is stopped and its socket closed however the test ends.
+    """
 
     bodies: list[Any] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
+    thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         assert self.server is not None
         return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
 
-    def start(self) -> None:
+    def start(self) -> WebhookReceiver:
         received = self.bodies
         lock = threading.Lock()
 
@@ -145,9 +155,27 @@ class WebhookReceiver:
                 return  # keep the test output to failures
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+        """Stop serving and close the socket; safe to call twice."""
+        if self.server is None:
+            return
+        if self.thread is not None:
+            self.server.shutdown()  # returns once serve_forever has (it blocks if never run)
+            self.thread.join(timeout=5)
+        self.server.server_close()
+        self.server = self.thread = None
+
+    def __enter__(self) -> WebhookReceiver:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

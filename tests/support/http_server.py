@@ -8,7 +8,13 @@ from types import TracebackType
 
 
 class BackgroundServer:
-    """Serves ``handler`` on 127.0.0.1 (a free port) from ``start`` until ``stop``."""
+    """Serves ``handler`` on 127.0.0.1 (a free port) from ``start`` until ``stop``.
+
+    The port is bound on construction, so that ``url`` is known before the start.
+    Use it as a context manager (``with BackgroundServer(Handler) as server:``): the
+    thread is stopped and the socket closed however the test ends. ``stop`` may be
+    called more than once, and on a server that never started.
+    """
 
     def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -18,18 +24,27 @@ class BackgroundServer:
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
+        self._stopped = False
 
     def start(self) -> BackgroundServer:
         self.thread.start()
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.thread.ident is not None:  # shutdown() waits forever on one never served
+            self.httpd.shutdown()
+            self.thread.join(timeout=5)
         self.httpd.server_close()
-        self.thread.join(timeout=5)
 
     def __enter__(self) -> BackgroundServer:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def __exit__(
         self,

@@ -12,6 +12,8 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 import pytest
 import yaml
@@ -78,9 +80,44 @@ def http_ok(url: str) -> bool:
         return False
 
 
+class StartedProcess:
+    """``with Server(...) as s:`` starts it and always stops it, also when the test
+    fails or the start itself is interrupted: no process may outlive the test."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 @dataclass
-class PrometheusServer:
-    """One Prometheus process we started, and how to reach it."""
+class PrometheusServer(StartedProcess):
+    """One Prometheus process we started, and how to reach it.
+
+    Use it as a context manager (``with PrometheusServer(...) as prom:``) so that the
+    process is stopped however the test ends: a server left running would hold its
+    port and data directory for the rest of the session. Anything that must happen
+    before the start (a backfill into ``data_dir``) is done on the object before the
+    ``with``; ``start``, ``stop`` and ``kill`` stay available inside it (a test that
+    kills the server and starts it again still has it stopped on exit).
+    """
 
     binary: Path
     root: Path

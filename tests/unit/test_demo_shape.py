@@ -4,10 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.support.traces import trace_path
 
 from gpufinops.demo.shape import DAY, compress_day, load_shape, synthetic_day
-
-TRACES = Path(__file__).resolve().parents[2].parent / "shared" / "traces"
 
 
 def test_a_day_is_averaged_into_buckets_and_normalised_to_its_peak() -> None:
@@ -78,9 +77,9 @@ def test_a_small_trace_file_is_replayed(tmp_path: Path) -> None:
     np.testing.assert_allclose(shape.relative[50:], 1.0)
 
 
-@pytest.mark.skipif(not TRACES.is_dir(), reason=f"shared traces not found at {TRACES}")
 def test_the_demo_trace_day_has_a_daily_shape() -> None:
-    shape, why = load_shape(TRACES, "azure-2024-conversation-10s.csv", 1, 600)
+    trace = trace_path("azure-2024-conversation-10s.csv")
+    shape, why = load_shape(trace.parent, trace.name, 1, 600)
     assert why is None and shape.real
     hourly = shape.relative.reshape(24, 25).mean(axis=1)
     assert hourly[12:18].mean() > 1.3 * hourly[0:6].mean()  # busier afternoon than night

@@ -1,30 +1,28 @@
 """Demand forecaster on real production traces, walked forward like the operator would.
 
 The traces live outside the repository (``../shared/traces`` from its root,
-see the README there); the tests skip when they are absent.
+see the README there); the tests skip when they are absent, saying which file is
+missing (``tests.support.traces``). What only a trace exercised here, the forecaster
+with a week lag, also runs on a synthetic series, traces or not.
 """
 
 import csv
 import time
-from datetime import datetime
-from pathlib import Path
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from tests.support.traces import trace_path
 
 from gpufinops.core.forecast import DemandForecaster, DemandSeries, ForecastSettings
 from gpufinops.core.forecast.baseline import pinball_loss
 
-ROOT = Path(__file__).resolve().parents[2]
-TRACES = ROOT.parent / "shared" / "traces"
 DAY = 86400.0
 
 
 def load_binned(name: str) -> DemandSeries:
     """A ``timestamp,requests`` trace as requests/s; ISO-8601 or numeric timestamps."""
-    path = TRACES / name
-    if not path.exists():
-        pytest.skip(f"trace {path} not found (public traces are read from ../shared/traces)")
+    path = trace_path(name)
     times: list[float] = []
     counts: list[float] = []
     with path.open(newline="") as handle:
@@ -113,3 +111,24 @@ def test_servegen_language_beats_seasonal_naive(
         f"({time.perf_counter() - started:.1f} s)",
     )
     assert model < naive
+
+
+def test_a_synthetic_week_with_weekends_beats_seasonal_naive_with_a_week_lag() -> None:
+    """The servegen test above is the only one on twelve days of history, where the model
+    adds its week-lag features; this series (quiet weekends, a level of its own each day,
+    noise) takes that path without the trace files. The walk-forward covers the weekend,
+    which yesterday's value alone cannot foresee."""
+    settings = ForecastSettings(step_seconds=600.0, history_days=14)
+    monday = datetime(2024, 1, 1, tzinfo=UTC).timestamp()
+    times = monday + np.arange(int(14 * DAY / settings.step_seconds)) * settings.step_seconds
+    rng = np.random.default_rng(3)
+    day = ((times - monday) // DAY).astype(np.int64)
+    level = rng.uniform(0.8, 1.2, size=14)[day] * np.where(day % 7 >= 5, 0.4, 1.0)
+    daily = 40 + 30 * np.sin(2 * np.pi * ((times % DAY) / DAY - 0.25))
+    values = daily * level * rng.lognormal(0.0, 0.1, size=times.shape[0])
+    forecaster, model, naive, count = walk_forward(
+        DemandSeries(monday, settings.step_seconds, values), settings, 12, 2
+    )
+    assert forecaster.lookback_seconds >= 7 * DAY  # the fitted model reads a week back
+    assert count == 2 * DAY / settings.step_seconds - settings.lead_steps + 1
+    assert model < 0.5 * naive

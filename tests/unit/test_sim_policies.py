@@ -9,7 +9,10 @@ import pytest
 from gpufinops.api.inference import Inference
 from gpufinops.core.forecast import ForecastSettings
 from gpufinops.core.scaling import decide as core_decide
-from gpufinops.core.scaling.decide import Settings
+from gpufinops.core.scaling import tick as scaling_tick
+from gpufinops.core.scaling.decide import Decision, ScalingSettings, ScalingState, Tick
+from gpufinops.core.scaling.observation import Observation
+from gpufinops.core.scaling.plan import plan_scale
 from gpufinops.sim import policies
 from gpufinops.sim.history import MinuteHistory
 from gpufinops.sim.policies import (
@@ -49,20 +52,22 @@ def flat_trace(seconds: int, rate: float = 10.0) -> Trace:
 # --- gpufinops and reactive: the operator's core -------------------------------------
 
 
-def test_core_policies_call_the_shipped_decide_with_the_default_spec(monkeypatch) -> None:
-    calls: list[tuple[Settings, Any]] = []
+def test_core_policies_call_the_shipped_decide_with_the_default_spec(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[ScalingSettings, Any]] = []
     shipped = core_decide.decide
 
-    def spy(settings: Settings, state: Any, tick: Any) -> Any:
+    def spy(settings: ScalingSettings, state: Any, tick: Any) -> Any:
         calls.append((settings, tick))
         return shipped(settings, state, tick)
 
-    monkeypatch.setattr(policies, "decide", spy)
+    monkeypatch.setattr(scaling_tick, "decide", spy)  # what plan_inference calls
     for name, forecast in (("reactive", False), ("gpufinops", True)):
         calls.clear()
         policy = build_policy(name, flat_trace(3600), MODEL)
         assert isinstance(policy, CorePolicy)
-        expected = Settings.from_spec(
+        expected = ScalingSettings.from_spec(
             Inference.model_validate(
                 {
                     "targetRef": {"name": "model"},
@@ -82,12 +87,61 @@ def test_core_policies_call_the_shipped_decide_with_the_default_spec(monkeypatch
         assert tick.forecast_peak is None  # ten minutes: nothing to forecast from
 
 
-def test_core_policy_passes_signals_through_unchanged() -> None:
+def _spy_on_decide(monkeypatch: pytest.MonkeyPatch) -> list[Tick]:
+    """Every tick the policy hands to the shipped ``decide``, in order."""
+    ticks: list[Tick] = []
+    shipped = core_decide.decide
+
+    def spy(settings: ScalingSettings, state: ScalingState, tick: Tick) -> Decision:
+        ticks.append(tick)
+        return shipped(settings, state, tick)
+
+    monkeypatch.setattr(scaling_tick, "decide", spy)  # what plan_inference calls
+    return ticks
+
+
+def test_core_policy_passes_signals_through_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The replay is only evidence about the operator if the core sees the scrape as the
+    operator would: any signal renamed, rescaled or dropped on the way would go unseen
+    by the results, so the tick is compared field by field and the answer with the
+    core's own on the same inputs."""
+    ticks = _spy_on_decide(monkeypatch)
     policy = CorePolicy("reactive", default_spec(MODEL, forecast=False))
     v = view(60, 4, 3, queue_depth=12.0, running=8.0, arrival_rate=7.5, throughput=6.0)
     desired = policy.decide(v)
-    assert desired >= 4  # a queue and no capacity learned yet: KEDA-like, never down
-    assert policy.state.capacity_per_replica == pytest.approx(2.0)
+
+    observation = Observation(queue_depth=12.0, running=8.0, arrival_rate=7.5, throughput=6.0)
+    assert ticks == [Tick(T0 + 60, 4, 3, observation, None)]
+    direct = core_decide.decide(policy.settings, ScalingState(), ticks[0])
+    assert desired == plan_scale(direct).desired
+    assert policy.state == direct.state
+    assert policy.state.capacity_per_replica == pytest.approx(6.0 / 3)  # per ready replica
+
+    # A different scrape must reach the core as a different tick (nothing is cached).
+    later = view(75, desired, desired, queue_depth=0.0, running=2.0, arrival_rate=1.0,
+                 throughput=1.5)  # fmt: skip
+    again = policy.decide(later)
+    quiet = Observation(queue_depth=0.0, running=2.0, arrival_rate=1.0, throughput=1.5)
+    assert ticks[1] == Tick(T0 + 75, desired, desired, quiet, None)
+    assert again == plan_scale(core_decide.decide(policy.settings, direct.state, ticks[1])).desired
+
+
+def test_core_policy_at_zero_replicas_reads_demand_and_an_absent_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At zero replicas the engine's queue series is gone: the operator then reads an
+    absent queue and the gateway's demand, and the replay must show the core that, not a
+    queue of zero (which the core treats differently from an absent one)."""
+    ticks = _spy_on_decide(monkeypatch)
+    model = ServiceModel(capacity_per_replica=2.0, min_replicas=0, max_replicas=10)
+    policy = CorePolicy("reactive", default_spec(model, forecast=False))
+    desired = policy.decide(view(30, 0, queue_depth=9.0, running=3.0, arrival_rate=4.0))
+
+    absent = Observation(arrival_rate=4.0, error="query returned no series", queue_absent=True)
+    assert ticks == [Tick(T0 + 30, 0, 0, absent, None)]
+    direct = core_decide.decide(policy.settings, ScalingState(), ticks[0])
+    assert desired == plan_scale(direct).desired
+    assert desired >= 1  # demand at zero replicas wakes the service
 
 
 def test_history_shows_only_minutes_finished_and_scraped() -> None:

@@ -1,29 +1,26 @@
 """Short simulator runs on the public production traces.
 
 The traces live outside the repository (``../shared/traces`` from its root, see
-the README there); each test skips with a message when its file is absent.
+the README there); each test skips with a message when its file is absent, saying
+which file is missing (``tests.support.traces``). The short run itself also goes on
+a synthetic trace, so that it is exercised without them.
 The full-length numbers are in docs/benchmarks.md (bench/inference_bench.py).
 """
 
-from pathlib import Path
-
+import numpy as np
 import pytest
+from tests.support.traces import trace_path
 
 from gpufinops.sim.backtest import backtest
 from gpufinops.sim.run import run_policy
 from gpufinops.sim.service import ServiceModel
 from gpufinops.sim.traces import Trace, read_trace
 
-ROOT = Path(__file__).resolve().parents[2]
-TRACES = ROOT.parent / "shared" / "traces"
 HOURS = 3600
 
 
 def load(name: str, select: dict[str, str] | None = None) -> Trace:
-    path = TRACES / name
-    if not path.exists():
-        pytest.skip(f"trace {path} not found (public traces are read from ../shared/traces)")
-    return read_trace(path, select)
+    return read_trace(trace_path(name), select)
 
 
 CASES = [
@@ -35,14 +32,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "select", "fmt", "days"), CASES)
-def test_every_trace_reads_and_simulates(
-    name: str, select: dict[str, str] | None, fmt: str, days: float
-) -> None:
-    trace = load(name, select)
-    assert trace.format == fmt
-    assert trace.days >= days
-    assert trace.tokens == (fmt == "requests")
+def check_short_run(trace: Trace) -> None:
+    """Six hours are enough to tell the policies apart and quick on any trace; the
+    oracle, which knows the demand ahead, bounds every other policy's cost."""
     model = ServiceModel.normalised(trace, 40)
     head = trace.head(6 * HOURS)
     results = {p: run_policy(p, head, model)[1] for p in ("reactive", "keda", "hpa", "oracle")}
@@ -53,6 +45,37 @@ def test_every_trace_reads_and_simulates(
         assert result.gpu_hours >= oracle.gpu_hours * 0.999, policy
         assert 0.0 < result.slo_attainment <= 1.0
         assert result.max_replicas <= model.max_replicas
+
+
+@pytest.mark.parametrize(("name", "select", "fmt", "days"), CASES)
+def test_every_trace_reads_and_simulates(
+    name: str, select: dict[str, str] | None, fmt: str, days: float
+) -> None:
+    trace = load(name, select)
+    assert trace.format == fmt
+    assert trace.days >= days
+    assert trace.tokens == (fmt == "requests")
+    check_short_run(trace)
+
+
+def test_the_short_run_on_a_synthetic_trace() -> None:
+    """The head of a trace and the policies' short run, without the trace files: a CI
+    run without them still checks that the oracle bounds every policy."""
+    seconds = np.arange(8 * HOURS)
+    rng = np.random.default_rng(5)
+    minutes = seconds // 60
+    noise = rng.normal(0.0, 2.0, size=minutes[-1] + 1)[minutes]
+    rate = np.maximum(30 + 20 * np.sin(2 * np.pi * seconds / (4 * HOURS)) + noise, 0.0)
+    work = rate * 1.5
+    trace = Trace("synthetic", 1_700_000_000.0, rate, work, "binned", 10.0)
+
+    head = trace.head(6 * HOURS)
+    assert head.seconds == 6 * HOURS and (head.name, head.start) == (trace.name, trace.start)
+    np.testing.assert_array_equal(head.requests, rate[: 6 * HOURS])
+    np.testing.assert_array_equal(head.work, work[: 6 * HOURS])
+    assert (head.format, head.source_step, head.tokens) == ("binned", 10.0, False)
+    assert trace.head(10 * HOURS).seconds == trace.seconds  # never longer than the trace
+    check_short_run(trace)
 
 
 def test_a_day_of_azure_2024_under_the_shipped_core_is_fast() -> None:

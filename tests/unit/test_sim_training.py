@@ -4,14 +4,14 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.support.traces import trace_path
 
 from gpufinops.cli.main import main
 from gpufinops.config.model import load_config
 from gpufinops.sim.traces import TraceError
-from gpufinops.sim.training import Settings, read_pods, simulate_training
+from gpufinops.sim.training import ReplayOptions, read_pods, simulate_training
 
-ROOT = Path(__file__).resolve().parents[2]
-REAL_TRACE = ROOT.parent / "shared" / "traces" / "alibaba-gpu2023-pods.csv"
+REAL_TRACE = "alibaba-gpu2023-pods.csv"
 HEADER = (
     "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,"
     "creation_time,deletion_time,scheduled_time"
@@ -51,7 +51,7 @@ def test_best_effort_pods_are_the_training_jobs(small: Path) -> None:
 
 
 def test_without_interruptions_every_job_runs_on_spot_at_the_spot_price(small: Path) -> None:
-    result = simulate_training(small, load_config(None), Settings(interruptions_per_month=0.0))
+    result = simulate_training(small, load_config(None), ReplayOptions(interruptions_per_month=0.0))
     work_gpu_hours = 10 + 0.5 * 2 + 2 * 1
     assert result.jobs == 3
     assert result.interruptions == 0 and result.fallbacks == 0 and result.deadline_misses == 0
@@ -62,14 +62,14 @@ def test_without_interruptions_every_job_runs_on_spot_at_the_spot_price(small: P
 
 
 def test_spot_disabled_costs_exactly_the_on_demand_baseline(small: Path) -> None:
-    result = simulate_training(small, load_config(None), Settings(spot=False))
+    result = simulate_training(small, load_config(None), ReplayOptions(spot=False))
     assert result.spot_gpu_seconds == 0
     assert result.cost_usd == pytest.approx(result.on_demand_cost_usd)
     assert result.savings_ratio == pytest.approx(0.0)
 
 
 def test_frequent_interruptions_trigger_fallbacks_through_the_core(small: Path) -> None:
-    settings = Settings(interruptions_per_hour=0.5, max_interruptions=1, seed=3)
+    settings = ReplayOptions(interruptions_per_hour=0.5, max_interruptions=1, seed=3)
     result = simulate_training(small, load_config(None), settings)
     assert result.interruptions >= 1
     assert result.fallbacks >= 1
@@ -79,7 +79,7 @@ def test_frequent_interruptions_trigger_fallbacks_through_the_core(small: Path) 
 
 
 def test_without_fallback_jobs_stay_on_spot_however_often_interrupted(small: Path) -> None:
-    settings = Settings(interruptions_per_hour=1.0, fallback=False, seed=1)
+    settings = ReplayOptions(interruptions_per_hour=1.0, fallback=False, seed=1)
     result = simulate_training(small, load_config(None), settings)
     assert result.fallbacks == 0
     assert result.interruptions > 0
@@ -94,7 +94,7 @@ def test_a_seed_reproduces_a_run_and_another_seed_differs(tmp_path: Path) -> Non
     config = load_config(None)
 
     def run(seed: int) -> dict[str, object]:
-        settings = Settings(seed=seed, interruptions_per_hour=0.3)
+        settings = ReplayOptions(seed=seed, interruptions_per_hour=0.3)
         data = simulate_training(path, config, settings).to_json()
         data.pop("cpu_seconds")
         return data
@@ -177,9 +177,7 @@ def test_the_command_prints_a_table_and_fails_cleanly(
 
 
 def test_the_real_alibaba_trace() -> None:
-    if not REAL_TRACE.exists():
-        pytest.skip(f"{REAL_TRACE} is absent (the shared traces folder is not mounted)")
-    result = simulate_training(REAL_TRACE, load_config(None), Settings())
+    result = simulate_training(trace_path(REAL_TRACE), load_config(None), ReplayOptions())
     assert result.jobs > 2000
     assert sum(result.skipped.values()) > 0
     assert result.deadline_misses == 0

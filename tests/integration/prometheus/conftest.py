@@ -78,22 +78,15 @@ def prometheus(
     )
     if backfill.returncode != 0:
         pytest.fail(f"promtool backfill failed:\n{backfill.stderr}", pytrace=False)
-    server.start()
-    try:
+    with server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def doomed_prometheus(prometheus_binary: Path, tmp_path: Path) -> Iterator[PrometheusServer]:
     """A second, separate Prometheus that a test may kill."""
-    server = PrometheusServer(prometheus_binary, tmp_path / "doomed", [])
-    server.start()
-    try:
+    with PrometheusServer(prometheus_binary, tmp_path / "doomed", []) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

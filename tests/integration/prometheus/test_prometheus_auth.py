@@ -36,12 +36,9 @@ def secured(
 def plain_prometheus(
     prometheus_binary: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PrometheusServer]:
-    server = PrometheusServer(prometheus_binary, tmp_path_factory.mktemp("plain-prometheus"), [])
-    server.start()
-    try:
+    root = tmp_path_factory.mktemp("plain-prometheus")
+    with PrometheusServer(prometheus_binary, root, []) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def client_for(**values: Any) -> PrometheusClient:
