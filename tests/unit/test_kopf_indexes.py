@@ -12,7 +12,7 @@ HANDLERS = Path(__file__).resolve().parents[2] / "operator" / "gpufinops" / "han
 READS = (
     r'indexes\["(\w+)"\]',
     r'indexes\.get\("(\w+)"',
-    r'indexes\[k\] for k in \(([^)]*)\)',
+    r"indexes\[k\] for k in \(([^)]*)\)",
 )
 
 
