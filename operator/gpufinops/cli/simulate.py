@@ -484,6 +484,37 @@ def _add_training(simulate_sub: "argparse._SubParsersAction[Any]") -> None:
         default=None,
         help="what-if: replace every spot pool's hourly interruption rate per node",
     )
+    spot = training.add_argument_group(
+        "spot availability replay",
+        "With --spot-trace, jobs run against real spot availability (zone traces converted "
+        "by hack/convert-spot-traces.py) with deadlines, and the placement core is compared "
+        "with on-demand, greedy, Uniform Progress and the offline optimum (docs/training.md).",
+    )
+    spot.add_argument(
+        "--spot-trace", type=Path, action="append", metavar="FILE|DIR",
+        help="a zone's spot trace (repeat for several zones replayed together), or a "
+        "directory: one replay per folder and instance type below it",
+    )  # fmt: skip
+    spot.add_argument(
+        "--slack", type=float, action="append", metavar="S",
+        help="deadline = arrival + S x run time (repeat; default: 1.1 1.25 1.5 2 3)",
+    )  # fmt: skip
+    spot.add_argument(
+        "--duration-error", type=_non_negative_float, default=0.1,
+        help="sigma of the log-normal error of expectedDurationSeconds (default: %(default)s)",
+    )  # fmt: skip
+    spot.add_argument(
+        "--min-hours", type=_non_negative_float, default=1.0,
+        help="jobs of at least this run time (default: %(default)s)",
+    )  # fmt: skip
+    spot.add_argument(
+        "--max-jobs", type=_non_negative_int, default=300,
+        help="at most this many jobs, sampled with --seed (default: %(default)s)",
+    )  # fmt: skip
+    spot.add_argument(
+        "--plot", type=Path, metavar="FILE.png",
+        help="draw one job's progress against its deadline under every policy",
+    )  # fmt: skip
     training.add_argument("--json", action="store_true", help="print JSON")
     training.set_defaults(func=_cmd_simulate_training)
 
@@ -492,6 +523,8 @@ def _cmd_simulate_training(args: argparse.Namespace) -> int:
     from gpufinops.config.model import ConfigError, load_config
     from gpufinops.sim.training import ReplayOptions, simulate_training, table
 
+    if args.spot_trace:
+        return _simulate_spot(args)
     if args.deadline_factor < 1:
         return _fail(ValueError("--deadline-factor must be >= 1"))
     settings = ReplayOptions(
@@ -515,4 +548,40 @@ def _cmd_simulate_training(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_json() | {"seed": args.seed}, indent=2))
     else:
         print(table(result, settings))
+    return 0
+
+
+def _simulate_spot(args: argparse.Namespace) -> int:
+    """Every policy on real spot availability, per group of zone traces and per slack."""
+    from gpufinops.config.model import ConfigError, load_config
+    from gpufinops.sim import spot
+    from gpufinops.sim.training import read_pods
+
+    slacks = args.slack or list(spot.SLACKS)
+    if any(not s >= 1 for s in slacks):
+        return _fail(ValueError("--slack must be >= 1 (a deadline before the run time ends)"))
+    checkpoint = args.checkpoint_seconds
+    runs = []
+    try:
+        config = load_config(args.config)
+        prices = spot.prices_of(config)
+        pods, _ = read_pods(args.trace, args.all)
+        for group in spot.spot_trace_files(args.spot_trace):
+            traces = [spot.read_spot_trace(path) for path in group]
+            for slack in slacks:
+                options = spot.Options(
+                    slack=slack, restart_seconds=args.restart_seconds,
+                    checkpoint_seconds=checkpoint, duration_error=args.duration_error,
+                    min_hours=args.min_hours, max_jobs=args.max_jobs, seed=args.seed,
+                )  # fmt: skip
+                runs.append(spot.run(pods, traces, options, prices))
+                if args.plot is not None and len(runs) == 1:
+                    spot.plot_job(pods, traces, options, prices, args.plot)
+    except (ConfigError, TraceError) as exc:
+        return _fail(exc)
+    if args.json:
+        out: dict[str, Any] = runs[0] if len(runs) == 1 else {"runs": runs}
+        print(json.dumps(out, indent=2))
+    else:
+        print(spot.table(runs))
     return 0
