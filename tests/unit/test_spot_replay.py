@@ -140,7 +140,7 @@ def test_the_rule_goes_on_demand_when_a_lost_attempt_would_be_late() -> None:
     )  # fmt: skip
     roomy = DeadlineView(deadline=20 * 3600.0, on=Capacity.WAIT, **base)  # type: ignore[arg-type]
     assert capacity_now(roomy) == Capacity.SPOT
-    tight = DeadlineView(deadline=11 * 3600.0, on=Capacity.WAIT, **base)  # type: ignore[arg-type]
+    tight = DeadlineView(deadline=10.2 * 3600.0, on=Capacity.WAIT, **base)  # type: ignore[arg-type]
     assert capacity_now(tight) == Capacity.ON_DEMAND
     # Idle without spot, ahead of the uniform line: wait; behind it: on-demand.
     late = dict(base, now=5 * 3600.0, done_seconds=0.5 * 3600, spot_obtainable=False)
