@@ -562,3 +562,79 @@ def test_spend_is_read_from_the_cost_ledger_not_counted_again() -> None:
     assert h.status["placement"]["phase"] == "Succeeded"
     done = [m for _, r, m in h.events if r == "JobSucceeded"]
     assert done == ["Job/train succeeded; $12.50 spent so far (status.cost.totalUSD)"]
+
+
+# ---------------------------------------------------------------- deadlines on spot
+
+HOUR = 3600.0
+
+
+def deadline_spec(
+    hours: float, work_hours: float = 4.0, checkpoints: bool = True
+) -> AIWorkloadSpec:
+    from datetime import UTC, datetime
+
+    when = datetime.fromtimestamp(NOW + hours * HOUR, tz=UTC).isoformat()
+    extra: dict[str, Any] = {"checkpoint": {"intervalSeconds": 600}} if checkpoints else {}
+    return spec(expectedDurationSeconds=int(work_hours * HOUR), deadline=when,
+                spot={"maxInterruptions": 50}, **extra)  # fmt: skip
+
+
+def test_ahead_of_its_deadline_a_job_waits_for_spot_then_runs_on_demand_when_behind() -> None:
+    h = Harness()
+    c = h.controller()
+    s = deadline_spec(12)
+    no_spot = {"l4-spot": False}
+    c.tick(s, replace(h.world(NOW), spot_capacity=no_spot))  # creates the Job
+    c.tick(s, replace(h.world(NOW + 15), spot_capacity=no_spot))
+    assert h.jobs.bodies["train"]["spec"]["suspend"] is True
+    assert h.ready()["reason"] == "WaitingForSpot"
+    assert h.reasons().count("WaitingForSpot") == 1
+    # Three hours on, with no work done, it is behind the straight line to its deadline.
+    c.tick(s, replace(h.world(NOW + 3 * HOUR), spot_capacity=no_spot))
+    job = h.jobs.bodies["train"]
+    assert job["spec"]["suspend"] is False
+    assert job["spec"]["template"]["spec"]["nodeSelector"] == {"gpufinops.dev/pool": "l4-on-demand"}
+    assert h.status["placement"]["capacityType"] == "on-demand"
+
+
+def test_on_demand_until_ahead_then_back_to_spot_when_it_returns() -> None:
+    h = Harness()
+    c = h.controller()
+    s = deadline_spec(12)
+    no_spot = {"l4-spot": False}
+    c.tick(s, replace(h.world(NOW), spot_capacity=no_spot))
+    c.tick(s, replace(h.world(NOW + 3 * HOUR), spot_capacity=no_spot))
+    assert h.status["placement"]["pool"] == "l4-on-demand"
+    running = (pod("p1", "l4-on-demand-0"),)
+    # Two hours of work on on-demand put it ahead of the line (2 h by 5 h of 12 for 4 h).
+    c.tick(s, replace(h.world(NOW + 5 * HOUR, running), spot_capacity={"l4-spot": True}))
+    assert h.jobs.bodies["train"]["spec"]["suspend"] is True
+    assert "MovingToSpot" in h.reasons()
+    assert h.status["placement"]["onDemandOnly"] is not True
+    h.jobs.bodies["train"]["status"] = {}  # its pods are gone
+    c.tick(s, replace(h.world(NOW + 5 * HOUR + 60), spot_capacity={"l4-spot": True}))
+    assert h.status["placement"]["pool"] == "l4-spot"
+    assert h.jobs.bodies["train"]["spec"]["suspend"] is False
+
+
+def test_on_spot_a_job_moves_to_on_demand_before_a_loss_would_be_late() -> None:
+    h = Harness()
+    c = h.controller()
+    s = deadline_spec(5, checkpoints=False)
+    c.tick(s, h.world(NOW))
+    c.tick(s, h.world(NOW + 1))
+    assert h.status["placement"]["pool"] == "l4-spot"
+    running = (pod("p1", "l4-spot-0"),)
+    # No interruption, but without checkpoints every minute on spot is at risk: once
+    # losing it all (and restarting) would no longer leave time for the 4 h of work and
+    # the reserve, it goes to on-demand while it can.
+    moved_at = None
+    for t in range(60, 3 * 3600, 60):
+        c.tick(s, h.world(NOW + t, running))
+        if h.jobs.bodies["train"]["spec"]["suspend"]:
+            moved_at = t
+            break
+    assert moved_at is not None and 15 * 60 <= moved_at <= 30 * 60, moved_at
+    assert "FallingBackToOnDemand" in h.reasons()
+    assert h.status["placement"].get("onDemandOnly") is not True

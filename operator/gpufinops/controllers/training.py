@@ -15,7 +15,7 @@ Job's (no interruption). Spend is the cost loop's (``status.cost``), the one led
 import copy
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from gpufinops.adapters.jobs import (
@@ -83,6 +83,9 @@ class World:
     pod_owners: frozenset[str] | None = None
     """UIDs of the Jobs whose pods are the target's: a JobSet's child Jobs (those it
     controls); None for a Job, whose own uid is the only one."""
+    spot_capacity: Mapping[str, bool] = field(default_factory=dict)
+    """Per spot pool with nodes, whether one could take the job now (see TrainingTick)."""
+    period_seconds: float = 15.0
 
 
 def _spent(status: Mapping[str, Any] | None) -> float | None:
@@ -150,6 +153,7 @@ class TrainingController:
             generation=world.generation, created_at=world.created_at,
             budget=recorded_enforcement(world.latest_status), last_ready=self._ready,
             created=self._created, spent_usd=_spent(world.latest_status),
+            spot_capacity=world.spot_capacity, period_seconds=world.period_seconds,
         )  # fmt: skip
         plan = self._carry_out(spec, observed, plan_training(observed, self.config))
         self._record, self._ready = plan.record, plan.ready

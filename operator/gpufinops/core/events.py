@@ -39,6 +39,7 @@ class EventReason(StrEnum):
     JOB_NOT_SUSPENDED = "JobNotSuspended"
     JOB_SUCCEEDED = "JobSucceeded"
     MANAGED_BY_KUEUE = "ManagedByKueue"
+    MOVING_TO_SPOT = "MovingToSpot"
     METRICS_AVAILABLE = "MetricsAvailable"
     METRICS_UNAVAILABLE = "MetricsUnavailable"
     NO_POOL_AVAILABLE = "NoPoolAvailable"
@@ -62,4 +63,5 @@ class EventReason(StrEnum):
     TARGET_FORBIDDEN = "TargetForbidden"
     TARGET_NOT_FOUND = "TargetNotFound"
     TARGET_NOT_SCALABLE = "TargetNotScalable"
+    WAITING_FOR_SPOT = "WaitingForSpot"
     WAITING_FOR_START_WINDOW = "WaitingForStartWindow"

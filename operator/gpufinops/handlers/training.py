@@ -27,9 +27,12 @@ from gpufinops.adapters.jobs import (
     jobset_view,
     pod_view,
 )
+from gpufinops.adapters.nodes import pool_of
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
+from gpufinops.config.model import CapacityType
 from gpufinops.controllers.clock import Reading
 from gpufinops.controllers.training import TrainingController, World
+from gpufinops.core.placement.interruptions import interruption_reason
 from gpufinops.core.placement.lifecycle import job_kind, job_name
 from gpufinops.handlers.aiworkload import Rivals
 from gpufinops.handlers.context import context_of
@@ -96,6 +99,35 @@ async def job_pods(
 @kopf.index("", "v1", "nodes")
 def node_taints(name: str, spec: kopf.Spec, **_: Any) -> dict[str, tuple[str, ...]]:
     return {name: tuple(str(t.get("key")) for t in spec.get("taints") or [])}
+
+
+@kopf.index("", "v1", "nodes")
+def spot_pool_nodes(
+    name: str,
+    labels: kopf.Labels,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    memo: kopf.Memo,
+    **_: Any,
+) -> dict[str, bool]:
+    """Per spot pool, whether each of its nodes could take a job now: Ready,
+    schedulable, and without an interruption notice (the deadline rule's view of spot
+    capacity; nodes appearing, tainted and going are what it follows)."""
+    pool = pool_of(labels, context_of(memo).config.node_pools)
+    if pool is None or pool.capacity_type != CapacityType.SPOT:
+        return {}
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    taints = [str(t.get("key")) for t in spec.get("taints") or []]
+    usable = ready and not spec.get("unschedulable") and interruption_reason(taints) is None
+    return {pool.name: usable}
+
+
+def spot_capacity(index: kopf.Index[str, bool]) -> dict[str, bool]:
+    """Per spot pool with nodes, whether any of them could take a job now."""
+    return {pool: any(index[pool]) for pool in index}
 
 
 class NodeTaints(Mapping[str, Sequence[str]]):
@@ -175,6 +207,8 @@ async def place_training(
             created_at=created,
             now=clock.now,
             stepped=steps.take(),
+            spot_capacity=spot_capacity(indexes["spot_pool_nodes"]),
+            period_seconds=context.sync_seconds,
         )
         await asyncio.to_thread(controller.tick, spec, world)
 

@@ -10,11 +10,11 @@ NSDI '24) with the margins a real job needs:
 - **Exploitation.** On spot, stay while the time left still covers the work left,
   the work a preemption would lose (up to a checkpoint interval, all of it
   without checkpoints) and a restart.
-- **Uniform progress.** Idle (spot not obtainable), wait only while progress is at
-  or ahead of the straight line from submission to the deadline; behind it, run on
-  on-demand. On on-demand, stay until progress is ahead of that line two restarts
-  from now (the hysteresis that stops flapping), then return to spot when it is
-  obtainable, or wait for it.
+- **Uniform progress.** Idle (spot not obtainable), wait only while progress is no
+  more than ``BEHIND_TOLERANCE`` behind the straight line from submission to the
+  deadline; further behind, run on on-demand. On on-demand, stay until progress is
+  ahead of that line two restarts from now (the hysteresis that stops flapping),
+  then return to spot when it is obtainable, or wait for it.
 
 Everything is in seconds of the job's own clock; ``expected`` is the user's
 ``expectedDurationSeconds``, the only duration the operator knows.
@@ -27,6 +27,13 @@ DURATION_MARGIN = 0.25
 """How much longer than expected a job may run and still be on time: an expected
 duration is an estimate (on the development traces, with estimates log-normally off
 by sigma 0.1, 0.25 was the smallest margin that met every deadline)."""
+
+
+BEHIND_TOLERANCE = 0.1
+"""How far behind the straight line (a share of the expected work) a job without spot
+still waits for it. Uniform Progress uses 0, which sends a job to on-demand in the
+first step of any outage; on the development traces a tenth cut the cost at slack 2
+and 3 by 2-4 % and changed no deadline, the safety net keeping each."""
 
 
 class Capacity(StrEnum):
@@ -108,5 +115,5 @@ def capacity_now(view: DeadlineView) -> Capacity:
         return Capacity.SPOT if view.spot_obtainable else Capacity.WAIT
     if view.spot_obtainable:
         return Capacity.SPOT
-    behind = view.done_seconds < _line(view, view.now)
+    behind = view.done_seconds < _line(view, view.now) - BEHIND_TOLERANCE * view.expected_seconds
     return Capacity.ON_DEMAND if behind else Capacity.WAIT

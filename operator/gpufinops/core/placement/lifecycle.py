@@ -27,14 +27,17 @@ from gpufinops.core.conditions import find_condition, set_condition
 from gpufinops.core.cost.budget import Action
 from gpufinops.core.events import EventReason
 from gpufinops.core.placement.choose import choose_pool, expected_cost_usd
+from gpufinops.core.placement.deadline import Capacity, DeadlineView, capacity_now
 from gpufinops.core.placement.fallback import fallback_verdict, remaining_seconds
 from gpufinops.core.placement.interruptions import interruption_reason
 from gpufinops.core.placement.model import JobProfile, Placement, PoolOffer
 from gpufinops.core.placement.observed import JobView, PodView
+from gpufinops.core.placement.progress import checkpointed, run_work_seconds
 from gpufinops.core.placement.record import MAX_REMEMBERED_PODS, Phase, PlacementRecord
 from gpufinops.core.placement.transitions import (
     fell_back,
     interrupted,
+    moved,
     pending,
     placed,
     pool_unavailable,
@@ -118,6 +121,12 @@ class TrainingTick:
     """Whether this process already created the Job (the index has not shown it yet)."""
     spent_usd: float | None = None
     """The workload's spend so far, from the cost loop's ledger (``status.cost.totalUSD``)."""
+    spot_capacity: Mapping[str, bool] = field(default_factory=dict)
+    """Per spot pool, whether it has a node that could take the job now (Ready,
+    schedulable, no interruption notice); a pool missing here has no node known (an
+    autoscaled pool shows capacity only when asked) and counts as obtainable."""
+    period_seconds: float = 15.0
+    """Until the next tick: a decision of the deadline rule must still hold then."""
 
 
 def job_name(name: str, spec: AIWorkloadSpec) -> str:
@@ -251,6 +260,36 @@ class _Planner:
 
     def _done(self, record: PlacementRecord) -> TrainingPlan:
         return TrainingPlan(record, self.conditions, self.ready, self.steps)
+
+    # ------------------------------------------------------------------ deadlines
+
+    def _spot_obtainable(self, offers: Sequence[PoolOffer]) -> list[PoolOffer]:
+        known = self.tick.spot_capacity
+        return [o for o in offers if o.spot and known.get(o.name, True)]
+
+    def _deadline_rule(
+        self, record: PlacementRecord, job: JobProfile, on: Capacity, obtainable: bool
+    ) -> Capacity | None:
+        """What the deadline rule wants now; None when it does not apply (no deadline or
+        no expected duration, spot disabled, or the job fell back to on-demand for good)."""
+        training = self.tick.spec.training
+        assert training is not None
+        spot = training.spot
+        if job.deadline is None or job.expected_duration_seconds is None:
+            return None
+        if not spot.enabled or record.memory.on_demand_only:
+            return None
+        now = self.tick.now
+        run = run_work_seconds(job, record.memory, now) if on != Capacity.WAIT else 0.0
+        view = DeadlineView(
+            now=now, submitted_at=job.submitted_at, deadline=job.deadline,
+            expected_seconds=job.expected_duration_seconds,
+            done_seconds=record.memory.progress_seconds + run,
+            restart_seconds=job.restart_overhead_seconds,
+            at_risk_seconds=run - checkpointed(job, run) if on == Capacity.SPOT else 0.0,
+            on=on, spot_obtainable=obtainable, period_seconds=self.tick.period_seconds,
+        )  # fmt: skip
+        return capacity_now(view)
 
     # ------------------------------------------------------------------ the tick
 
@@ -494,6 +533,25 @@ class _Planner:
                 f"{target} suspended; waiting for its {job.active} pod(s) to stop",
             )  # fmt: skip
             return self._done(record)
+        spot_now = self._spot_obtainable(offers)
+        wanted = self._deadline_rule(record, profile_, Capacity.WAIT, bool(spot_now))
+        if wanted == Capacity.WAIT:
+            record.reason = "ahead of schedule; waiting for spot capacity"
+            if self._set(
+                ConditionStatus.UNKNOWN, "WaitingForSpot",
+                f"{target} is ahead of its deadline and no spot pool has capacity: it "
+                "waits for spot (it moves to on-demand when it falls behind)",
+            ):  # fmt: skip
+                self._event(
+                    "Normal", EventReason.WAITING_FOR_SPOT,
+                    f"{target} waits for spot capacity; ahead of its deadline",
+                )  # fmt: skip
+            return self._done(record)
+        on_demand = [o for o in offers if not o.spot]
+        if wanted == Capacity.ON_DEMAND and on_demand:
+            offers = on_demand
+        elif wanted == Capacity.SPOT:
+            offers = spot_now + on_demand  # on-demand stays a choice if spot is refused
         choice = choose_pool(profile_, offers, training.spot, record.memory, tick.now)
         _estimate(record, profile_, offers, choice.pool, tick.now)
         record.reason = choice.reason
@@ -533,6 +591,44 @@ class _Planner:
         self._set(ConditionStatus.TRUE, "Placed", message)
         return self._done(record)
 
+    def _switch(
+        self,
+        record: PlacementRecord,
+        job: JobView,
+        offers: list[PoolOffer],
+        offer: PoolOffer,
+        profile_: JobProfile,
+        target: str,
+    ) -> TrainingPlan | None:
+        """Move a running job when the deadline rule wants other capacity: off spot while
+        a lost attempt can still be made good, back to spot (or to waiting for it) when
+        on-demand has put it ahead. None: it stays where it runs."""
+        on = Capacity.SPOT if offer.spot else Capacity.ON_DEMAND
+        spot_now = self._spot_obtainable(offers)
+        if on == Capacity.SPOT and offer not in spot_now:
+            spot_now.append(offer)  # it holds its capacity, whatever the pool shows
+        wanted = self._deadline_rule(record, profile_, on, bool(spot_now))
+        if wanted is None or wanted == on:
+            return None
+        now = self.tick.now
+        record.memory = moved(record.memory, now, profile_)
+        self.steps.append(SuspendJob())
+        if wanted == Capacity.ON_DEMAND:
+            record.phase = Phase.FALLING_BACK
+            message = (
+                f"{target} suspended to move to on-demand: one more spot interruption "
+                "would make it miss its deadline"
+            )
+            self._event("Warning", EventReason.FALLING_BACK_TO_ON_DEMAND, message)
+            self._set(ConditionStatus.UNKNOWN, "FallingBack", message)
+        else:
+            record.phase = Phase.WAITING
+            where = "to spot" if wanted == Capacity.SPOT else "off on-demand to wait for spot"
+            message = f"{target} is ahead of its deadline: suspended to move {where}"
+            self._event("Normal", EventReason.MOVING_TO_SPOT, message)
+            self._set(ConditionStatus.UNKNOWN, "MovingToSpot", message)
+        return self._done(record)
+
     def _watch(
         self,
         record: PlacementRecord,
@@ -570,6 +666,10 @@ class _Planner:
             if not job.suspended and not recommend:
                 self.steps.append(SuspendJob())
             return self._done(record)
+        if not unschedulable and not recommend:
+            switch = self._switch(record, job, offers, offer, profile_, target)
+            if switch is not None:
+                return switch
         verdict = fallback_verdict(
             profile_, training.spot, record.memory, offer, tick.now, pending=unschedulable
         )

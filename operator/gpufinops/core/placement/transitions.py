@@ -109,6 +109,15 @@ def fell_back(
     )
 
 
+def moved(memory: PlacementMemory, now: float, job: JobProfile) -> PlacementMemory:
+    """The job is suspended to move between spot and on-demand (or to wait for spot)
+    by the deadline rule: it keeps its checkpointed work and may return to spot."""
+    return memory.model_copy(
+        update={"progress_seconds": _saved(memory, job, now), "placed_at": None,
+                "pending_since": None}
+    )  # fmt: skip
+
+
 def pending(memory: PlacementMemory, now: float, unschedulable: bool) -> PlacementMemory:
     """Start the pending clock when pods first become unschedulable; stop it when not."""
     if unschedulable:
