@@ -191,3 +191,17 @@ def test_pods_become_jobs_with_deadlines_inside_the_trace() -> None:
     for j in jobs:
         assert j.deadline - j.arrival == pytest.approx(6 * 3600)
         assert j.deadline <= 300 * STEP and j.expected == j.work
+
+
+def test_the_plot_is_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pods = tmp_path / "pods.csv"
+    rows = ["name,num_gpu,gpu_milli,qos,creation_time,scheduled_time,deletion_time"]
+    rows += [f"p{i},1,1000,BE,{i * 7200},{i * 7200},{i * 7200 + 2 * 3600}" for i in range(3)]
+    pods.write_text("\n".join(rows) + "\n")
+    zone = tmp_path / "z1.json"
+    zone.write_text(json.dumps(trace(([1] * 5 + [0] * 2) * 40).to_json()))
+    png = tmp_path / "job.png"
+    args = ["simulate", "training", str(pods), "--spot-trace", str(zone), "--slack", "1.5"]
+    assert main([*args, "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "uniform-progress" in capsys.readouterr().out

@@ -507,6 +507,7 @@ def run(
     return {
         "traces": [t.source for t in traces],
         "zones": [t.zone for t in traces],
+        "instance": traces[0].instance,
         "evaluation_only": any(EVALUATION_ONLY.search(t.source) for t in traces),
         "slack": options.slack,
         "prices_usd_per_gpu_hour": {"spot": prices[0], "on_demand": prices[1]},
@@ -537,12 +538,15 @@ def table(runs: Sequence[dict[str, Any]]) -> str:
 
     ordered = sorted(runs, key=lambda r: bool(r["evaluation_only"]))
     columns = [Column("traces"), Column("slack", numeric=True), Column("jobs", numeric=True)]
-    columns += [Column(f"{name} $ (misses)", numeric=True) for name in POLICIES]
+    columns += [
+        Column(f"{name} $ (misses)" if name != "optimal" else "optimal $ (bound)", numeric=True)
+        for name in POLICIES
+    ]
     columns += [Column("vs UP", numeric=True), Column("vs optimal", numeric=True)]
     rows = []
     for r in ordered:
         first = r["traces"][0]
-        where = f"{first.rsplit('/', 1)[0]} ({len(r['zones'])} zones)"
+        where = f"{first.rsplit('/', 1)[0]} {r['instance']} ({len(r['zones'])} zones)"
         if r["evaluation_only"]:
             where += " [evaluation]"
         res = r["results"]
