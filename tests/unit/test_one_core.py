@@ -9,6 +9,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 from tests.unit.test_cost_allocations import CONFIG as COST_CONFIG
 from tests.unit.test_cost_allocations import T0, Cluster, run
@@ -88,3 +89,25 @@ def test_the_cost_pass_prices_and_accrues_with_the_core_ledger(
     assert len(planned) == 2 and len(charged) == 2 and len(accounted) == 2
     assert len(rates) == 1  # unallocated GPUs: from the second pass, over the interval
     assert cluster.status["cost"]["totalUSD"] == 3.0
+
+
+def test_deadlines_operator_and_simulator_ask_the_same_rule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.unit.test_training_controller import deadline_spec
+
+    from gpufinops.core.placement import deadline
+    from gpufinops.sim import spot
+
+    by_operator = spy(monkeypatch, lifecycle, "capacity_now", deadline.capacity_now)
+    by_simulator = spy(monkeypatch, spot, "capacity_now", deadline.capacity_now)
+    h = Harness()
+    c = h.controller()
+    c.tick(deadline_spec(12), h.world(TRAINING_NOW))
+    c.tick(deadline_spec(12), h.world(TRAINING_NOW + 15))
+    assert by_operator, "the operator placed a job with a deadline without the rule"
+    job = spot.Job("j", 1.0, 0.0, 3600.0, 3600.0, 7200.0)
+    zone = spot.SpotTrace("z", "v100_1", 1, 600.0, np.ones(50, dtype=np.int64))
+    options = spot.Options(step_seconds=600.0)
+    spot.replay(job, [zone], spot.gpufinops_policy, options, (1.0, 3.0))
+    assert by_simulator, "the simulated gpufinops policy did not ask the rule"
