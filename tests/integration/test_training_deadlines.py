@@ -75,9 +75,9 @@ def test_a_job_waits_for_spot_runs_where_it_appears_and_leaves_it_for_its_deadli
         assert placement_of(kubectl, "dl")["capacityType"] == "spot"
         assert "SpotPlaced" in event_reasons(kubectl, "dl")
 
-        # The deadline moves in to 10.4 h for 10 h of work: losing this spot attempt
+        # The deadline moves in to 10.2 h for 10 h of work: losing this spot attempt
         # would now be late, so the Job goes to on-demand before anything is lost.
-        patch = {"spec": {"training": {"deadline": _deadline(10.4)}}}
+        patch = {"spec": {"training": {"deadline": _deadline(10.2)}}}
         ok(kubectl("patch", "aiw", "dl", "-n", NS, "--type=merge", "-p", json.dumps(patch)))
         poll(lambda: running_pod(kubectl, "dl", ON_DEMAND_NODES), "the Job on on-demand")
         placement = placement_of(kubectl, "dl")
