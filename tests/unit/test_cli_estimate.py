@@ -168,3 +168,31 @@ def test_no_workloads_is_not_an_error(tmp_path: Path, capsys: pytest.CaptureFixt
     code, _, err = run(capsys, "-f", str(tmp_path))
     assert code == 0
     assert "no AIWorkload manifests" in err
+
+
+def test_markdown_cells_cannot_forge_the_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A team or a workload name is the manifest author's text: in a PR comment it must
+    # stay inside its cell, whatever pipes, backticks, newlines or markup it holds.
+    d = copy_examples(tmp_path)
+    path = d / "inference-vllm.yaml"
+    docs = list(yaml.safe_load_all(path.read_text()))
+    for doc in docs:
+        if doc["kind"] == "AIWorkload":
+            doc["spec"]["costAllocation"]["team"] = "t | x |\n\n**Within budget** <b>ok</b>"
+            doc["metadata"]["name"] = "llama` | forged"
+    path.write_text(yaml.safe_dump_all(docs))
+    code, out, _ = run(capsys, "-f", str(d), "--max-monthly-usd", "100", "--format", "markdown")
+    assert code == 1
+    lines = out.splitlines()
+    assert [line for line in lines if "Within budget" in line and "|" not in line] == []
+    assert sum("**Over budget**" in line for line in lines) == 1
+    rows = [line for line in lines if line.startswith("| ") and "GPU" not in line]
+    header_cells = next(line for line in lines if line.startswith("| WORKLOAD")).count(" | ")
+    for row in rows[: len(rows) - 1]:
+        if row.startswith("| ---") or row.startswith("| Workload") or "Total" in row:
+            continue
+        unescaped = row.replace("\\|", "").count(" | ")
+        assert unescaped in (header_cells, 3), row
+    assert "<b>" not in out

@@ -202,6 +202,26 @@ def render_table(
     return "\n".join(lines) + "\n"
 
 
+_MD_SPECIAL = str.maketrans({c: f"\\{c}" for c in "\\`*_[]|~"})
+"""Inline markup, and the cell boundary; the text is one line inside a cell or after a
+list marker, where block markup (headings, lists) cannot start."""
+
+
+def md_text(text: str) -> str:
+    """Text from a manifest (a team, a workload name), safe in a Markdown table cell or
+    list item of a PR comment: one line, no markup, no HTML, no cell boundary."""
+    flat = " ".join(str(text).split())
+    return (
+        flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").translate(_MD_SPECIAL)
+    )
+
+
+def _md_code(text: str) -> str:
+    """A workload key as code when it can be one (no backtick), else as escaped text."""
+    flat = " ".join(str(text).split())
+    return f"`{flat.replace('|', '&#124;')}`" if "`" not in flat else md_text(flat)
+
+
 def _md_row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
@@ -218,10 +238,13 @@ def render_markdown(
         f"({HOURS_PER_MONTH:g} h months).",
     ]
     if verdict.reasons:
-        out += ["", *[f"- {r}" for r in verdict.reasons]]
+        out += ["", *[f"- {md_text(r)}" for r in verdict.reasons]]
     align = ["---"] * _FIRST_NUMBER + ["---:"] * (len(_HEADER) - _FIRST_NUMBER)
     out += ["", _md_row(_HEADER), _md_row(align)]
-    out += [_md_row([f"`{r[0]}`", *r[1:]]) for r in _rows(estimates)]
+    out += [
+        _md_row([_md_code(r[0]), *(md_text(c) for c in r[1:_FIRST_NUMBER]), *r[_FIRST_NUMBER:]])
+        for r in _rows(estimates)
+    ]
     out.append(
         _md_row(["**Total**", "", "", "", "", "", "", f"**{_usd(expected)}**", _usd(worst), ""])
     )
@@ -232,7 +255,7 @@ def render_markdown(
             _md_row(["---", "---:", "---:", "---:"]),
         ]
         out += [
-            _md_row([f"`{c.key}`", _usd(c.base_usd), _usd(c.new_usd), _signed(c.delta_usd)])
+            _md_row([_md_code(c.key), _usd(c.base_usd), _usd(c.new_usd), _signed(c.delta_usd)])
             for c in changes
         ]
         total = _signed(sum(c.delta_usd for c in changes))
@@ -240,7 +263,7 @@ def render_markdown(
     notes = _notes(estimates)
     if notes:
         out += ["", "<details><summary>Assumptions</summary>", ""]
-        out += [f"- {n}" for n in notes]
+        out += [f"- {md_text(n)}" for n in notes]
         out += ["", "</details>"]
     return "\n".join(out) + "\n"
 
