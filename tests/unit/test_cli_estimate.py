@@ -196,3 +196,39 @@ def test_markdown_cells_cannot_forge_the_verdict(
         unescaped = row.replace("\\|", "").count(" | ")
         assert unescaped in (header_cells, 3), row
     assert "<b>" not in out
+
+
+def test_manifests_from_standard_input(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    text = (EXAMPLES_DIR / "inference-vllm.yaml").read_bytes()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text)))
+    code, out, err = run(capsys, "-f", "-", "--format", "json")
+    assert code == 0, err
+    assert [w["name"] for w in json.loads(out)["workloads"]] == ["llama-3-8b"]
+
+
+def test_fail_on_increase_against_the_base(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = copy_examples(tmp_path)
+    edit_llama(d, minReplicas=4)
+    code, out, _ = run(capsys, "-f", str(d), "--diff", str(EXAMPLES_DIR), "--format", "json")
+    assert code == 0
+    doc = json.loads(out)
+    assert [c["key"] for c in doc["diff"]] == ["default/llama-3-8b"]  # only what changed
+    percent = doc["diff"][0]["delta_percent"]
+    assert percent > 0
+    code, out, _ = run(capsys, "-f", str(d), "--diff", str(EXAMPLES_DIR),
+                       "--fail-on-increase", f"{percent / 2:.1f}")  # fmt: skip
+    assert code == 1 and "--fail-on-increase" in out
+    code, _, _ = run(capsys, "-f", str(d), "--diff", str(EXAMPLES_DIR),
+                     "--fail-on-increase", f"{percent + 50:.1f}")  # fmt: skip
+    assert code == 0
+    code, _, err = run(capsys, "-f", str(d), "--fail-on-increase", "5")
+    assert code == 2 and "--diff" in err
+    code, out, _ = run(capsys, "-f", str(d), "--diff", str(EXAMPLES_DIR), "--show-unchanged",
+                       "--format", "json")  # fmt: skip
+    assert len(json.loads(out)["diff"]) == 3

@@ -28,7 +28,13 @@ class InputError(Exception):
     """Input that cannot be estimated; the message names the file and the field."""
 
 
+STDIN = Path("-")
+"""``-f -``: manifests from standard input (``helm template ... | gpufinops estimate -f -``)."""
+
+
 def _yaml_files(target: Path, recursive: bool) -> list[Path]:
+    if target == STDIN:
+        return [target]
     if target.is_dir():
         pattern = "**/*" if recursive else "*"
         return sorted(p for p in target.glob(pattern) if p.suffix in (".yaml", ".yml"))
@@ -40,7 +46,7 @@ def _yaml_files(target: Path, recursive: bool) -> list[Path]:
 def _text(path: Path) -> str:
     """The file as text: UTF-8 (with or without a byte-order mark), or UTF-16 with a
     byte-order mark, the encodings YAML allows; otherwise an error naming the line."""
-    raw = path.read_bytes()
+    raw = sys.stdin.buffer.read() if path == STDIN else path.read_bytes()
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
             return raw.decode("utf-16")
@@ -123,6 +129,34 @@ class Change:
     def delta_usd(self) -> float:
         return (self.new_usd or 0.0) - (self.base_usd or 0.0)
 
+    @property
+    def delta_percent(self) -> float | None:
+        """The change as a percentage of the base; None for a workload the base lacks."""
+        if not self.base_usd:
+            return None
+        return 100.0 * self.delta_usd / self.base_usd
+
+    @property
+    def changed(self) -> bool:
+        return abs(self.delta_usd) >= 0.005 or (self.base_usd is None) != (self.new_usd is None)
+
+
+def increase_verdict(changes: Sequence[Change], limit_percent: float) -> str | None:
+    """Why the change fails ``--fail-on-increase``, or None: the expected monthly total
+    rose by more than ``limit_percent`` % of the base's (from a base of $0, any rise)."""
+    base = sum(c.base_usd or 0.0 for c in changes)
+    delta = sum(c.delta_usd for c in changes)
+    if delta <= 0.005:
+        return None
+    percent = 100.0 * delta / base if base > 0 else float("inf")
+    if percent <= limit_percent:
+        return None
+    shown = f"{percent:.1f} %" if base > 0 else "from $0"
+    return (
+        f"expected monthly cost rises by {_signed(delta)} ({shown}), more than "
+        f"--fail-on-increase {limit_percent:g} %"
+    )
+
 
 def diff(base: Sequence[WorkloadEstimate], new: Sequence[WorkloadEstimate]) -> list[Change]:
     """Expected monthly cost per workload before and after (None: absent on that side)."""
@@ -130,6 +164,10 @@ def diff(base: Sequence[WorkloadEstimate], new: Sequence[WorkloadEstimate]) -> l
     after = {e.key: e.expected_monthly_usd for e in new}
     keys = list(after) + [k for k in before if k not in after]
     return [Change(k, before.get(k), after.get(k)) for k in keys]
+
+
+def _percent(value: float | None) -> str:
+    return "new" if value is None else f"{value:+.1f} %"
 
 
 def _usd(value: float | None) -> str:
@@ -192,7 +230,8 @@ def render_table(
     if changes is not None:
         lines.append("")
         lines += [
-            f"{c.key}: {_usd(c.base_usd)} -> {_usd(c.new_usd)} ({_signed(c.delta_usd)})"
+            f"{c.key}: {_usd(c.base_usd)} -> {_usd(c.new_usd)} ({_signed(c.delta_usd)}, "
+            f"{_percent(c.delta_percent)})"
             for c in changes
         ]
         lines.append(f"expected change: {_signed(sum(c.delta_usd for c in changes))}/month")
@@ -251,15 +290,23 @@ def render_markdown(
     if changes is not None:
         out += ["", "#### Change against the base", ""]
         out += [
-            _md_row(["Workload", "Base", "New", "Change"]),
-            _md_row(["---", "---:", "---:", "---:"]),
+            _md_row(["Workload", "Base", "New", "Change", "%"]),
+            _md_row(["---", "---:", "---:", "---:", "---:"]),
         ]
         out += [
-            _md_row([_md_code(c.key), _usd(c.base_usd), _usd(c.new_usd), _signed(c.delta_usd)])
+            _md_row(
+                [
+                    _md_code(c.key),
+                    _usd(c.base_usd),
+                    _usd(c.new_usd),
+                    _signed(c.delta_usd),
+                    _percent(c.delta_percent),
+                ]
+            )
             for c in changes
         ]
         total = _signed(sum(c.delta_usd for c in changes))
-        out.append(_md_row(["**Total**", "", "", f"**{total}**"]))
+        out.append(_md_row(["**Total**", "", "", f"**{total}**", ""]))
     notes = _notes(estimates)
     if notes:
         out += ["", "<details><summary>Assumptions</summary>", ""]
@@ -286,7 +333,11 @@ def render_json(
         "reasons": verdict.reasons,
     }
     if changes is not None:
-        doc["diff"] = [{**asdict(c), "delta_usd": round(c.delta_usd, 2)} for c in changes]
+        doc["diff"] = [
+            {**asdict(c), "delta_usd": round(c.delta_usd, 2),
+             "delta_percent": None if c.delta_percent is None else round(c.delta_percent, 2)}
+            for c in changes
+        ]  # fmt: skip
         doc["totalDeltaMonthlyUSD"] = round(sum(c.delta_usd for c in changes), 2)
     return json.dumps(doc, indent=2) + "\n"
 
@@ -308,10 +359,19 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     except (ConfigError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    if args.fail_on_increase is not None and base is None:
+        print("error: --fail-on-increase compares with --diff BASE_DIR; give both", file=sys.stderr)
+        return EXIT_INVALID
     if not estimates:
         print("note: no AIWorkload manifests found", file=sys.stderr)
     verdict = judge(estimates, args.max_monthly_usd)
     changes = None if base is None else diff(base, estimates)
+    if changes is not None and args.fail_on_increase is not None:
+        why = increase_verdict(changes, args.fail_on_increase)
+        if why is not None:
+            verdict = Verdict(True, [*verdict.reasons, why])
+    if changes is not None and not args.show_unchanged:
+        changes = [c for c in changes if c.changed]
     if args.format == "json":
         text = render_json(estimates, verdict, changes, args.max_monthly_usd)
     elif args.format == "markdown":
@@ -345,7 +405,7 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
         type=Path,
         action="append",
         required=True,
-        help="manifest file or directory of *.yaml/*.yml (repeatable)",
+        help="manifest file or directory of *.yaml/*.yml (repeatable); - reads standard input",
     )
     p.add_argument("-R", "--recursive", action="store_true", help="descend into directories")
     p.add_argument(
@@ -364,5 +424,18 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
         default=None,
         metavar="BASE_DIR",
         help="also show the change against the manifests in BASE_DIR (e.g. the base branch)",
+    )
+    p.add_argument(
+        "--fail-on-increase",
+        type=_non_negative,
+        default=None,
+        metavar="PERCENT",
+        help="with --diff: fail (exit 1) when the expected monthly total rises by more than "
+        "PERCENT %% of the base's",
+    )
+    p.add_argument(
+        "--show-unchanged",
+        action="store_true",
+        help="with --diff: list unchanged workloads too (only changed ones by default)",
     )
     p.set_defaults(func=_cmd_estimate)
