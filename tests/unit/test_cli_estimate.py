@@ -232,3 +232,35 @@ def test_fail_on_increase_against_the_base(
     code, out, _ = run(capsys, "-f", str(d), "--diff", str(EXAMPLES_DIR), "--show-unchanged",
                        "--format", "json")  # fmt: skip
     assert len(json.loads(out)["diff"]) == 3
+
+
+def test_a_gpu_deployment_without_an_aiworkload_is_priced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = copy_examples(tmp_path)
+    pod = {
+        "nodeSelector": {"gpufinops.dev/pool": "l4-on-demand"},
+        "containers": [{"name": "c", "image": "x", "resources": {"limits": {"nvidia.com/gpu": 2}}}],
+    }
+    rogue = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "rogue", "namespace": "ml", "labels": {"gpufinops.dev/team": "r"}},
+        "spec": {"replicas": 3, "template": {"spec": pod}},
+    }  # fmt: skip
+    cpu_only = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 9, "template": {"spec": {"containers": [{"name": "w"}]}}},
+    }  # fmt: skip
+    (d / "rogue.yaml").write_text(yaml.safe_dump_all([rogue, cpu_only]))
+    code, out, _ = run(capsys, "-f", str(d), "--format", "json")
+    assert code == 0
+    by_key = {f"{w['namespace']}/{w['name']}": w for w in json.loads(out)["workloads"]}
+    assert "default/web" not in by_key
+    unmanaged = by_key["ml/rogue"]
+    assert unmanaged["type"] == "Unmanaged" and unmanaged["team"] == "r"
+    assert unmanaged["expected_monthly_usd"] == pytest.approx(3 * 2 * L4 * 730)
+    # The examples' own targets are driven by their AIWorkloads: not counted twice.
+    assert sum(w["type"] == "Unmanaged" for w in by_key.values()) == 1
+    code, out, _ = run(capsys, "-f", str(d), "--diff", str(EXAMPLES_DIR),
+                       "--fail-on-increase", "10")  # fmt: skip
+    assert code == 1 and "ml/rogue" in out

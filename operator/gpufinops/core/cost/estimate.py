@@ -239,11 +239,85 @@ def estimate_workload(m: Manifest, targets: Targets, config: OperatorConfig) -> 
     )
 
 
+UNMANAGED = "Unmanaged"
+"""The type of a GPU Deployment, StatefulSet, Rollout or Job no AIWorkload drives."""
+
+
+def claimed(m: Manifest) -> tuple[str, str] | None:
+    """(kind, name) of what an AIWorkload manifest drives, read leniently."""
+    spec = m.doc.get("spec")
+    if not isinstance(spec, dict):
+        return None
+    for section in ("inference", "experiment"):
+        ref = (
+            (spec.get(section) or {}).get("targetRef")
+            if isinstance(spec.get(section), dict)
+            else None
+        )
+        if isinstance(ref, dict) and isinstance(ref.get("name"), str):
+            return str(ref.get("kind") or "Deployment"), ref["name"]
+    training = spec.get("training")
+    if isinstance(training, dict):
+        job = training.get("jobRef")
+        if isinstance(job, dict) and isinstance(job.get("name"), str):
+            return str(job.get("kind") or "Job"), job["name"]
+        name = metadata(m).get("name")
+        return ("Job", name) if isinstance(name, str) else None
+    return None
+
+
+def _selected_pool(pod_spec: Any, config: OperatorConfig) -> NodePool | None:
+    selector = pod_spec.get("nodeSelector") if isinstance(pod_spec, dict) else None
+    if not isinstance(selector, dict):
+        return None
+    return next(
+        (p for p in config.node_pools
+         if p.selector and all(selector.get(k) == v for k, v in p.selector.items())),
+        None,
+    )  # fmt: skip
+
+
+def estimate_unmanaged(kind: str, m: Manifest, config: OperatorConfig) -> WorkloadEstimate | None:
+    """A GPU workload without an AIWorkload: nothing bounds it, so it is priced at its
+    pod count all month, on the pool its nodeSelector picks (else the dearest pool);
+    a change that adds GPUs outside an AIWorkload must not pass a CI check at $0."""
+    name = metadata(m).get("name")
+    if not isinstance(name, str) or not config.node_pools:
+        return None
+    pods = target_pods(m, kind, name, rules_of(config))
+    if pods.gpus <= 0 or pods.count <= 0:
+        return None
+    template = mapping(m.doc.get("spec"), m.source, "spec").get("template")
+    pod_spec = template.get("spec") if isinstance(template, dict) else None
+    pool = _selected_pool(pod_spec, config)
+    notes = [f"no AIWorkload drives this {kind}: priced at its {pods.count} pod(s) all month"]
+    if pool is None:
+        pool = max(config.node_pools, key=_price)
+        notes.append(f"its nodeSelector picks no configured pool: priced on {pool.name}")
+    labels = metadata(m).get("labels")
+    team = labels.get("gpufinops.dev/team") if isinstance(labels, dict) else None
+    monthly = pods.count * pods.gpus * _price(pool) * HOURS_PER_MONTH
+    return WorkloadEstimate(
+        source=m.source, namespace=namespace(m), name=name, type=UNMANAGED,
+        team=str(team or "-"), pool=pool.name, capacity_type=str(pool.capacity_type),
+        gpu_hourly_usd=_price(pool), gpus_per_pod=pods.gpus, max_pods=pods.count,
+        expected_pods=float(pods.count), expected_hours=HOURS_PER_MONTH,
+        worst_case_monthly_usd=monthly, expected_monthly_usd=monthly,
+        budget_monthly_usd=None, notes=tuple(notes),
+    )  # fmt: skip
+
+
 def estimate(manifests: Sequence[Manifest], config: OperatorConfig) -> list[WorkloadEstimate]:
-    """Estimates of every AIWorkload among ``manifests``, in file order."""
+    """Estimates of every AIWorkload among ``manifests``, in file order, then of every
+    GPU workload no AIWorkload drives."""
     targets = Targets(manifests)
-    return [
-        estimate_workload(m, targets, config)
-        for m in manifests
-        if m.doc.get("kind") == "AIWorkload"
-    ]
+    workloads = [m for m in manifests if m.doc.get("kind") == "AIWorkload"]
+    out = [estimate_workload(m, targets, config) for m in workloads]
+    driven = {(namespace(m), *c) for m in workloads if (c := claimed(m)) is not None}
+    for kind, m in targets.all():
+        if (namespace(m), kind, metadata(m).get("name")) in driven:
+            continue
+        found = estimate_unmanaged(kind, m, config)
+        if found is not None:
+            out.append(found)
+    return out

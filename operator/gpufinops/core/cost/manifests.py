@@ -154,3 +154,7 @@ class Targets:
 
     def get(self, kind: str, owner: Manifest, name: str) -> Manifest | None:
         return self._by.get((kind, namespace(owner), name))
+
+    def all(self) -> list[tuple[str, Manifest]]:
+        """(kind, manifest) of every target, in file order."""
+        return [(kind, m) for (kind, _, _), m in self._by.items()]
