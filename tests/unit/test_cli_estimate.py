@@ -32,14 +32,14 @@ def test_json_totals_and_worst_case(capsys: pytest.CaptureFixture[str]) -> None:
     doc = json.loads(out)
     by_name = {w["name"]: w for w in doc["workloads"]}
     llama = by_name["llama-3-8b"]
-    assert llama["worst_case_monthly_usd"] == pytest.approx(12 * 1 * L4 * 730)
-    assert llama["expected_monthly_usd"] > 1 * L4 * 730  # the business-hours floor adds to it
+    assert llama["worstCaseMonthlyUSD"] == pytest.approx(12 * 1 * L4 * 730)
+    assert llama["expectedMonthlyUSD"] > 1 * L4 * 730  # the business-hours floor adds to it
     assert doc["totalExpectedMonthlyUSD"] == pytest.approx(
-        sum(w["expected_monthly_usd"] for w in doc["workloads"]), abs=0.01
+        sum(w["expectedMonthlyUSD"] for w in doc["workloads"]), abs=0.01
     )
     training = by_name["finetune-llama-3-8b"]
-    assert training["gpus_per_pod"] == 4
-    assert training["expected_monthly_usd"] == pytest.approx(4 * 1.93 / 4 * 6, rel=0.01)
+    assert training["gpusPerPod"] == 4
+    assert training["expectedMonthlyUSD"] == pytest.approx(4 * 1.93 / 4 * 6, rel=0.01)
 
 
 def test_markdown_for_a_pull_request(capsys: pytest.CaptureFixture[str]) -> None:
@@ -89,13 +89,13 @@ def test_diff_against_a_base(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert code == 0
     changes = {c["key"]: c for c in json.loads(out)["diff"]}
     llama = changes["default/llama-3-8b"]
-    assert llama["new_usd"] == pytest.approx(4 * L4 * 730)
-    assert llama["delta_usd"] == pytest.approx(llama["new_usd"] - llama["base_usd"], abs=0.01)
+    assert llama["newUSD"] == pytest.approx(4 * L4 * 730)
+    assert llama["deltaUSD"] == pytest.approx(llama["newUSD"] - llama["baseUSD"], abs=0.01)
     removed = changes["default/finetune-llama-3-8b"]
-    assert removed["new_usd"] is None and removed["delta_usd"] < 0
+    assert removed["newUSD"] is None and removed["deltaUSD"] < 0
     code, out, _ = run(capsys, "-f", str(d), "--diff", str(EXAMPLES_DIR), "--format", "markdown")
     assert "#### Change against the base" in out
-    assert f"| `default/llama-3-8b` | ${llama['base_usd']:,.2f} | ${4 * L4 * 730:,.2f} | +$" in out
+    assert f"| `default/llama-3-8b` | ${llama['baseUSD']:,.2f} | ${4 * L4 * 730:,.2f} | +$" in out
     assert "| `default/finetune-llama-3-8b` | $11.58 | - | -$11.58 |" in out
 
 
@@ -219,7 +219,7 @@ def test_fail_on_increase_against_the_base(
     assert code == 0
     doc = json.loads(out)
     assert [c["key"] for c in doc["diff"]] == ["default/llama-3-8b"]  # only what changed
-    percent = doc["diff"][0]["delta_percent"]
+    percent = doc["diff"][0]["deltaPercent"]
     assert percent > 0
     code, out, _ = run(capsys, "-f", str(d), "--diff", str(EXAMPLES_DIR),
                        "--fail-on-increase", f"{percent / 2:.1f}")  # fmt: skip
@@ -258,7 +258,7 @@ def test_a_gpu_deployment_without_an_aiworkload_is_priced(
     assert "default/web" not in by_key
     unmanaged = by_key["ml/rogue"]
     assert unmanaged["type"] == "Unmanaged" and unmanaged["team"] == "r"
-    assert unmanaged["expected_monthly_usd"] == pytest.approx(3 * 2 * L4 * 730)
+    assert unmanaged["expectedMonthlyUSD"] == pytest.approx(3 * 2 * L4 * 730)
     # The examples' own targets are driven by their AIWorkloads: not counted twice.
     assert sum(w["type"] == "Unmanaged" for w in by_key.values()) == 1
     code, out, _ = run(capsys, "-f", str(d), "--diff", str(EXAMPLES_DIR),

@@ -10,7 +10,7 @@ import codecs
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -315,6 +315,33 @@ def render_markdown(
     return "\n".join(out) + "\n"
 
 
+def _cents(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def _workload_json(e: WorkloadEstimate) -> dict[str, Any]:
+    """One workload in the JSON's one style: camelCase, money in cents."""
+    return {
+        "source": e.source,
+        "namespace": e.namespace,
+        "name": e.name,
+        "key": e.key,
+        "type": e.type,
+        "team": e.team,
+        "pool": e.pool,
+        "capacityType": e.capacity_type,
+        "gpuHourlyUSD": round(e.gpu_hourly_usd, 4),
+        "gpusPerPod": e.gpus_per_pod,
+        "maxPods": e.max_pods,
+        "expectedPods": round(e.expected_pods, 4),
+        "expectedHours": round(e.expected_hours, 2),
+        "worstCaseMonthlyUSD": _cents(e.worst_case_monthly_usd),
+        "expectedMonthlyUSD": _cents(e.expected_monthly_usd),
+        "budgetMonthlyUSD": _cents(e.budget_monthly_usd),
+        "notes": list(e.notes),
+    }
+
+
 def render_json(
     estimates: Sequence[WorkloadEstimate],
     verdict: Verdict,
@@ -325,7 +352,7 @@ def render_json(
     doc: dict[str, Any] = {
         "currency": "USD",
         "hoursPerMonth": HOURS_PER_MONTH,
-        "workloads": [{**asdict(e), "notes": list(e.notes)} for e in estimates],
+        "workloads": [_workload_json(e) for e in estimates],
         "totalExpectedMonthlyUSD": round(expected, 2),
         "totalWorstCaseMonthlyUSD": round(worst, 2),
         "maxMonthlyUSD": max_monthly_usd,
@@ -334,10 +361,15 @@ def render_json(
     }
     if changes is not None:
         doc["diff"] = [
-            {**asdict(c), "delta_usd": round(c.delta_usd, 2),
-             "delta_percent": None if c.delta_percent is None else round(c.delta_percent, 2)}
+            {
+                "key": c.key,
+                "baseUSD": _cents(c.base_usd),
+                "newUSD": _cents(c.new_usd),
+                "deltaUSD": round(c.delta_usd, 2),
+                "deltaPercent": None if c.delta_percent is None else round(c.delta_percent, 2),
+            }
             for c in changes
-        ]  # fmt: skip
+        ]
         doc["totalDeltaMonthlyUSD"] = round(sum(c.delta_usd for c in changes), 2)
     return json.dumps(doc, indent=2) + "\n"
 
