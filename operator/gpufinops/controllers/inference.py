@@ -23,6 +23,7 @@ from gpufinops.adapters.status import conditions_patch, memory_patch, read_condi
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.controllers.effects import EventPoster, StatusConflict, StatusWriter
 from gpufinops.core.cost.budget import recorded_enforcement
+from gpufinops.core.events import PostEvent
 from gpufinops.core.forecast.cycle import ForecastCycle
 from gpufinops.core.forecast.model import DemandForecaster, ForecastSettings
 from gpufinops.core.forecast.report import ForecastPoint, ForecastReport
@@ -35,7 +36,6 @@ from gpufinops.core.scaling.tick import (
     PAUSED_ANNOTATION,
     InferencePlan,
     InferenceTick,
-    PostEvent,
     Said,
     Scale,
     needs_signals,

@@ -33,10 +33,10 @@ from gpufinops.api.status import Condition
 from gpufinops.config.model import OperatorConfig
 from gpufinops.controllers.effects import EventPoster, StatusConflict, StatusWriter
 from gpufinops.core.cost.budget import recorded_enforcement
+from gpufinops.core.events import PostEvent
 from gpufinops.core.placement.lifecycle import (
     CreateJob,
     PlaceJob,
-    PostEvent,
     SuspendJob,
     TrainingPlan,
     TrainingTick,

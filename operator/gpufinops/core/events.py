@@ -6,6 +6,7 @@ the two). Values are the ``reason`` field of the Kubernetes Event, in the
 UpperCamelCase the API conventions ask for.
 """
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -65,3 +66,12 @@ class EventReason(StrEnum):
     TARGET_NOT_SCALABLE = "TargetNotScalable"
     WAITING_FOR_SPOT = "WaitingForSpot"
     WAITING_FOR_START_WINDOW = "WaitingForStartWindow"
+
+
+@dataclass(frozen=True)
+class PostEvent:
+    """A plan's step that posts an Event on the workload (``type``: Normal or Warning)."""
+
+    type: str
+    reason: EventReason
+    message: str

@@ -24,7 +24,7 @@ from gpufinops.api.experiment import Experiment
 from gpufinops.api.spec import AIWorkloadSpec, Mode
 from gpufinops.core.clock import moved_with_the_clock
 from gpufinops.core.cost.budget import Action as BudgetAction
-from gpufinops.core.events import EventReason
+from gpufinops.core.events import EventReason, PostEvent
 
 
 class Action(StrEnum):
@@ -159,13 +159,6 @@ def _shut_down(
 @dataclass(frozen=True)
 class ShutDownTarget:
     """Scale the target to zero (Deployment, StatefulSet) or suspend it (Job)."""
-
-
-@dataclass(frozen=True)
-class PostEvent:
-    type: str
-    reason: EventReason
-    message: str
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from gpufinops.api.status import Condition, ConditionStatus, ConditionType
 from gpufinops.config.model import CapacityType, OperatorConfig
 from gpufinops.core.conditions import find_condition, set_condition
 from gpufinops.core.cost.budget import Action
-from gpufinops.core.events import EventReason
+from gpufinops.core.events import EventReason, PostEvent
 from gpufinops.core.placement.choose import choose_pool, expected_cost_usd
 from gpufinops.core.placement.deadline import Capacity, DeadlineView, capacity_now
 from gpufinops.core.placement.fallback import fallback_verdict, remaining_seconds
@@ -67,13 +67,6 @@ class PlaceJob:
 @dataclass(frozen=True)
 class SuspendJob:
     """Suspend the Job (its pods are removed by the Job controller)."""
-
-
-@dataclass(frozen=True)
-class PostEvent:
-    type: str
-    reason: EventReason
-    message: str
 
 
 Step = CreateJob | PlaceJob | SuspendJob | PostEvent

@@ -20,7 +20,7 @@ from gpufinops.api.spec import AIWorkloadSpec, Mode
 from gpufinops.api.status import Condition, ConditionStatus, ConditionType
 from gpufinops.core.conditions import find_condition, set_condition
 from gpufinops.core.cost.budget import Action, replica_ceiling
-from gpufinops.core.events import EventReason
+from gpufinops.core.events import EventReason, PostEvent
 from gpufinops.core.forecast.report import ForecastPoint, ForecastReport
 from gpufinops.core.scaling.decide import Decision, ScalingSettings, ScalingState, Tick, decide
 from gpufinops.core.scaling.observation import Observation
@@ -44,13 +44,6 @@ class Scale:
     """Set the target's replicas (through its scale subresource)."""
 
     replicas: int
-
-
-@dataclass(frozen=True)
-class PostEvent:
-    type: str
-    reason: EventReason
-    message: str
 
 
 Step = Scale | PostEvent
