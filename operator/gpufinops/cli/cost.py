@@ -258,7 +258,10 @@ def md_text(text: str) -> str:
 def _md_code(text: str) -> str:
     """A workload key as code when it can be one (no backtick), else as escaped text."""
     flat = " ".join(str(text).split())
-    return f"`{flat.replace('|', '&#124;')}`" if "`" not in flat else md_text(flat)
+    if "`" in flat:
+        return md_text(flat)
+    # A pipe in a table cell is escaped even inside code (GFM splits cells first).
+    return "`" + flat.replace("|", "\\|") + "`"
 
 
 def _md_row(cells: Sequence[str]) -> str:
