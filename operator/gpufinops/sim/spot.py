@@ -351,7 +351,7 @@ def _first_zone(available: Sequence[int], need: int, current: int | None) -> int
     return next((z for z, n in enumerate(available) if n >= need), None)
 
 
-def _at_risk(state: JobState, options: Options) -> float:
+def _at_risk(state: JobState) -> float:
     return max(0.0, state.done - state.saved) if state.on == Capacity.SPOT else 0.0
 
 
@@ -361,7 +361,7 @@ def gpufinops_policy(state: JobState, available: Sequence[int], options: Options
     view = DeadlineView(
         now=state.now, submitted_at=job.arrival, deadline=job.deadline,
         expected_seconds=job.expected, done_seconds=state.done,
-        restart_seconds=options.restart_seconds, at_risk_seconds=_at_risk(state, options),
+        restart_seconds=options.restart_seconds, at_risk_seconds=_at_risk(state),
         on=state.on, spot_obtainable=zone is not None, period_seconds=options.step_seconds,
     )  # fmt: skip
     capacity = capacity_now(view)
