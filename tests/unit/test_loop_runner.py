@@ -149,3 +149,21 @@ def test_cancellation_is_not_contained() -> None:
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(run_loop(tick, lambda: 1.0, what="t", logger=logging.getLogger("t"),
                              stopped=FakeStopped(3)))  # fmt: skip
+
+
+def test_a_skipped_tick_carries_its_clock_step_to_the_next() -> None:
+    wall = iter([1000.0, 1010.0 + 3600.0, 1020.0 + 3600.0])  # an hour's step before tick 2
+    mono = iter([0.0, 10.0, 20.0])
+    from gpufinops.controllers.clock import ClockSteps
+    from gpufinops.handlers.loop import SKIPPED
+
+    seen: list[float] = []
+
+    async def tick(reading: Reading) -> str | None:
+        seen.append(reading.stepped)
+        return SKIPPED if len(seen) == 2 else None  # the tick that saw the step did not act
+
+    clock = ClockSteps(wall=lambda: next(wall), monotonic=lambda: next(mono))
+    asyncio.run(run_loop(tick, lambda: 1.0, what="t", logger=logging.getLogger("t"),
+                         stopped=FakeStopped(3), clock=clock))  # fmt: skip
+    assert seen == [0.0, pytest.approx(3600.0), pytest.approx(3600.0)]

@@ -19,7 +19,7 @@ from gpufinops.handlers.aiworkload import Rivals
 from gpufinops.handlers.context import context_of
 from gpufinops.handlers.events import poster
 from gpufinops.handlers.indexes import first, namespace_view
-from gpufinops.handlers.loop import SpecChecks, Steps, run_loop
+from gpufinops.handlers.loop import SKIPPED, SpecChecks, run_loop
 from gpufinops.handlers.status_writes import ConditionalStatus, created_at
 
 
@@ -123,20 +123,17 @@ async def watch_experiment(
     )
     checks = SpecChecks(config)
 
-    steps = Steps()
-
-    async def tick(clock: Reading) -> None:
-        steps.add(clock)
+    async def tick(clock: Reading) -> str | None:
         spec = checks.of(body, namespace_view(indexes, namespace)).spec
         if spec is None or spec.experiment is None:
-            return
+            return SKIPPED
         experiment = current["experiment"] = spec.experiment
         ref = experiment.target_ref
         if rivals.block(indexes, ref.kind, ref.name):
-            return
+            return SKIPPED
         target = _target(experiment, namespace, indexes)
         if target is None:
-            return
+            return SKIPPED
         running, replicas, generation = target
         pods = len(indexes["gpu_pods_by_owner"].get((namespace, ref.name), []))
         utilization = None
@@ -151,8 +148,9 @@ async def watch_experiment(
         obs = ExperimentObservation(running, replicas, pods, utilization)
         write_status.seen(body)
         await asyncio.to_thread(
-            controller.tick, spec, obs, body.get("status"), clock.now, generation, steps.take()
+            controller.tick, spec, obs, body.get("status"), clock.now, generation, clock.stepped
         )
+        return None
 
     await run_loop(
         tick, lambda: context.sync_seconds, what="experiment tick", logger=logger,

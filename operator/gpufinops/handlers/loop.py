@@ -30,6 +30,12 @@ class Stopped(Protocol):
     def wait(self, timeout: float | None = None) -> Awaitable[object]: ...
 
 
+SKIPPED = "skipped"
+"""What a tick returns when it did not act (no valid spec yet, no target): the wall-clock
+step its reading carried is added to the next reading, so the timers a skipped tick
+would have moved are moved by the next tick that acts."""
+
+
 def next_wait(period: float, took: float) -> float:
     """Seconds to wait after a tick that took ``took`` seconds.
 
@@ -51,7 +57,7 @@ class _Forever:
 
 
 async def run_loop(
-    tick: Callable[[Reading], Awaitable[bool | None]],
+    tick: Callable[[Reading], Awaitable[bool | str | None]],
     period: Callable[[], float],
     *,
     what: str,
@@ -62,39 +68,30 @@ async def run_loop(
 ) -> None:
     """Call ``tick`` every ``period()`` seconds until ``stopped`` (or cancelled).
 
-    ``tick`` returns False to end the loop (a pool without nodes left); anything
+    ``tick`` returns False to end the loop (a pool without nodes left), ``SKIPPED``
+    when it did not act (its clock step is carried to the next reading); anything
     else goes on. Cancellation passes through; any other exception is contained.
     """
     steps = clock or ClockSteps()
     until = stopped if stopped is not None else _Forever()
+    carried = 0.0
     while not until:
         started = monotonic()
+        reading = steps.read()
+        if carried:
+            reading = reading._replace(stepped=reading.stepped + carried)
+            carried = 0.0
         try:
-            if await tick(steps.read()) is False:
+            outcome = await tick(reading)
+            if outcome is False:
                 return
+            if outcome == SKIPPED:
+                carried = reading.stepped
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the loop must outlive any one bad tick
             logger.warning(f"{what} failed, retrying next period: {exc}")
         await until.wait(next_wait(period(), monotonic() - started))
-
-
-class Steps:
-    """Wall-clock steps seen by ticks that did not act, carried to the next that does.
-
-    A tick that skips its controller (no valid spec, no target yet) must not lose a
-    step: the timers it would have moved are moved by the next tick that runs.
-    """
-
-    def __init__(self) -> None:
-        self._pending = 0.0
-
-    def add(self, reading: Reading) -> None:
-        self._pending += reading.stepped
-
-    def take(self) -> float:
-        pending, self._pending = self._pending, 0.0
-        return pending
 
 
 class SpecChecks:

@@ -38,7 +38,7 @@ from gpufinops.handlers.aiworkload import Rivals
 from gpufinops.handlers.context import context_of
 from gpufinops.handlers.events import poster
 from gpufinops.handlers.indexes import first, namespace_view
-from gpufinops.handlers.loop import SpecChecks, Steps, run_loop
+from gpufinops.handlers.loop import SKIPPED, SpecChecks, run_loop
 from gpufinops.handlers.status_writes import ConditionalStatus, created_at
 
 
@@ -183,15 +183,12 @@ async def place_training(
     rivals = Rivals(namespace, name, post_event)
     checks = SpecChecks(config)
 
-    steps = Steps()
-
-    async def tick(clock: Reading) -> None:
-        steps.add(clock)
+    async def tick(clock: Reading) -> str | None:
         spec = checks.of(body, namespace_view(indexes, namespace)).spec
         if spec is None or spec.training is None:
-            return
+            return SKIPPED
         if rivals.block(indexes, job_kind(spec), job_name(name, spec)):
-            return
+            return SKIPPED
         job = job_name(name, spec)
         index = jobsets_index if job_kind(spec) == "JobSet" else jobs_index
         target = first(index, (namespace, job))
@@ -206,11 +203,12 @@ async def place_training(
             generation=body.get("metadata", {}).get("generation"),
             created_at=created,
             now=clock.now,
-            stepped=steps.take(),
+            stepped=clock.stepped,
             spot_capacity=spot_capacity(indexes["spot_pool_nodes"]),
             period_seconds=context.sync_seconds,
         )
         await asyncio.to_thread(controller.tick, spec, world)
+        return None
 
     await run_loop(
         tick, lambda: context.sync_seconds, what="placement tick", logger=logger, stopped=stopped
