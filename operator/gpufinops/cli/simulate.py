@@ -580,8 +580,12 @@ def _simulate_spot(args: argparse.Namespace) -> int:
     except (ConfigError, TraceError) as exc:
         return _fail(exc)
     if args.json:
-        out: dict[str, Any] = runs[0] if len(runs) == 1 else {"runs": runs}
+        out: dict[str, Any] = (
+            runs[0] if len(runs) == 1 else {"runs": runs, "summary": spot.summary(runs)}
+        )
         print(json.dumps(out, indent=2))
     else:
         print(spot.table(runs))
+        if len(runs) > 1:
+            print(spot.summary_table(spot.summary(runs)))
     return 0

@@ -35,10 +35,10 @@ Policies
   restarts (the paper's Safety Net).
 - ``uniform-progress``: the paper's Uniform Progress with its hysteresis and the
   Safety Net, on the expected duration.
-- ``optimal``: a lower bound on the offline optimum that knows availability and the
-  true run time: every spot-obtainable second before the deadline is used, the rest
-  of the work runs on on-demand, with one start and no lost work. No policy can cost
-  less; the true offline optimum costs at least this much.
+- ``optimal``: the offline optimum, by dynamic programming over the steps
+  (``optimal_cost``): it knows every zone's availability and the true run time, pays
+  every start, and foresees each zone running dry, so it loses no work. No policy
+  in the replay can cost less.
 """
 
 from __future__ import annotations
@@ -413,21 +413,70 @@ def uniform_progress_policy(state: JobState, available: Sequence[int], options: 
     return (Capacity.WAIT, None)
 
 
+def _grid(step: float, restart: float) -> tuple[int, int]:
+    """Units per step and units per restart of the optimum's progress grid: the
+    coarsest grid (at most 8 units a step) on which a restart is whole, or within 5 %
+    of it. A restart rounded down keeps the optimum a lower bound."""
+    for per_step in range(1, 9):
+        unit = step / per_step
+        units = math.floor(restart / unit)
+        if restart - units * unit <= 0.05 * restart:
+            return per_step, units
+    return 8, math.floor(restart / (step / 8))
+
+
 def optimal_cost(
     job: Job, traces: Sequence[SpotTrace], prices: tuple[float, float], restart: float = 0.0
 ) -> float:
-    """The lower bound described in the module docstring, plus one start (``restart``
-    seconds at the spot price), which every schedule pays at least once."""
+    """The cheapest schedule that finishes by the deadline, knowing every zone's
+    availability and the true run time in advance (dynamic programming over steps).
+
+    A schedule holds, at each step, nothing, on-demand or spot in a zone that has the
+    instances then. Every start (from nothing, or a change of capacity or zone) costs
+    ``restart`` seconds billed without progress; progress is kept across a change,
+    including the one at the step a zone runs dry (the optimum foresees it, so it
+    loses no work). That is the replay's model without the losses only surprise
+    causes, so no policy in the replay can cost less. The state is the capacity held
+    and the progress net of the restart still to run, on a grid of ``_grid``; a
+    restart not whole on it is rounded down, which keeps the result a lower bound.
+    """
     spot_price, od_price = prices
     step = traces[0].step_seconds
-    first = round(job.arrival / step)
-    last = min(math.floor(job.deadline / step), min(t.steps for t in traces))
-    obtainable = np.zeros(max(0, last - first), dtype=bool)
-    for t in traces:
-        obtainable |= t.available[first:last] >= job.instances
-    spot_seconds = min(job.work, float(obtainable.sum()) * step)
-    work = spot_price * spot_seconds + od_price * (job.work - spot_seconds)
-    return job.gpus * (work + spot_price * restart) / 3600
+    per_step, restart_units = _grid(step, restart)
+    unit = step / per_step
+    # Progress index i is (i - restart_units) units: a start may leave it below zero.
+    size = math.ceil(job.work / unit) + restart_units + 1
+    progress = (np.arange(size) - restart_units) * unit
+    unfinished = progress < job.work - 1e-9
+    zones = len(traces)
+    # Capacity rows: 0 nothing, 1 on-demand, 2.. spot in zone z.
+    rate = np.array([0.0, od_price] + [spot_price] * zones) * job.gpus / 3600.0
+    cost = np.full((zones + 2, size), np.inf)
+    cost[0, restart_units] = 0.0
+    obtainable = np.stack([t.available[: min(x.steps for x in traces)] for t in traces])
+    obtainable = obtainable >= job.instances
+    rest = job.work - progress
+    best = math.inf
+    index = round(job.arrival / step)
+    while index < obtainable.shape[1] and index * step < job.deadline:
+        now = index * step
+        held = np.ones(zones + 2, dtype=bool)
+        held[2:] = obtainable[:, index]
+        cheapest = cost.min(axis=0)
+        started = np.full(size, np.inf)
+        started[: size - restart_units] = cheapest[restart_units:]
+        # At the start of the step: stay on what is held, or start on it (a restart).
+        begin = np.minimum(cost, started[None, :])
+        begin[~held] = np.inf
+        finishing = (rest <= step) & (now + rest <= job.deadline + 1e-6)
+        if finishing.any():
+            best = min(best, float((begin[1:, finishing] + rate[1:, None] * rest[finishing]).min()))
+        cost = np.full_like(cost, np.inf)
+        cost[1:, per_step:] = begin[1:, : size - per_step] + rate[1:, None] * step
+        cost[:, ~unfinished] = np.inf  # finished in this step: counted above
+        cost[0] = cheapest
+        index += 1
+    return best
 
 
 POLICY_FUNCTIONS: dict[str, Policy] = {
@@ -539,7 +588,7 @@ def table(runs: Sequence[dict[str, Any]]) -> str:
     ordered = sorted(runs, key=lambda r: bool(r["evaluation_only"]))
     columns = [Column("traces"), Column("slack", numeric=True), Column("jobs", numeric=True)]
     columns += [
-        Column(f"{name} $ (misses)" if name != "optimal" else "optimal $ (bound)", numeric=True)
+        Column(f"{name} $ (misses)" if name != "optimal" else "optimal $", numeric=True)
         for name in POLICIES
     ]
     columns += [Column("vs UP", numeric=True), Column("vs optimal", numeric=True)]
@@ -560,6 +609,66 @@ def table(runs: Sequence[dict[str, Any]]) -> str:
         cells += [f"{ratios['vs_uniform_progress'] or 0:.3f}", f"{ratios['vs_optimal'] or 0:.3f}"]
         rows.append(cells)
     return text_table(columns, rows)
+
+
+def summary(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per slack, over the replays of the development traces (and, apart, of the
+    evaluation traces): deadline misses of each policy, and the mean and range of the
+    ratios of gpufinops' cost to Uniform Progress, the optimum and on-demand."""
+    groups: dict[tuple[bool, float], list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((bool(r["evaluation_only"]), float(r["slack"])), []).append(r)
+    out = []
+    for (evaluation, slack), members in sorted(groups.items()):
+
+        def spread(name: str, _m: list[dict[str, Any]] = members) -> dict[str, float | None]:
+            values = [r["ratios"][name] for r in _m if r["ratios"][name] is not None]
+            if not values:
+                return {"mean": None, "min": None, "max": None}
+            return {"mean": round(sum(values) / len(values), 4), "min": min(values),
+                    "max": max(values)}  # fmt: skip
+
+        out.append({
+            "evaluation_only": evaluation,
+            "slack": slack,
+            "replays": len(members),
+            "jobs": sum(r["results"]["gpufinops"]["jobs"] for r in members),
+            "deadline_misses": {
+                name: sum(r["results"][name]["deadline_misses"] for r in members)
+                for name in POLICIES if name != "optimal"
+            },
+            "vs_uniform_progress": spread("vs_uniform_progress"),
+            "vs_optimal": spread("vs_optimal"),
+            "vs_on_demand": spread("vs_on_demand"),
+        })  # fmt: skip
+    return out
+
+
+def summary_table(rows: Sequence[dict[str, Any]]) -> str:
+    from gpufinops.sim.terminal import Column, text_table
+
+    def spread(s: dict[str, float | None]) -> str:
+        if s["mean"] is None:
+            return "-"
+        return f"{s['mean']:.3f} [{s['min']:.3f}, {s['max']:.3f}]"
+
+    columns = [
+        Column("traces"), Column("slack", numeric=True), Column("jobs", numeric=True),
+        Column("misses: gpufinops / UP / greedy"), Column("vs UP, mean [range]"),
+        Column("vs optimal, mean [range]"), Column("saved vs on-demand", numeric=True),
+    ]  # fmt: skip
+    cells = []
+    for r in rows:
+        m = r["deadline_misses"]
+        saved = r["vs_on_demand"]["mean"]
+        cells.append([
+            f"{'evaluation' if r['evaluation_only'] else 'development'} ({r['replays']})",
+            f"{r['slack']:g}", f"{r['jobs']:,}",
+            f"{m['gpufinops']} / {m['uniform-progress']} / {m['greedy']}",
+            spread(r["vs_uniform_progress"]), spread(r["vs_optimal"]),
+            "-" if saved is None else f"{100 * (1 - saved):.1f} %",
+        ])  # fmt: skip
+    return text_table(columns, cells)
 
 
 def plot_job(
