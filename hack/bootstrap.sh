@@ -7,6 +7,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
+# The FOCUS validator the tests run, in a virtualenv of its own (its pins conflict
+# with the operator's): made afresh whenever its lock changed.
+focus_stamp=".venv-focus/.installed"
+focus_want="$(sha256sum requirements-focus.lock | cut -c1-64)"
+if [[ ! -f "$focus_stamp" || "$(cat "$focus_stamp")" != "$focus_want" ]]; then
+  rm -rf .venv-focus
+  "$PYTHON" -m venv .venv-focus
+  .venv-focus/bin/python -m pip install --quiet --disable-pip-version-check \
+    --require-hashes --no-deps -r requirements-focus.lock
+  echo "$focus_want" > "$focus_stamp"
+fi
 stamp=".venv/.gpufinops-installed"
 want="$(cat pyproject.toml requirements-dev.lock | sha256sum | cut -c1-64)"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then

@@ -14,14 +14,17 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
+from tests.support.focus import validate
 from tests.support.kube import ok
 from tests.support.operator import running_operator
 from tests.support.polling import poll
+
+from gpufinops.cli.report import build_report, render_focus
 
 NS = "cost-test"
 POOL = "l4-on-demand"
@@ -216,3 +219,22 @@ def test_spend_accrues_survives_a_restart_and_alerts_once(
          "estimated_monthly_saving_usd": 1234.5}
     ]  # fmt: skip
     assert report["workloads"][0]["potential_monthly_saving_usd"] == 1234.5
+
+    # The day's spend by capacity type, as the FOCUS export reads it: today's charge
+    # is the day's total, at the pool's price per GPU-hour; exported once the day has
+    # ended, it passes focus-validator.
+    cost = _status(kubectl)["cost"]
+    today = [d for d in cost["daily"] if d["date"] == datetime.now(UTC).date().isoformat()]
+    assert [d["capacityType"] for d in today] == ["on-demand"]
+    assert today[0]["costUSD"] == pytest.approx(cost["todayUSD"], abs=0.01)
+    assert today[0]["gpuHours"] == pytest.approx(
+        today[0]["costUSD"] / (3600 * GPU_USD_PER_SECOND), rel=1e-6
+    )
+    objects = json.loads(ok(kubectl("get", "aiw", "-n", NS, "-o", "json")))["items"]
+    tomorrow = datetime.now(UTC).replace(hour=0, minute=0, second=0) + timedelta(days=1, seconds=1)
+    export = tmp_path / "focus.csv"
+    export.write_text(render_focus(build_report(objects, tomorrow, "UTC")))
+    rows = export.read_text().splitlines()[1:]
+    assert len(rows) == 1 and f"aiworkloads.gpufinops.dev/{NS}/llm" in rows[0]
+    got = validate(export)
+    assert got.returncode == 0 and "Validation succeeded" in got.stdout, got.stdout

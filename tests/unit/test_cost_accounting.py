@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from gpufinops.api.status import CostStatus
 from gpufinops.config import load_config
 from gpufinops.core.cost.accounting import (
+    HISTORY_DAYS,
     IDLE,
     Allocation,
     Charge,
@@ -227,6 +228,7 @@ def test_a_charge_prices_held_seconds_and_keeps_the_rate_at_the_end() -> None:
     assert spent.usd == {"on-demand": pytest.approx(2.0), "spot": pytest.approx(0.5)}
     assert spent.usd_per_hour == {"on-demand": pytest.approx(4.0)}
     assert spent.total_usd == pytest.approx(2.5)
+    assert spent.gpu_hours == {"on-demand": pytest.approx(1.0), "spot": pytest.approx(1.0)}
 
 
 def test_an_interval_across_midnight_is_split_and_the_total_runs_on_across_months() -> None:
@@ -240,6 +242,47 @@ def test_an_interval_across_midnight_is_split_and_the_total_runs_on_across_month
     assert after.total_usd == pytest.approx(124.0)
     assert after.hourly_usd == pytest.approx(3.0)  # the rate at the end, not the average
     assert after.last_accounted_time == start + timedelta(hours=2)
+
+
+def test_the_daily_history_splits_spend_by_day_and_capacity_type() -> None:
+    tz = ZoneInfo("UTC")
+    start = datetime(2026, 11, 30, 23, tzinfo=UTC)
+    spent = Charge({"spot": 4.0, "on-demand": 2.0}, {}, {"spot": 8.0, "on-demand": 1.0})
+    after = account(CostTotals(), start, start + timedelta(hours=2), spent, tz)
+    assert [(d.day, d.capacity_type, d.usd, d.gpu_hours) for d in after.days] == [
+        ("2026-11-30", "on-demand", 1.0, 0.5), ("2026-11-30", "spot", 2.0, 4.0),
+        ("2026-12-01", "on-demand", 1.0, 0.5), ("2026-12-01", "spot", 2.0, 4.0),
+    ]  # fmt: skip
+    # The same interval again is counted once, in the days as in the totals.
+    again = account(after, start, start + timedelta(hours=2), spent, tz)
+    assert again.days == after.days
+    back = CostTotals.from_status(CostStatus.model_validate(to_status(after, start, tz).to_wire()))
+    assert back.days == after.days
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    tz=zones,
+    start=instants,
+    steps=st.lists(st.integers(60, 30 * 3600), min_size=1, max_size=80),
+    usd=st.floats(0.0, 100.0),
+)
+def test_the_days_add_up_to_the_total_and_keep_at_most_two_months(
+    tz: ZoneInfo, start: datetime, steps: list[int], usd: float
+) -> None:
+    totals, at = CostTotals(), start
+    for seconds in steps:
+        end = at + timedelta(seconds=seconds)
+        totals = account(totals, at, end, Charge({"spot": usd}, {}, {"spot": usd / 2}), tz)
+        at = end
+    assert len({d.day for d in totals.days}) <= HISTORY_DAYS
+    if (at - start).days < HISTORY_DAYS - 2:  # nothing dropped yet
+        assert math.isclose(sum(d.usd for d in totals.days), totals.total_usd,
+                            rel_tol=1e-9, abs_tol=1e-6)  # fmt: skip
+    month = month_bounds(at - timedelta(microseconds=1), tz)[0]  # the month `at` ends
+    in_month = [d for d in totals.days if d.day >= month.astimezone(tz).date().isoformat()]
+    assert math.isclose(sum(d.usd for d in in_month), totals.month_to_date_usd,
+                        rel_tol=1e-9, abs_tol=1e-6)  # fmt: skip
 
 
 def test_naive_times_are_refused() -> None:

@@ -18,7 +18,7 @@ from tests.unit.test_cost_allocations import CONFIG, POOLS, T0, Cluster, pod, vi
 
 from gpufinops.adapters.allocations import gpu_pod, gpu_pod_record
 from gpufinops.controllers.cost import CostAccountant
-from gpufinops.core.cost.accounting import CostTotals
+from gpufinops.core.cost.accounting import CostTotals, DaySpend
 from gpufinops.core.cost.ledger import LedgerEntry, expired
 
 TRAINING = {
@@ -133,9 +133,15 @@ def test_an_unreadable_ledger_skips_the_pass_and_loses_nothing() -> None:
 
 
 def test_entries_round_trip_and_garbage_is_no_entry() -> None:
-    entry = LedgerEntry(CostTotals(1.5, 20.25, 4.0, T0), ("month:2026-11:0.5",))
+    days = (DaySpend("2026-11-26", "spot", 3.25, 6.5),)
+    entry = LedgerEntry(CostTotals(1.5, 20.25, 4.0, T0, 30.0, days), ("month:2026-11:0.5",))
     assert LedgerEntry.decode(entry.encode()) == entry
+    # An entry written before days were kept has none; a day that is no amount spoils it.
+    old = '{"todayUSD": 1, "monthToDateUSD": 2, "hourlyUSD": 0, "lastAccountedTime": null}'
+    assert LedgerEntry.decode(old) == LedgerEntry(CostTotals(1.0, 2.0, 0.0, None, 2.0))
     for text in ("", "{}", "[]", '{"todayUSD": "NaN", "monthToDateUSD": 1, "hourlyUSD": 0}',
+                 '{"todayUSD": 1, "monthToDateUSD": 1, "hourlyUSD": 0,'
+                 ' "days": [["2026-11-26", "spot", "NaN", 1]]}',
                  '{"todayUSD": 1, "monthToDateUSD": 1, "hourlyUSD": 0,'
                  ' "lastAccountedTime": "2026-11-27T10:00:00"}'):  # fmt: skip
         assert LedgerEntry.decode(text) is None, text

@@ -90,17 +90,90 @@ def test_objects_without_status_or_with_a_damaged_one_report_zero() -> None:
     assert rows[0].namespace == "default" and rows[0].budget_state == "NoBudget"
 
 
-def test_focus_rows_carry_the_charge_and_tags() -> None:
-    rows = focus_rows(build_report(OBJECTS, NOW, "UTC"))
-    llm = next(r for r in rows if r["ResourceName"] == "llm")
-    assert llm["BilledCost"] == llm["EffectiveCost"] == 100.0
-    assert llm["ChargeCategory"] == "Usage"
-    assert llm["ChargePeriodStart"] == "2026-11-01T00:00:00+00:00"
-    assert llm["ResourceId"] == "aiworkloads.gpufinops.dev/ml/llm"
-    assert json.loads(llm["Tags"]) == {"team": "search", "project": "ranking", "model": "llama"}
-    assert llm["x_Team"] == "search" and llm["x_Enforcement"] == "None"
-    parsed = list(csv.DictReader(io.StringIO(render_focus(build_report(OBJECTS, NOW, "UTC")))))
-    assert tuple(parsed[0]) == FOCUS_COLUMNS and len(parsed) == 3
+def daily(*days: tuple[str, str, float, float]) -> list[dict[str, Any]]:
+    return [{"date": d, "capacityType": ct, "costUSD": usd, "gpuHours": h}
+            for d, ct, usd, h in days]  # fmt: skip
+
+
+def with_days(obj: dict[str, Any], days: list[dict[str, Any]]) -> dict[str, Any]:
+    obj["status"]["cost"]["daily"] = days
+    return obj
+
+
+FOCUS_OBJECTS = [
+    with_days(aiw("llm", "search", 10.0, 100.0, project="ranking", model="llama"), daily(
+        ("2026-10-31", "on-demand", 48.0, 16.0),
+        ("2026-11-25", "on-demand", 24.0, 8.0), ("2026-11-25", "spot", 9.0, 6.0),
+        ("2026-11-26", "on-demand", 30.0, 10.0), ("2026-11-27", "on-demand", 10.0, 3.3),
+    )),
+    with_days(aiw("train", "research", 20.0, 300.0, model="bert"), daily(
+        ("2026-11-26", "spot", 1.5, 1.0),
+    )),
+]  # fmt: skip
+
+
+def test_focus_rows_are_the_complete_days_of_the_month_by_capacity_type() -> None:
+    rows = focus_rows(build_report(FOCUS_OBJECTS, NOW, "UTC"))
+    # The 27th has not ended at NOW: not charged yet. October is another period.
+    periods = [(r["ResourceName"], r["ChargePeriodStart"], r["x_CapacityType"]) for r in rows]
+    assert periods == [
+        ("llm", "2026-11-25T00:00:00Z", "on-demand"), ("llm", "2026-11-25T00:00:00Z", "spot"),
+        ("llm", "2026-11-26T00:00:00Z", "on-demand"), ("train", "2026-11-26T00:00:00Z", "spot"),
+    ]  # fmt: skip
+    spot = rows[1]
+    assert spot["ChargePeriodEnd"] == "2026-11-26T00:00:00Z"
+    assert (spot["BilledCost"], spot["PricingQuantity"], spot["ListUnitPrice"]) == (
+        "9.0", "6.0", "1.5",
+    )  # fmt: skip
+    assert spot["PricingCategory"] == "Dynamic" and rows[0]["PricingCategory"] == "Standard"
+    assert spot["BillingPeriodStart"] == "2026-11-01T00:00:00Z"
+    assert spot["BillingPeriodEnd"] == "2026-12-01T00:00:00Z"
+    assert spot["ResourceId"] == "aiworkloads.gpufinops.dev/ml/llm"
+    assert spot["SubAccountId"] == "ml" and spot["PricingUnit"] == "GPU-Hours"
+    assert json.loads(spot["Tags"]) == {"team": "search", "project": "ranking", "model": "llama"}
+    # An unset key is NULL, never a placeholder; nothing FOCUS leaves out is invented.
+    train = rows[3]
+    assert train["x_Project"] is None and train["x_Team"] == "research"
+    assert train["CommitmentDiscountId"] is None and train["ChargeClass"] is None
+
+
+def test_two_focus_exports_never_overlap_and_a_closed_month_is_final() -> None:
+    early = focus_rows(build_report(FOCUS_OBJECTS, NOW, "UTC"))
+    later = focus_rows(build_report(FOCUS_OBJECTS, datetime(2026, 11, 28, 1, tzinfo=UTC), "UTC"))
+    assert later[: len(early)] == early  # the same days, the same figures
+    assert [r["ChargePeriodStart"] for r in later[len(early) :]] == ["2026-11-27T00:00:00Z"]
+    keys = [(r["ResourceId"], r["x_CapacityType"], r["ChargePeriodStart"]) for r in later]
+    assert len(keys) == len(set(keys))  # no charge period counted twice
+    october = focus_rows(build_report(FOCUS_OBJECTS, NOW, "UTC"), month="2026-10")
+    assert [(r["ChargePeriodStart"], r["BilledCost"]) for r in october] == [
+        ("2026-10-31T00:00:00Z", "48.0")
+    ]
+    assert october[0]["BillingPeriodEnd"] == "2026-11-01T00:00:00Z"
+    # Today so far, on request: its period ends at the last accounted instant.
+    today = focus_rows(build_report(FOCUS_OBJECTS, NOW, "UTC"), include_today=True)
+    partial = [r for r in today if r["ChargePeriodStart"] == "2026-11-27T00:00:00Z"]
+    assert [(r["ChargePeriodEnd"], r["BilledCost"]) for r in partial] == [
+        ("2026-11-27T11:59:00Z", "10.0")
+    ]
+    assert [r for r in today if r not in partial] == early
+    with pytest.raises(ValueError, match="--month must be YYYY-MM"):
+        focus_rows(build_report(FOCUS_OBJECTS, NOW, "UTC"), month="October")
+
+
+def test_focus_days_follow_the_configured_zone() -> None:
+    # A day in Berlin starts at 23:00 UTC the evening before (CET, UTC+1).
+    rows = focus_rows(build_report(FOCUS_OBJECTS, NOW, "Europe/Berlin"))
+    assert rows[0]["ChargePeriodStart"] == "2026-11-24T23:00:00Z"
+    assert rows[0]["ChargePeriodEnd"] == "2026-11-25T23:00:00Z"
+    assert rows[0]["BillingPeriodStart"] == "2026-10-31T23:00:00Z"
+
+
+def test_focus_csv_has_the_spec_columns_and_empty_nulls() -> None:
+    text = render_focus(build_report(FOCUS_OBJECTS, NOW, "UTC"))
+    parsed = list(csv.DictReader(io.StringIO(text)))
+    assert tuple(parsed[0]) == FOCUS_COLUMNS and len(parsed) == 4
+    assert parsed[3]["x_Project"] == "" and "__unset__" not in text and "None" not in text
+    assert "+00:00" not in text
 
 
 def test_json_csv_and_table_formats() -> None:
@@ -127,7 +200,7 @@ def test_cli_reads_the_cluster_and_prints_a_format(monkeypatch, capsys) -> None:
     monkeypatch.setattr(cli_report, "_read_workloads", fake_read)
     assert main(["report", "--format", "focus", "-n", "ml"]) == 0
     assert seen == [("ml", None)]
-    assert capsys.readouterr().out.startswith("BilledCost,EffectiveCost")
+    assert capsys.readouterr().out.startswith("AvailabilityZone,BilledCost,")
 
 
 def test_cli_says_when_the_cluster_cannot_be_read(monkeypatch, capsys) -> None:

@@ -152,6 +152,15 @@ class PlacementStatus(StatusModel):
     )
 
 
+class DailyCost(StatusModel):
+    """One day's spend on one capacity type (days of the cost time zone)."""
+
+    date: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", description="The day, YYYY-MM-DD.")
+    capacity_type: str = Field(description="on-demand, spot, or the pool's capacityType.")
+    usd: float = Field(alias="costUSD", description="Spend of the day on that capacity type.")
+    gpu_hours: float = Field(description="GPU-hours held that day on that capacity type.")
+
+
 class CostStatus(StatusModel):
     """Spend of this workload in USD, over calendar periods."""
 
@@ -174,6 +183,12 @@ class CostStatus(StatusModel):
     )
     last_accounted_time: datetime | None = Field(
         default=None, description="End of the last interval included in the totals."
+    )
+    daily: list[DailyCost] | None = Field(
+        default=None,
+        max_length=62 * 4,
+        description="Spend per day and capacity type, this month and the previous one "
+        "(what `gpufinops report --format focus` exports).",
     )
 
 

@@ -10,9 +10,11 @@ Rightsizing recommendations (``status.recommendations``) are listed with
 their estimated monthly saving; a workload's savings are alternatives, so the
 report shows the largest as the workload's potential, never their sum.
 
-``--format focus`` writes FinOps FOCUS-shaped rows (one per workload, the
-month to date as the charge period) so the spend can be joined with cloud
-bills in the same tool; columns FOCUS does not define are prefixed ``x_``.
+``--format focus`` writes a FinOps FOCUS 1.2 dataset, so the spend can be joined
+with cloud bills in the same tool: one row per workload, day and capacity type,
+for the complete days of one month (``--month``, default the current one), so two
+exports never overlap and a closed month's export is final. Columns FOCUS does
+not define are prefixed ``x_``; what does not apply is NULL (an empty cell).
 """
 
 import argparse
@@ -30,9 +32,9 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from gpufinops.api.status import CostStatus, Recommendation
-from gpufinops.config.model import ConfigError, load_config
-from gpufinops.core.cost.accounting import UNSET, CostTotals, as_of, project_month
-from gpufinops.core.cost.periods import month_bounds, zone
+from gpufinops.config.model import ConfigError, FocusConfig, load_config
+from gpufinops.core.cost.accounting import UNSET, CostTotals, DaySpend, as_of, project_month
+from gpufinops.core.cost.periods import month_bounds, next_day_start, zone
 
 DIMENSIONS = ("team", "project", "model", "workload")
 
@@ -61,6 +63,8 @@ class WorkloadSpend:
     """kind, message and estimated_monthly_saving_usd of each, largest saving first."""
     potential_monthly_saving_usd: float = 0.0
     """The largest single saving (recommendations are alternatives, not additive)."""
+    days: tuple[DaySpend, ...] = ()
+    """Spend per day and capacity type (``status.cost.daily``): the FOCUS rows."""
 
     @property
     def workload(self) -> str:
@@ -133,6 +137,7 @@ def workload_spend(obj: Mapping[str, Any], now: datetime, tz: ZoneInfo) -> Workl
         potential_monthly_saving_usd=max(
             (float(r["estimated_monthly_saving_usd"]) for r in recommendations), default=0.0
         ),
+        days=totals.days,
     )
 
 
@@ -228,7 +233,7 @@ def render_json(report: Report) -> str:
     doc = {
         "time": report.now.isoformat(),
         "timezone": report.tz,
-        "workloads": [asdict(r) for r in report.workloads],
+        "workloads": [_without_days(asdict(r)) for r in report.workloads],
         **{f"by_{d}": [asdict(g) for g in gs] for d, gs in report.groups.items()},
         "total": {
             "today_usd": sum(r.today_usd for r in report.workloads),
@@ -240,6 +245,10 @@ def render_json(report: Report) -> str:
         },
     }
     return json.dumps(doc, indent=2) + "\n"
+
+
+def _without_days(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "days"}
 
 
 def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -261,53 +270,158 @@ def _cell(value: Any) -> Any:
 
 
 def render_csv(report: Report) -> str:
-    fields = [f for f in WorkloadSpend.__dataclass_fields__]
+    fields = [f for f in WorkloadSpend.__dataclass_fields__ if f != "days"]
     return _csv(fields, ([_cell(getattr(r, f)) for f in fields] for r in report.workloads))
 
 
+FOCUS_VERSION = "1.2"
 FOCUS_COLUMNS = (
-    "BilledCost", "EffectiveCost", "ListCost", "BillingCurrency", "ChargeCategory",
-    "ChargeDescription", "ChargePeriodStart", "ChargePeriodEnd", "ResourceId",
-    "ResourceName", "ResourceType", "ServiceCategory", "ServiceName", "Tags",
-    "x_Team", "x_Project", "x_Model", "x_Environment", "x_CostCenter", "x_WorkloadType",
-    "x_TodayCost", "x_ProjectedMonthCost", "x_HourlyCost", "x_BudgetState", "x_Enforcement",
+    "AvailabilityZone", "BilledCost", "BillingAccountId", "BillingAccountName",
+    "BillingAccountType", "BillingCurrency", "BillingPeriodEnd", "BillingPeriodStart",
+    "CapacityReservationId", "CapacityReservationStatus", "ChargeCategory", "ChargeClass",
+    "ChargeDescription", "ChargeFrequency", "ChargePeriodEnd", "ChargePeriodStart",
+    "CommitmentDiscountCategory", "CommitmentDiscountId", "CommitmentDiscountName",
+    "CommitmentDiscountQuantity", "CommitmentDiscountStatus", "CommitmentDiscountType",
+    "CommitmentDiscountUnit", "ConsumedQuantity", "ConsumedUnit", "ContractedCost",
+    "ContractedUnitPrice", "EffectiveCost", "InvoiceId", "InvoiceIssuerName", "ListCost",
+    "ListUnitPrice", "PricingCategory", "PricingCurrency", "PricingCurrencyContractedUnitPrice",
+    "PricingCurrencyEffectiveCost", "PricingCurrencyListUnitPrice", "PricingQuantity",
+    "PricingUnit", "ProviderName", "PublisherName", "RegionId", "RegionName", "ResourceId",
+    "ResourceName", "ResourceType", "ServiceCategory", "ServiceName", "ServiceSubcategory",
+    "SkuId", "SkuMeter", "SkuPriceDetails", "SkuPriceId", "SubAccountId", "SubAccountName",
+    "SubAccountType", "Tags",
+    "x_CapacityType", "x_CostCenter", "x_Environment", "x_Model", "x_Project", "x_Team",
+    "x_WorkloadType",
 )  # fmt: skip
+"""The FOCUS 1.2 columns in the specification's order, then this dataset's own."""
+
+GPU_HOURS = "GPU-Hours"
 
 
-def focus_rows(report: Report, currency: str = "USD") -> list[dict[str, Any]]:
-    """FOCUS-shaped rows: the month to date of each workload as one usage charge.
+def _z(t: datetime) -> str:
+    """A FOCUS date-time: UTC, whole seconds, ``Z``."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    Spend is estimated from list prices in the operator config, without
-    discounts, so BilledCost, EffectiveCost and ListCost are the same figure.
+
+def _decimal(value: float) -> str:
+    """A FOCUS decimal: always with a fraction, so no reader takes a column of whole
+    numbers for integers."""
+    text = f"{value:.10f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
+def _set(value: str) -> str | None:
+    return None if value == UNSET else value
+
+
+def focus_month(report: Report, month: str | None = None) -> tuple[datetime, datetime]:
+    """The billing period exported: ``month`` (``YYYY-MM``) or the report's own."""
+    tz = zone(report.tz)
+    if month is None:
+        return month_bounds(report.now, tz)
+    try:
+        first = datetime.strptime(month, "%Y-%m").replace(day=15, tzinfo=tz)
+    except ValueError:
+        raise ValueError(f"--month must be YYYY-MM, got {month!r}") from None
+    return month_bounds(first, tz)
+
+
+def focus_rows(
+    report: Report,
+    month: str | None = None,
+    currency: str = "USD",
+    names: FocusConfig | None = None,
+    include_today: bool = False,
+) -> list[dict[str, Any]]:
+    """One row per workload, day and capacity type of the billing period ``month``.
+
+    Only days that have ended by the report's ``now`` are charged: a day is exported
+    once it is complete, so two exports hold the same rows for the same days and
+    never overlap. ``include_today`` adds the day so far, its charge period ending
+    at the workload's last accounted instant: a row a later export replaces.
+
+    Spend is estimated from the list prices of the operator config, without
+    discounts, so the billed, effective, list and contracted costs are the same
+    figure, and the unit price is the day's cost over its GPU-hours. Spot is
+    FOCUS's ``Dynamic`` pricing category.
     """
-    start, _ = month_bounds(report.now, zone(report.tz))
+    names = names or FocusConfig()
+    tz = zone(report.tz)
+    period_start, period_end = focus_month(report, month)
     rows = []
-    for r in report.workloads:
+    for r in sorted(report.workloads, key=lambda w: w.workload):
         tags = {k: v for k, v in (("team", r.team), ("project", r.project), ("model", r.model),
-                                  ("environment", r.environment)) if v != UNSET}  # fmt: skip
-        cost = round(r.month_to_date_usd, 6)
-        rows.append({
-            "BilledCost": cost, "EffectiveCost": cost, "ListCost": cost,
-            "BillingCurrency": currency, "ChargeCategory": "Usage",
-            "ChargeDescription": f"GPU time of {r.type} workload {r.workload}",
-            "ChargePeriodStart": start.isoformat(), "ChargePeriodEnd": report.now.isoformat(),
-            "ResourceId": f"aiworkloads.gpufinops.dev/{r.workload}", "ResourceName": r.name,
-            "ResourceType": "AIWorkload", "ServiceCategory": "AI and Machine Learning",
-            "ServiceName": "Kubernetes GPU (gpufinops)", "Tags": json.dumps(tags, sort_keys=True),
-            "x_Team": r.team, "x_Project": r.project, "x_Model": r.model,
-            "x_Environment": r.environment, "x_CostCenter": r.cost_center,
-            "x_WorkloadType": r.type, "x_TodayCost": round(r.today_usd, 6),
-            "x_ProjectedMonthCost": round(r.projected_month_usd, 6),
-            "x_HourlyCost": round(r.hourly_usd, 6), "x_BudgetState": r.budget_state,
-            "x_Enforcement": r.enforcement,
-        })  # fmt: skip
-    return rows
+                                  ("environment", r.environment), ("costCenter", r.cost_center))
+                if v != UNSET}  # fmt: skip
+        for d in r.days:
+            day_start = datetime.strptime(d.day, "%Y-%m-%d").replace(tzinfo=tz)
+            start = day_start.astimezone(UTC)
+            end = next_day_start(start, tz)
+            if not period_start <= start < period_end:
+                continue
+            if end > report.now:
+                last = r.last_accounted_time
+                if not include_today or last is None:
+                    continue
+                end = min(end, datetime.fromisoformat(last).replace(microsecond=0))
+                if end <= start:
+                    continue
+            if d.usd <= 0 and d.gpu_hours <= 0:
+                continue
+            cost = _decimal(d.usd)
+            # The day's average price per GPU-hour (the pools of one capacity type may
+            # differ), to the micro-dollar.
+            unit = _decimal(round(d.usd / d.gpu_hours, 6)) if d.gpu_hours > 0 else None
+            spot = d.capacity_type == "spot"
+            row: dict[str, Any] = dict.fromkeys(FOCUS_COLUMNS)
+            row.update({
+                "BilledCost": cost, "EffectiveCost": cost, "ListCost": cost,
+                "ContractedCost": cost, "PricingCurrencyEffectiveCost": cost,
+                "BillingAccountId": names.billing_account_id,
+                "BillingAccountName": names.billing_account_name,
+                "BillingAccountType": "Cluster",
+                "BillingCurrency": currency, "PricingCurrency": currency,
+                "BillingPeriodStart": _z(period_start), "BillingPeriodEnd": _z(period_end),
+                "ChargePeriodStart": _z(start), "ChargePeriodEnd": _z(end),
+                "ChargeCategory": "Usage", "ChargeFrequency": "Usage-Based",
+                "ChargeDescription": f"{d.capacity_type} GPU time of {r.type} workload "
+                                     f"{r.workload}",
+                "ConsumedQuantity": _decimal(d.gpu_hours), "ConsumedUnit": GPU_HOURS,
+                "PricingQuantity": _decimal(d.gpu_hours), "PricingUnit": GPU_HOURS,
+                "ListUnitPrice": unit, "ContractedUnitPrice": unit,
+                "PricingCurrencyListUnitPrice": unit, "PricingCurrencyContractedUnitPrice": unit,
+                "PricingCategory": "Dynamic" if spot else "Standard",
+                "InvoiceIssuerName": names.invoice_issuer_name,
+                "ProviderName": names.provider_name, "PublisherName": names.publisher_name,
+                "ResourceId": f"aiworkloads.gpufinops.dev/{r.workload}", "ResourceName": r.name,
+                "ResourceType": "AIWorkload",
+                "ServiceCategory": "AI and Machine Learning", "ServiceSubcategory": "AI Platforms",
+                "ServiceName": "GPU time (gpufinops)",
+                "SkuId": f"gpu-{d.capacity_type}", "SkuPriceId": f"gpu-{d.capacity_type}",
+                "SkuMeter": "GPU time",
+                "SubAccountId": r.namespace, "SubAccountName": r.namespace,
+                "SubAccountType": "Namespace",
+                "Tags": json.dumps(tags, sort_keys=True),
+                "x_CapacityType": d.capacity_type, "x_CostCenter": _set(r.cost_center),
+                "x_Environment": _set(r.environment), "x_Model": _set(r.model),
+                "x_Project": _set(r.project), "x_Team": _set(r.team),
+                "x_WorkloadType": _set(r.type),
+            })  # fmt: skip
+            rows.append(row)
+    return sorted(rows, key=lambda row: (row["ChargePeriodStart"], row["ResourceId"],
+                                         row["x_CapacityType"]))  # fmt: skip
 
 
-def render_focus(report: Report, currency: str = "USD") -> str:
-    return _csv(
-        FOCUS_COLUMNS, ([row[c] for c in FOCUS_COLUMNS] for row in focus_rows(report, currency))
-    )
+def render_focus(
+    report: Report,
+    month: str | None = None,
+    currency: str = "USD",
+    names: FocusConfig | None = None,
+    include_today: bool = False,
+) -> str:
+    """The rows as CSV; NULL is an empty cell."""
+    rows = focus_rows(report, month, currency, names, include_today)
+    return _csv(FOCUS_COLUMNS, ([row[c] for c in FOCUS_COLUMNS] for row in rows))
 
 
 def _read_workloads(namespace: str | None, context: str | None) -> list[dict[str, Any]]:
@@ -339,7 +453,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
     report = build_report(objects, datetime.now(UTC), config.cost.timezone)
     renderers = {"table": render_table, "json": render_json, "csv": render_csv}
     if args.format == "focus":
-        sys.stdout.write(render_focus(report, config.cost.currency))
+        try:
+            text = render_focus(
+                report, args.month, config.cost.currency, config.cost.focus, args.include_today
+            )
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        sys.stdout.write(text)
     else:
         sys.stdout.write(renderers[args.format](report))
     return 0
@@ -362,4 +483,17 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
         help="operator config YAML, for the time zone of days and months (default: packaged)",
     )
     p.add_argument("--format", choices=["table", "json", "csv", "focus"], default="table")
+    p.add_argument(
+        "--month",
+        default=None,
+        metavar="YYYY-MM",
+        help="with --format focus: the billing period exported (default: this month, its "
+        "days that have ended); a past month is final",
+    )
+    p.add_argument(
+        "--include-today",
+        action="store_true",
+        help="with --format focus: add today so far, its charge period ending at the last "
+        "accounted instant (a later export's row for today replaces it)",
+    )
     p.set_defaults(func=_cmd_report)

@@ -213,6 +213,18 @@ class PrometheusConfig(HTTPClientConfig):
     limits: QueryLimits = Field(default_factory=QueryLimits)
 
 
+class FocusConfig(_Model):
+    """Who the FOCUS export names as billing account, provider and invoice issuer."""
+
+    billing_account_id: str = Field(default="gpufinops", min_length=1, alias="billingAccountId")
+    """The account the spend is charged to: the cluster's name in a shared bill."""
+    billing_account_name: str | None = Field(default=None, alias="billingAccountName")
+    provider_name: str = Field(default="Kubernetes", min_length=1, alias="providerName")
+    publisher_name: str = Field(default="Kubernetes", min_length=1, alias="publisherName")
+    invoice_issuer_name: str = Field(default="gpufinops", min_length=1, alias="invoiceIssuerName")
+    """No invoice is issued: the spend is allocated, so the allocator is named."""
+
+
 class CostConfig(_Model):
     timezone: str = Field(default="UTC", description="Time zone of calendar days and months.")
     _timezone = field_validator("timezone")(_timezone)
@@ -227,6 +239,7 @@ class CostConfig(_Model):
     )
     """Where the month's spend of every workload is kept (ConfigMaps), out of tenants'
     reach; default: the operator's own namespace (``POD_NAMESPACE``), none outside a pod."""
+    focus: FocusConfig = Field(default_factory=FocusConfig)
 
 
 class AlertingConfig(_Model):

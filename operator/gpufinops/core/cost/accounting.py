@@ -11,13 +11,13 @@ operator was down across the boundary.
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from gpufinops.api.spec import CostAllocation
-from gpufinops.api.status import CostStatus
+from gpufinops.api.status import CostStatus, DailyCost
 from gpufinops.config.model import OperatorConfig
 from gpufinops.core.cost.periods import (
     day_id,
@@ -33,6 +33,22 @@ UNSET = "__unset__"
 """Group of spend whose workload leaves that costAllocation key empty."""
 
 
+HISTORY_DAYS = 62
+"""Days of spend kept per workload: the month so far and all of the previous one,
+so a closed month can be exported after it ends."""
+
+
+@dataclass(frozen=True)
+class DaySpend:
+    """Spend of one calendar day (in the cost time zone) on one capacity type."""
+
+    day: str
+    """``YYYY-MM-DD``."""
+    capacity_type: str
+    usd: float
+    gpu_hours: float
+
+
 @dataclass(frozen=True)
 class CostTotals:
     """What must survive a restart for one cost key."""
@@ -44,6 +60,9 @@ class CostTotals:
     last_accounted_time: datetime | None = None
     total_usd: float = 0.0
     """Spend since the workload was first accounted: a Training run's whole cost."""
+    days: tuple[DaySpend, ...] = ()
+    """The last ``HISTORY_DAYS`` days' spend, by capacity type, oldest first: the
+    non-overlapping daily charges of an export."""
 
     @classmethod
     def from_status(cls, status: CostStatus | None) -> "CostTotals":
@@ -55,6 +74,9 @@ class CostTotals:
             hourly_usd=status.hourly_usd or 0.0,
             last_accounted_time=status.last_accounted_time,
             total_usd=status.total_usd or 0.0,
+            days=tuple(
+                DaySpend(d.date, d.capacity_type, d.usd, d.gpu_hours) for d in status.daily or ()
+            ),
         )
 
 
@@ -84,11 +106,19 @@ def trusted_totals(totals: CostTotals, now: datetime) -> tuple[CostTotals, list[
         if not ok:
             problems.append(f"{name} {value} is not an amount spent")
         fixed[name] = value if ok else 0.0
+    days = tuple(d for d in totals.days if _is_spend(d))
+    if len(days) != len(totals.days):
+        problems.append(f"{len(totals.days) - len(days)} daily entries are not amounts spent")
     if not problems:
         return totals, []
     return CostTotals(
-        fixed["todayUSD"], fixed["monthToDateUSD"], fixed["hourlyUSD"], last, fixed["totalUSD"]
-    ), problems
+        fixed["todayUSD"], fixed["monthToDateUSD"], fixed["hourlyUSD"], last, fixed["totalUSD"],
+        days,
+    ), problems  # fmt: skip
+
+
+def _is_spend(d: DaySpend) -> bool:
+    return all(math.isfinite(v) and v >= 0 for v in (d.usd, d.gpu_hours))
 
 
 def accrue(
@@ -98,7 +128,7 @@ def accrue(
     if usd_per_hour < 0:
         raise ValueError(f"usd_per_hour must be >= 0, got {usd_per_hour}")
     last = totals.last_accounted_time
-    begin = start if last is None or start > last else last
+    begin = _uncounted_from(totals, start)
     if end <= begin:
         return totals
     today, month, total = totals.today_usd, totals.month_to_date_usd, totals.total_usd
@@ -114,7 +144,41 @@ def accrue(
         today += usd
         month += usd
         total += usd
-    return CostTotals(today, month, usd_per_hour, end, total)
+    return CostTotals(today, month, usd_per_hour, end, total, totals.days)
+
+
+def _uncounted_from(totals: CostTotals, start: datetime) -> datetime:
+    last = totals.last_accounted_time
+    return start if last is None or start > last else last
+
+
+def add_days(
+    days: tuple[DaySpend, ...],
+    start: datetime,
+    end: datetime,
+    spent: "Charge",
+    since: datetime,
+    tz: ZoneInfo,
+) -> tuple[DaySpend, ...]:
+    """The daily history after ``[since, end)`` of an interval ``[start, end)`` that
+    cost ``spent``, spread evenly over the interval as the totals are; at most
+    ``HISTORY_DAYS`` days, the oldest dropped."""
+    seconds = (end - start).total_seconds()
+    if seconds <= 0 or end <= since:
+        return days
+    book = {(d.day, d.capacity_type): d for d in days}
+    for a, b in split_days(since, end, tz):
+        share = (b - a).total_seconds() / seconds
+        day = day_id(a, tz)
+        for ct in sorted(set(spent.usd) | set(spent.gpu_hours)):
+            old = book.get((day, ct), DaySpend(day, ct, 0.0, 0.0))
+            book[(day, ct)] = DaySpend(
+                day, ct,
+                old.usd + spent.usd.get(ct, 0.0) * share,
+                old.gpu_hours + spent.gpu_hours.get(ct, 0.0) * share,
+            )  # fmt: skip
+    kept = sorted({d for d, _ in book})[-HISTORY_DAYS:]
+    return tuple(book[k] for k in sorted(book) if k[0] in kept)
 
 
 @dataclass(frozen=True)
@@ -138,6 +202,8 @@ class Charge:
     usd_per_hour: dict[str, float]
     """The rate at the interval's end: GPU spend moves in steps, so the current rate
     projects the month better than the interval's average."""
+    gpu_hours: dict[str, float] = field(default_factory=dict)
+    """GPU-hours priced (what an export quotes as the consumed and priced quantity)."""
 
     @property
     def total_usd(self) -> float:
@@ -150,15 +216,17 @@ def charge(
     """Price the holdings of one interval; GPUs on an unpriced pool cost nothing."""
     usd: dict[str, float] = {}
     rate: dict[str, float] = {}
+    hours: dict[str, float] = {}
     for h in holdings:
         price = prices.get(h.pool) if h.pool is not None else None
         if h.pool is None or price is None:
             continue
         ct = capacity_types.get(h.pool, UNSET)
         usd[ct] = usd.get(ct, 0.0) + h.gpus * price * h.seconds / 3600.0
+        hours[ct] = hours.get(ct, 0.0) + h.gpus * h.seconds / 3600.0
         if h.holds_now:
             rate[ct] = rate.get(ct, 0.0) + h.gpus * price
-    return Charge(usd, rate)
+    return Charge(usd, rate, hours)
 
 
 def account(
@@ -171,7 +239,9 @@ def account(
     """
     if end > start:
         average = spent.total_usd * 3600.0 / (end - start).total_seconds()
-        totals = accrue(totals, start, end, average, tz)
+        since = _uncounted_from(totals, start)
+        days = add_days(totals.days, start, end, spent, since, tz)
+        totals = replace(accrue(totals, start, end, average, tz), days=days)
     totals = replace(totals, hourly_usd=sum(spent.usd_per_hour.values()))
     if totals.last_accounted_time is None or totals.last_accounted_time < end:
         totals = replace(totals, last_accounted_time=end)
@@ -229,7 +299,14 @@ def to_status(totals: CostTotals, now: datetime, tz: ZoneInfo) -> CostStatus:
         projected_month_usd=round(project_month(totals, now, tz), 2),
         total_usd=round(totals.total_usd, 2),
         last_accounted_time=totals.last_accounted_time,
-    )
+        daily=[
+            DailyCost(
+                date=d.day, capacity_type=d.capacity_type, usd=round(d.usd, 9),
+                gpu_hours=round(d.gpu_hours, 9),
+            )
+            for d in totals.days
+        ] or None,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

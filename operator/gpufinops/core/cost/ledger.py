@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gpufinops.core.cost.accounting import CostTotals
+from gpufinops.core.cost.accounting import CostTotals, DaySpend
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class LedgerEntry:
                 "totalUSD": self.totals.total_usd,
                 "lastAccountedTime": last.isoformat() if last is not None else None,
                 "alertsSent": list(self.alerts_sent),
+                "days": [[d.day, d.capacity_type, d.usd, d.gpu_hours] for d in self.totals.days],
             },
             sort_keys=True,
         )
@@ -59,9 +60,16 @@ class LedgerEntry:
             if when is not None and when.tzinfo is None:
                 return None
             sent = tuple(str(k) for k in raw.get("alertsSent") or ())
+            # Entries written before the daily history was kept have none.
+            days = tuple(
+                DaySpend(str(day), str(ct), float(usd), float(hours))
+                for day, ct, usd, hours in raw.get("days") or ()
+            )
+            if not all(math.isfinite(d.usd) and math.isfinite(d.gpu_hours) for d in days):
+                return None
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
-        return cls(CostTotals(today, month, hourly, when, total), sent)
+        return cls(CostTotals(today, month, hourly, when, total, days), sent)
 
 
 def expired(entry: LedgerEntry, now: datetime, tz: ZoneInfo) -> bool:
