@@ -1,6 +1,7 @@
 """Cost accounting: additive, idempotent, never negative, calendar-aligned in any zone."""
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -18,6 +19,7 @@ from gpufinops.core.cost.accounting import (
     CostKey,
     CostLabels,
     CostTotals,
+    DaySpend,
     Holding,
     account,
     accrue,
@@ -27,6 +29,7 @@ from gpufinops.core.cost.accounting import (
     hourly_rates,
     project_month,
     to_status,
+    with_earlier_days,
 )
 from gpufinops.core.cost.periods import month_bounds, split_days
 
@@ -283,6 +286,23 @@ def test_the_days_add_up_to_the_total_and_keep_at_most_two_months(
     in_month = [d for d in totals.days if d.day >= month.astimezone(tz).date().isoformat()]
     assert math.isclose(sum(d.usd for d in in_month), totals.month_to_date_usd,
                         rel_tol=1e-9, abs_tol=1e-6)  # fmt: skip
+
+
+def test_earlier_months_days_come_from_status_and_the_records_month_from_the_record() -> None:
+    tz = ZoneInfo("UTC")
+    record = CostTotals(5.0, 9.0, 1.0, datetime(2026, 12, 2, 8, tzinfo=UTC), 9.0,
+                        (DaySpend("2026-12-01", "spot", 4.0, 8.0),))  # fmt: skip
+    shown = (
+        DaySpend("2026-11-30", "spot", 7.0, 14.0),  # last month: only status has it
+        DaySpend("2026-11-29", "spot", -3.0, 1.0),  # no amount spent: never taken
+        DaySpend("2026-12-01", "spot", 0.5, 1.0),  # the record's month: the record wins
+    )
+    merged = with_earlier_days(record, shown, tz)
+    assert [(d.day, d.usd) for d in merged.days] == [("2026-11-30", 7.0), ("2026-12-01", 4.0)]
+    assert merged.month_to_date_usd == 9.0
+    # A record whose month has no day yet still owns that month.
+    fresh = replace(record, days=(), last_accounted_time=datetime(2026, 12, 1, 0, 5, tzinfo=UTC))
+    assert [d.day for d in with_earlier_days(fresh, shown, tz).days] == ["2026-11-30"]
 
 
 def test_naive_times_are_refused() -> None:

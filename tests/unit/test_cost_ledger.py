@@ -136,6 +136,10 @@ def test_entries_round_trip_and_garbage_is_no_entry() -> None:
     days = (DaySpend("2026-11-26", "spot", 3.25, 6.5),)
     entry = LedgerEntry(CostTotals(1.5, 20.25, 4.0, T0, 30.0, days), ("month:2026-11:0.5",))
     assert LedgerEntry.decode(entry.encode()) == entry
+    # The ledger keeps the newest month's days only: a namespace's entries share a ConfigMap.
+    two_months = (DaySpend("2026-10-31", "spot", 1.0, 2.0), *days)
+    kept = LedgerEntry.decode(LedgerEntry(CostTotals(0, 0, 0, T0, 0, two_months)).encode())
+    assert kept is not None and kept.totals.days == days
     # An entry written before days were kept has none; a day that is no amount spoils it.
     old = '{"todayUSD": 1, "monthToDateUSD": 2, "hourlyUSD": 0, "lastAccountedTime": null}'
     assert LedgerEntry.decode(old) == LedgerEntry(CostTotals(1.0, 2.0, 0.0, None, 2.0))

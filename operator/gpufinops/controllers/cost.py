@@ -51,6 +51,7 @@ from gpufinops.core.cost.accounting import (
     gpu_prices,
     hourly_rates,
     trusted_totals,
+    with_earlier_days,
 )
 from gpufinops.core.cost.budget import (
     AlertReason,
@@ -196,8 +197,10 @@ class CostAccountant:
         key = (view.namespace, view.name)
         entry = self._recorded.get(key)
         if entry is not None:
-            # The ledger is the record: status (the tenant's to rewrite) is only shown.
-            stored, problems = trusted_totals(entry.totals, now)
+            # The ledger is the record: status (the tenant's to rewrite) is only shown,
+            # and read only for the days of months the record no longer holds.
+            record = with_earlier_days(entry.totals, _status_totals(view).days, self.tz)
+            stored, problems = trusted_totals(record, now)
             sent, source = entry.alerts_sent, "the spend ledger entry"
         else:
             stored, problems = trusted_totals(_status_totals(view), now)

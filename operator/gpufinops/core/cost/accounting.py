@@ -147,6 +147,26 @@ def accrue(
     return CostTotals(today, month, usd_per_hour, end, total, totals.days)
 
 
+def with_earlier_days(record: CostTotals, shown: tuple[DaySpend, ...], tz: ZoneInfo) -> CostTotals:
+    """The record's totals with the days of earlier months taken from ``shown``.
+
+    The spend ledger keeps the days of the record's own month only (its size is
+    bounded per namespace); status shows the previous month's too, which a closed
+    month's export reads. Days of the record's month come from the record alone.
+    """
+    last = record.last_accounted_time
+    if last is None:
+        return record
+    month = period_of_end(last, tz)[1]
+    kept = {d.day[:7] for d in record.days} | {month}
+    earlier = tuple(d for d in shown if d.day[:7] < min(kept) and _is_spend(d))
+    if not earlier:
+        return record
+    days = sorted(earlier + record.days, key=lambda d: (d.day, d.capacity_type))
+    newest = sorted({d.day for d in days})[-HISTORY_DAYS:]
+    return replace(record, days=tuple(d for d in days if d.day in newest))
+
+
 def _uncounted_from(totals: CostTotals, start: datetime) -> datetime:
     last = totals.last_accounted_time
     return start if last is None or start > last else last

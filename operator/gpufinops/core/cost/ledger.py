@@ -38,7 +38,7 @@ class LedgerEntry:
                 "totalUSD": self.totals.total_usd,
                 "lastAccountedTime": last.isoformat() if last is not None else None,
                 "alertsSent": list(self.alerts_sent),
-                "days": [[d.day, d.capacity_type, d.usd, d.gpu_hours] for d in self.totals.days],
+                "days": _month_days(self.totals.days),
             },
             sort_keys=True,
         )
@@ -61,15 +61,29 @@ class LedgerEntry:
                 return None
             sent = tuple(str(k) for k in raw.get("alertsSent") or ())
             # Entries written before the daily history was kept have none.
-            days = tuple(
-                DaySpend(str(day), str(ct), float(usd), float(hours))
-                for day, ct, usd, hours in raw.get("days") or ()
-            )
+            days = tuple(_day(str(text)) for text in raw.get("days") or ())
             if not all(math.isfinite(d.usd) and math.isfinite(d.gpu_hours) for d in days):
                 return None
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
         return cls(CostTotals(today, month, hourly, when, total, days), sent)
+
+
+def _month_days(days: tuple[DaySpend, ...]) -> list[str]:
+    """The days of the newest month, one ``date capacity-type usd gpu-hours`` string
+    each, to the micro-dollar: the entries of a namespace share one ConfigMap (1 MiB),
+    and a month of days on two capacity types is under 3 KB this way."""
+    month = max((d.day[:7] for d in days), default="")
+    return [
+        f"{d.day} {d.capacity_type} {d.usd:.6f} {d.gpu_hours:.6f}"
+        for d in days
+        if d.day[:7] == month
+    ]
+
+
+def _day(text: str) -> DaySpend:
+    day, capacity_type, usd, hours = text.split(" ")
+    return DaySpend(day, capacity_type, float(usd), float(hours))
 
 
 def expired(entry: LedgerEntry, now: datetime, tz: ZoneInfo) -> bool:
