@@ -305,6 +305,61 @@ def test_earlier_months_days_come_from_status_and_the_records_month_from_the_rec
     assert [d.day for d in with_earlier_days(fresh, shown, tz).days] == ["2026-11-30"]
 
 
+def _peaky(tz: ZoneInfo, until: datetime) -> CostTotals:
+    """$30/h from 09:00 to 17:00 local, nothing otherwise ($240 a day), accounted
+    every 15 minutes from the 1st of November to ``until``."""
+    totals, at = CostTotals(), datetime(2026, 11, 1, tzinfo=tz).astimezone(UTC)
+    while at < until:
+        end = at + timedelta(minutes=15)
+        if 9 <= at.astimezone(tz).hour < 17:
+            spent = Charge({"on-demand": 7.5}, {"on-demand": 30.0}, {"on-demand": 0.25})
+        else:
+            spent = Charge({}, {})
+        totals = account(totals, at, end, spent, tz)
+        at = end
+    return totals
+
+
+MONTH = 30 * 240.0
+"""November at $240 a day."""
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York"])
+def test_the_projection_follows_the_daily_pattern_not_the_peak_rate(zone: str) -> None:
+    tz = ZoneInfo(zone)
+    noon = datetime(2026, 11, 11, 12, tzinfo=tz).astimezone(UTC)  # three hours into the peak
+    totals = _peaky(tz, noon)
+    assert as_of(totals, noon, tz).today_usd == pytest.approx(90.0)
+    # The current rate for the rest of the month would project about twice the month.
+    hours_left = (datetime(2026, 12, 1, tzinfo=tz).astimezone(UTC) - noon).total_seconds() / 3600
+    assert as_of(totals, noon, tz).month_to_date_usd + 30.0 * hours_left > 1.8 * MONTH
+    # The last week's days say what it will cost, at noon as at midnight.
+    assert project_month(totals, noon, tz) == pytest.approx(MONTH)
+    midnight = datetime(2026, 11, 12, tzinfo=tz).astimezone(UTC)
+    assert project_month(_peaky(tz, midnight), midnight, tz) == pytest.approx(MONTH)
+
+
+def test_a_new_workload_projects_with_its_rate_until_it_has_three_days() -> None:
+    tz = ZoneInfo("UTC")
+    two_days = datetime(2026, 11, 3, tzinfo=UTC)
+    # Midnight after two days, off-peak: rate 0, so the month to date is the projection.
+    assert project_month(_peaky(tz, two_days), two_days, tz) == pytest.approx(480.0)
+    three_days = datetime(2026, 11, 4, tzinfo=UTC)
+    assert project_month(_peaky(tz, three_days), three_days, tz) == pytest.approx(MONTH)
+
+
+def test_a_workload_that_stopped_is_not_projected_to_go_on() -> None:
+    tz = ZoneInfo("UTC")
+    ran = _peaky(tz, datetime(2026, 11, 8, tzinfo=UTC))  # a week, then nothing
+    idle = account(ran, datetime(2026, 11, 8, tzinfo=UTC), datetime(2026, 11, 9, 12, tzinfo=UTC),
+                   Charge({}, {}), tz)  # fmt: skip
+    at = datetime(2026, 11, 9, 12, tzinfo=UTC)
+    assert project_month(idle, at, tz) == pytest.approx(7 * 240.0)  # the week it ran
+    # A nightly trough is not a stop: spend yesterday keeps the pattern.
+    night = datetime(2026, 11, 8, 3, tzinfo=UTC)
+    assert project_month(_peaky(tz, night), night, tz) == pytest.approx(MONTH)
+
+
 def test_naive_times_are_refused() -> None:
     with pytest.raises(ValueError, match="naive"):
         accrue(CostTotals(), datetime(2026, 1, 1), datetime(2026, 1, 2), 1.0, ZoneInfo("UTC"))

@@ -90,6 +90,19 @@ def test_projection_alert_fires_once_and_not_after_exceeding() -> None:
     assert AlertReason.PROJECTED_TO_EXCEED not in [a.reason for a in over]
 
 
+def test_a_projection_that_recovers_and_crosses_again_alerts_again() -> None:
+    b = budget()  # $1,000 a month
+    sent: list[str] = []
+    fired = []
+    # Over, wavering just under (no re-arm), over again, well under (re-armed), over.
+    for projected in (1100, 950, 1050, 850, 1200, 1300):
+        s_ = spend(300, projected=projected)
+        due = alerts_due(b, s_, sent)
+        fired += [projected for a in due if a.reason == AlertReason.PROJECTED_TO_EXCEED]
+        sent = remember(sent, due, s_, b)
+    assert fired == [1100, 1200]
+
+
 def test_daily_budget_alerts_per_day() -> None:
     b = Budget.model_validate({"dailyUSD": 100})
     s = Spend("2026-11-27", "2026-11", 120, 500, 900)

@@ -174,7 +174,10 @@ class CostStatus(StatusModel):
         default=None, alias="monthToDateUSD", description="Spend since the month began."
     )
     projected_month_usd: float | None = Field(
-        default=None, alias="projectedMonthUSD", description="Projected spend for the month."
+        default=None,
+        alias="projectedMonthUSD",
+        description="Projected spend for the month: so far, plus the mean day of the last "
+        "week for each day left (the current rate for a workload with fewer than three days).",
     )
     total_usd: float | None = Field(
         default=None,

@@ -12,7 +12,7 @@ operator was down across the boundary.
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -23,6 +23,7 @@ from gpufinops.core.cost.periods import (
     day_id,
     month_bounds,
     month_id,
+    next_day_start,
     period_of_end,
     split_days,
 )
@@ -295,18 +296,60 @@ def as_of(totals: CostTotals, now: datetime, tz: ZoneInfo) -> CostTotals:
     return replace(totals, today_usd=today, month_to_date_usd=month)
 
 
-def project_month(totals: CostTotals, now: datetime, tz: ZoneInfo) -> float:
-    """Month-to-date spend plus the current hourly rate over the hours left in the month.
+PATTERN_DAYS = 7
+"""Complete days the projection averages: a week, so weekdays and weekends both count."""
+MIN_PATTERN_DAYS = 3
+"""Fewer complete days than this (a new workload) and the projection uses the run rate."""
 
-    GPU spend moves in steps (replicas added, a job suspended), so the current
-    rate predicts the rest of the month better than the month's average, and a
-    Throttle or Suspend shows in the projection at once instead of days later.
+
+def typical_day(totals: CostTotals, now: datetime, tz: ZoneInfo) -> float | None:
+    """Mean spend of the complete days of the last week, or None with too few.
+
+    The days counted run from the first day with spend (a workload created last
+    Tuesday has no Monday) to yesterday; a day in between without spend counts as
+    a day that cost nothing (scaled to zero, suspended).
+    """
+    today = date.fromisoformat(day_id(now, tz))
+    first = min((date.fromisoformat(d.day) for d in totals.days), default=None)
+    if first is None:
+        return None
+    start = max(first, today - timedelta(days=PATTERN_DAYS))
+    count = (today - start).days
+    if count < MIN_PATTERN_DAYS:
+        return None
+    spent = sum(d.usd for d in totals.days if start <= date.fromisoformat(d.day) < today)
+    return spent / count
+
+
+def project_month(totals: CostTotals, now: datetime, tz: ZoneInfo) -> float:
+    """The month's spend so far plus what the rest of it will cost if its days are like
+    the last week's: today up to a typical day's spend, then a typical day for each
+    day left.
+
+    GPU spend follows the day (replicas scaled up for the afternoon peak, down at
+    night), so the current rate over-projects at the peak and under-projects at
+    night; the mean of the past days does neither. A workload with fewer than
+    ``MIN_PATTERN_DAYS`` complete days projects with its current rate instead, and
+    so does one that has spent nothing since yesterday began (a finished job, a
+    service shut down): it is not going to have typical days.
     """
     now = reading_time(totals, now)
     seen = as_of(totals, now, tz)
     _, end = month_bounds(now, tz)
-    remaining_hours = max(0.0, (end - now).total_seconds() / 3600.0)
-    return seen.month_to_date_usd + seen.hourly_usd * remaining_hours
+    typical = typical_day(totals, now, tz)
+    yesterday = (date.fromisoformat(day_id(now, tz)) - timedelta(days=1)).isoformat()
+    recent = (
+        seen.hourly_usd > 0
+        or seen.today_usd > 0
+        or any(d.day == yesterday and d.usd > 0 for d in totals.days)
+    )
+    if typical is None or not recent:
+        remaining_hours = max(0.0, (end - now).total_seconds() / 3600.0)
+        return seen.month_to_date_usd + seen.hourly_usd * remaining_hours
+    tomorrow = next_day_start(now, tz)
+    days_left = (end.astimezone(tz).date() - tomorrow.astimezone(tz).date()).days
+    rest_of_today = max(0.0, typical - seen.today_usd)
+    return seen.month_to_date_usd + rest_of_today + typical * max(0, days_left)
 
 
 def to_status(totals: CostTotals, now: datetime, tz: ZoneInfo) -> CostStatus:

@@ -122,10 +122,22 @@ def alerts_due(budget: Budget, spend: Spend, sent: Iterable[str]) -> list[Alert]
     return out
 
 
-def remember(sent: Iterable[str], alerts: Iterable[Alert], spend: Spend) -> list[str]:
-    """The memory to persist: this period's keys only, so old periods drop out."""
+PROJECTION_REARM = 0.9
+"""A projection that falls below this share of the monthly budget re-arms its alert:
+a projection back under the budget that crosses it again alerts again, and one
+wavering around the budget does not alert on every pass."""
+
+
+def remember(
+    sent: Iterable[str], alerts: Iterable[Alert], spend: Spend, budget: Budget | None = None
+) -> list[str]:
+    """The memory to persist: this period's keys only, so old periods drop out; the
+    projection's key is forgotten once the projection is well back under the budget."""
     current = {f"day:{spend.day}", f"month:{spend.month}"}
     keys = set(sent) | {a.key for a in alerts}
+    monthly = budget.monthly_usd if budget is not None else None
+    if monthly is not None and spend.projected_month_usd < PROJECTION_REARM * monthly:
+        keys.discard(f"month:{spend.month}:projected")
     return sorted(k for k in keys if k.rsplit(":", 1)[0] in current)
 
 

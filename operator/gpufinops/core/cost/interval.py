@@ -74,7 +74,7 @@ def plan_interval(
     state = budget_state(budget, spend)
     before = tuple(sent)
     alerts = alerts_due(budget, spend, before) if budget is not None else []
-    remembered = tuple(remember(before, alerts, spend)) if budget is not None else ()
+    remembered = tuple(remember(before, alerts, spend, budget)) if budget is not None else ()
     return IntervalPlan(
         spent, after, state, alerts, remembered, enforce(spec, state, current_replicas)
     )
