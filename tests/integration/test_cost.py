@@ -142,6 +142,8 @@ def workload(kubectl) -> Iterator[None]:
     kubectl("patch", "aiw", "llm", "-n", NS, "--type=merge",
             "-p", '{"metadata": {"finalizers": null}}')  # fmt: skip
     kubectl("delete", "aiw,deployments", "--all", "-n", NS, "--wait=true", "--timeout=60s")
+    # With its Events: a second run on the same cluster counts only its own.
+    kubectl("delete", "namespace", NS, "--wait=true", "--timeout=90s")
 
 
 def test_spend_accrues_survives_a_restart_and_alerts_once(
@@ -156,6 +158,10 @@ def test_spend_accrues_survives_a_restart_and_alerts_once(
     with running_operator(kubeconfig, tmp_path / "first", "--config", str(config)) as op:
         poll(lambda: (_status(kubectl).get("cost") or {}).get("todayUSD"), "status.cost")
         _check_spend(kubectl, starts)
+        # What rightsizing observes is kept in status (the API server takes the schema).
+        poll(lambda: _status(kubectl).get("observedUsage"), "status.observedUsage", deadline=30)
+        observed = _status(kubectl)["observedUsage"]
+        assert len(observed["observedHours"]) == 24 and observed["observedSince"]
         poll(lambda: (_status(kubectl).get("budget") or {}).get("state") == "Exceeded",
              "the daily budget exceeded", deadline=90)  # fmt: skip
         _check_spend(kubectl, starts)

@@ -224,7 +224,8 @@ def test_the_cost_pass_writes_recommendations_once_enough_is_seen() -> None:
     def tick(acct: CostAccountant, at: datetime) -> None:
         status = cluster.status
         view = WorkloadView("ml", "w", {"kind": "AIWorkload"}, spec, status.get("cost") or {},
-                            status.get("budget") or {}, status.get("recommendations"))  # fmt: skip
+                            status.get("budget") or {}, status.get("recommendations"),
+                            status.get("observedUsage"))  # fmt: skip
         asyncio.run(acct.tick(at, [view], pods, POOLS, lambda ns, n: 4))
 
     acct = CostAccountant(CONFIG, effects, utilization=utilization)
@@ -237,13 +238,27 @@ def test_the_cost_pass_writes_recommendations_once_enough_is_seen() -> None:
     assert rec["kind"] == "FewerReplicas"
     # 4 A100 replicas peaking at 10 %: one would do, 3 GPUs x $4 x 730 h saved.
     assert rec["estimatedMonthlySavingUSD"] == 3 * 4.0 * 730
-    assert set(patches[-1]) == {"cost", "budget", "recommendations"}  # never conditions
+    # Never conditions; the observations the recommendations rest on, with their window.
+    assert set(patches[-1]) == {"cost", "budget", "recommendations", "observedUsage"}
+    observed = cluster.status["observedUsage"]
+    assert observed["observedSince"] == START.isoformat().replace("+00:00", "Z")
+    assert sum(observed["observedHours"]) == 24.0 and observed["peakUtilizationPercent"] == 10.0
     # Unchanged recommendations are not written again.
     tick(acct, START + timedelta(hours=24, minutes=30))
     assert "recommendations" not in patches[-1]
-    # A restarted operator has seen nothing yet: it keeps what status holds.
-    tick(CostAccountant(CONFIG, effects, utilization=utilization), START + timedelta(hours=25))
-    assert "recommendations" not in patches[-1] and cluster.status["recommendations"] == [rec]
+    # A restarted operator goes on from what status holds: its first recommendation
+    # pass (not a day later) confirms them, the downtime not counted as observed.
+    restarted = CostAccountant(CONFIG, effects, utilization=utilization)
+    tick(restarted, START + timedelta(hours=30))
+    assert cluster.status["recommendations"] == [rec]
+    assert restarted.books[("ml", "w")].usage.total_hours == 24.5
+    tick(restarted, START + timedelta(hours=30, minutes=30))
+    assert restarted.books[("ml", "w")].usage.total_hours == 25.0
+    # A status that accounting cannot have written is observed again, not believed.
+    cluster.status["observedUsage"]["gpuHours"][0] = -5.0
+    fresh = CostAccountant(CONFIG, effects, utilization=utilization)
+    tick(fresh, START + timedelta(hours=31))
+    assert fresh.books[("ml", "w")].usage.total_hours == 0.0
 
 
 def test_the_report_lists_recommendations_in_every_format() -> None:
@@ -258,10 +273,12 @@ def test_the_report_lists_recommendations_in_every_format() -> None:
         {"kind": "FewerReplicas", "message": "idle GPUs", "estimatedMonthlySavingUSD": 80.0},
         {"kind": "Broken"},  # malformed entries are left out, not fatal
     ]
+    observed = Usage(observed_hours=(1.5,) * 24, first_time=T0 - timedelta(days=2),
+                     last_time=T0).to_status(12.0).to_wire()  # fmt: skip
     obj = {
         "metadata": {"name": "nb", "namespace": "ml"},
         "spec": {"type": "Experiment", "costAllocation": {"team": "research"}},
-        "status": {"recommendations": recs},
+        "status": {"recommendations": recs, "observedUsage": observed},
     }
     report = build_report([obj], T0, "UTC")
     (row,) = report.workloads
@@ -273,5 +290,11 @@ def test_the_report_lists_recommendations_in_every_format() -> None:
     (cells,) = csv.DictReader(io.StringIO(render_csv(report)))
     assert cells["recommendations"].startswith("FewerReplicas ($80.00): idle GPUs; UseSpot")
     assert cells["potential_monthly_saving_usd"] == "80.0"
+    # The evidence window: how much was observed, from when to when.
+    assert (row.observed_hours, row.observed_since, row.observed_until) == (
+        36.0, "2026-10-31T00:00:00Z", "2026-11-02T00:00:00Z",
+    )  # fmt: skip
+    assert doc["workloads"][0]["observed_hours"] == 36.0
+    assert "36 h, 2026-10-31 to 2026-11-02" in render_table(report)
     table = render_table(report)
     assert "recommendations" in table and "FewerReplicas" in table and "$80.00" in table

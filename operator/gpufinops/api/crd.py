@@ -37,6 +37,7 @@ _KEPT = {
     "pattern",
     "minItems",
     "maxItems",
+    "maxProperties",
     "required",
     "nullable",
 }

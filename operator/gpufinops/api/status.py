@@ -2,6 +2,7 @@
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import Field
 
@@ -239,6 +240,42 @@ class Recommendation(StatusModel):
     )
 
 
+def _hours_of_day(description: str) -> Any:
+    return Field(min_length=24, max_length=24, description=description)
+
+
+class ObservedUsage(StatusModel):
+    """What the rightsizing recommendations are based on, by local hour of day, kept so a
+    restarted operator goes on from it instead of observing a day again."""
+
+    observed_since: datetime | None = Field(
+        default=None, description="Start of the first interval observed."
+    )
+    observed_until: datetime | None = Field(
+        default=None, description="End of the last interval observed."
+    )
+    observed_hours: list[float] = _hours_of_day(
+        "Hours observed in each local hour of the day (index 0 is 00:00-01:00)."
+    )
+    gpu_hours: list[float] = _hours_of_day("GPU-hours held in each local hour of the day.")
+    replica_hours: list[float] = _hours_of_day("Replica-hours in each local hour of the day.")
+    peak_replicas: int = Field(default=0, ge=0, description="The most replicas seen.")
+    gpus_per_replica: float = Field(
+        default=0.0, ge=0, description="The most GPUs one replica held."
+    )
+    gpu_hours_by_pool: dict[str, float] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="GPU-hours held per node pool (the 16 largest).",
+        json_schema_extra={
+            "additionalProperties": {"type": "number", "description": "GPU-hours on that pool."}
+        },
+    )
+    peak_utilization_percent: float | None = Field(
+        default=None, description="Peak GPU utilisation over the observed time (DCGM)."
+    )
+
+
 class Decision(StatusModel):
     """The last thing the operator decided, and why."""
 
@@ -353,6 +390,9 @@ class AIWorkloadStatus(StatusModel):
         max_length=10,
         description="Rightsizing recommendations with estimated monthly savings, largest "
         "first (written by the cost loop; see docs/cost.md).",
+    )
+    observed_usage: ObservedUsage | None = Field(
+        default=None, description="The observations the recommendations are based on."
     )
     last_decision: Decision | None = Field(default=None, description="The latest decision.")
     selector: str | None = Field(

@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from gpufinops.api.status import CostStatus, Recommendation
+from gpufinops.api.status import CostStatus, ObservedUsage, Recommendation
 from gpufinops.config.model import ConfigError, FocusConfig, load_config
 from gpufinops.core.cost.accounting import UNSET, CostTotals, DaySpend, as_of, project_month
 from gpufinops.core.cost.periods import month_bounds, next_day_start, zone
@@ -63,6 +63,11 @@ class WorkloadSpend:
     """kind, message and estimated_monthly_saving_usd of each, largest saving first."""
     potential_monthly_saving_usd: float = 0.0
     """The largest single saving (recommendations are alternatives, not additive)."""
+    observed_hours: float | None = None
+    """Hours of usage the recommendations rest on (``status.observedUsage``)."""
+    observed_since: str | None = None
+    observed_until: str | None = None
+    """The evidence window: first and last instant observed."""
     days: tuple[DaySpend, ...] = ()
     """Spend per day and capacity type (``status.cost.daily``): the FOCUS rows."""
 
@@ -106,6 +111,22 @@ def _recommendations(raw: Any) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: -float(r["estimated_monthly_saving_usd"]))
 
 
+def _evidence(raw: Any) -> tuple[float | None, str | None, str | None]:
+    """(hours observed, since, until) of ``status.observedUsage``; nothing when malformed."""
+    try:
+        seen = ObservedUsage.model_validate(raw) if raw else None
+    except ValidationError:
+        seen = None
+    if seen is None:
+        return None, None, None
+    since, until = seen.observed_since, seen.observed_until
+    return (
+        round(sum(seen.observed_hours), 2),
+        _z(since) if since is not None else None,
+        _z(until) if until is not None else None,
+    )
+
+
 def workload_spend(obj: Mapping[str, Any], now: datetime, tz: ZoneInfo) -> WorkloadSpend:
     """One object as reported: unset costAllocation keys are ``__unset__``."""
     meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
@@ -114,6 +135,7 @@ def workload_spend(obj: Mapping[str, Any], now: datetime, tz: ZoneInfo) -> Workl
     budget = status.get("budget") or {}
     totals = _totals(status.get("cost"))
     recommendations = _recommendations(status.get("recommendations"))
+    hours, since, until = _evidence(status.get("observedUsage"))
     seen = as_of(totals, now, tz)
     last = totals.last_accounted_time
     return WorkloadSpend(
@@ -138,6 +160,9 @@ def workload_spend(obj: Mapping[str, Any], now: datetime, tz: ZoneInfo) -> Workl
             (float(r["estimated_monthly_saving_usd"]) for r in recommendations), default=0.0
         ),
         days=totals.days,
+        observed_hours=hours,
+        observed_since=since,
+        observed_until=until,
     )
 
 
@@ -215,14 +240,23 @@ def render_table(report: Report) -> str:
             str(rec["kind"]),
             _money(float(rec["estimated_monthly_saving_usd"])),
             str(rec["message"]),
+            _window(r),
         ]
         for r in report.workloads
         for rec in r.recommendations
     ]
     if advised:
         columns = [Column("recommendations"), Column("kind"), Column("saves/month", numeric=True)]
-        out += ["", text_table([*columns, Column("why")], advised)]
+        out += ["", text_table([*columns, Column("why"), Column("evidence")], advised)]
     return "\n".join(out) + "\n"
+
+
+def _window(r: WorkloadSpend) -> str:
+    """``36.5 h, 2026-11-01 to 2026-11-03``: how much the recommendation rests on."""
+    if r.observed_hours is None:
+        return "-"
+    since, until = (r.observed_since or "?")[:10], (r.observed_until or "?")[:10]
+    return f"{r.observed_hours:g} h, {since} to {until}"
 
 
 def _percent(value: int | None) -> str:

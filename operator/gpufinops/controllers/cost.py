@@ -12,9 +12,10 @@ pod's container start (and end) times, times its pool's GPU price: a pod
 that started halfway through an interval pays for half of it.
 
 The same pass samples the GPUs and replicas each workload holds, by local hour
-of day, for the rightsizing rules of ``core.cost.recommend``. Those samples are
-memory only: losing them on a restart costs a day of observation, not money,
-so they are not worth a status write every pass.
+of day, for the rightsizing rules of ``core.cost.recommend``. They are written to
+``status.observedUsage`` when the recommendations are recomputed (every few
+minutes, not every pass) and read back by a restarted operator, which would
+otherwise need another day of observation before it could advise.
 """
 
 import asyncio
@@ -40,7 +41,7 @@ from gpufinops.adapters.allocations import (
 )
 from gpufinops.adapters.status import without_nulls
 from gpufinops.api.spec import AIWorkloadSpec
-from gpufinops.api.status import BudgetState, CostStatus
+from gpufinops.api.status import BudgetState, CostStatus, ObservedUsage
 from gpufinops.config.model import OperatorConfig
 from gpufinops.core.cost.accounting import (
     IDLE,
@@ -79,6 +80,8 @@ class WorkloadView:
     budget: Mapping[str, Any]
     recommendations: Sequence[Mapping[str, Any]] | None = None
     """``status.recommendations`` as last written (None: never)."""
+    observed_usage: Mapping[str, Any] | None = None
+    """``status.observedUsage``: what a previous process observed for the recommendations."""
 
 
 @dataclass
@@ -117,12 +120,14 @@ class _Book:
     unchanged and idle means no write."""
     series: tuple[str, ...] | None = None
     usage: Usage = field(default_factory=Usage)
-    """GPUs and replicas by hour of day, seen by this process (not persisted)."""
+    """GPUs and replicas by hour of day (``status.observedUsage``, read back at start)."""
     recommendations: list[dict[str, Any]] | None = None
     """``status.recommendations`` as last written."""
     recommended_at: datetime | None = None
     utilization: float | None = None
     """Peak GPU utilisation over the observed time, refreshed with the recommendations."""
+    observed: dict[str, Any] | None = None
+    """``status.observedUsage`` as last written or read."""
 
 
 class Ledger(Protocol):
@@ -156,6 +161,16 @@ def _visible(cost: Mapping[str, Any], budget: Mapping[str, Any]) -> dict[str, An
     moving = {k: v for k, v in cost.items() if k != "lastAccountedTime"}
     visible: dict[str, Any] = without_nulls({"cost": moving, "budget": dict(budget)})
     return visible
+
+
+def _observed(view: WorkloadView) -> tuple[Usage, float | None]:
+    if not view.observed_usage:
+        return Usage(), None
+    try:
+        observed = ObservedUsage.model_validate(view.observed_usage)
+    except ValidationError:
+        return Usage(), None
+    return Usage.from_status(observed), observed.peak_utilization_percent
 
 
 def _later(a: datetime | None, b: datetime | None) -> bool:
@@ -219,6 +234,10 @@ class CostAccountant:
             fresh = _Book(stored, sent, shown, book.series if book else None)
             if book is not None:  # status ahead of memory changes the totals, not the usage seen
                 fresh.usage, fresh.utilization = book.usage, book.utilization
+                fresh.observed = book.observed
+            else:  # what the previous process observed: no day of observation lost
+                fresh.usage, fresh.utilization = _observed(view)
+                fresh.observed = dict(view.observed_usage) if view.observed_usage else None
             fresh.recommendations = (
                 [dict(r) for r in view.recommendations]
                 if view.recommendations is not None
@@ -337,6 +356,9 @@ class CostAccountant:
         patch: dict[str, Any] = {"cost": cost, "budget": budget_patch}
         if recommendations is not None:
             patch["recommendations"] = recommendations
+        observed = self._observed_patch(book, now)
+        if observed is not None:
+            patch["observedUsage"] = observed
         # Also when status is not what was written: someone rewrote it (a lower spend, say),
         # and status shows the record, not what was put there.
         shown = _visible(view.cost, view.budget)
@@ -345,6 +367,7 @@ class CostAccountant:
             or visible != book.visible
             or visible != shown
             or recommendations is not None
+            or "observedUsage" in patch
         ):
             await asyncio.to_thread(self.effects.write_status, view.namespace, view.name, patch)
         book.totals, book.sent, book.visible = totals, sent, visible
@@ -354,6 +377,20 @@ class CostAccountant:
         self._metrics(view, spec, book, usd, rate, state)
         self._token_reads.append(self._per_token(view, spec, sum(rate.values())))
         self._alert(view, spec, alerts, now)
+
+    @staticmethod
+    def _observed_patch(book: _Book, now: datetime) -> dict[str, Any] | None:
+        """``status.observedUsage`` when the recommendations were recomputed (or first
+        observed), for a workload that has held GPUs, and only if it changed: idle
+        workloads and a restart write nothing."""
+        due = book.recommended_at == now or book.observed is None
+        if not due or sum(book.usage.gpu_hours) <= 0:
+            return None
+        wire: dict[str, Any] = book.usage.to_status(book.utilization).to_wire()
+        if wire == book.observed:
+            return None
+        book.observed = wire
+        return wire
 
     def _recommend(
         self,

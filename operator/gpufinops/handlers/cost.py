@@ -107,6 +107,11 @@ async def cost_workloads(
                 if isinstance(status.get("recommendations"), list)
                 else None
             ),
+            observed_usage=(
+                dict(status["observedUsage"])
+                if isinstance(status.get("observedUsage"), dict)
+                else None
+            ),
         )
     }
 

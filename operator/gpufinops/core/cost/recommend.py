@@ -20,6 +20,7 @@ alternatives, not additive. The thresholds are in ``Thresholds`` and
 ``docs/cost.md``.
 """
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ from math import ceil
 from zoneinfo import ZoneInfo
 
 from gpufinops.api.spec import AIWorkloadSpec, WorkloadType
+from gpufinops.api.status import ObservedUsage
 from gpufinops.config.model import CapacityType, NodePool
 from gpufinops.core.cost.periods import HOURS_PER_MONTH
 
@@ -35,6 +37,8 @@ HOURS_PER_DAY = 24
 DAYS_PER_MONTH = HOURS_PER_MONTH / HOURS_PER_DAY
 MAX_RECOMMENDATIONS = 10
 """The most kept in status: enough for every rule, bounded for the object size."""
+MAX_POOLS = 16
+"""Pools kept in ``status.observedUsage`` (the largest): the size of status is bounded."""
 
 
 class Kind(StrEnum):
@@ -93,6 +97,43 @@ class Usage:
     gpu_hours_by_pool: Mapping[str, float] = field(default_factory=dict)
     last_time: datetime | None = None
     """End of the last interval observed."""
+    first_time: datetime | None = None
+    """Start of the first interval observed: with ``last_time``, the evidence window."""
+
+    def to_status(self, peak_utilization_percent: float | None) -> ObservedUsage:
+        """``status.observedUsage``: what a restarted operator goes on from (bounded:
+        24 hours of the day and the largest pools)."""
+        pools = sorted(self.gpu_hours_by_pool.items(), key=lambda kv: (-kv[1], kv[0]))
+        return ObservedUsage(
+            observed_since=self.first_time,
+            observed_until=self.last_time,
+            observed_hours=[round(h, 6) for h in self.observed_hours],
+            gpu_hours=[round(h, 6) for h in self.gpu_hours],
+            replica_hours=[round(h, 6) for h in self.replica_hours],
+            peak_replicas=self.peak_replicas,
+            gpus_per_replica=self.gpus_per_replica,
+            gpu_hours_by_pool={k: round(v, 6) for k, v in pools[:MAX_POOLS]},
+            peak_utilization_percent=peak_utilization_percent,
+        )
+
+    @classmethod
+    def from_status(cls, observed: ObservedUsage) -> "Usage":
+        """What a previous process observed, going on from the next interval: the
+        time the operator was down is not counted as observed."""
+        values = (*observed.observed_hours, *observed.gpu_hours, *observed.replica_hours,
+                  *observed.gpu_hours_by_pool.values(), observed.gpus_per_replica)  # fmt: skip
+        if not all(math.isfinite(v) and v >= 0 for v in values):
+            return cls()  # not what accounting writes: observe again
+        return cls(
+            tuple(observed.observed_hours),
+            tuple(observed.gpu_hours),
+            tuple(observed.replica_hours),
+            observed.peak_replicas,
+            observed.gpus_per_replica,
+            dict(observed.gpu_hours_by_pool),
+            None,
+            observed.observed_since,
+        )
 
     @property
     def total_hours(self) -> float:
@@ -141,7 +182,9 @@ def observe(
     """
     start = usage.last_time
     if start is None or end <= start:
-        return usage if start is not None else replace(usage, last_time=end)
+        if start is not None:
+            return usage
+        return replace(usage, last_time=end, first_time=usage.first_time or end)
     observed, held, reps = (
         list(usage.observed_hours),
         list(usage.gpu_hours),
@@ -165,6 +208,7 @@ def observe(
         max(usage.gpus_per_replica, per_replica),
         by_pool,
         end,
+        usage.first_time or start,
     )
 
 
