@@ -21,6 +21,7 @@ from gpufinops.config.model import parse_config
 from gpufinops.controllers.cost import CostAccountant, CostEffects, WorkloadView
 from gpufinops.core.cost.accounting import CostLabels
 from gpufinops.core.cost.budget import recorded_enforcement, replica_ceiling
+from gpufinops.core.cost.unit_economics import ServedRates
 from gpufinops.core.gpus import DEFAULT_GPU_RESOURCES
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
@@ -539,17 +540,27 @@ def test_cost_per_million_tokens_is_the_spend_rate_over_the_token_rate() -> None
     assert 'namespace="ml"' in query and "[5m]))" in query and 'pod=~"llm-' in query
 
     cluster = Cluster()
-    rates: dict[str, float | None] = {"tps": 1000.0 / 3600}  # 1000 tokens an hour
+    # 200 input and 200 output tokens an hour, 10 requests an hour.
+    served: dict[str, ServedRates | None] = {"now": ServedRates(200 / 3600, 200 / 3600, 10 / 3600)}
     busy: dict[str, float | None] = {"percent": 25.0}
     acct = CostAccountant(
-        CONFIG, cluster.effects(), lambda ns, spec: rates["tps"], None,
+        CONFIG, cluster.effects(), lambda ns, spec: served["now"], None,
         lambda ns, kind, name: busy["percent"],
     )  # fmt: skip
     run(acct, cluster, T0 + timedelta(minutes=1))
-    gauge = metrics.COST_PER_MILLION_TOKENS.labels("ml", "w", "llama", "allocation")
-    assert gauge._value.get() == pytest.approx(4.0 / 1000 * 1e6)  # $4/h for 1000 tokens/h
-    usage = metrics.COST_PER_MILLION_TOKENS.labels("ml", "w", "llama", "usage")
-    assert usage._value.get() == pytest.approx(4.0 / 1000 * 1e6 * 0.25)  # GPUs busy 25 %
+
+    def value(gauge: Any, basis: str = "allocation") -> float:
+        return float(gauge.labels("ml", "w", "llama", basis)._value.get())
+
+    # $4/h for 400 tokens/h; an output token charged 4 input tokens: $4 over 1,000
+    # weighted tokens, so $4,000 per million input and $16,000 per million output.
+    assert value(metrics.COST_PER_MILLION_TOKENS) == pytest.approx(4.0 / 400 * 1e6)
+    assert value(metrics.COST_PER_MILLION_INPUT_TOKENS) == pytest.approx(4000.0)
+    assert value(metrics.COST_PER_MILLION_OUTPUT_TOKENS) == pytest.approx(16000.0)
+    assert value(metrics.COST_PER_REQUEST) == pytest.approx(0.4)
+    # GPUs busy 25 %: the usage basis.
+    assert value(metrics.COST_PER_MILLION_TOKENS, "usage") == pytest.approx(4.0 / 400 * 1e6 / 4)
+    assert value(metrics.COST_PER_REQUEST, "usage") == pytest.approx(0.1)
     busy["percent"] = None  # no DCGM: the usage basis goes, allocation stays
     run(acct, cluster, T0 + timedelta(minutes=1, seconds=30))
     bases = {
@@ -558,10 +569,11 @@ def test_cost_per_million_tokens_is_the_spend_rate_over_the_token_rate() -> None
         if s.labels.get("workload") == "w"
     }
     assert bases == {"allocation"}
-    rates["tps"] = None  # Prometheus unreadable: the series goes, no stale figure stays
+    served["now"] = None  # Prometheus unreadable: the series go, no stale figure stays
     run(acct, cluster, T0 + timedelta(minutes=2))
-    samples = metrics.COST_PER_MILLION_TOKENS.collect()[0].samples
-    assert not [s for s in samples if s.labels.get("workload") == "w"]
+    for unit in metrics.UNIT_COSTS:
+        samples = unit.collect()[0].samples
+        assert not [s for s in samples if s.labels.get("workload") == "w"]
 
 
 def test_a_restart_does_not_rewrite_an_unchanged_idle_workload() -> None:

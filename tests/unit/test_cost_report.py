@@ -61,6 +61,13 @@ def test_groups_sum_each_dimension_to_the_same_total() -> None:
     assert teams == {"research": (1, 300.0), "search": (2, 150.0)}
     assert [g.name for g in r.groups["project"]] == ["ranking", "__unset__"]
     assert r.groups["workload"][0].name == "ml/train"  # most expensive first
+    # Environment and cost centre group too (unset ones under __unset__).
+    tagged = aiw("tagged", "search", 1.0, 10.0, environment="prod", costCenter="CC-7")
+    groups = build_report([*OBJECTS, tagged], NOW, "UTC").groups
+    assert {g.name: g.month_to_date_usd for g in groups["environment"]} == {
+        "__unset__": 450.0, "prod": 10.0,
+    }  # fmt: skip
+    assert {g.name for g in groups["cost_center"]} == {"__unset__", "CC-7"}
 
 
 def test_periods_that_ended_read_zero_and_the_projection_uses_the_rate() -> None:

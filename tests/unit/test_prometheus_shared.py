@@ -16,6 +16,7 @@ from gpufinops.adapters.prometheus.client import MetricsError, PrometheusClient
 from gpufinops.adapters.prometheus.presets import ScopeLabels
 from gpufinops.adapters.prometheus.shared import SharedVector
 from gpufinops.config.model import OperatorConfig
+from gpufinops.core.cost.unit_economics import ServedRates
 from gpufinops.handlers import cost
 
 POD_LABELS = ScopeLabels(model=None)
@@ -93,18 +94,30 @@ class FakeVectors(Vectors):
         return self.by_query[query]
 
 
-def test_the_token_rate_of_n_workloads_costs_one_query_per_pass() -> None:
+def test_what_n_workloads_served_costs_one_query_per_signal_per_pass() -> None:
     config = OperatorConfig()
-    tokens = [row(f"ns-{i}", f"llm-{i}-7d9f8c6b5-x2x4z", float(i)) for i in range(50)]
-    tokens.append(row("ns-3", "llm-3-7d9f8c6b5-abcde", 0.5))  # a second replica adds up
-    source = FakeVectors({cost.TOKENS_BY_POD: tokens})
+    inputs = [row(f"ns-{i}", f"llm-{i}-7d9f8c6b5-x2x4z", float(i)) for i in range(50)]
+    inputs.append(row("ns-3", "llm-3-7d9f8c6b5-abcde", 0.5))  # a second replica adds up
+    outputs = [row(f"ns-{i}", f"llm-{i}-7d9f8c6b5-x2x4z", 2.0 * i) for i in range(50)]
+    source = FakeVectors({
+        cost.INPUT_TOKENS_BY_POD: inputs, cost.OUTPUT_TOKENS_BY_POD: outputs,
+        cost.REQUESTS_BY_POD: [row("ns-1", "llm-1-7d9f8c6b5-x2x4z", 0.25)],
+    })  # fmt: skip
     read = cost._token_rate(config, source)
-    values = [read(f"ns-{i}", spec(f"llm-{i}", server="vllm")) for i in range(50)]
-    assert values[1] == 1.0 and values[3] == 3.5 and values[49] == 49.0
-    assert source.queries == [cost.TOKENS_BY_POD]
+    served = [read(f"ns-{i}", spec(f"llm-{i}", server="vllm")) for i in range(50)]
+    assert served[1] == ServedRates(1.0, 2.0, 0.25)
+    assert served[3] == ServedRates(3.5, 6.0, None)  # no request counter seen: unknown
     assert read("ns-1", spec("missing", server="vllm")) is None  # no series: unknown, never zero
-    assert read("ns-1", spec("llm-1", server="tgi")) is None  # vLLM only, not asked
-    assert len(source.queries) == 1
+    # Every engine's counters: TGI's and SGLang's names are in the same queries.
+    assert read("ns-2", spec("llm-2", server="tgi")) == ServedRates(2.0, 4.0, None)
+    assert len(source.queries) == 3
+    for query, names in (
+        (cost.INPUT_TOKENS_BY_POD, ("vllm:prompt_tokens_total", "tgi_request_input_length_sum",
+                                    "sglang:prompt_tokens_total")),
+        (cost.REQUESTS_BY_POD, ("vllm:request_success_total", "nv_inference_request_success",
+                                "tgi_request_success")),
+    ):  # fmt: skip
+        assert all(n in query for n in names), query
 
 
 def test_the_mean_gpu_utilisation_is_over_every_gpu_of_the_pods() -> None:
@@ -124,10 +137,12 @@ def test_the_mean_gpu_utilisation_is_over_every_gpu_of_the_pods() -> None:
 
 def test_a_nan_token_rate_is_unknown_and_a_failure_is_none() -> None:
     config = OperatorConfig()
-    source = FakeVectors({cost.TOKENS_BY_POD: [row("ml", "llm-7d9f8c6b5-x2x4z", math.nan)]})
+    nan = [row("ml", "llm-7d9f8c6b5-x2x4z", math.nan)]
+    source = FakeVectors({cost.INPUT_TOKENS_BY_POD: nan, cost.OUTPUT_TOKENS_BY_POD: nan,
+                          cost.REQUESTS_BY_POD: nan})  # fmt: skip
     assert cost._token_rate(config, source)("ml", spec("llm", server="vllm")) is None
     failing = Vectors([])
-    failing.fail = MetricsError("unreachable", query=cost.TOKENS_BY_POD)
+    failing.fail = MetricsError("unreachable", query=cost.INPUT_TOKENS_BY_POD)
     assert cost._token_rate(config, failing)("ml", spec("llm", server="vllm")) is None
 
 

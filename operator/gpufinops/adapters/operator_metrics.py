@@ -106,7 +106,7 @@ def forget(namespace: str, workload: str) -> None:
 
 # Spend (handlers.cost). Label values come from AIWorkload specs and the pool
 # config, so series are bounded by workloads x capacity types.
-COST_LABELS = ("namespace", "workload", "team", "project", "model")
+COST_LABELS = ("namespace", "workload", "team", "project", "model", "environment", "cost_center")
 COST_TOTAL = Counter(
     "gpufinops_cost_usd_total",
     "GPU spend of the workload since the operator started, USD (use increase()).",
@@ -129,11 +129,31 @@ UNALLOCATED_COST = Counter(
 )
 COST_PER_MILLION_TOKENS = Gauge(
     "gpufinops_cost_per_million_tokens_usd",
-    "Current spend rate over the vLLM token rate (prompt + generated), USD per million tokens; "
+    "Current spend rate over the token rate (prompt + generated), USD per million tokens; "
     "basis allocation (all GPU cost of the workload) or usage (weighted by GPU utilisation).",
     ("namespace", "workload", "model", "basis"),
 )
 TOKEN_COST_BASES = ("allocation", "usage")
+UNIT_LABELS = ("namespace", "workload", "model", "basis")
+COST_PER_MILLION_INPUT_TOKENS = Gauge(
+    "gpufinops_cost_per_million_input_tokens_usd",
+    "Current spend rate per million prompt (input) tokens, USD, the GPU cost shared between "
+    "input and output tokens at cost.outputTokenWeight (every preset with token counters).",
+    UNIT_LABELS,
+)
+COST_PER_MILLION_OUTPUT_TOKENS = Gauge(
+    "gpufinops_cost_per_million_output_tokens_usd",
+    "Current spend rate per million generated (output) tokens, USD, the GPU cost shared "
+    "between input and output tokens at cost.outputTokenWeight.",
+    UNIT_LABELS,
+)
+COST_PER_REQUEST = Gauge(
+    "gpufinops_cost_per_request_usd",
+    "Current spend rate over the rate of requests served, USD per request.",
+    UNIT_LABELS,
+)
+UNIT_COSTS = (COST_PER_MILLION_TOKENS, COST_PER_MILLION_INPUT_TOKENS,
+              COST_PER_MILLION_OUTPUT_TOKENS, COST_PER_REQUEST)  # fmt: skip
 ALERT_DELIVERY_FAILURES = Counter(
     "gpufinops_alert_delivery_failures_total",
     "Budget alerts that could not be delivered to Alertmanager or the webhook.",
@@ -157,5 +177,6 @@ def forget_cost(labels: tuple[str, ...], capacity_types: tuple[str, ...]) -> Non
     with contextlib.suppress(KeyError):
         BUDGET_USED_RATIO.remove(*labels)
     for basis in TOKEN_COST_BASES:
-        with contextlib.suppress(KeyError):
-            COST_PER_MILLION_TOKENS.remove(labels[0], labels[1], labels[4], basis)
+        for unit in UNIT_COSTS:
+            with contextlib.suppress(KeyError):
+                unit.remove(labels[0], labels[1], labels[4], basis)

@@ -36,7 +36,7 @@ from gpufinops.config.model import ConfigError, FocusConfig, load_config
 from gpufinops.core.cost.accounting import UNSET, CostTotals, DaySpend, as_of, project_month
 from gpufinops.core.cost.periods import month_bounds, next_day_start, zone
 
-DIMENSIONS = ("team", "project", "model", "workload")
+DIMENSIONS = ("team", "project", "model", "environment", "cost_center", "workload")
 
 
 @dataclass(frozen=True)

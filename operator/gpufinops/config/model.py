@@ -240,6 +240,9 @@ class CostConfig(_Model):
     """Where the month's spend of every workload is kept (ConfigMaps), out of tenants'
     reach; default: the operator's own namespace (``POD_NAMESPACE``), none outside a pod."""
     focus: FocusConfig = Field(default_factory=FocusConfig)
+    output_token_weight: float = Field(default=4.0, gt=0, le=100, alias="outputTokenWeight")
+    """How many input tokens' worth of GPU time an output token is charged (per-token
+    unit costs): API list prices put output at 3-5 times input."""
 
 
 class AlertingConfig(_Model):

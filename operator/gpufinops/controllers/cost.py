@@ -61,6 +61,7 @@ from gpufinops.core.cost.interval import plan_interval
 from gpufinops.core.cost.ledger import LedgerEntry, expired
 from gpufinops.core.cost.periods import zone
 from gpufinops.core.cost.recommend import Usage, observe, recommend
+from gpufinops.core.cost.unit_economics import ServedRates, UnitCosts, unit_costs
 from gpufinops.core.events import EventReason
 from gpufinops.core.validation import check_spec
 
@@ -95,8 +96,8 @@ class CostEffects:
     counts failed deliveries itself: a slow endpoint must not hold up the pass."""
 
 
-TokenRate = Callable[[str, AIWorkloadSpec], float | None]
-"""Tokens per second an Inference workload serves now (None: unknown)."""
+TokenRate = Callable[[str, AIWorkloadSpec], ServedRates | None]
+"""Tokens and requests per second an Inference workload serves now (None: unknown)."""
 
 MeanUtilization = Callable[[str, str, str], float | None]
 """Mean GPU utilisation (percent) of an Inference target (namespace, kind, name) over the
@@ -480,7 +481,8 @@ class CostAccountant:
         state: BudgetState,
     ) -> None:
         a = spec.cost_allocation
-        series = (view.namespace, view.name, a.team, a.project or UNSET, a.model or UNSET)
+        series = (view.namespace, view.name, a.team, a.project or UNSET, a.model or UNSET,
+                  a.environment or UNSET, a.cost_center or UNSET)  # fmt: skip
         types = tuple(sorted(set(self.capacity_types.values())))
         if book.series is not None and book.series != series:
             metrics.forget_cost(book.series, types)
@@ -495,32 +497,40 @@ class CostAccountant:
     async def _per_token(
         self, view: WorkloadView, spec: AIWorkloadSpec, usd_per_hour: float
     ) -> None:
-        """Cost per million tokens, the spend rate over the token rate, both as of now, in
-        OpenCost's two bases: ``allocation`` charges every GPU-hour the workload holds;
-        ``usage`` only the share its GPUs were busy (mean DCGM utilisation over the same
-        window), which shows what the tokens would cost with no idle headroom."""
+        """Unit costs (per million tokens, input and output tokens, per request): the
+        spend rate over what was served, both as of now, in OpenCost's two bases:
+        ``allocation`` charges every GPU-hour the workload holds; ``usage`` only the
+        share its GPUs were busy (mean DCGM utilisation over the same window), which
+        shows what the tokens would cost with no idle headroom."""
         if self.token_rate is None or spec.inference is None:
             return
         labels = (view.namespace, view.name, spec.cost_allocation.model or UNSET)
-        tokens = await asyncio.to_thread(self.token_rate, view.namespace, spec)
+        served = await asyncio.to_thread(self.token_rate, view.namespace, spec)
         busy = None
-        if self.mean_utilization is not None and tokens:
+        if self.mean_utilization is not None and served is not None:
             ref = spec.inference.target_ref
             busy = await asyncio.to_thread(
                 self.mean_utilization, view.namespace, ref.kind, ref.name
             )
-        values: dict[str, float | None] = {"allocation": None, "usage": None}
-        if tokens is not None and tokens > 0 and usd_per_hour > 0:
-            per_million = usd_per_hour / (tokens * 3600) * 1e6
-            values["allocation"] = per_million
-            if busy is not None:
-                values["usage"] = per_million * min(max(busy, 0.0), 100.0) / 100.0
-        for basis, value in values.items():
-            if value is None:
-                with contextlib.suppress(KeyError):
-                    metrics.COST_PER_MILLION_TOKENS.remove(*labels, basis)
-            else:
-                metrics.COST_PER_MILLION_TOKENS.labels(*labels, basis).set(value)
+        weight = self.config.cost.output_token_weight
+        allocation = unit_costs(usd_per_hour, served or ServedRates(), weight)
+        usage = (
+            allocation.scaled(min(max(busy, 0.0), 100.0) / 100.0)
+            if busy is not None
+            else UnitCosts()
+        )
+        for basis, costs in (("allocation", allocation), ("usage", usage)):
+            for gauge, value in (
+                (metrics.COST_PER_MILLION_TOKENS, costs.per_million_tokens),
+                (metrics.COST_PER_MILLION_INPUT_TOKENS, costs.per_million_input_tokens),
+                (metrics.COST_PER_MILLION_OUTPUT_TOKENS, costs.per_million_output_tokens),
+                (metrics.COST_PER_REQUEST, costs.per_request),
+            ):
+                if value is None:
+                    with contextlib.suppress(KeyError):
+                        gauge.remove(*labels, basis)
+                else:
+                    gauge.labels(*labels, basis).set(value)
 
     def _alert(
         self, view: WorkloadView, spec: AIWorkloadSpec, alerts: Sequence[Any], now: datetime

@@ -40,11 +40,10 @@ from gpufinops.adapters.ledger import SpendLedger
 from gpufinops.adapters.nodes import pool_of
 from gpufinops.adapters.prometheus.batch import PrometheusVectors, Selector, VectorSource
 from gpufinops.adapters.prometheus.client import MetricsError, PrometheusClient
-from gpufinops.adapters.prometheus.presets import ScopeLabels, pods_regex, quote
+from gpufinops.adapters.prometheus.presets import PRESETS, ScopeLabels, pods_regex, quote
 from gpufinops.adapters.prometheus.shared import SharedVector
 from gpufinops.adapters.prometheus.utilization import GPU_UTIL, peak_gpu_utilization
 from gpufinops.adapters.scale_targets import TargetView
-from gpufinops.api.inference import MetricsServer
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.config.model import OperatorConfig
@@ -57,6 +56,7 @@ from gpufinops.controllers.cost import (
     Utilization,
     WorkloadView,
 )
+from gpufinops.core.cost.unit_economics import ServedRates
 from gpufinops.core.gpus import rules_of
 from gpufinops.core.tenancy import booked_spec
 from gpufinops.handlers.context import OperatorContext, context_of
@@ -198,12 +198,18 @@ def tokens_query(namespace: str, deployment: str, kind: str = "Deployment") -> s
     return f"sum(rate({{{selector}}}[{TOKEN_RATE_WINDOW}]))"
 
 
-TOKENS_BY_POD = (
-    "sum by (namespace, pod) (rate({__name__=~"
-    '"vllm:prompt_tokens_total|vllm:generation_tokens_total"}'
-    f"[{TOKEN_RATE_WINDOW}]))"
+def _by_pod(names: set[str]) -> str:
+    """The rate of any of ``names`` per pod: a pod exports its own engine's names."""
+    regex = "|".join(sorted(names))
+    return f'sum by (namespace, pod) (rate({{__name__=~"{regex}"}}[{TOKEN_RATE_WINDOW}]))'
+
+
+INPUT_TOKENS_BY_POD = _by_pod({p.prompt_tokens for p in PRESETS.values() if p.prompt_tokens})
+OUTPUT_TOKENS_BY_POD = _by_pod(
+    {p.generation_tokens for p in PRESETS.values() if p.generation_tokens}
 )
-"""``tokens_query`` for every workload at once: one query per cost pass, not one per workload."""
+REQUESTS_BY_POD = _by_pod({p.completions for p in PRESETS.values() if p.completions})
+"""What every workload served, each from one query per cost pass, whatever its engine."""
 UTILIZATION_BY_GPU = f"avg_over_time({GPU_UTIL}[{TOKEN_RATE_WINDOW}])"
 """``mean_utilization_query`` for every GPU at once (per series: the mean is over GPUs)."""
 _POD_LABELS = ScopeLabels(model=None)
@@ -223,20 +229,30 @@ def _shared(config: OperatorConfig, query: str, source: VectorSource | None) -> 
 
 
 def _token_rate(config: OperatorConfig, source: VectorSource | None = None) -> TokenRate:
-    """vLLM's token rate of a workload's pods, from one query for every workload per pass."""
-    tokens = _shared(config, TOKENS_BY_POD, source)
+    """Input and output tokens and requests per second of a workload's pods, each from
+    one query for every workload per pass."""
+    shared = {
+        "input_tokens": _shared(config, INPUT_TOKENS_BY_POD, source),
+        "output_tokens": _shared(config, OUTPUT_TOKENS_BY_POD, source),
+        "requests": _shared(config, REQUESTS_BY_POD, source),
+    }
 
-    def read(namespace: str, spec: AIWorkloadSpec) -> float | None:
+    def read(namespace: str, spec: AIWorkloadSpec) -> ServedRates | None:
         inference = spec.inference
-        if inference is None or inference.metrics.server != MetricsServer.VLLM:
+        if inference is None:
             return None
-        try:
-            ref = inference.target_ref
-            values = tokens.values(_selector(namespace, ref.name, ref.kind))
-        except MetricsError:
-            return None  # no figure is better than a wrong one; the spend is still accounted
-        total = sum(values)
-        return total if values and math.isfinite(total) else None
+        ref = inference.target_ref
+        rates: dict[str, float | None] = {}
+        for name, vector in shared.items():
+            try:
+                values = vector.values(_selector(namespace, ref.name, ref.kind))
+            except MetricsError:
+                values = []  # no figure is better than a wrong one; spend is still accounted
+            total = sum(values)
+            rates[name] = total if values and math.isfinite(total) else None
+        if all(v is None for v in rates.values()):
+            return None
+        return ServedRates(**rates)
 
     return read
 
