@@ -20,6 +20,7 @@ from gpufinops.core.cost.accounting import (
     CostLabels,
     CostTotals,
     DaySpend,
+    Footprint,
     Holding,
     account,
     accrue,
@@ -358,6 +359,34 @@ def test_a_workload_that_stopped_is_not_projected_to_go_on() -> None:
     # A nightly trough is not a stop: spend yesterday keeps the pattern.
     night = datetime(2026, 11, 8, 3, tzinfo=UTC)
     assert project_month(_peaky(tz, night), night, tz) == pytest.approx(MONTH)
+
+
+def test_energy_and_emissions_follow_the_gpu_hours_of_pools_with_figures() -> None:
+    config = load_config(None).model_copy(deep=True)
+    pools = {p.name: p for p in config.node_pools}
+    pools["l4-spot"].gpu_power_watts, pools["l4-spot"].grid_intensity = 72.0, 400.0
+    pools["l4-on-demand"].gpu_power_watts = 72.0  # no grid intensity: energy only
+    pools["a100-on-demand"].gpu_power_watts = None
+    config.cost.power_usage_effectiveness = 1.25
+    footprint = Footprint.of(config)
+    spent = charge(
+        [Holding("l4-spot", 2, 3600, holds_now=True), Holding("l4-on-demand", 1, 3600, True),
+         Holding("a100-on-demand", 8, 3600, True)],  # no power figure: unknown, not zero
+        gpu_prices(config), {p.name: str(p.capacity_type) for p in config.node_pools},
+        footprint,
+    )  # fmt: skip
+    # 2 GPU-hours x 72 W x PUE 1.25 = 0.18 kWh, at 400 g/kWh = 0.072 kg.
+    assert spent.kwh == {"spot": pytest.approx(0.18), "on-demand": pytest.approx(0.09)}
+    assert spent.kg_co2e == {"spot": pytest.approx(0.072)}
+    tz = ZoneInfo("UTC")
+    start = datetime(2026, 11, 30, 23, tzinfo=UTC)
+    after = account(CostTotals(), start, start + timedelta(hours=2), spent, tz)
+    status = to_status(after, start + timedelta(hours=2), tz)
+    # Half of the interval fell in December: the month's figures are that half.
+    assert status.month_to_date_kwh == pytest.approx(0.135)
+    assert status.month_to_date_kg_co2e == pytest.approx(0.036)
+    back = CostTotals.from_status(CostStatus.model_validate(status.to_wire()))
+    assert back.days == after.days
 
 
 def test_naive_times_are_refused() -> None:

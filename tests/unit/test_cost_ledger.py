@@ -133,7 +133,10 @@ def test_an_unreadable_ledger_skips_the_pass_and_loses_nothing() -> None:
 
 
 def test_entries_round_trip_and_garbage_is_no_entry() -> None:
-    days = (DaySpend("2026-11-26", "spot", 3.25, 6.5),)
+    days = (
+        DaySpend("2026-11-26", "spot", 3.25, 6.5),
+        DaySpend("2026-11-27", "spot", 1, 2, 0.5, 0.2),
+    )
     entry = LedgerEntry(CostTotals(1.5, 20.25, 4.0, T0, 30.0, days), ("month:2026-11:0.5",))
     assert LedgerEntry.decode(entry.encode()) == entry
     # The ledger keeps the newest month's days only: a namespace's entries share a ConfigMap.

@@ -167,6 +167,22 @@ def test_two_focus_exports_never_overlap_and_a_closed_month_is_final() -> None:
         focus_rows(build_report(FOCUS_OBJECTS, NOW, "UTC"), month="October")
 
 
+def test_energy_and_emissions_are_reported_by_group_and_in_the_export() -> None:
+    days = daily(("2026-11-25", "spot", 9.0, 6.0), ("2026-11-26", "spot", 3.0, 2.0))
+    days[0] |= {"kWh": 0.6, "kgCO2e": 0.24}
+    days[1] |= {"kWh": 0.2}
+    obj = with_days(aiw("llm", "search", 0.0, 12.0), days)
+    report = build_report([obj, *OBJECTS], NOW, "UTC")
+    (search,) = [g for g in report.groups["team"] if g.name == "search"]
+    assert (search.month_kwh, search.month_kg_co2e) == (pytest.approx(0.8), pytest.approx(0.24))
+    rows = focus_rows(report)
+    assert [(r["x_EnergyKWh"], r["x_CarbonKgCO2e"]) for r in rows] == [
+        ("0.6", "0.24"),
+        ("0.2", None),
+    ]
+    assert "kgCO2e" in render_table(report)
+
+
 def test_focus_days_follow_the_configured_zone() -> None:
     # A day in Berlin starts at 23:00 UTC the evening before (CET, UTC+1).
     rows = focus_rows(build_report(FOCUS_OBJECTS, NOW, "Europe/Berlin"))

@@ -112,6 +112,17 @@ COST_TOTAL = Counter(
     "GPU spend of the workload since the operator started, USD (use increase()).",
     (*COST_LABELS, "capacity_type"),
 )
+ENERGY_TOTAL = Counter(
+    "gpufinops_energy_kwh_total",
+    "Energy of the workload's GPUs since the operator started, kWh (pools with gpuPowerWatts; "
+    "times cost.pue).",
+    (*COST_LABELS, "capacity_type"),
+)
+CARBON_TOTAL = Counter(
+    "gpufinops_carbon_kgco2e_total",
+    "Emissions of that energy at the pools' grid intensity, kgCO2e (location-based).",
+    (*COST_LABELS, "capacity_type"),
+)
 HOURLY_COST = Gauge(
     "gpufinops_hourly_cost_usd",
     "Current GPU spend rate of the workload, USD per hour.",
@@ -171,7 +182,7 @@ ALERT_QUEUE_DROPPED = Counter(
 def forget_cost(labels: tuple[str, ...], capacity_types: tuple[str, ...]) -> None:
     """Drop one workload's spend series (deleted, or its costAllocation changed)."""
     for ct in capacity_types:
-        for metric in (COST_TOTAL, HOURLY_COST):
+        for metric in (COST_TOTAL, HOURLY_COST, ENERGY_TOTAL, CARBON_TOTAL):
             with contextlib.suppress(KeyError):
                 metric.remove(*labels, ct)
     with contextlib.suppress(KeyError):

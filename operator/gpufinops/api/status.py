@@ -160,6 +160,12 @@ class DailyCost(StatusModel):
     capacity_type: str = Field(description="on-demand, spot, or the pool's capacityType.")
     usd: float = Field(alias="costUSD", description="Spend of the day on that capacity type.")
     gpu_hours: float = Field(description="GPU-hours held that day on that capacity type.")
+    kwh: float | None = Field(
+        default=None, alias="kWh", description="Energy of those GPU-hours (pools with power set)."
+    )
+    kg_co2e: float | None = Field(
+        default=None, alias="kgCO2e", description="Its emissions (pools with grid intensity set)."
+    )
 
 
 class CostStatus(StatusModel):
@@ -187,6 +193,16 @@ class CostStatus(StatusModel):
     )
     last_accounted_time: datetime | None = Field(
         default=None, description="End of the last interval included in the totals."
+    )
+    month_to_date_kwh: float | None = Field(
+        default=None,
+        alias="monthToDateKWh",
+        description="GPU energy since the month began, kWh (pools with gpuPowerWatts set).",
+    )
+    month_to_date_kg_co2e: float | None = Field(
+        default=None,
+        alias="monthToDateKgCO2e",
+        description="Its emissions, kgCO2e (pools with gridIntensityGramsPerKWh set too).",
     )
     daily: list[DailyCost] | None = Field(
         default=None,

@@ -33,7 +33,14 @@ from pydantic import ValidationError
 
 from gpufinops.api.status import CostStatus, ObservedUsage, Recommendation
 from gpufinops.config.model import ConfigError, FocusConfig, load_config
-from gpufinops.core.cost.accounting import UNSET, CostTotals, DaySpend, as_of, project_month
+from gpufinops.core.cost.accounting import (
+    UNSET,
+    CostTotals,
+    DaySpend,
+    as_of,
+    month_footprint,
+    project_month,
+)
 from gpufinops.core.cost.periods import month_bounds, next_day_start, zone
 
 DIMENSIONS = ("team", "project", "model", "environment", "cost_center", "workload")
@@ -63,6 +70,10 @@ class WorkloadSpend:
     """kind, message and estimated_monthly_saving_usd of each, largest saving first."""
     potential_monthly_saving_usd: float = 0.0
     """The largest single saving (recommendations are alternatives, not additive)."""
+    month_kwh: float = 0.0
+    """GPU energy of the month so far (pools with a power figure)."""
+    month_kg_co2e: float = 0.0
+    """Its emissions (pools with a grid intensity)."""
     observed_hours: float | None = None
     """Hours of usage the recommendations rest on (``status.observedUsage``)."""
     observed_since: str | None = None
@@ -87,6 +98,8 @@ class Group:
     today_usd: float
     month_to_date_usd: float
     projected_month_usd: float
+    month_kwh: float = 0.0
+    month_kg_co2e: float = 0.0
 
 
 def _totals(raw: Any) -> CostTotals:
@@ -136,6 +149,7 @@ def workload_spend(obj: Mapping[str, Any], now: datetime, tz: ZoneInfo) -> Workl
     totals = _totals(status.get("cost"))
     recommendations = _recommendations(status.get("recommendations"))
     hours, since, until = _evidence(status.get("observedUsage"))
+    month_kwh, month_kg = month_footprint(totals, now, tz)
     seen = as_of(totals, now, tz)
     last = totals.last_accounted_time
     return WorkloadSpend(
@@ -160,6 +174,8 @@ def workload_spend(obj: Mapping[str, Any], now: datetime, tz: ZoneInfo) -> Workl
             (float(r["estimated_monthly_saving_usd"]) for r in recommendations), default=0.0
         ),
         days=totals.days,
+        month_kwh=round(month_kwh, 6),
+        month_kg_co2e=round(month_kg, 6),
         observed_hours=hours,
         observed_since=since,
         observed_until=until,
@@ -181,6 +197,8 @@ def group_by(rows: Iterable[WorkloadSpend], dimension: str) -> list[Group]:
             sum(m.today_usd for m in members),
             sum(m.month_to_date_usd for m in members),
             sum(m.projected_month_usd for m in members),
+            round(sum(m.month_kwh for m in members), 6),
+            round(sum(m.month_kg_co2e for m in members), 6),
         )
         for name, members in acc.items()
     ]
@@ -214,7 +232,8 @@ def render_table(report: Report) -> str:
     # Imported here: only this format draws tables, and every command builds this parser.
     from gpufinops.sim.terminal import Column, text_table
 
-    money = [Column(h, numeric=True) for h in ("today", "month", "projected", "$/h")]
+    money = [Column(h, numeric=True)
+             for h in ("today", "month", "projected", "$/h", "kWh", "kgCO2e")]  # fmt: skip
     out = [f"GPU spend as of {report.now.isoformat(timespec='seconds')} ({report.tz})", ""]
     for dimension, groups in report.groups.items():
         spend = [
@@ -224,6 +243,8 @@ def render_table(report: Report) -> str:
                 _money(g.month_to_date_usd),
                 _money(g.projected_month_usd),
                 f"{g.hourly_usd:,.2f}",
+                f"{g.month_kwh:,.1f}",
+                f"{g.month_kg_co2e:,.1f}",
             ]
             for g in groups
         ]
@@ -273,6 +294,8 @@ def render_json(report: Report) -> str:
             "today_usd": sum(r.today_usd for r in report.workloads),
             "month_to_date_usd": sum(r.month_to_date_usd for r in report.workloads),
             "projected_month_usd": sum(r.projected_month_usd for r in report.workloads),
+            "month_kwh": round(sum(r.month_kwh for r in report.workloads), 6),
+            "month_kg_co2e": round(sum(r.month_kg_co2e for r in report.workloads), 6),
             "potential_monthly_saving_usd": sum(
                 r.potential_monthly_saving_usd for r in report.workloads
             ),
@@ -324,8 +347,8 @@ FOCUS_COLUMNS = (
     "ResourceName", "ResourceType", "ServiceCategory", "ServiceName", "ServiceSubcategory",
     "SkuId", "SkuMeter", "SkuPriceDetails", "SkuPriceId", "SubAccountId", "SubAccountName",
     "SubAccountType", "Tags",
-    "x_CapacityType", "x_CostCenter", "x_Environment", "x_Model", "x_Project", "x_Team",
-    "x_WorkloadType",
+    "x_CapacityType", "x_CarbonKgCO2e", "x_CostCenter", "x_EnergyKWh", "x_Environment",
+    "x_Model", "x_Project", "x_Team", "x_WorkloadType",
 )  # fmt: skip
 """The FOCUS 1.2 columns in the specification's order, then this dataset's own."""
 
@@ -437,6 +460,8 @@ def focus_rows(
                 "SubAccountType": "Namespace",
                 "Tags": json.dumps(tags, sort_keys=True),
                 "x_CapacityType": d.capacity_type, "x_CostCenter": _set(r.cost_center),
+                "x_EnergyKWh": _decimal(d.kwh) if d.kwh else None,
+                "x_CarbonKgCO2e": _decimal(d.kg_co2e) if d.kg_co2e else None,
                 "x_Environment": _set(r.environment), "x_Model": _set(r.model),
                 "x_Project": _set(r.project), "x_Team": _set(r.team),
                 "x_WorkloadType": _set(r.type),

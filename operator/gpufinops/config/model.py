@@ -240,6 +240,9 @@ class CostConfig(_Model):
     """Where the month's spend of every workload is kept (ConfigMaps), out of tenants'
     reach; default: the operator's own namespace (``POD_NAMESPACE``), none outside a pod."""
     focus: FocusConfig = Field(default_factory=FocusConfig)
+    power_usage_effectiveness: float = Field(default=1.0, ge=1.0, le=3.0, alias="pue")
+    """Facility energy over IT energy of the data centres the pools run in: GPU energy
+    is multiplied by it (1: the GPUs' own draw only)."""
     output_token_weight: float = Field(default=4.0, gt=0, le=100, alias="outputTokenWeight")
     """How many input tokens' worth of GPU time an output token is charged (per-token
     unit costs): API list prices put output at 3-5 times input."""
@@ -336,6 +339,13 @@ class NodePool(_Model):
     gpu_type: str | None = Field(default=None, alias="gpuType")
     gpus_per_node: int | None = Field(default=None, gt=0, alias="gpusPerNode")
     hourly_price_usd: float | None = Field(default=None, ge=0, alias="hourlyPriceUSD")
+    gpu_power_watts: float | None = Field(default=None, ge=0, le=10000, alias="gpuPowerWatts")
+    """Power one GPU of the pool draws, W (its TDP, an upper bound, unless measured):
+    energy is GPU-hours x this. Unset: the pool's energy is unknown, not zero."""
+    grid_intensity: float | None = Field(
+        default=None, ge=0, le=5000, alias="gridIntensityGramsPerKWh"
+    )
+    """Carbon intensity of the pool's region's grid, gCO2e per kWh (location-based)."""
     interruption_rate_per_month: float | None = Field(
         default=None, ge=0, le=1, alias="interruptionRatePerMonth"
     )

@@ -46,9 +46,11 @@ from gpufinops.config.model import OperatorConfig
 from gpufinops.core.cost.accounting import (
     IDLE,
     UNSET,
+    Charge,
     CostKey,
     CostLabels,
     CostTotals,
+    Footprint,
     gpu_prices,
     hourly_rates,
     trusted_totals,
@@ -203,6 +205,7 @@ class CostAccountant:
         self.tz = zone(config.cost.timezone)
         self.prices = gpu_prices(config)
         self.capacity_types = {p.name: str(p.capacity_type) for p in config.node_pools}
+        self.footprint = Footprint.of(config)
         self.books: dict[tuple[str, str], _Book] = {}
         self._corrected: dict[tuple[str, str], list[str]] = {}
         """Per workload, the status corrections last reported (reported once)."""
@@ -341,6 +344,7 @@ class CostAccountant:
         plan = plan_interval(
             spec, book.totals, book.sent, holdings(owned, pools, start, now), start, now,
             current, prices=self.prices, capacity_types=self.capacity_types, tz=self.tz,
+            footprint=self.footprint,
         )  # fmt: skip
         spent, totals, state, alerts, sent = (
             plan.spent,
@@ -349,7 +353,7 @@ class CostAccountant:
             plan.alerts,
             plan.sent,
         )
-        usd, rate = spent.usd, spent.usd_per_hour
+        rate = spent.usd_per_hour
         recommendations = self._recommend(view, spec, targets, book, owned, pools, now)
         written = plan.status_patch(now, self.tz)
         cost, budget_patch = written["cost"], written["budget"]
@@ -375,7 +379,7 @@ class CostAccountant:
         self._recording.setdefault(view.namespace, {})[view.name] = LedgerEntry(totals, sent)
         if recommendations is not None:
             book.recommendations = recommendations
-        self._metrics(view, spec, book, usd, rate, state)
+        self._metrics(view, spec, book, spent, state)
         self._token_reads.append(self._per_token(view, spec, sum(rate.values())))
         self._alert(view, spec, alerts, now)
 
@@ -476,10 +480,10 @@ class CostAccountant:
         view: WorkloadView,
         spec: AIWorkloadSpec,
         book: _Book,
-        usd: Mapping[str, float],
-        rate: Mapping[str, float],
+        spent: Charge,
         state: BudgetState,
     ) -> None:
+        usd, rate = spent.usd, spent.usd_per_hour
         a = spec.cost_allocation
         series = (view.namespace, view.name, a.team, a.project or UNSET, a.model or UNSET,
                   a.environment or UNSET, a.cost_center or UNSET)  # fmt: skip
@@ -490,6 +494,10 @@ class CostAccountant:
         for ct in types:
             if usd.get(ct, 0.0) > 0:
                 metrics.COST_TOTAL.labels(*series, ct).inc(usd[ct])
+            if spent.kwh.get(ct, 0.0) > 0:
+                metrics.ENERGY_TOTAL.labels(*series, ct).inc(spent.kwh[ct])
+            if spent.kg_co2e.get(ct, 0.0) > 0:
+                metrics.CARBON_TOTAL.labels(*series, ct).inc(spent.kg_co2e[ct])
             metrics.HOURLY_COST.labels(*series, ct).set(rate.get(ct, 0.0))
         if state.used_ratio is not None:
             metrics.BUDGET_USED_RATIO.labels(*series).set(state.used_ratio)

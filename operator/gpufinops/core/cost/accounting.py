@@ -48,6 +48,10 @@ class DaySpend:
     capacity_type: str
     usd: float
     gpu_hours: float
+    kwh: float = 0.0
+    """Energy of the GPUs on pools whose power is configured (times the PUE)."""
+    kg_co2e: float = 0.0
+    """Its emissions at the pools' grid intensity (location-based)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,10 @@ class CostTotals:
             last_accounted_time=status.last_accounted_time,
             total_usd=status.total_usd or 0.0,
             days=tuple(
-                DaySpend(d.date, d.capacity_type, d.usd, d.gpu_hours) for d in status.daily or ()
+                DaySpend(
+                    d.date, d.capacity_type, d.usd, d.gpu_hours, d.kwh or 0.0, d.kg_co2e or 0.0
+                )
+                for d in status.daily or ()
             ),
         )
 
@@ -119,7 +126,7 @@ def trusted_totals(totals: CostTotals, now: datetime) -> tuple[CostTotals, list[
 
 
 def _is_spend(d: DaySpend) -> bool:
-    return all(math.isfinite(v) and v >= 0 for v in (d.usd, d.gpu_hours))
+    return all(math.isfinite(v) and v >= 0 for v in (d.usd, d.gpu_hours, d.kwh, d.kg_co2e))
 
 
 def accrue(
@@ -197,6 +204,8 @@ def add_days(
                 day, ct,
                 old.usd + spent.usd.get(ct, 0.0) * share,
                 old.gpu_hours + spent.gpu_hours.get(ct, 0.0) * share,
+                old.kwh + spent.kwh.get(ct, 0.0) * share,
+                old.kg_co2e + spent.kg_co2e.get(ct, 0.0) * share,
             )  # fmt: skip
     kept = sorted({d for d, _ in book})[-HISTORY_DAYS:]
     return tuple(book[k] for k in sorted(book) if k[0] in kept)
@@ -225,29 +234,65 @@ class Charge:
     projects the month better than the interval's average."""
     gpu_hours: dict[str, float] = field(default_factory=dict)
     """GPU-hours priced (what an export quotes as the consumed and priced quantity)."""
+    kwh: dict[str, float] = field(default_factory=dict)
+    """Energy of those GPUs, on pools whose power is known."""
+    kg_co2e: dict[str, float] = field(default_factory=dict)
+    """Its emissions, on pools whose grid intensity is known too."""
 
     @property
     def total_usd(self) -> float:
         return sum(self.usd.values())
 
 
+@dataclass(frozen=True)
+class Footprint:
+    """What one GPU-hour on each pool draws and emits (pools without a figure: absent)."""
+
+    kwh_per_gpu_hour: Mapping[str, float] = field(default_factory=dict)
+    kg_co2e_per_kwh: Mapping[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, config: OperatorConfig) -> "Footprint":
+        pue = config.cost.power_usage_effectiveness
+        return cls(
+            {p.name: p.gpu_power_watts / 1000.0 * pue for p in config.node_pools
+             if p.gpu_power_watts is not None},
+            {p.name: p.grid_intensity / 1000.0 for p in config.node_pools
+             if p.grid_intensity is not None},
+        )  # fmt: skip
+
+
 def charge(
-    holdings: Iterable[Holding], prices: Mapping[str, float], capacity_types: Mapping[str, str]
+    holdings: Iterable[Holding],
+    prices: Mapping[str, float],
+    capacity_types: Mapping[str, str],
+    footprint: Footprint | None = None,
 ) -> Charge:
-    """Price the holdings of one interval; GPUs on an unpriced pool cost nothing."""
+    """Price the holdings of one interval; GPUs on an unpriced pool cost nothing. With
+    ``footprint``, their energy and emissions too (where the pool's figures are known)."""
     usd: dict[str, float] = {}
     rate: dict[str, float] = {}
     hours: dict[str, float] = {}
+    kwh: dict[str, float] = {}
+    kg: dict[str, float] = {}
+    footprint = footprint or Footprint()
     for h in holdings:
         price = prices.get(h.pool) if h.pool is not None else None
         if h.pool is None or price is None:
             continue
         ct = capacity_types.get(h.pool, UNSET)
-        usd[ct] = usd.get(ct, 0.0) + h.gpus * price * h.seconds / 3600.0
-        hours[ct] = hours.get(ct, 0.0) + h.gpus * h.seconds / 3600.0
+        gpu_hours = h.gpus * h.seconds / 3600.0
+        usd[ct] = usd.get(ct, 0.0) + price * gpu_hours
+        hours[ct] = hours.get(ct, 0.0) + gpu_hours
+        per_hour = footprint.kwh_per_gpu_hour.get(h.pool)
+        if per_hour is not None:
+            kwh[ct] = kwh.get(ct, 0.0) + per_hour * gpu_hours
+            intensity = footprint.kg_co2e_per_kwh.get(h.pool)
+            if intensity is not None:
+                kg[ct] = kg.get(ct, 0.0) + intensity * per_hour * gpu_hours
         if h.holds_now:
             rate[ct] = rate.get(ct, 0.0) + h.gpus * price
-    return Charge(usd, rate, hours)
+    return Charge(usd, rate, hours, kwh, kg)
 
 
 def account(
@@ -352,9 +397,17 @@ def project_month(totals: CostTotals, now: datetime, tz: ZoneInfo) -> float:
     return seen.month_to_date_usd + rest_of_today + typical * max(0, days_left)
 
 
+def month_footprint(totals: CostTotals, now: datetime, tz: ZoneInfo) -> tuple[float, float]:
+    """kWh and kgCO2e of the month so far, from its days."""
+    month = month_id(reading_time(totals, now), tz)
+    days = [d for d in totals.days if d.day[:7] == month]
+    return sum(d.kwh for d in days), sum(d.kg_co2e for d in days)
+
+
 def to_status(totals: CostTotals, now: datetime, tz: ZoneInfo) -> CostStatus:
     """``status.cost`` of a workload, rounded to cents for people (totals stay exact)."""
     seen = as_of(totals, now, tz)
+    month_kwh, month_kg = month_footprint(totals, now, tz)
     return CostStatus(
         hourly_usd=round(seen.hourly_usd, 4),
         today_usd=round(seen.today_usd, 2),
@@ -365,10 +418,13 @@ def to_status(totals: CostTotals, now: datetime, tz: ZoneInfo) -> CostStatus:
         daily=[
             DailyCost(
                 date=d.day, capacity_type=d.capacity_type, usd=round(d.usd, 9),
-                gpu_hours=round(d.gpu_hours, 9),
+                gpu_hours=round(d.gpu_hours, 9), kwh=round(d.kwh, 9) or None,
+                kg_co2e=round(d.kg_co2e, 9) or None,
             )
             for d in totals.days
         ] or None,
+        month_to_date_kwh=round(month_kwh, 6) if month_kwh else None,
+        month_to_date_kg_co2e=round(month_kg, 6) if month_kg else None,
     )  # fmt: skip
 
 

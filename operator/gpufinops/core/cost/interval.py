@@ -14,7 +14,15 @@ from zoneinfo import ZoneInfo
 
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.api.status import BudgetState
-from gpufinops.core.cost.accounting import Charge, CostTotals, Holding, account, charge, to_status
+from gpufinops.core.cost.accounting import (
+    Charge,
+    CostTotals,
+    Footprint,
+    Holding,
+    account,
+    charge,
+    to_status,
+)
 from gpufinops.core.cost.budget import (
     Alert,
     EnforcementDecision,
@@ -65,9 +73,11 @@ def plan_interval(
     prices: Mapping[str, float],
     capacity_types: Mapping[str, str],
     tz: ZoneInfo,
+    footprint: Footprint | None = None,
 ) -> IntervalPlan:
-    """Price ``[start, now)``, accrue it, and decide the budget from the new totals."""
-    spent = charge(holdings, prices, capacity_types)
+    """Price ``[start, now)`` (and its energy and emissions, with ``footprint``), accrue
+    it, and decide the budget from the new totals."""
+    spent = charge(holdings, prices, capacity_types, footprint)
     after = account(totals, start, now, spent, tz)
     spend = Spend.of(after, now, tz)
     budget = spec.budget

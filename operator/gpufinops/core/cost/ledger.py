@@ -62,7 +62,8 @@ class LedgerEntry:
             sent = tuple(str(k) for k in raw.get("alertsSent") or ())
             # Entries written before the daily history was kept have none.
             days = tuple(_day(str(text)) for text in raw.get("days") or ())
-            if not all(math.isfinite(d.usd) and math.isfinite(d.gpu_hours) for d in days):
+            numbers = [v for d in days for v in (d.usd, d.gpu_hours, d.kwh, d.kg_co2e)]
+            if not all(math.isfinite(v) for v in numbers):
                 return None
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
@@ -76,14 +77,19 @@ def _month_days(days: tuple[DaySpend, ...]) -> list[str]:
     month = max((d.day[:7] for d in days), default="")
     return [
         f"{d.day} {d.capacity_type} {d.usd:.6f} {d.gpu_hours:.6f}"
+        + (f" {d.kwh:.6f} {d.kg_co2e:.6f}" if d.kwh or d.kg_co2e else "")
         for d in days
         if d.day[:7] == month
     ]
 
 
 def _day(text: str) -> DaySpend:
-    day, capacity_type, usd, hours = text.split(" ")
-    return DaySpend(day, capacity_type, float(usd), float(hours))
+    """``date capacity-type usd gpu-hours [kwh kgco2e]``."""
+    day, capacity_type, *values = text.split(" ")
+    if len(values) not in (2, 4):
+        raise ValueError(f"not a day of the ledger: {text!r}")
+    numbers = [float(v) for v in values] + [0.0] * (4 - len(values))
+    return DaySpend(day, capacity_type, *numbers)
 
 
 def expired(entry: LedgerEntry, now: datetime, tz: ZoneInfo) -> bool:
