@@ -273,6 +273,22 @@ def test_thresholds_and_labels_come_from_values(helm: Path) -> None:
     )
 
 
+def test_budget_alerts_take_one_path_and_carry_the_team(helm: Path) -> None:
+    budget = {"GpufinopsBudgetBurnHigh", "GpufinopsBudgetExceeded",
+              "GpufinopsBudgetProjectedToExceed"}  # fmt: skip
+    rules = {
+        r["alert"]: r for r in all_rules(rule_object(render(helm, "prometheusRule.enabled=true")))
+    }
+    assert budget <= set(rules)
+    for name in budget:  # Alertmanager routes on team: the rules keep it
+        assert "by (namespace, workload, team)" in rules[name]["expr"], name
+    # The operator posts budget alerts to Alertmanager itself: the rules would page twice.
+    direct = render(helm, "prometheusRule.enabled=true",
+                    "config.alerting.alertmanagerURL=http://alertmanager:9093")  # fmt: skip
+    alerts = {r["alert"] for r in all_rules(rule_object(direct))}
+    assert not alerts & budget and "GpufinopsOperatorDown" in alerts
+
+
 def test_operator_down_watches_the_metrics_service_job(enabled: list[dict[str, Any]]) -> None:
     down = next(r for r in all_rules(rule_object(enabled)) if r["alert"] == "GpufinopsOperatorDown")
     service = next(d for d in enabled if d["kind"] == "Service")
