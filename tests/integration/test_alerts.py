@@ -167,3 +167,48 @@ def test_budget_alerts_reach_alertmanager_and_the_webhook_once_each(
         assert body["namespace"] == NS and body["workload"] == "notebook"
         assert body["labels"] == {"team": "research", "project": "tiny", "environment": "dev"}
         assert body["key"].startswith(f"day:{day}:") and body["message"]
+
+
+def test_a_team_budget_alerts_alertmanager_with_the_team_label_once(
+    kubeconfig: Path,
+    kubectl,
+    workload,
+    alertmanager: AlertmanagerServer,
+    webhook: WebhookReceiver,
+    tmp_path: Path,
+) -> None:
+    # The admin's budget for the whole team (the operator config), far below what the
+    # notebook has spent today by now: each threshold's alert at once, and once only.
+    config = _config(alertmanager, webhook)
+    config["budgets"] = {"teams": {"research": {"dailyUSD": 1.0}}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    day = datetime.now(UTC).date().isoformat()
+    expected = {("BudgetThresholdCrossed", "0.5"), ("BudgetThresholdCrossed", "0.8"),
+                ("BudgetExceeded", "1")}  # fmt: skip
+
+    def arrived() -> list[dict]:
+        return alertmanager.alerts(scope="team", team="research")
+
+    before = alertmanager.received()
+    with running_operator(kubeconfig, tmp_path, "--config", str(path), "-n", NS) as op:
+        poll(lambda: len(arrived()) == len(expected), "the team's alerts", deadline=60)
+        ratio = "gpufinops_group_budget_used_ratio"
+        poll(lambda: op.metric(ratio, scope="team", group="research") > 1, "the team's ratio",
+             deadline=10)  # fmt: skip
+        seen = _last_accounted(kubectl)
+        poll(lambda: _last_accounted(kubectl) >= seen + 2 * INTERVAL, "two more passes",
+             deadline=30)  # fmt: skip
+    alerts = arrived()
+    assert {(a["labels"]["alertname"], a["labels"].get("threshold", "")) for a in alerts} == (
+        expected
+    )
+    for alert in alerts:
+        labels = alert["labels"]
+        # Routed by team; about no single workload or namespace.
+        assert "workload" not in labels and "namespace" not in labels
+        assert labels["period"] == "day" and labels["period_id"] == day
+        assert alert["annotations"]["summary"].startswith("team research: ")
+    # The workload's own alerts were raised by the first operator; none came again, and
+    # the team's came once each.
+    assert alertmanager.received() - before == len(expected)

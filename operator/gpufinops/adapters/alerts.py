@@ -67,13 +67,17 @@ def alertmanager_payload(alerts: Sequence[BudgetAlert]) -> list[dict[str, Any]]:
     return [
         {
             "labels": {
-                "alertname": a.reason,
-                "namespace": a.namespace,
-                "workload": a.workload,
-                "severity": a.severity,
-                "source": "gpufinops",
-                **a.identity,
-                **dict(a.labels),
+                k: v
+                for k, v in {
+                    "alertname": a.reason,
+                    "namespace": a.namespace,
+                    "workload": a.workload,
+                    "severity": a.severity,
+                    "source": "gpufinops",
+                    **a.identity,
+                    **dict(a.labels),
+                }.items()
+                if v  # a team's budget has no namespace or workload: no empty label
             },
             "annotations": {"summary": a.message, "key": a.key},
             "startsAt": a.time.isoformat(),

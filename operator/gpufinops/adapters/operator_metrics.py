@@ -133,6 +133,12 @@ BUDGET_USED_RATIO = Gauge(
     "Spend divided by the budget of the tightest period (1 means exceeded).",
     COST_LABELS,
 )
+GROUP_BUDGET_USED_RATIO = Gauge(
+    "gpufinops_group_budget_used_ratio",
+    "Spend of a team's or a namespace's AIWorkloads over its budget's tightest period "
+    "(budgets.teams / budgets.namespaces of the config; 1 means exceeded).",
+    ("scope", "group"),
+)
 UNALLOCATED_COST = Counter(
     "gpufinops_unallocated_gpu_cost_usd_total",
     "Cost of GPUs on pool nodes that no pod holds (the __idle__ owner), USD.",

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 from enum import StrEnum
 from importlib import resources
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -388,6 +389,36 @@ class GpuResourceConfig(_Model):
     """GPUs one unit is worth; unset: derived from the name (MIG profile, ``.shared``)."""
 
 
+class GroupBudget(_Model):
+    """Spending limits of a team's or a namespace's AIWorkloads together, USD per period."""
+
+    monthly_usd: float | None = Field(default=None, ge=0, alias="monthlyUSD")
+    daily_usd: float | None = Field(default=None, ge=0, alias="dailyUSD")
+    alert_thresholds: list[float] = Field(
+        default=[0.5, 0.8, 1.0], min_length=1, max_length=10, alias="alertThresholds"
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> "GroupBudget":
+        if self.monthly_usd is None and self.daily_usd is None:
+            raise ValueError("set monthlyUSD or dailyUSD (or both)")
+        t = self.alert_thresholds
+        if any(not 0 < x <= 1.5 for x in t) or any(b <= a for a, b in pairwise(t)):
+            raise ValueError("alertThresholds: fractions in (0, 1.5], ascending")
+        return self
+
+
+class GroupBudgets(_Model):
+    """Budgets over the spend of all AIWorkloads of a team or of a namespace: set by the
+    platform admin (the operator config), not by the tenants they limit. They alert
+    (Alertmanager, webhook, metrics); enforcement stays with each workload's budget."""
+
+    teams: dict[str, GroupBudget] = Field(default_factory=dict, max_length=1000)
+    """By ``costAllocation.team``."""
+    namespaces: dict[str, GroupBudget] = Field(default_factory=dict, max_length=1000)
+    """By namespace."""
+
+
 class OperatorConfig(_Model):
     """Cluster-wide settings of the operator."""
 
@@ -401,6 +432,7 @@ class OperatorConfig(_Model):
     pricing_file: str | None = Field(default=None, alias="pricingFile")
     gpu_resources: list[GpuResourceConfig] = Field(default_factory=list, alias="gpuResources")
     tenancy: TenancyConfig = Field(default_factory=TenancyConfig)
+    budgets: GroupBudgets = Field(default_factory=GroupBudgets)
     """Extra GPU resources, matched before the built-in ones (see ``core.gpus``)."""
 
     @model_validator(mode="after")

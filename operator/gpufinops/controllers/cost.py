@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
@@ -56,12 +56,11 @@ from gpufinops.core.cost.accounting import (
     trusted_totals,
     with_earlier_days,
 )
-from gpufinops.core.cost.budget import (
-    AlertReason,
-)
+from gpufinops.core.cost.budget import AlertReason, Spend
+from gpufinops.core.cost.group_budget import NAMESPACE, TEAM, Group, plan_groups
 from gpufinops.core.cost.interval import plan_interval
 from gpufinops.core.cost.ledger import LedgerEntry, expired
-from gpufinops.core.cost.periods import zone
+from gpufinops.core.cost.periods import day_id, month_id, zone
 from gpufinops.core.cost.recommend import Usage, observe, recommend
 from gpufinops.core.cost.unit_economics import ServedRates, UnitCosts, unit_costs
 from gpufinops.core.events import EventReason
@@ -143,6 +142,16 @@ class Ledger(Protocol):
     ) -> None: ...
 
 
+@runtime_checkable
+class GroupMemory(Protocol):
+    """Where the alerts raised for team and namespace budgets are remembered (the
+    spend ledger's namespace), so a restart does not raise them again."""
+
+    def read_groups(self) -> Mapping[str, tuple[str, ...]]: ...
+
+    def write_groups(self, sent: Mapping[str, tuple[str, ...]]) -> None: ...
+
+
 def _status_totals(view: WorkloadView) -> CostTotals:
     try:
         return CostTotals.from_status(CostStatus.model_validate(view.cost))
@@ -210,6 +219,8 @@ class CostAccountant:
         self._corrected: dict[tuple[str, str], list[str]] = {}
         """Per workload, the status corrections last reported (reported once)."""
         self.last_pass: datetime | None = None
+        self._group_sent: dict[str, tuple[str, ...]] | None = None
+        """Alerts raised for team and namespace budgets (None: not read yet)."""
         self._token_reads: list[Coroutine[Any, Any, None]] = []
 
     def _book(self, view: WorkloadView, now: datetime) -> _Book:
@@ -281,6 +292,7 @@ class CostAccountant:
             except Exception as exc:  # one workload's failure must not stop the others
                 log.warning("cost of %s/%s not accounted: %s", view.namespace, view.name, exc)
         await self._record(now)
+        await self._group_budgets(now)
         # Prometheus is read last and concurrently: a slow one delays no status write.
         await asyncio.gather(*self._token_reads, return_exceptions=True)
         for key in set(self.books) - seen:
@@ -290,6 +302,53 @@ class CostAccountant:
         if measure_unallocated and self.last_pass is not None and now > self.last_pass:
             self._unallocated(pods, pools, now, (now - self.last_pass).total_seconds())
         self.last_pass = now
+
+    async def _group_budgets(self, now: datetime) -> None:
+        """Team and namespace budgets over the workloads this process accounts: state in
+        metrics, alerts to Alertmanager and the webhook (there is no object to post an
+        Event on), each alert once per period, remembered in the ledger's namespace."""
+        budgets = self.config.budgets
+        if not budgets.teams and not budgets.namespaces:
+            return
+        memory = self.ledger if isinstance(self.ledger, GroupMemory) else None
+        if self._group_sent is None:
+            self._group_sent = {}
+            if memory is not None:
+                try:
+                    self._group_sent = dict(await asyncio.to_thread(memory.read_groups))
+                except Exception as exc:  # alerts may repeat; spend is unaffected
+                    log.warning("team and namespace budget alerts not readable: %s", exc)
+        members: dict[Group, list[Spend]] = {}
+        for (namespace, _), book in self.books.items():
+            if book.series is None:
+                continue  # not accounted yet
+            spend = Spend.of(book.totals, now, self.tz)
+            members.setdefault(Group(TEAM, book.series[2]), []).append(spend)
+            members.setdefault(Group(NAMESPACE, namespace), []).append(spend)
+        plans = plan_groups(
+            budgets, members, self._group_sent, day_id(now, self.tz), month_id(now, self.tz)
+        )
+        delivered = []
+        for plan in plans:
+            scope, name = plan.group.scope, plan.group.name
+            if plan.state.used_ratio is not None:
+                metrics.GROUP_BUDGET_USED_RATIO.labels(scope, name).set(plan.state.used_ratio)
+            for a in plan.alerts:
+                log.warning("%s", a.message)
+                delivered.append(BudgetAlert(
+                    str(a.reason), a.key, a.message, name if scope == NAMESPACE else "", "",
+                    now, {scope: name, "scope": scope},
+                ))  # fmt: skip
+        if delivered:
+            self.effects.send_alerts(delivered)
+        sent = {p.group.key: p.sent for p in plans if p.sent}
+        if sent != self._group_sent:
+            self._group_sent = sent
+            if memory is not None:
+                try:
+                    await asyncio.to_thread(memory.write_groups, sent)
+                except Exception as exc:
+                    log.warning("team and namespace budget alerts not written: %s", exc)
 
     async def _record(self, now: datetime) -> None:
         """Write this pass's totals to the ledger, and drop the entries whose month is over."""
