@@ -20,6 +20,7 @@ from tests.support.kube import ok
 from tests.support.operator import RunningOperator
 from tests.support.polling import poll, poll_until
 from tests.support.training import (
+    NOTICE,
     NS,
     ON_DEMAND,
     ON_DEMAND_NODES,
@@ -34,8 +35,6 @@ from tests.support.training import (
     start_operator,
     workload_manifest,
 )
-
-NOTICE = "aws-node-termination-handler/spot-itn"
 
 pytestmark = pytest.mark.usefixtures("training_state_on_timeout")
 

@@ -17,6 +17,7 @@ from tests.support.kube import ok
 from tests.support.operator import RunningOperator
 from tests.support.polling import poll
 from tests.support.training import (
+    NOTICE,
     NS,
     ON_DEMAND_NODES,
     SPOT,
@@ -33,7 +34,6 @@ from tests.support.training import (
 
 from gpufinops.localcluster.nodes import node_manifest
 
-NOTICE = "aws-node-termination-handler/spot-itn"
 NEW_NODE = "train-spot-new"
 
 pytestmark = pytest.mark.usefixtures("training_state_on_timeout")

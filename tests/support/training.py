@@ -23,6 +23,8 @@ from tests.support.operator import RunningOperator, running_operator
 from gpufinops.localcluster.nodes import NodePool, node_manifest
 
 NS = "training-it"
+NOTICE = "aws-node-termination-handler/spot-itn"
+"""The taint the AWS Node Termination Handler sets on a node about to be interrupted."""
 SPOT = NodePool("train-spot", 0, "g6.12xlarge", "spot", "NVIDIA-L4", 4, "48", "192Gi", 110,
                 "us-east-1b")  # fmt: skip
 ON_DEMAND = NodePool("train-on-demand", 0, "g6.12xlarge", "on-demand", "NVIDIA-L4", 4, "48",

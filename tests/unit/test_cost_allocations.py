@@ -533,11 +533,10 @@ def test_a_budget_not_yet_decided_holds_the_replicas_until_the_cost_loop_has() -
 
 def test_cost_per_million_tokens_is_the_spend_rate_over_the_token_rate() -> None:
     from gpufinops.adapters import operator_metrics as metrics
-    from gpufinops.handlers.cost import tokens_query
+    from gpufinops.handlers.cost import INPUT_TOKENS_BY_POD
 
-    query = tokens_query("ml", "llm")
-    assert query.startswith('sum(rate({__name__=~"vllm:prompt_tokens_total|')
-    assert 'namespace="ml"' in query and "[5m]))" in query and 'pod=~"llm-' in query
+    assert INPUT_TOKENS_BY_POD.startswith('sum by (namespace, pod) (rate({__name__=~"')
+    assert "vllm:prompt_tokens_total" in INPUT_TOKENS_BY_POD and "[5m]))" in INPUT_TOKENS_BY_POD
 
     cluster = Cluster()
     # 200 input and 200 output tokens an hour, 10 requests an hour.

@@ -175,3 +175,20 @@ def test_a_rewritten_status_is_rewritten_from_the_ledger_even_while_idle() -> No
     asyncio.run(acct.tick(T0 + timedelta(hours=4), [view(cluster, TRAINING)], [], POOLS,
                           lambda ns, n: None))  # fmt: skip
     assert cluster.writes == writes + 1  # idle and as written: no write
+
+
+def test_a_restart_keeps_the_ledgers_days_and_last_months_from_status() -> None:
+    # The ledger holds this month's days only; status also shows last month's (for a
+    # closed month's export). A forged day of this month in status is not believed.
+    day = T0.date().isoformat()
+    ledger = MemoryLedger()
+    record = CostTotals(5.0, 5.0, 0.0, T0, 5.0, (DaySpend(day, "on-demand", 5.0, 2.0),))
+    ledger.write("ml", {"w": LedgerEntry(record)})
+    cluster = Cluster()
+    shown = [("2026-10-31", 7.0, 3.0), (day, 0.01, 0.0)]
+    forged = [{"date": d, "capacityType": "on-demand", "costUSD": usd, "gpuHours": hours}
+              for d, usd, hours in shown]  # fmt: skip
+    cluster.status = {"cost": {"daily": forged, "lastAccountedTime": T0.isoformat()}}
+    tick(CostAccountant(CONFIG, cluster.effects(), ledger=ledger), cluster, T0)
+    days = {(d["date"], d["costUSD"]) for d in cluster.status["cost"]["daily"]}
+    assert days == {("2026-10-31", 7.0), (day, 5.0)}

@@ -227,10 +227,8 @@ class CostAccountant:
         key = (view.namespace, view.name)
         entry = self._recorded.get(key)
         if entry is not None:
-            # The ledger is the record: status (the tenant's to rewrite) is only shown,
-            # and read only for the days of months the record no longer holds.
-            record = with_earlier_days(entry.totals, _status_totals(view).days, self.tz)
-            stored, problems = trusted_totals(record, now)
+            # The ledger is the record: status (the tenant's to rewrite) is only shown.
+            stored, problems = trusted_totals(entry.totals, now)
             sent, source = entry.alerts_sent, "the spend ledger entry"
         else:
             stored, problems = trusted_totals(_status_totals(view), now)
@@ -244,6 +242,8 @@ class CostAccountant:
             )  # fmt: skip
         book = self.books.get(key)
         if book is None or _later(stored.last_accounted_time, book.totals.last_accounted_time):
+            if entry is not None:  # the ledger holds this month's days; status, earlier ones
+                stored = with_earlier_days(stored, _status_totals(view).days, self.tz)
             # What status already shows: a restart rewrites no idle workload that is unchanged.
             shown = _visible(view.cost, view.budget)
             fresh = _Book(stored, sent, shown, book.series if book else None)

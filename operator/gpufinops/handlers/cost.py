@@ -40,7 +40,7 @@ from gpufinops.adapters.ledger import SpendLedger
 from gpufinops.adapters.nodes import pool_of
 from gpufinops.adapters.prometheus.batch import PrometheusVectors, Selector, VectorSource
 from gpufinops.adapters.prometheus.client import MetricsError, PrometheusClient
-from gpufinops.adapters.prometheus.presets import PRESETS, ScopeLabels, pods_regex, quote
+from gpufinops.adapters.prometheus.presets import PRESETS, ScopeLabels
 from gpufinops.adapters.prometheus.shared import SharedVector
 from gpufinops.adapters.prometheus.utilization import GPU_UTIL, peak_gpu_utilization
 from gpufinops.adapters.scale_targets import TargetView
@@ -186,16 +186,6 @@ def _effects(context: OperatorContext, alerts: AlertQueue) -> CostEffects:
 
     # A plain mapping with apiVersion, kind and metadata is all an Event reference needs.
     return CostEffects(write_status, post, alerts.enqueue)
-
-
-def tokens_query(namespace: str, deployment: str, kind: str = "Deployment") -> str:
-    """vLLM's prompt and generated tokens per second, over the scaled object's pods."""
-    names = "vllm:prompt_tokens_total|vllm:generation_tokens_total"
-    selector = (
-        f"__name__=~{quote(names)}, namespace={quote(namespace)}, "
-        f"pod=~{quote(pods_regex(kind, deployment))}"
-    )
-    return f"sum(rate({{{selector}}}[{TOKEN_RATE_WINDOW}]))"
 
 
 def _by_pod(names: set[str]) -> str:

@@ -9,7 +9,7 @@ split. Both bases of OpenCost: ``allocation`` charges every GPU-hour held,
 ``usage`` only the share the GPUs were busy.
 """
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class UnitCosts:
     per_request: float | None = None
 
     def scaled(self, share: float) -> "UnitCosts":
-        return UnitCosts(*(None if v is None else v * share for v in self.__dict__.values()))
+        return UnitCosts(*(None if v is None else v * share for v in astuple(self)))
 
 
 def unit_costs(usd_per_hour: float, served: ServedRates, output_weight: float) -> UnitCosts:
