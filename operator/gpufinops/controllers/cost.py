@@ -130,6 +130,8 @@ class _Book:
     """Peak GPU utilisation over the observed time, refreshed with the recommendations."""
     observed: dict[str, Any] | None = None
     """``status.observedUsage`` as last written or read."""
+    spend: Spend | None = None
+    """This pass's spend (None: not accounted yet), for team and namespace budgets."""
 
 
 class Ledger(Protocol):
@@ -292,13 +294,13 @@ class CostAccountant:
             except Exception as exc:  # one workload's failure must not stop the others
                 log.warning("cost of %s/%s not accounted: %s", view.namespace, view.name, exc)
         await self._record(now)
-        await self._group_budgets(now)
         # Prometheus is read last and concurrently: a slow one delays no status write.
         await asyncio.gather(*self._token_reads, return_exceptions=True)
         for key in set(self.books) - seen:
             book = self.books.pop(key)
             if book.series is not None:
                 metrics.forget_cost(book.series, tuple(set(self.capacity_types.values())))
+        await self._group_budgets(now)  # over the workloads that exist, deleted ones gone
         if measure_unallocated and self.last_pass is not None and now > self.last_pass:
             self._unallocated(pods, pools, now, (now - self.last_pass).total_seconds())
         self.last_pass = now
@@ -320,11 +322,10 @@ class CostAccountant:
                     log.warning("team and namespace budget alerts not readable: %s", exc)
         members: dict[Group, list[Spend]] = {}
         for (namespace, _), book in self.books.items():
-            if book.series is None:
+            if book.spend is None or book.series is None:
                 continue  # not accounted yet
-            spend = Spend.of(book.totals, now, self.tz)
-            members.setdefault(Group(TEAM, book.series[2]), []).append(spend)
-            members.setdefault(Group(NAMESPACE, namespace), []).append(spend)
+            members.setdefault(Group(TEAM, book.series[2]), []).append(book.spend)
+            members.setdefault(Group(NAMESPACE, namespace), []).append(book.spend)
         plans = plan_groups(
             budgets, members, self._group_sent, day_id(now, self.tz), month_id(now, self.tz)
         )
@@ -435,6 +436,7 @@ class CostAccountant:
         ):
             await asyncio.to_thread(self.effects.write_status, view.namespace, view.name, patch)
         book.totals, book.sent, book.visible = totals, sent, visible
+        book.spend = plan.spend
         self._recording.setdefault(view.namespace, {})[view.name] = LedgerEntry(totals, sent)
         if recommendations is not None:
             book.recommendations = recommendations

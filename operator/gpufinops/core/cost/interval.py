@@ -43,6 +43,9 @@ class IntervalPlan:
     """Alerts due now (each period and threshold once: ``sent`` remembers them)."""
     sent: tuple[str, ...]
     enforcement: EnforcementDecision
+    spend: Spend
+    """Today, the month and its projection after the interval: what team and namespace
+    budgets sum."""
 
     def status_patch(self, now: datetime, tz: ZoneInfo) -> dict[str, Any]:
         """``status.cost`` and ``status.budget`` as written."""
@@ -86,5 +89,5 @@ def plan_interval(
     alerts = alerts_due(budget, spend, before) if budget is not None else []
     remembered = tuple(remember(before, alerts, spend, budget)) if budget is not None else ()
     return IntervalPlan(
-        spent, after, state, alerts, remembered, enforce(spec, state, current_replicas)
+        spent, after, state, alerts, remembered, enforce(spec, state, current_replicas), spend
     )
