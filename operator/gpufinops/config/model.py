@@ -249,6 +249,31 @@ class CostConfig(_Model):
     unit costs): API list prices put output at 3-5 times input."""
 
 
+class AnomalyConfig(_Model):
+    """When an hour's spend is an anomaly: against the same hour of the past days, not a
+    fixed threshold (see ``core.cost.anomaly``)."""
+
+    enabled: bool = True
+    threshold: float = Field(default=4.0, gt=0, le=100)
+    """How many robust deviations (1.4826 x the median absolute deviation, or
+    ``relativeFloor`` x the median when larger) above the median an hour must spend."""
+    relative_floor: float = Field(default=0.1, ge=0, le=10, alias="relativeFloor")
+    """The least deviation, as a fraction of the median: a flat history does not turn a
+    cent more into an anomaly."""
+    min_excess_usd_per_hour: float = Field(default=1.0, ge=0, alias="minExcessUSDPerHour")
+    """Excesses smaller than this (USD in the hour) are never anomalies: nobody acts on them."""
+    lookback_days: int = Field(default=7, ge=2, le=7, alias="lookbackDays")
+    """Days of the same hour the baseline is the median of (the history kept is 8 days)."""
+    min_days: int = Field(default=3, ge=2, le=7, alias="minDays")
+    """Days of history an hour needs before it is judged; a member with fewer is new."""
+
+    @model_validator(mode="after")
+    def _days(self) -> "AnomalyConfig":
+        if self.min_days > self.lookback_days:
+            raise ValueError("anomalies.minDays must not exceed anomalies.lookbackDays")
+        return self
+
+
 class AlertingConfig(_Model):
     """Where budget alerts go besides Kubernetes Events (both optional)."""
 
@@ -431,9 +456,11 @@ class OperatorConfig(_Model):
     )
     pricing_file: str | None = Field(default=None, alias="pricingFile")
     gpu_resources: list[GpuResourceConfig] = Field(default_factory=list, alias="gpuResources")
+    """Extra GPU resources, matched before the built-in ones (see ``core.gpus``)."""
     tenancy: TenancyConfig = Field(default_factory=TenancyConfig)
     budgets: GroupBudgets = Field(default_factory=GroupBudgets)
-    """Extra GPU resources, matched before the built-in ones (see ``core.gpus``)."""
+    anomalies: AnomalyConfig = Field(default_factory=AnomalyConfig)
+    """Spend anomalies of workloads, teams and models (Events, alerts, the report)."""
 
     @model_validator(mode="after")
     def _unique_pools(self) -> "OperatorConfig":

@@ -1,0 +1,479 @@
+"""Spend anomalies: an hour whose spend departs from its own seasonal pattern, and why.
+
+GPU spend follows demand, and demand follows the day: a fixed threshold either
+pages at every evening peak or sleeps through a runaway at 3 a.m. So each hour
+is compared with the same hour of the past days. The baseline is their median
+and the scale their median absolute deviation (x 1.4826, a standard deviation
+for normal data): both robust, so yesterday's anomaly moves neither. The scale is
+floored at a fraction of the median, so a perfectly flat history does not turn a
+cent more into an anomaly, and an excess below ``minExcessUSDPerHour`` is never one.
+
+Workloads, teams and models are judged alike, on the sum of their members'
+hours. An anomaly is raised when it starts (an anomalous hour after a normal
+one), so a runaway that lasts all night pages once. Its explanation splits the
+excess over the members that spent more than usual, each over its pools, and
+names what rose: replicas with no more tokens served (replicas without demand),
+tokens (demand), GPU-hours per replica, or the price of the same GPU-hours (a
+move to dearer pools); a member without history is new.
+
+Hours are UTC epoch hours: the same hour of yesterday is 24 hours earlier even
+across a daylight-saving change (a local peak then sits an hour off for a few
+days, which the median absorbs).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from gpufinops.config.model import AnomalyConfig
+
+HOUR_SECONDS = 3600.0
+RETENTION_HOURS = 8 * 24
+"""Hours of history kept per workload: a week of baselines plus the day being judged."""
+MAD_TO_SIGMA = 1.4826
+WORKLOAD, TEAM, MODEL = "workload", "team", "model"
+
+
+def epoch_hour(t: datetime) -> int:
+    """The UTC hour containing ``t`` (hours since 1970)."""
+    if t.tzinfo is None:
+        raise ValueError(f"naive datetime {t.isoformat()}: pass an aware time (e.g. UTC)")
+    return math.floor(t.timestamp() / HOUR_SECONDS)
+
+
+def hour_label(hour: int) -> str:
+    """``2026-12-07T02:00Z``: how an hour is written in status and messages."""
+    return datetime.fromtimestamp(hour * HOUR_SECONDS, UTC).strftime("%Y-%m-%dT%H:00Z")
+
+
+def parse_hour(text: str) -> int:
+    """The inverse of ``hour_label``."""
+    return epoch_hour(datetime.strptime(text, "%Y-%m-%dT%H:00Z").replace(tzinfo=UTC))
+
+
+@dataclass(frozen=True)
+class HourSpend:
+    """What one workload spent and ran in one hour (the part of it observed)."""
+
+    hour: int
+    usd: float = 0.0
+    gpu_hours: float = 0.0
+    replica_hours: float = 0.0
+    desired_replica_hours: float | None = None
+    """Replica-hours the autoscaler asked for (Inference only; None: not known)."""
+    tokens: float = 0.0
+    """Tokens served (prompt + generated); 0 where the engine exposes no counter."""
+    observed_hours: float = 0.0
+    """How much of the hour these figures cover (1 once it is over and accounted)."""
+    pools: tuple[tuple[str, float], ...] = ()
+    """USD by node pool, largest first."""
+
+    @property
+    def replicas(self) -> float:
+        """Mean replicas over the observed part of the hour."""
+        return self.replica_hours / self.observed_hours if self.observed_hours > 0 else 0.0
+
+    @property
+    def desired(self) -> float | None:
+        if self.desired_replica_hours is None or self.observed_hours <= 0:
+            return None
+        return self.desired_replica_hours / self.observed_hours
+
+    def plus(self, other: HourSpend) -> HourSpend:
+        by_pool = dict(self.pools)
+        for pool, usd in other.pools:
+            by_pool[pool] = by_pool.get(pool, 0.0) + usd
+        desired = (
+            None
+            if self.desired_replica_hours is None and other.desired_replica_hours is None
+            else (self.desired_replica_hours or 0.0) + (other.desired_replica_hours or 0.0)
+        )
+        return HourSpend(
+            self.hour,
+            self.usd + other.usd,
+            self.gpu_hours + other.gpu_hours,
+            self.replica_hours + other.replica_hours,
+            desired,
+            self.tokens + other.tokens,
+            min(1.0, self.observed_hours + other.observed_hours),
+            _largest_first(by_pool),
+        )
+
+
+def _largest_first(by_pool: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
+    return tuple(sorted(by_pool.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+@dataclass(frozen=True)
+class Interval:
+    """One accounting interval of one workload, as the cost pass saw it."""
+
+    start: datetime
+    end: datetime
+    usd_by_pool: Mapping[str, float] = field(default_factory=dict)
+    gpu_hours: float = 0.0
+    replicas: float = 0.0
+    """Replicas running at the interval's end (held over it, as the rightsizing does)."""
+    desired_replicas: float | None = None
+    tokens_per_second: float | None = None
+
+
+def record(
+    history: Sequence[HourSpend], interval: Interval, keep: int = RETENTION_HOURS
+) -> tuple[HourSpend, ...]:
+    """``history`` with ``interval`` added, cut at hour boundaries in proportion to time
+    (spend accrues evenly over an interval), keeping the newest ``keep`` hours."""
+    seconds = (interval.end - interval.start).total_seconds()
+    if seconds <= 0:
+        return tuple(history)
+    by_hour = {h.hour: h for h in history}
+    first, last = epoch_hour(interval.start), epoch_hour(interval.end - _TICK)
+    if last - first > keep:  # a long outage: older hours would be dropped anyway
+        first = last - keep
+    start_s, end_s = interval.start.timestamp(), interval.end.timestamp()
+    tokens = (interval.tokens_per_second or 0.0) * seconds
+    for hour in range(first, last + 1):
+        a = max(start_s, hour * HOUR_SECONDS)
+        b = min(end_s, (hour + 1) * HOUR_SECONDS)
+        if b <= a:
+            continue
+        share, hours = (b - a) / seconds, (b - a) / HOUR_SECONDS
+        part = HourSpend(
+            hour,
+            sum(interval.usd_by_pool.values()) * share,
+            interval.gpu_hours * share,
+            interval.replicas * hours,
+            interval.desired_replicas * hours if interval.desired_replicas is not None else None,
+            tokens * share,
+            hours,
+            _largest_first({p: usd * share for p, usd in interval.usd_by_pool.items() if usd}),
+        )
+        before = by_hour.get(hour)
+        by_hour[hour] = before.plus(part) if before is not None else part
+    return tuple(by_hour[h] for h in sorted(by_hour)[-keep:])
+
+
+_TICK = datetime.resolution
+
+
+@dataclass(frozen=True)
+class Baseline:
+    median: float
+    scale: float
+    days: int
+
+
+def baseline(values: Mapping[int, float], hour: int, cfg: AnomalyConfig) -> Baseline | None:
+    """The same hour of the past ``lookbackDays`` days that were observed; None with
+    fewer than ``minDays`` of them."""
+    past = [values[h] for h in _same_hours(hour, cfg) if h in values]
+    if len(past) < cfg.min_days:
+        return None
+    median = statistics.median(past)
+    mad = statistics.median(abs(v - median) for v in past)
+    return Baseline(median, max(MAD_TO_SIGMA * mad, cfg.relative_floor * abs(median)), len(past))
+
+
+def _same_hours(hour: int, cfg: AnomalyConfig) -> list[int]:
+    return [hour - 24 * d for d in range(1, cfg.lookback_days + 1)]
+
+
+def is_anomalous(values: Mapping[int, float], hour: int, cfg: AnomalyConfig) -> bool:
+    """Whether ``hour`` spent more than its baseline allows (unjudged hours are not)."""
+    if hour not in values:
+        return False
+    base = baseline(values, hour, cfg)
+    if base is None:
+        return False
+    excess = values[hour] - base.median
+    return excess >= cfg.min_excess_usd_per_hour and excess > cfg.threshold * base.scale
+
+
+def starts(values: Mapping[int, float], hour: int, cfg: AnomalyConfig) -> bool:
+    """Whether an anomaly starts at ``hour``: it is anomalous and the hour before is not."""
+    return is_anomalous(values, hour, cfg) and not is_anomalous(values, hour - 1, cfg)
+
+
+def totals(members: Iterable[Mapping[int, HourSpend]]) -> dict[int, float]:
+    """A group's spend per hour: its members' summed, over the hours any of them saw."""
+    out: dict[int, float] = {}
+    for member in members:
+        for hour, spent in member.items():
+            out[hour] = out.get(hour, 0.0) + spent.usd
+    return out
+
+
+class Cause(StrEnum):
+    REPLICAS = "ReplicasWithoutDemand"
+    DEMAND = "Demand"
+    LARGER_REPLICAS = "GPUHoursPerReplica"
+    PRICE = "Price"
+    NEW = "NewWorkload"
+    OTHER = "Other"
+
+
+RISE = 1.2
+"""A figure counts as risen above 1.2 x its usual value."""
+
+
+@dataclass(frozen=True)
+class Driver:
+    """One member's share of an anomaly, and what rose."""
+
+    member: str
+    usd: float
+    expected_usd: float
+    cause: Cause
+    replicas: float
+    expected_replicas: float | None
+    desired: float | None
+    tokens: float
+    expected_tokens: float | None
+    gpu_hours: float
+    expected_gpu_hours: float | None
+    pools: tuple[tuple[str, float], ...]
+    """Excess USD by pool over the pool's usual, largest first (rises only)."""
+
+    @property
+    def excess(self) -> float:
+        return self.usd - self.expected_usd
+
+    def describe(self) -> str:
+        parts = [f"{self.member} +${self.excess:,.2f}"]
+        if self.cause is Cause.NEW:
+            parts.append(f"new, {_num(self.replicas)} replicas")
+        elif self.expected_replicas is not None:
+            ran = f"{_num(self.replicas)} replicas (usually {_num(self.expected_replicas)}"
+            if self.desired is not None:
+                ran += f"; the autoscaler wanted {_num(self.desired)}"
+            parts.append(ran + ")")
+        if self.expected_tokens is not None and (self.tokens > 0 or self.expected_tokens > 0):
+            if self.expected_tokens > 0:
+                parts.append(f"tokens {self.tokens / self.expected_tokens:.1f}x usual")
+            else:
+                parts.append(f"{_num(self.tokens)} tokens, usually none")
+        if self.cause is Cause.LARGER_REPLICAS and self.expected_gpu_hours:
+            parts.append(f"GPU-hours {self.gpu_hours / self.expected_gpu_hours:.1f}x usual")
+        if self.cause is Cause.PRICE and self.expected_gpu_hours:
+            now = self.usd / self.gpu_hours if self.gpu_hours else 0.0
+            usual = self.expected_usd / self.expected_gpu_hours
+            parts.append(f"${now:,.2f} per GPU-hour, usually ${usual:,.2f}")
+        if self.pools:
+            on = ", ".join(f"{p} +${usd:,.2f}" for p, usd in self.pools[:2])
+            parts.append(f"on {on}")
+        return f"{parts[0]}: {self.cause.value}, " + ", ".join(parts[1:])
+
+
+def _num(x: float) -> str:
+    return f"{x:.0f}" if abs(x - round(x)) < 0.05 else f"{x:.1f}"
+
+
+@dataclass(frozen=True)
+class SpendAnomaly:
+    """A group's hour that spent more than its baseline allows, and who drove it."""
+
+    scope: str
+    """``workload``, ``team`` or ``model``."""
+    group: str
+    """``namespace/name`` for a workload; the team's or model's name otherwise."""
+    hour: int
+    usd: float
+    expected_usd: float
+    scale: float
+    drivers: tuple[Driver, ...]
+    """Members that spent more than usual, the largest excess first."""
+
+    @property
+    def excess(self) -> float:
+        return self.usd - self.expected_usd
+
+    @property
+    def key(self) -> str:
+        """What an alert is deduplicated by: one per group and start."""
+        return f"anomaly/{self.scope}/{self.group}/{hour_label(self.hour)}"
+
+    @property
+    def message(self) -> str:
+        ratio = f", {self.usd / self.expected_usd:.1f}x" if self.expected_usd > 0 else ""
+        head = (
+            f"{self.scope} {self.group} spent ${self.usd:,.2f} in the hour from "
+            f"{hour_label(self.hour)}, usually ${self.expected_usd:,.2f} "
+            f"(+${self.excess:,.2f}{ratio})"
+        )
+        if not self.drivers:
+            return head
+        shown = "; ".join(d.describe() for d in self.drivers[:3])
+        if self.scope == WORKLOAD:
+            shown = shown.split(": ", 1)[-1]
+        more = f"; and {len(self.drivers) - 3} more" if len(self.drivers) > 3 else ""
+        return f"{head}. {shown}{more}"
+
+
+def _median_of(history: Mapping[int, HourSpend], hours: Iterable[int], what: str) -> float | None:
+    values = [getattr(history[h], what) for h in hours if h in history]
+    return statistics.median(values) if values else None
+
+
+def _driver(
+    name: str,
+    history: Mapping[int, HourSpend],
+    hour: int,
+    judged: Sequence[int],
+    cfg: AnomalyConfig,
+) -> Driver:
+    """``judged``: the past hours the group's baseline took; a member absent from one
+    spent nothing in it (so a new workload's usual is near $0, as in the group's)."""
+    now = history[hour]
+    past = [h for h in _same_hours(hour, cfg) if h in history]
+    usual = statistics.median([history[h].usd if h in history else 0.0 for h in judged] or [0])
+    replicas = _median_of(history, past, "replicas")
+    tokens = _median_of(history, past, "tokens")
+    gpu_hours = _median_of(history, past, "gpu_hours")
+    pools_usual: dict[str, float] = {}
+    for pool, _ in now.pools:
+        values = [dict(history[h].pools).get(pool, 0.0) for h in past]
+        pools_usual[pool] = statistics.median(values) if values else 0.0
+    rises = {p: usd - pools_usual.get(p, 0.0) for p, usd in now.pools}
+    pools = _largest_first({p: x for p, x in rises.items() if x > 0})
+    return Driver(
+        name, now.usd, usual, _cause(now, past, replicas, tokens, gpu_hours, usual, cfg),
+        now.replicas, replicas, now.desired, now.tokens, tokens, now.gpu_hours, gpu_hours,
+        pools,
+    )  # fmt: skip
+
+
+def _ratio(now: float, usual: float | None) -> float:
+    if usual is None:
+        return 1.0
+    if usual <= 0:
+        return math.inf if now > 0 else 1.0
+    return now / usual
+
+
+def _cause(
+    now: HourSpend,
+    past: Sequence[int],
+    replicas: float | None,
+    tokens: float | None,
+    gpu_hours: float | None,
+    usual_usd: float,
+    cfg: AnomalyConfig,
+) -> Cause:
+    if len(past) < cfg.min_days:
+        return Cause.NEW
+    r, t = _ratio(now.replicas, replicas), _ratio(now.tokens, tokens)
+    g, u = _ratio(now.gpu_hours, gpu_hours), _ratio(now.usd, usual_usd)
+    per_replica = g / r if r not in (0.0, math.inf) else 1.0
+    counted = tokens is not None and (now.tokens > 0 or (tokens or 0.0) > 0)
+    if counted and t > RISE and (t == math.inf or t >= 1 + 0.5 * (r - 1)):
+        return Cause.DEMAND  # tokens rose at least half as much as replicas
+    if r > RISE:
+        return Cause.REPLICAS
+    if per_replica > RISE or g > RISE:
+        return Cause.LARGER_REPLICAS
+    if u > RISE:
+        return Cause.PRICE
+    return Cause.OTHER
+
+
+def explain(
+    scope: str,
+    group: str,
+    hour: int,
+    members: Mapping[str, Mapping[int, HourSpend]],
+    cfg: AnomalyConfig,
+) -> SpendAnomaly | None:
+    """The anomaly of ``group`` at ``hour`` with its drivers; None when the hour is not
+    anomalous."""
+    values = totals(members.values())
+    if not is_anomalous(values, hour, cfg):
+        return None
+    base = baseline(values, hour, cfg)
+    assert base is not None  # is_anomalous judged it
+    judged = [h for h in _same_hours(hour, cfg) if h in values]
+    drivers = [
+        _driver(name, history, hour, judged, cfg)
+        for name, history in sorted(members.items())
+        if hour in history
+    ]
+    rising = sorted((d for d in drivers if d.excess > 0), key=lambda d: (-d.excess, d.member))
+    return SpendAnomaly(scope, group, hour, values[hour], base.median, base.scale, tuple(rising))
+
+
+@dataclass(frozen=True)
+class Member:
+    """A workload, with the groups it is judged in."""
+
+    name: str
+    """``namespace/name``."""
+    team: str
+    model: str | None
+    history: Mapping[int, HourSpend]
+
+
+def groups_of(
+    members: Iterable[Member],
+) -> dict[tuple[str, str], dict[str, Mapping[int, HourSpend]]]:
+    """Every workload, team and model, with its members' histories."""
+    out: dict[tuple[str, str], dict[str, Mapping[int, HourSpend]]] = {}
+    for m in members:
+        out.setdefault((WORKLOAD, m.name), {})[m.name] = m.history
+        out.setdefault((TEAM, m.team), {})[m.name] = m.history
+        if m.model:
+            out.setdefault((MODEL, m.model), {})[m.name] = m.history
+    return out
+
+
+def detect(members: Iterable[Member], hour: int, cfg: AnomalyConfig) -> list[SpendAnomaly]:
+    """The anomalies that start at ``hour`` (a completed hour), of every workload, team
+    and model, in scope then group order.
+
+    A team's or model's anomaly is not raised when workloads anomalous themselves at
+    that hour (started now or earlier) account for half its excess or more: one
+    runaway pages once, with its team and model as labels, not three times. A group
+    anomaly is raised for what no workload shows alone (many small rises together).
+    """
+    if not cfg.enabled:
+        return []
+    groups = groups_of(members)
+    anomalous = {
+        group
+        for (scope, group), histories in groups.items()
+        if scope == WORKLOAD and is_anomalous(totals(histories.values()), hour, cfg)
+    }
+    found = []
+    for (scope, group), histories in sorted(groups.items()):
+        values = totals(histories.values())
+        if not starts(values, hour, cfg):
+            continue
+        anomaly = explain(scope, group, hour, histories, cfg)
+        if anomaly is None:
+            continue
+        if scope != WORKLOAD:
+            covered = sum(d.excess for d in anomaly.drivers if d.member in anomalous)
+            if covered >= 0.5 * anomaly.excess:
+                continue
+        found.append(anomaly)
+    return found
+
+
+def episodes(values: Mapping[int, float], cfg: AnomalyConfig) -> list[tuple[int, int]]:
+    """Every anomaly in ``values``: (first hour, last hour) of each run of anomalous hours."""
+    out: list[tuple[int, int]] = []
+    for hour in sorted(values):
+        if not is_anomalous(values, hour, cfg):
+            continue
+        if out and out[-1][1] == hour - 1:
+            out[-1] = (out[-1][0], hour)
+        else:
+            out.append((hour, hour))
+    return out
+
+
+def with_hours(history: Iterable[HourSpend]) -> dict[int, HourSpend]:
+    return {h.hour: h for h in history}

@@ -1,0 +1,252 @@
+"""Spend anomalies (core): the hourly record, the seasonal baseline, the explanation."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpufinops.config.model import AnomalyConfig
+from gpufinops.core.cost.anomaly import (
+    MODEL,
+    RETENTION_HOURS,
+    TEAM,
+    WORKLOAD,
+    Cause,
+    HourSpend,
+    Interval,
+    Member,
+    baseline,
+    detect,
+    epoch_hour,
+    episodes,
+    explain,
+    hour_label,
+    is_anomalous,
+    parse_hour,
+    record,
+    starts,
+    with_hours,
+)
+
+T0 = datetime(2026, 12, 1, tzinfo=UTC)
+CFG = AnomalyConfig()
+
+
+def _hour(day: int, hour: int) -> int:
+    return epoch_hour(T0 + timedelta(days=day, hours=hour))
+
+
+def _flat(usd: float, days: int = 8) -> dict[int, float]:
+    return {_hour(d, h): usd for d in range(days) for h in range(24)}
+
+
+def _history(
+    days: int,
+    replicas: float = 2.0,
+    *,
+    pool: str = "a100",
+    price: float = 4.0,
+    tokens_per_s: float = 100.0,
+    change: dict[str, float] | None = None,
+    at: tuple[int, int] = (7, 2),
+) -> dict[int, HourSpend]:
+    """Hourly intervals of a workload with ``replicas`` one-GPU replicas; at ``at`` (day,
+    hour) ``change`` multiplies replicas, tokens, gpus per replica or the price."""
+    kept: tuple[HourSpend, ...] = ()
+    change = change or {}
+    for d in range(days):
+        for h in range(24):
+            start = T0 + timedelta(days=d, hours=h)
+            c = change if (d, h) == at else {}
+            reps = replicas * c.get("replicas", 1.0)
+            gpus = reps * c.get("gpus", 1.0)
+            usd = gpus * price * c.get("price", 1.0)
+            where = pool if "price" not in c else "h100-on-demand"
+            kept = record(
+                kept,
+                Interval(
+                    start, start + timedelta(hours=1), {where: usd}, gpus, reps, replicas,
+                    tokens_per_s * c.get("tokens", 1.0),
+                ),
+            )  # fmt: skip
+    return with_hours(kept)
+
+
+def test_hour_labels_round_trip() -> None:
+    h = _hour(3, 17)
+    assert hour_label(h) == "2026-12-04T17:00Z"
+    assert parse_hour(hour_label(h)) == h
+    with pytest.raises(ValueError, match="naive"):
+        epoch_hour(datetime(2026, 1, 1))
+
+
+def test_an_interval_is_cut_at_hour_boundaries_in_proportion_to_time() -> None:
+    start = T0 + timedelta(minutes=45)
+    kept = record((), Interval(start, start + timedelta(minutes=30), {"a": 6.0, "b": 2.0}, 1.0, 4))
+    first, second = kept
+    assert (first.hour, second.hour) == (_hour(0, 0), _hour(0, 1))
+    assert first.usd == pytest.approx(4.0) and second.usd == pytest.approx(4.0)
+    assert first.pools == (("a", 3.0), ("b", 1.0))
+    assert first.observed_hours == pytest.approx(0.25)
+    assert first.replicas == pytest.approx(4.0)  # mean over the observed quarter hour
+    assert first.desired is None
+
+
+def test_retention_keeps_the_newest_hours() -> None:
+    kept = record((), Interval(T0, T0 + timedelta(days=20), {"a": 1.0}, 1.0, 1))
+    assert len(kept) == RETENTION_HOURS
+    assert kept[-1].hour == _hour(19, 23)
+    assert kept[0].hour == _hour(19, 23) - RETENTION_HOURS + 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 10_000), st.integers(1, 20_000), st.floats(0, 1000)),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_recording_keeps_every_dollar_within_retention(
+    parts: list[tuple[int, int, float]],
+) -> None:
+    kept: tuple[HourSpend, ...] = ()
+    for offset, length, usd in parts:
+        start = T0 + timedelta(seconds=offset)
+        kept = record(kept, Interval(start, start + timedelta(seconds=length), {"a": usd}))
+    assert sum(h.usd for h in kept) == pytest.approx(sum(p[2] for p in parts), rel=1e-9, abs=1e-6)
+    assert all(h.observed_hours <= 1.0 for h in kept)
+
+
+def test_baseline_is_the_median_of_the_same_hour_and_needs_min_days() -> None:
+    values = _flat(10.0, days=3)
+    values[_hour(1, 5)] = 1000.0  # one earlier anomaly moves neither median nor MAD
+    base = baseline(values, _hour(3, 5), CFG)
+    assert base is not None
+    assert (base.median, base.days) == (10.0, 3)
+    assert base.scale == pytest.approx(1.0)  # the floor: 10 % of the median
+    assert baseline(values, _hour(2, 5), CFG) is None  # two days only
+
+
+def test_an_hour_is_anomalous_only_past_the_threshold_and_the_least_excess() -> None:
+    values = _flat(10.0, days=7)
+    h = _hour(7, 3)
+    for usd, expected in ((10.0, False), (13.9, False), (14.1, True), (200.0, True)):
+        values[h] = usd
+        assert is_anomalous(values, h, CFG) is expected, usd
+    small = {k: v / 100 for k, v in values.items()}  # $0.10/h: +$1.90 is not worth a page
+    small[h] = 0.5
+    assert not is_anomalous(small, h, CFG)
+    assert is_anomalous(small, h, CFG.model_copy(update={"min_excess_usd_per_hour": 0.1}))
+
+
+def test_the_evening_peak_is_not_an_anomaly_but_the_same_spend_at_night_is() -> None:
+    values = {_hour(d, h): (50.0 if 18 <= h < 22 else 5.0) for d in range(8) for h in range(24)}
+    assert not is_anomalous(values, _hour(7, 19), CFG)
+    values[_hour(7, 3)] = 50.0
+    assert is_anomalous(values, _hour(7, 3), CFG)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.floats(0.5, 500), min_size=8, max_size=8),
+    st.floats(0.01, 100),
+)
+def test_judgement_is_scale_free_without_the_least_excess(days: list[float], factor: float) -> None:
+    cfg = CFG.model_copy(update={"min_excess_usd_per_hour": 0.0})
+    values = {_hour(d, 4): v for d, v in enumerate(days)}
+    scaled = {k: v * factor for k, v in values.items()}
+    h = _hour(7, 4)
+    base = baseline(values, h, cfg)
+    assert base is not None
+    if abs(values[h] - base.median - cfg.threshold * base.scale) > 1e-6 * base.median:
+        assert is_anomalous(values, h, cfg) == is_anomalous(scaled, h, cfg)
+    if values[h] <= base.median:
+        assert not is_anomalous(values, h, cfg)
+
+
+def test_an_anomaly_starts_once_and_episodes_are_runs() -> None:
+    values = _flat(10.0)
+    for h in (2, 3, 4, 9):
+        values[_hour(7, h)] = 100.0
+    assert starts(values, _hour(7, 2), CFG)
+    assert not starts(values, _hour(7, 3), CFG)
+    assert episodes(values, CFG) == [(_hour(7, 2), _hour(7, 4)), (_hour(7, 9), _hour(7, 9))]
+
+
+@pytest.mark.parametrize(
+    ("change", "cause"),
+    [
+        ({"replicas": 7.0}, Cause.REPLICAS),
+        ({"replicas": 4.0, "tokens": 4.0}, Cause.DEMAND),
+        ({"gpus": 4.0}, Cause.LARGER_REPLICAS),
+        ({"price": 3.0}, Cause.PRICE),
+    ],
+)
+def test_the_explanation_names_what_rose(change: dict[str, float], cause: Cause) -> None:
+    history = _history(8, change=change)
+    anomaly = explain(WORKLOAD, "ns/w", _hour(7, 2), {"ns/w": history}, CFG)
+    assert anomaly is not None
+    (driver,) = anomaly.drivers
+    assert driver.cause is cause
+    assert driver.excess == pytest.approx(anomaly.excess)
+    assert driver.pools[0][1] > 0
+
+
+def test_the_message_says_who_and_why() -> None:
+    chat = _history(8, replicas=3.0, change={"replicas": 14 / 3})
+    embed = _history(8, replicas=1.0, pool="l4", price=0.8)
+    anomaly = explain(TEAM, "search", _hour(7, 2), {"search/chat": chat, "search/embed": embed},
+                      CFG)  # fmt: skip
+    assert anomaly is not None
+    assert [d.member for d in anomaly.drivers] == ["search/chat"]  # embed spent as usual
+    assert anomaly.message == (
+        "team search spent $56.80 in the hour from 2026-12-08T02:00Z, usually $12.80 "
+        "(+$44.00, 4.4x). search/chat +$44.00: ReplicasWithoutDemand, 14 replicas "
+        "(usually 3; the autoscaler wanted 3), tokens 1.0x usual, on a100 +$44.00"
+    )
+
+
+def test_a_workload_without_history_is_new() -> None:
+    old = _history(8)
+    fresh = {h: s for h, s in _history(8, replicas=10.0).items() if h >= _hour(6, 0)}
+    anomaly = explain(TEAM, "t", _hour(7, 2), {"a/old": old, "a/new": fresh}, CFG)
+    assert anomaly is not None
+    assert anomaly.drivers[0].member == "a/new"
+    assert anomaly.drivers[0].cause is Cause.NEW
+
+
+def test_one_runaway_raises_one_anomaly_not_three() -> None:
+    chat = Member("search/chat", "search", "llama", _history(8, change={"replicas": 6.0}))
+    embed = Member("search/embed", "search", None, _history(8, replicas=1.0))
+    found = detect([chat, embed], _hour(7, 2), CFG)
+    assert [(a.scope, a.group) for a in found] == [(WORKLOAD, "search/chat")]
+    assert detect([chat, embed], _hour(7, 3), CFG) == []  # the hour after: normal again
+
+
+def test_many_small_rises_together_raise_the_team() -> None:
+    # Each workload spends 30 % more: within its own day-to-day noise (+-15 %), so no
+    # workload is anomalous; their noise cancels in the team's sum, whose rise stands out.
+    members = []
+    for i in range(12):
+        history = _history(8, change={"replicas": 1.3})
+        noisy = {
+            h: (s if (h % 24) != _hour(0, 2) % 24 or h == _hour(7, 2) else
+                HourSpend(s.hour, s.usd * (1 + 0.15 * (((h // 24) + i) % 3 - 1)), s.gpu_hours,
+                          s.replica_hours, s.desired_replica_hours, s.tokens, s.observed_hours,
+                          s.pools))
+            for h, s in history.items()
+        }  # fmt: skip
+        members.append(Member(f"ns/w{i}", "search", "llama" if i < 6 else None, noisy))
+    cfg = CFG.model_copy(update={"relative_floor": 0.05})
+    found = detect(members, _hour(7, 2), cfg)
+    scopes = {(a.scope, a.group) for a in found}
+    assert (TEAM, "search") in scopes
+    assert (MODEL, "llama") in scopes
+    assert not any(a.scope == WORKLOAD for a in found)
+
+
+def test_disabled_detects_nothing() -> None:
+    chat = Member("a/chat", "t", None, _history(8, change={"replicas": 6.0}))
+    assert detect([chat], _hour(7, 2), CFG.model_copy(update={"enabled": False})) == []
