@@ -16,12 +16,14 @@ from pathlib import Path
 import pytest
 import yaml
 from tests.support import training
+from tests.support.alertmanager import AlertmanagerServer
 from tests.support.exporter import Exporter
 from tests.support.kube import KubectlRun
 from tests.support.polling import describe_on_timeout
 from tests.support.promserver import PrometheusServer
 
 from gpufinops.localcluster import ClusterError, Kubectl, LocalCluster, find_kubectl
+from gpufinops.localcluster.alertmanager import find_alertmanager
 from gpufinops.localcluster.binaries import find_prometheus
 
 KUBECONFIG_ENV = "GPUFINOPS_TEST_KUBECONFIG"
@@ -144,3 +146,14 @@ def prometheus(exporter: Exporter, tmp_path_factory: pytest.TempPathFactory) -> 
         find_prometheus(install=True), tmp_path_factory.mktemp("prometheus"), [exporter.target]
     ) as server:
         yield server.url
+
+
+@pytest.fixture(scope="module")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlertmanagerServer]:
+    """A real Alertmanager for the module's tests (installed from Debian when missing)."""
+    try:
+        binary = find_alertmanager(install=True)
+    except ClusterError as exc:
+        pytest.skip(f"Alertmanager is not installed and apt could not install it: {exc}")
+    with AlertmanagerServer(binary, tmp_path_factory.mktemp("alertmanager")) as server:
+        yield server

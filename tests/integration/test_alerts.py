@@ -18,9 +18,6 @@ from tests.support.alertmanager import AlertmanagerServer, WebhookReceiver
 from tests.support.operator import running_operator
 from tests.support.polling import poll
 
-from gpufinops.localcluster import ClusterError
-from gpufinops.localcluster.alertmanager import find_alertmanager
-
 NS = "alerts-test"
 POOL = "a100-on-demand"
 INTERVAL = 1
@@ -69,16 +66,6 @@ def _status(kubectl) -> dict:
 def _last_accounted(kubectl) -> float:
     raw = (_status(kubectl).get("cost") or {}).get("lastAccountedTime")
     return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp() if raw else 0.0
-
-
-@pytest.fixture(scope="module")
-def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlertmanagerServer]:
-    try:
-        binary = find_alertmanager(install=True)
-    except ClusterError as exc:
-        pytest.skip(f"Alertmanager is not installed and apt could not install it: {exc}")
-    with AlertmanagerServer(binary, tmp_path_factory.mktemp("alertmanager")) as server:
-        yield server
 
 
 @pytest.fixture

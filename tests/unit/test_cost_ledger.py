@@ -172,8 +172,9 @@ def test_a_rewritten_status_is_rewritten_from_the_ledger_even_while_idle() -> No
                           lambda ns, n: None))  # fmt: skip
     assert cluster.writes == writes + 1
     assert cluster.status["cost"]["monthToDateUSD"] == 4.0
-    asyncio.run(acct.tick(T0 + timedelta(hours=4), [view(cluster, TRAINING)], [], POOLS,
-                          lambda ns, n: None))  # fmt: skip
+    # Within the same hour (an hour's end writes the hourly spend history, idle or not).
+    asyncio.run(acct.tick(T0 + timedelta(hours=3, minutes=10), [view(cluster, TRAINING)], [],
+                          POOLS, lambda ns, n: None))  # fmt: skip
     assert cluster.writes == writes + 1  # idle and as written: no write
 
 

@@ -25,12 +25,15 @@ ALERT_TTL = timedelta(hours=1)
 """How long Alertmanager keeps an alert firing without hearing of it again."""
 
 
+SPEND_ANOMALY = "SpendAnomaly"
+
+
 @dataclass(frozen=True)
 class BudgetAlert:
-    """One budget alert about one workload, as delivered."""
+    """One budget or spend-anomaly alert, as delivered."""
 
     reason: str
-    """BudgetThresholdCrossed, BudgetProjectedToExceed or BudgetExceeded."""
+    """BudgetThresholdCrossed, BudgetProjectedToExceed, BudgetExceeded or SpendAnomaly."""
     key: str
     message: str
     namespace: str
@@ -52,6 +55,8 @@ class BudgetAlert:
         alert would refresh yesterday's. ``threshold`` is the fraction crossed
         (``1`` for BudgetExceeded); a projection has none.
         """
+        if self.reason == SPEND_ANOMALY:  # anomaly/<scope>/<group>/<hour>: one per start
+            return {"hour": self.key.rpartition("/")[2]}
         period, _, rest = self.key.partition(":")
         period_id, _, what = rest.rpartition(":")
         out = {"period": period, "period_id": period_id}

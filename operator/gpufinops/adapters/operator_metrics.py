@@ -112,6 +112,12 @@ COST_TOTAL = Counter(
     "GPU spend of the workload since the operator started, USD (use increase()).",
     (*COST_LABELS, "capacity_type"),
 )
+SPEND_ANOMALIES = Counter(
+    "gpufinops_spend_anomalies_total",
+    "Spend anomalies raised (an hour spent more than the same hour of past days allows), "
+    "by scope: workload, team or model.",
+    ("scope",),
+)
 ENERGY_TOTAL = Counter(
     "gpufinops_energy_kwh_total",
     "Energy of the workload's GPUs since the operator started, kWh (pools with gpuPowerWatts; "

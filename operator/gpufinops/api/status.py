@@ -256,6 +256,55 @@ class Recommendation(StatusModel):
     )
 
 
+SPEND_HISTORY_HOURS = 8 * 24
+"""A week of baselines for the same hour, and the day being judged."""
+
+
+def _hourly(description: str) -> Any:
+    return Field(default_factory=list, max_length=SPEND_HISTORY_HOURS, description=description)
+
+
+class SpendHistory(StatusModel):
+    """This workload's spend hour by hour over the past 8 days (UTC hours from
+    firstHour, one value per hour in each list): what spend anomalies are judged
+    against, kept so a restarted operator does not need a week to judge again."""
+
+    first_hour: str | None = Field(
+        default=None,
+        alias="firstHour",
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:00Z$",
+        description="The UTC hour the lists start at, e.g. 2026-12-07T02:00Z.",
+    )
+    observed_hours: list[float] = _hourly(
+        "How much of each hour was accounted (0: not observed, 1: all of it)."
+    )
+    usd: list[float] = _hourly("Spend in each hour, USD.")
+    gpu_hours: list[float] = _hourly("GPU-hours held in each hour.")
+    replica_hours: list[float] = _hourly("Replica-hours in each hour.")
+    desired_replica_hours: list[float] | None = Field(
+        default=None,
+        max_length=SPEND_HISTORY_HOURS,
+        description="Replica-hours the autoscaler asked for in each hour (Inference).",
+    )
+    tokens: list[float] = _hourly(
+        "Tokens served in each hour (prompt and generated; 0 where not counted)."
+    )
+    usd_by_pool: dict[str, list[float]] = Field(
+        default_factory=dict,
+        alias="usdByPool",
+        max_length=8,
+        description="Spend in each hour per node pool (the 8 largest over the history).",
+        json_schema_extra={
+            "additionalProperties": {
+                "type": "array",
+                "items": {"type": "number"},
+                "maxItems": SPEND_HISTORY_HOURS,
+                "description": "USD in each hour on that pool.",
+            }
+        },
+    )
+
+
 def _hours_of_day(description: str) -> Any:
     return Field(min_length=24, max_length=24, description=description)
 
@@ -409,6 +458,11 @@ class AIWorkloadStatus(StatusModel):
     )
     observed_usage: ObservedUsage | None = Field(
         default=None, description="The observations the recommendations are based on."
+    )
+    spend_history: SpendHistory | None = Field(
+        default=None,
+        alias="spendHistory",
+        description="Hourly spend of the past 8 days, what spend anomalies are judged against.",
     )
     last_decision: Decision | None = Field(default=None, description="The latest decision.")
     selector: str | None = Field(

@@ -10,6 +10,10 @@ Rightsizing recommendations (``status.recommendations``) are listed with
 their estimated monthly saving; a workload's savings are alternatives, so the
 report shows the largest as the workload's potential, never their sum.
 
+Spend anomalies that started in the past week are listed with their explanation,
+judged from each workload's ``status.spendHistory`` by the operator's own rules
+(``core.cost.anomaly``, the thresholds of ``--config``).
+
 ``--format focus`` writes a FinOps FOCUS 1.2 dataset, so the spend can be joined
 with cloud bills in the same tool: one row per workload, day and capacity type,
 for the complete days of one month (``--month``, default the current one), so two
@@ -31,8 +35,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from gpufinops.api.status import CostStatus, ObservedUsage, Recommendation
-from gpufinops.config.model import ConfigError, FocusConfig, load_config
+from gpufinops.api.status import CostStatus, ObservedUsage, Recommendation, SpendHistory
+from gpufinops.config.model import AnomalyConfig, ConfigError, FocusConfig, load_config
 from gpufinops.core.cost.accounting import (
     UNSET,
     CostTotals,
@@ -40,6 +44,15 @@ from gpufinops.core.cost.accounting import (
     as_of,
     month_footprint,
     project_month,
+)
+from gpufinops.core.cost.anomaly import (
+    Member,
+    SpendAnomaly,
+    detect_hours,
+    epoch_hour,
+    from_status,
+    hour_label,
+    with_hours,
 )
 from gpufinops.core.cost.periods import month_bounds, next_day_start, zone
 
@@ -211,16 +224,76 @@ class Report:
     tz: str
     workloads: list[WorkloadSpend]
     groups: dict[str, list[Group]]
+    anomalies: list[SpendAnomaly] = field(default_factory=list)
+    """Spend anomalies that started in the past week, oldest first."""
 
 
-def build_report(objects: Iterable[Mapping[str, Any]], now: datetime, tz_name: str) -> Report:
+ANOMALY_WINDOW_HOURS = 7 * 24
+
+
+def _member(obj: Mapping[str, Any]) -> Member | None:
+    """The workload as spend anomalies judge it; None without a readable history."""
+    meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+    raw = (obj.get("status") or {}).get("spendHistory")
+    if not isinstance(raw, dict):
+        return None
+    try:
+        hours = from_status(SpendHistory.model_validate(raw))
+    except (ValidationError, ValueError):
+        return None
+    a = spec.get("costAllocation") or {}
+    name = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+    return Member(name, str(a.get("team") or UNSET), a.get("model") or None, with_hours(hours))
+
+
+def build_report(
+    objects: Iterable[Mapping[str, Any]],
+    now: datetime,
+    tz_name: str,
+    anomalies: AnomalyConfig | None = None,
+) -> Report:
     """The whole report from AIWorkload objects as the API returns them (pure)."""
     tz = zone(tz_name)
+    objects = list(objects)
     rows = sorted(
         (workload_spend(o, now, tz) for o in objects),
         key=lambda r: (-r.month_to_date_usd, r.workload),
     )
-    return Report(now, tz_name, rows, {d: group_by(rows, d) for d in DIMENSIONS})
+    members = [m for m in map(_member, objects) if m is not None]
+    latest = epoch_hour(now) - 1  # the last hour that has ended
+    hours = range(latest - ANOMALY_WINDOW_HOURS + 1, latest + 1)
+    found = detect_hours(members, hours, anomalies or AnomalyConfig())
+    return Report(now, tz_name, rows, {d: group_by(rows, d) for d in DIMENSIONS}, found)
+
+
+def anomaly_json(a: SpendAnomaly) -> dict[str, Any]:
+    return {
+        "hour": hour_label(a.hour),
+        "scope": a.scope,
+        "group": a.group,
+        "usd": round(a.usd, 2),
+        "expected_usd": round(a.expected_usd, 2),
+        "excess_usd": round(a.excess, 2),
+        "drivers": [
+            {
+                "workload": d.member,
+                "cause": d.cause.value,
+                "excess_usd": round(d.excess, 2),
+                "replicas": round(d.replicas, 2),
+                "expected_replicas": _rounded(d.expected_replicas),
+                "desired_replicas": _rounded(d.desired),
+                "tokens": round(d.tokens),
+                "expected_tokens": _rounded(d.expected_tokens, 0),
+                "pools": {p: round(x, 2) for p, x in d.pools},
+            }
+            for d in a.drivers
+        ],
+        "message": a.message,
+    }
+
+
+def _rounded(x: float | None, digits: int = 2) -> float | None:
+    return None if x is None else round(x, digits)
 
 
 def _money(value: float) -> str:
@@ -269,6 +342,19 @@ def render_table(report: Report) -> str:
     if advised:
         columns = [Column("recommendations"), Column("kind"), Column("saves/month", numeric=True)]
         out += ["", text_table([*columns, Column("why"), Column("evidence")], advised)]
+    if report.anomalies:
+        found = [
+            [hour_label(a.hour), f"{a.scope} {a.group}", _money(a.usd), _money(a.expected_usd),
+             "; ".join(d.describe() for d in a.drivers[:3])]
+            for a in report.anomalies
+        ]  # fmt: skip
+        columns = [
+            Column("spend anomalies (past 7 days)"),
+            Column("of"),
+            Column("spent in the hour", numeric=True),
+            Column("usual", numeric=True),
+        ]
+        out += ["", text_table([*columns, Column("why")], found)]
     return "\n".join(out) + "\n"
 
 
@@ -300,6 +386,7 @@ def render_json(report: Report) -> str:
                 r.potential_monthly_saving_usd for r in report.workloads
             ),
         },
+        "anomalies": [anomaly_json(a) for a in report.anomalies],
     }
     return json.dumps(doc, indent=2) + "\n"
 
@@ -509,7 +596,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     except Exception as exc:  # no cluster, no CRD, no permission: say which
         print(f"error: cannot list AIWorkloads: {exc}", file=sys.stderr)
         return 2
-    report = build_report(objects, datetime.now(UTC), config.cost.timezone)
+    report = build_report(objects, datetime.now(UTC), config.cost.timezone, config.anomalies)
     renderers = {"table": render_table, "json": render_json, "csv": render_csv}
     if args.format == "focus":
         try:

@@ -29,7 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import ValidationError
 
 from gpufinops.adapters import operator_metrics as metrics
-from gpufinops.adapters.alerts import BudgetAlert
+from gpufinops.adapters.alerts import SPEND_ANOMALY, BudgetAlert
 from gpufinops.adapters.allocations import (
     GpuPod,
     Pools,
@@ -41,7 +41,7 @@ from gpufinops.adapters.allocations import (
 )
 from gpufinops.adapters.status import without_nulls
 from gpufinops.api.spec import AIWorkloadSpec
-from gpufinops.api.status import BudgetState, CostStatus, ObservedUsage
+from gpufinops.api.status import BudgetState, CostStatus, ObservedUsage, SpendHistory
 from gpufinops.config.model import OperatorConfig
 from gpufinops.core.cost.accounting import (
     IDLE,
@@ -55,6 +55,21 @@ from gpufinops.core.cost.accounting import (
     hourly_rates,
     trusted_totals,
     with_earlier_days,
+)
+from gpufinops.core.cost.anomaly import (
+    WORKLOAD,
+    HourSpend,
+    Interval,
+    Member,
+    SpendAnomaly,
+    detect_hours,
+    epoch_hour,
+    from_status,
+    hour_label,
+    parse_hour,
+    record,
+    to_status,
+    with_hours,
 )
 from gpufinops.core.cost.budget import AlertReason, Spend
 from gpufinops.core.cost.group_budget import NAMESPACE, TEAM, Group, plan_groups
@@ -84,6 +99,10 @@ class WorkloadView:
     """``status.recommendations`` as last written (None: never)."""
     observed_usage: Mapping[str, Any] | None = None
     """``status.observedUsage``: what a previous process observed for the recommendations."""
+    spend_history: Mapping[str, Any] | None = None
+    """``status.spendHistory``: the hours a previous process recorded."""
+    desired_replicas: int | None = None
+    """``status.replicas.desired``: what the autoscaler asked for (Inference)."""
 
 
 @dataclass
@@ -111,6 +130,13 @@ RECOMMEND_EVERY = timedelta(minutes=5)
 """Recommendations move with days of usage: recomputing them more often only adds writes."""
 UTILIZATION_WINDOW = timedelta(days=7)
 """The longest look back for peak utilisation: a week holds every weekday's peak."""
+HISTORY_EVERY = timedelta(minutes=15)
+"""``status.spendHistory`` is written when an hour ends and this often within one: a
+restart loses at most this much of the hour in progress, for a few writes an hour."""
+JUDGED = "anomaly/judged"
+"""The group memory key of the last hour judged for spend anomalies."""
+CATCH_UP_HOURS = 24
+"""After an outage, the most hours judged at once (older anomalies are in the report)."""
 
 
 @dataclass
@@ -132,6 +158,15 @@ class _Book:
     """``status.observedUsage`` as last written or read."""
     spend: Spend | None = None
     """This pass's spend (None: not accounted yet), for team and namespace budgets."""
+    ref: Mapping[str, Any] | None = None
+    """The workload's reference, to post its spend anomalies on."""
+    hours: tuple[HourSpend, ...] = ()
+    """Spend hour by hour (``status.spendHistory``, read back at start)."""
+    history_written_at: datetime | None = None
+    history: dict[str, Any] | None = None
+    """``status.spendHistory`` as last written or read."""
+    tokens_per_second: float | None = None
+    """Tokens served per second as last read (counted into the hours from the next pass)."""
 
 
 class Ledger(Protocol):
@@ -185,6 +220,15 @@ def _observed(view: WorkloadView) -> tuple[Usage, float | None]:
     except ValidationError:
         return Usage(), None
     return Usage.from_status(observed), observed.peak_utilization_percent
+
+
+def _history(view: WorkloadView) -> tuple[HourSpend, ...]:
+    if not view.spend_history:
+        return ()
+    try:
+        return from_status(SpendHistory.model_validate(view.spend_history))
+    except (ValidationError, ValueError):
+        return ()
 
 
 def _later(a: datetime | None, b: datetime | None) -> bool:
@@ -252,9 +296,15 @@ class CostAccountant:
             if book is not None:  # status ahead of memory changes the totals, not the usage seen
                 fresh.usage, fresh.utilization = book.usage, book.utilization
                 fresh.observed = book.observed
+                fresh.hours, fresh.history = book.hours, book.history
+                fresh.history_written_at = book.history_written_at
+                fresh.tokens_per_second = book.tokens_per_second
             else:  # what the previous process observed: no day of observation lost
                 fresh.usage, fresh.utilization = _observed(view)
                 fresh.observed = dict(view.observed_usage) if view.observed_usage else None
+                fresh.hours = _history(view)
+                fresh.history = dict(view.spend_history) if view.spend_history else None
+                fresh.history_written_at = now if view.spend_history else None
             fresh.recommendations = (
                 [dict(r) for r in view.recommendations]
                 if view.recommendations is not None
@@ -301,6 +351,7 @@ class CostAccountant:
             if book.series is not None:
                 metrics.forget_cost(book.series, tuple(set(self.capacity_types.values())))
         await self._group_budgets(now)  # over the workloads that exist, deleted ones gone
+        await self._anomalies(now)
         if measure_unallocated and self.last_pass is not None and now > self.last_pass:
             self._unallocated(pods, pools, now, (now - self.last_pass).total_seconds())
         self.last_pass = now
@@ -312,14 +363,7 @@ class CostAccountant:
         budgets = self.config.budgets
         if not budgets.teams and not budgets.namespaces:
             return
-        memory = self.ledger if isinstance(self.ledger, GroupMemory) else None
-        if self._group_sent is None:
-            self._group_sent = {}
-            if memory is not None:
-                try:
-                    self._group_sent = dict(await asyncio.to_thread(memory.read_groups))
-                except Exception as exc:  # alerts may repeat; spend is unaffected
-                    log.warning("team and namespace budget alerts not readable: %s", exc)
+        remembered = await self._remembered()
         members: dict[Group, list[Spend]] = {}
         for (namespace, _), book in self.books.items():
             if book.spend is None or book.series is None:
@@ -327,7 +371,7 @@ class CostAccountant:
             members.setdefault(Group(TEAM, book.series[2]), []).append(book.spend)
             members.setdefault(Group(NAMESPACE, namespace), []).append(book.spend)
         plans = plan_groups(
-            budgets, members, self._group_sent, day_id(now, self.tz), month_id(now, self.tz)
+            budgets, members, remembered, day_id(now, self.tz), month_id(now, self.tz)
         )
         delivered = []
         for plan in plans:
@@ -343,13 +387,9 @@ class CostAccountant:
         if delivered:
             self.effects.send_alerts(delivered)
         sent = {p.group.key: p.sent for p in plans if p.sent}
-        if sent != self._group_sent:
-            self._group_sent = sent
-            if memory is not None:
-                try:
-                    await asyncio.to_thread(memory.write_groups, sent)
-                except Exception as exc:
-                    log.warning("team and namespace budget alerts not written: %s", exc)
+        if JUDGED in remembered:  # not a budget's: kept as it is
+            sent[JUDGED] = remembered[JUDGED]
+        await self._remember(sent)
 
     async def _record(self, now: datetime) -> None:
         """Write this pass's totals to the ledger, and drop the entries whose month is over."""
@@ -414,6 +454,15 @@ class CostAccountant:
             plan.sent,
         )
         rate = spent.usd_per_hour
+        book.ref = view.ref
+        book.hours = record(
+            book.hours,
+            Interval(
+                start, now, spent.usd_by_pool, sum(spent.gpu_hours.values()), current,
+                view.desired_replicas if spec.inference is not None else None,
+                book.tokens_per_second if spec.inference is not None else None,
+            ),
+        )  # fmt: skip
         recommendations = self._recommend(view, spec, targets, book, owned, pools, now)
         written = plan.status_patch(now, self.tz)
         cost, budget_patch = written["cost"], written["budget"]
@@ -424,6 +473,9 @@ class CostAccountant:
         observed = self._observed_patch(book, now)
         if observed is not None:
             patch["observedUsage"] = observed
+        history = self._history_patch(book, now)
+        if history is not None:
+            patch["spendHistory"] = history
         # Also when status is not what was written: someone rewrote it (a lower spend, say),
         # and status shows the record, not what was put there.
         shown = _visible(view.cost, view.budget)
@@ -433,6 +485,7 @@ class CostAccountant:
             or visible != shown
             or recommendations is not None
             or "observedUsage" in patch
+            or "spendHistory" in patch
         ):
             await asyncio.to_thread(self.effects.write_status, view.namespace, view.name, patch)
         book.totals, book.sent, book.visible = totals, sent, visible
@@ -441,8 +494,112 @@ class CostAccountant:
         if recommendations is not None:
             book.recommendations = recommendations
         self._metrics(view, spec, book, spent, state)
-        self._token_reads.append(self._per_token(view, spec, sum(rate.values())))
+        self._token_reads.append(self._per_token(view, spec, book, sum(rate.values())))
         self._alert(view, spec, alerts, now)
+
+    @staticmethod
+    def _history_patch(book: _Book, now: datetime) -> dict[str, Any] | None:
+        """``status.spendHistory`` when an hour has ended since the last write, or every
+        ``HISTORY_EVERY`` within one, and only if it changed."""
+        last = book.history_written_at
+        due = last is None or epoch_hour(last) != epoch_hour(now) or now - last >= HISTORY_EVERY
+        if not due or not any(h.usd > 0 for h in book.hours):
+            return None  # a workload that never spent is not written for its zeros
+        book.history_written_at = now
+        wire: dict[str, Any] = to_status(book.hours).to_wire()
+        if wire == book.history:
+            return None
+        before, book.history = book.history or {}, wire
+        # A merge patch keeps what it does not name: lists no longer written are removed.
+        patch: dict[str, Any] = {k: None for k in before if k not in wire}
+        pools = {p: None for p in before.get("usdByPool") or {} if p not in wire["usdByPool"]}
+        return {**patch, **wire, "usdByPool": {**pools, **wire.get("usdByPool", {})}}
+
+    async def _remembered(self) -> dict[str, tuple[str, ...]]:
+        """The group memory (team and namespace budget alerts, the last hour judged for
+        spend anomalies), read once from the ledger's namespace."""
+        if self._group_sent is None:
+            self._group_sent = {}
+            memory = self.ledger if isinstance(self.ledger, GroupMemory) else None
+            if memory is not None:
+                try:
+                    self._group_sent = dict(await asyncio.to_thread(memory.read_groups))
+                except Exception as exc:  # alerts may repeat; spend is unaffected
+                    log.warning("team and namespace alert memory not readable: %s", exc)
+        return self._group_sent
+
+    async def _remember(self, kept: dict[str, tuple[str, ...]]) -> None:
+        if kept == self._group_sent:
+            return
+        self._group_sent = kept
+        memory = self.ledger if isinstance(self.ledger, GroupMemory) else None
+        if memory is not None:
+            try:
+                await asyncio.to_thread(memory.write_groups, kept)
+            except Exception as exc:
+                log.warning("team and namespace alert memory not written: %s", exc)
+
+    async def _anomalies(self, now: datetime) -> None:
+        """Judge every hour that ended since the last one judged, once: Events on the
+        workload that drove each anomaly, alerts with its scope, team and model. The
+        last hour judged is remembered in the ledger's namespace, so a restart neither
+        raises an anomaly again nor skips an hour (up to ``CATCH_UP_HOURS``)."""
+        cfg = self.config.anomalies
+        if not cfg.enabled:
+            return
+        latest = epoch_hour(now) - 1  # the last hour that has ended
+        memory = await self._remembered()
+        judged = memory.get(JUDGED)
+        try:
+            last = parse_hour(judged[0]) if judged else latest
+        except ValueError:
+            last = latest
+        if last >= latest:
+            if not judged:
+                await self._remember({**memory, JUDGED: (hour_label(latest),)})
+            return
+        members = []
+        refs: dict[str, Mapping[str, Any]] = {}
+        for (namespace, name), book in sorted(self.books.items()):
+            if book.series is None or book.ref is None:
+                continue  # not accounted yet
+            member = f"{namespace}/{name}"
+            model = book.series[4] if book.series[4] != UNSET else None
+            members.append(Member(member, book.series[2], model, with_hours(book.hours)))
+            refs[member] = book.ref
+        hours = range(max(last + 1, latest - CATCH_UP_HOURS + 1), latest + 1)
+        alerts = [self._raise(a, refs, members, now) for a in detect_hours(members, hours, cfg)]
+        if alerts:
+            self.effects.send_alerts(alerts)
+        await self._remember({**memory, JUDGED: (hour_label(latest),)})
+
+    def _raise(
+        self,
+        anomaly: SpendAnomaly,
+        refs: Mapping[str, Mapping[str, Any]],
+        members: Sequence[Member],
+        now: datetime,
+    ) -> BudgetAlert:
+        """The Event on the workload that drove it most (the workload itself, for its
+        own), and the alert, labelled so Alertmanager can route it to the team."""
+        log.warning("%s", anomaly.message)
+        metrics.SPEND_ANOMALIES.labels(anomaly.scope).inc()
+        top = anomaly.drivers[0].member if anomaly.drivers else anomaly.group
+        ref = refs.get(top)
+        if ref is not None:
+            self.effects.post_event(ref, "Warning", EventReason.SPEND_ANOMALY, anomaly.message)
+        namespace, _, workload = top.partition("/")
+        driver = next((m for m in members if m.name == top), None)
+        labels = {"scope": anomaly.scope, anomaly.scope: anomaly.group}
+        if anomaly.scope == WORKLOAD:
+            labels.pop(WORKLOAD)
+        if driver is not None:
+            labels.setdefault("team", driver.team)
+            if driver.model:
+                labels.setdefault("model", driver.model)
+        return BudgetAlert(
+            SPEND_ANOMALY, anomaly.key, anomaly.message, namespace, workload, now, labels
+        )
 
     @staticmethod
     def _observed_patch(book: _Book, now: datetime) -> dict[str, Any] | None:
@@ -564,7 +721,7 @@ class CostAccountant:
             metrics.BUDGET_USED_RATIO.labels(*series).set(state.used_ratio)
 
     async def _per_token(
-        self, view: WorkloadView, spec: AIWorkloadSpec, usd_per_hour: float
+        self, view: WorkloadView, spec: AIWorkloadSpec, book: _Book, usd_per_hour: float
     ) -> None:
         """Unit costs (per million tokens, input and output tokens, per request): the
         spend rate over what was served, both as of now, in OpenCost's two bases:
@@ -575,6 +732,7 @@ class CostAccountant:
             return
         labels = (view.namespace, view.name, spec.cost_allocation.model or UNSET)
         served = await asyncio.to_thread(self.token_rate, view.namespace, spec)
+        book.tokens_per_second = served.tokens if served is not None else None
         busy = None
         if self.mean_utilization is not None and served is not None:
             ref = spec.inference.target_ref

@@ -58,6 +58,7 @@ class EventReason(StrEnum):
     SHUT_DOWN = "ShutDown"
     SHUTDOWN_ABORTED = "ShutdownAborted"
     SHUTDOWN_REFUSED = "ShutdownRefused"
+    SPEND_ANOMALY = "SpendAnomaly"
     SPOT_INTERRUPTED = "SpotInterrupted"
     SPOT_PLACED = "SpotPlaced"
     TARGET_CONFLICT = "TargetConflict"

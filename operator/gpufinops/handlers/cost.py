@@ -112,8 +112,20 @@ async def cost_workloads(
                 if isinstance(status.get("observedUsage"), dict)
                 else None
             ),
+            spend_history=(
+                dict(status["spendHistory"])
+                if isinstance(status.get("spendHistory"), dict)
+                else None
+            ),
+            desired_replicas=_desired(status),
         )
     }
+
+
+def _desired(status: Mapping[str, Any]) -> int | None:
+    replicas = status.get("replicas")
+    desired = replicas.get("desired") if isinstance(replicas, dict) else None
+    return desired if isinstance(desired, int) and desired >= 0 else None
 
 
 @kopf.index("", "v1", "nodes")

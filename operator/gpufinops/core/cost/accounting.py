@@ -238,6 +238,8 @@ class Charge:
     """Energy of those GPUs, on pools whose power is known."""
     kg_co2e: dict[str, float] = field(default_factory=dict)
     """Its emissions, on pools whose grid intensity is known too."""
+    usd_by_pool: dict[str, float] = field(default_factory=dict)
+    """The same USD by node pool (what spend anomalies name as their drivers)."""
 
     @property
     def total_usd(self) -> float:
@@ -275,6 +277,7 @@ def charge(
     hours: dict[str, float] = {}
     kwh: dict[str, float] = {}
     kg: dict[str, float] = {}
+    by_pool: dict[str, float] = {}
     footprint = footprint or Footprint()
     for h in holdings:
         price = prices.get(h.pool) if h.pool is not None else None
@@ -283,6 +286,7 @@ def charge(
         ct = capacity_types.get(h.pool, UNSET)
         gpu_hours = h.gpus * h.seconds / 3600.0
         usd[ct] = usd.get(ct, 0.0) + price * gpu_hours
+        by_pool[h.pool] = by_pool.get(h.pool, 0.0) + price * gpu_hours
         hours[ct] = hours.get(ct, 0.0) + gpu_hours
         per_hour = footprint.kwh_per_gpu_hour.get(h.pool)
         if per_hour is not None:
@@ -292,7 +296,7 @@ def charge(
                 kg[ct] = kg.get(ct, 0.0) + intensity * per_hour * gpu_hours
         if h.holds_now:
             rate[ct] = rate.get(ct, 0.0) + h.gpus * price
-    return Charge(usd, rate, hours, kwh, kg)
+    return Charge(usd, rate, hours, kwh, kg, by_pool)
 
 
 def account(

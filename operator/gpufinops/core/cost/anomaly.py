@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from gpufinops.api.status import SpendHistory
 from gpufinops.config.model import AnomalyConfig
 
 HOUR_SECONDS = 3600.0
@@ -431,7 +432,15 @@ def groups_of(
 
 def detect(members: Iterable[Member], hour: int, cfg: AnomalyConfig) -> list[SpendAnomaly]:
     """The anomalies that start at ``hour`` (a completed hour), of every workload, team
-    and model, in scope then group order.
+    and model, in scope then group order."""
+    return detect_hours(members, [hour], cfg)
+
+
+def detect_hours(
+    members: Iterable[Member], hours: Iterable[int], cfg: AnomalyConfig
+) -> list[SpendAnomaly]:
+    """The anomalies that start at each of ``hours``, hour by hour: what the operator
+    raises after an outage, and what the report lists for the past week.
 
     A team's or model's anomaly is not raised when workloads anomalous themselves at
     that hour (started now or earlier) account for half its excess or more: one
@@ -440,25 +449,26 @@ def detect(members: Iterable[Member], hour: int, cfg: AnomalyConfig) -> list[Spe
     """
     if not cfg.enabled:
         return []
-    groups = groups_of(members)
-    anomalous = {
-        group
-        for (scope, group), histories in groups.items()
-        if scope == WORKLOAD and is_anomalous(totals(histories.values()), hour, cfg)
-    }
+    groups = sorted(groups_of(members).items())
+    values = {key: totals(histories.values()) for key, histories in groups}
     found = []
-    for (scope, group), histories in sorted(groups.items()):
-        values = totals(histories.values())
-        if not starts(values, hour, cfg):
-            continue
-        anomaly = explain(scope, group, hour, histories, cfg)
-        if anomaly is None:
-            continue
-        if scope != WORKLOAD:
-            covered = sum(d.excess for d in anomaly.drivers if d.member in anomalous)
-            if covered >= 0.5 * anomaly.excess:
+    for hour in hours:
+        anomalous = {
+            group
+            for (scope, group), _ in groups
+            if scope == WORKLOAD and is_anomalous(values[(scope, group)], hour, cfg)
+        }
+        for (scope, group), histories in groups:
+            if not starts(values[(scope, group)], hour, cfg):
                 continue
-        found.append(anomaly)
+            anomaly = explain(scope, group, hour, histories, cfg)
+            if anomaly is None:
+                continue
+            if scope != WORKLOAD:
+                covered = sum(d.excess for d in anomaly.drivers if d.member in anomalous)
+                if covered >= 0.5 * anomaly.excess:
+                    continue
+            found.append(anomaly)
     return found
 
 
@@ -477,3 +487,68 @@ def episodes(values: Mapping[int, float], cfg: AnomalyConfig) -> list[tuple[int,
 
 def with_hours(history: Iterable[HourSpend]) -> dict[int, HourSpend]:
     return {h.hour: h for h in history}
+
+
+MAX_POOLS = 8
+
+
+def to_status(history: Sequence[HourSpend]) -> SpendHistory:
+    """``status.spendHistory``: the hours as lists from the first one kept, hours not
+    observed as zeros (bounded: 8 days, the 8 pools spent most on)."""
+    if not history:
+        return SpendHistory()
+    first = history[0].hour
+    span = range(first, history[-1].hour + 1)
+    by_hour = with_hours(history)
+    empty = HourSpend(0)
+    hours = [by_hour.get(h, empty) for h in span]
+    spent: dict[str, float] = {}
+    for h in history:
+        for pool, usd in h.pools:
+            spent[pool] = spent.get(pool, 0.0) + usd
+    pools = [p for p, _ in _largest_first(spent)[:MAX_POOLS]]
+    desired = [h.desired_replica_hours for h in hours]
+    return SpendHistory(
+        first_hour=hour_label(first),
+        observed_hours=[round(h.observed_hours, 4) for h in hours],
+        usd=[round(h.usd, 4) for h in hours],
+        gpu_hours=[round(h.gpu_hours, 4) for h in hours],
+        replica_hours=[round(h.replica_hours, 3) for h in hours],
+        desired_replica_hours=(
+            [round(d or 0.0, 3) for d in desired] if any(d is not None for d in desired) else None
+        ),
+        tokens=[round(h.tokens) for h in hours],
+        usd_by_pool={p: [round(dict(h.pools).get(p, 0.0), 4) for h in hours] for p in pools},
+    )
+
+
+def from_status(kept: SpendHistory) -> tuple[HourSpend, ...]:
+    """The hours ``status.spendHistory`` holds; none when it is not what accounting
+    writes (lists of unequal length, negative or non-finite values)."""
+    if kept.first_hour is None:
+        return ()
+    n = len(kept.usd)
+    lists = [kept.observed_hours, kept.usd, kept.gpu_hours, kept.replica_hours, kept.tokens,
+             *kept.usd_by_pool.values()]  # fmt: skip
+    if kept.desired_replica_hours is not None:
+        lists.append(kept.desired_replica_hours)
+    if any(len(v) != n for v in lists):
+        return ()
+    if not all(math.isfinite(x) and x >= 0 for v in lists for x in v):
+        return ()
+    first = parse_hour(kept.first_hour)
+    desired = kept.desired_replica_hours
+    return tuple(
+        HourSpend(
+            first + i,
+            kept.usd[i],
+            kept.gpu_hours[i],
+            kept.replica_hours[i],
+            desired[i] if desired is not None else None,
+            kept.tokens[i],
+            min(kept.observed_hours[i], 1.0),
+            _largest_first({p: v[i] for p, v in kept.usd_by_pool.items() if v[i] > 0}),
+        )
+        for i in range(n)
+        if kept.observed_hours[i] > 0
+    )
