@@ -18,7 +18,6 @@ from gpufinops.core.cost.anomaly import (
     Member,
     baseline,
     detect,
-    episodes,
     epoch_hour,
     explain,
     hour_label,
@@ -166,13 +165,59 @@ def test_judgement_is_scale_free_without_the_least_excess(days: list[float], fac
         assert not is_anomalous(values, h, cfg)
 
 
-def test_an_anomaly_starts_once_and_episodes_are_runs() -> None:
+def test_an_anomaly_is_raised_when_it_starts_not_while_it_flaps_and_again_when_it_doubles() -> None:
     values = _flat(10.0)
-    for h in (2, 3, 4, 9):
-        values[_hour(7, h)] = 100.0
-    assert starts(values, _hour(7, 2), CFG)
-    assert not starts(values, _hour(7, 3), CFG)
-    assert episodes(values, CFG) == [(_hour(7, 2), _hour(7, 4)), (_hour(7, 9), _hour(7, 9))]
+    for h, usd in ((2, 30.0), (3, 30.0), (4, 10.0), (5, 35.0), (6, 90.0), (7, 100.0), (12, 30.0)):
+        values[_hour(7, h)] = usd
+    raised = [h for h in range(24) if starts(values, _hour(7, h), CFG)]
+    # 02:00 starts it; 05:00 is the same episode after one normal hour; 06:00 tripled its
+    # excess (80 against 25): raised again; 07:00 did not double; 12:00 is a new one.
+    assert raised == [2, 6, 12]
+
+
+def _rows(
+    rows: list[tuple[int, int, str, float, float, float, float, float]],
+) -> dict[int, HourSpend]:
+    """(day, hour, pool, usd, gpu-hours, replicas, desired, tokens per second) per hour."""
+    kept: tuple[HourSpend, ...] = ()
+    for d, h, pool, usd, gpu, reps, desired, tps in rows:
+        start = T0 + timedelta(days=d, hours=h)
+        kept = record(kept, Interval(start, start + timedelta(hours=1), {pool: usd}, gpu, reps,
+                                     desired, tps))  # fmt: skip
+    return with_hours(kept)
+
+
+def _cause_of(history: dict[int, HourSpend], day: int, hour: int) -> Cause:
+    anomaly = explain(WORKLOAD, "ns/w", _hour(day, hour), {"ns/w": history}, CFG)
+    assert anomaly is not None
+    return anomaly.drivers[0].cause
+
+
+def test_a_dearer_pool_is_the_price_even_while_tokens_rise() -> None:
+    usual = [(d, 0, "a100", 8.0, 2.0, 2.0, 2.0, 100.0) for d in range(7)]
+    history = _rows([*usual, (7, 0, "h100", 16.0, 2.0, 2.0, 2.0, 150.0)])
+    assert _cause_of(history, 7, 0) is Cause.PRICE
+
+
+def test_replicas_the_autoscaler_asked_for_with_more_tokens_are_demand() -> None:
+    # One replica to two is a 2x step; tokens rose 1.3x and the autoscaler wanted two.
+    usual = [(d, 0, "a100", 4.0, 1.0, 1.0, 1.0, 100.0) for d in range(7)]
+    asked = _rows([*usual, (7, 0, "a100", 8.0, 2.0, 2.0, 2.0, 130.0)])
+    assert _cause_of(asked, 7, 0) is Cause.DEMAND
+    # The same step the autoscaler did not ask for (set by hand, say) is not.
+    unasked = _rows([*usual, (7, 0, "a100", 8.0, 2.0, 2.0, 1.0, 130.0)])
+    assert _cause_of(unasked, 7, 0) is Cause.REPLICAS
+
+
+def test_a_runaway_on_top_of_a_demand_rise_is_raised_with_its_own_cause() -> None:
+    usual = [(d, h, "a100", 8.0, 2.0, 2.0, 2.0, 100.0) for d in range(7) for h in (0, 1)]
+    history = _rows([*usual, (7, 0, "a100", 12.8, 3.2, 3.2, 3.2, 160.0),
+                     (7, 1, "a100", 32.0, 8.0, 8.0, 2.0, 100.0)])  # fmt: skip
+    member = [Member("ns/w", "t", None, history)]
+    (first,) = detect(member, _hour(7, 0), CFG)
+    (second,) = detect(member, _hour(7, 1), CFG)
+    assert (first.drivers[0].cause, second.drivers[0].cause) == (Cause.DEMAND, Cause.REPLICAS)
+    assert (first.severity, second.severity) == ("info", "warning")
 
 
 @pytest.mark.parametrize(

@@ -41,9 +41,13 @@ class BudgetAlert:
     time: datetime
     labels: Mapping[str, str] = field(default_factory=dict)
     """costAllocation keys (team, project, model, environment) that are set."""
+    level: str | None = None
+    """The severity when the reason alone does not decide it (spend anomalies)."""
 
     @property
     def severity(self) -> str:
+        if self.level is not None:
+            return self.level
         return "info" if self.reason == "BudgetThresholdCrossed" else "warning"
 
     @property

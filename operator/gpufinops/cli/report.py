@@ -274,6 +274,7 @@ def anomaly_json(a: SpendAnomaly) -> dict[str, Any]:
         "usd": round(a.usd, 2),
         "expected_usd": round(a.expected_usd, 2),
         "excess_usd": round(a.excess, 2),
+        "severity": a.severity,
         "drivers": [
             {
                 "workload": d.member,

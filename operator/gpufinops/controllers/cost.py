@@ -587,7 +587,8 @@ class CostAccountant:
         top = anomaly.drivers[0].member if anomaly.drivers else anomaly.group
         ref = refs.get(top)
         if ref is not None:
-            self.effects.post_event(ref, "Warning", EventReason.SPEND_ANOMALY, anomaly.message)
+            kind = "Normal" if anomaly.severity == "info" else "Warning"
+            self.effects.post_event(ref, kind, EventReason.SPEND_ANOMALY, anomaly.message)
         namespace, _, workload = top.partition("/")
         driver = next((m for m in members if m.name == top), None)
         labels = {"scope": anomaly.scope, anomaly.scope: anomaly.group}
@@ -598,8 +599,9 @@ class CostAccountant:
             if driver.model:
                 labels.setdefault("model", driver.model)
         return BudgetAlert(
-            SPEND_ANOMALY, anomaly.key, anomaly.message, namespace, workload, now, labels
-        )
+            SPEND_ANOMALY, anomaly.key, anomaly.message, namespace, workload, now, labels,
+            anomaly.severity,
+        )  # fmt: skip
 
     @staticmethod
     def _observed_patch(book: _Book, now: datetime) -> dict[str, Any] | None:

@@ -44,7 +44,9 @@ Scoring
   first hour to the first such anomaly; its *cause* that anomaly's top driver's cause.
 - A raised anomaly is a *true positive* when its top driver has an injection covering
   the anomaly's hour; any other is a false positive.
-- ``precision = true positives / raised``; ``recall = detected / injected`` (also per
+- ``precision = true positives / raised``; *warning precision* the same over the
+  anomalies raised as warnings (those whose top driver's cause is not Demand: what
+  pages someone); ``recall = detected / injected`` (also per
   kind); *cause accuracy* is the share of the detected injections whose cause is the
   one their kind should produce.
 - *False alarms* are the anomalies raised at an hour when no workload has an injection:
@@ -202,6 +204,8 @@ class AnomalyReplay:
     verdicts: tuple[Verdict, ...]
     raised: tuple[SpendAnomaly, ...]
     true_positives: int
+    warning_true_positives: int
+    """True positives among the anomalies raised as warnings (not spend following demand)."""
     false_positive_causes: dict[str, int]
     """The top driver's cause of each false positive, counted (the trace's own changes)."""
     false_alarms: int
@@ -219,6 +223,15 @@ class AnomalyReplay:
     @property
     def precision(self) -> float | None:
         return _share(self.true_positives, len(self.raised))
+
+    @property
+    def warnings(self) -> int:
+        return sum(a.severity == "warning" for a in self.raised)
+
+    @property
+    def warning_precision(self) -> float | None:
+        """Precision of what pages: the anomalies raised as warnings."""
+        return _share(self.warning_true_positives, self.warnings)
 
     @property
     def recall(self) -> float | None:
@@ -270,6 +283,8 @@ class AnomalyReplay:
             "truePositives": self.true_positives,
             "falsePositiveCauses": dict(sorted(self.false_positive_causes.items())),
             "precision": _round(self.precision),
+            "warnings": self.warnings,
+            "warningPrecision": _round(self.warning_precision),
             "recall": _round(self.recall),
             "recallByKind": {k: _round(v) for k, v in self.recall_by_kind().items()},
             "belowMinExcess": self.below_min_excess,
@@ -480,12 +495,13 @@ def score(
     by_workload: dict[str, list[Injection]] = {}
     for inj in injections:
         by_workload.setdefault(inj.workload, []).append(inj)
-    true_positives = 0
+    true_positives = warning_true_positives = 0
     false_positive_causes: dict[str, int] = {}
     for anomaly in raised:
         top = anomaly.drivers[0] if anomaly.drivers else None
         if top is not None and any(i.covers(anomaly.hour) for i in by_workload.get(top.member, ())):
             true_positives += 1
+            warning_true_positives += anomaly.severity == "warning"
         else:
             cause = top.cause.value if top is not None else "none"
             false_positive_causes[cause] = false_positive_causes.get(cause, 0) + 1
@@ -517,6 +533,7 @@ def score(
         verdicts=tuple(verdicts),
         raised=tuple(raised),
         true_positives=true_positives,
+        warning_true_positives=warning_true_positives,
         false_positive_causes=false_positive_causes,
         false_alarms=sum(a.hour not in dirty for a in raised),
         clean_hours=sum(h not in dirty for h in judged),
@@ -543,7 +560,7 @@ def table(results: Sequence[AnomalyReplay], cpu_seconds: Sequence[float]) -> str
     columns = [
         Column("trace"),
         *(Column(h, numeric=True) for h in ("days", "workloads", "injected", "raised", "TP")),
-        *(Column(h, numeric=True) for h in ("precision", "recall")),
+        *(Column(h, numeric=True) for h in ("precision", "warnings", "warn. prec.", "recall")),
         *(Column(f"recall {h}", numeric=True) for h in _KIND_HEADERS.values()),
         *(Column(h, numeric=True) for h in ("< min $", "cause acc.", "median delay h")),
         *(Column(h, numeric=True) for h in ("false alarms/wl-week", "CPU s")),
@@ -556,7 +573,8 @@ def table(results: Sequence[AnomalyReplay], cpu_seconds: Sequence[float]) -> str
             [
                 r.trace, f"{r.hours / DAY_HOURS:.1f}", str(r.workloads), str(r.injected),
                 str(len(r.raised)), str(r.true_positives), _ratio(r.precision),
-                _ratio(r.recall), *(_ratio(by_kind[k.value]) for k in _KIND_HEADERS),
+                str(r.warnings), _ratio(r.warning_precision), _ratio(r.recall),
+                *(_ratio(by_kind[k.value]) for k in _KIND_HEADERS),
                 str(r.below_min_excess), _ratio(r.cause_accuracy),
                 "-" if delay is None else f"{delay:g}",
                 _ratio(r.false_alarms_per_workload_week), f"{cpu:.1f}",

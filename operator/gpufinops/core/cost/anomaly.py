@@ -184,20 +184,70 @@ def _same_hours(hour: int, cfg: AnomalyConfig) -> list[int]:
     return [hour - 24 * d for d in range(1, cfg.lookback_days + 1)]
 
 
-def is_anomalous(values: Mapping[int, float], hour: int, cfg: AnomalyConfig) -> bool:
-    """Whether ``hour`` spent more than its baseline allows (unjudged hours are not)."""
+def excess_of(values: Mapping[int, float], hour: int, cfg: AnomalyConfig) -> float | None:
+    """How much more than its baseline ``hour`` spent, when that is an anomaly (None:
+    not one, or not judged)."""
     if hour not in values:
-        return False
+        return None
     base = baseline(values, hour, cfg)
     if base is None:
-        return False
+        return None
     excess = values[hour] - base.median
-    return excess >= cfg.min_excess_usd_per_hour and excess > cfg.threshold * base.scale
+    if excess >= cfg.min_excess_usd_per_hour and excess > cfg.threshold * base.scale:
+        return excess
+    return None
+
+
+def is_anomalous(values: Mapping[int, float], hour: int, cfg: AnomalyConfig) -> bool:
+    """Whether ``hour`` spent more than its baseline allows (unjudged hours are not)."""
+    return excess_of(values, hour, cfg) is not None
+
+
+EPISODE_GAP_HOURS = 1
+"""Normal hours an anomaly may pause for and still be the same one: spend hovering at
+the threshold pages once, not at every crossing."""
+ESCALATION = 2.0
+"""An anomaly under way is raised again when its excess reaches this many times the
+largest so far: a runaway on top of a demand surge is news, another hour of it is not."""
+EPISODE_LOOKBACK_HOURS = 24
+
+
+class Judge:
+    """One group's hours judged once each (a week's replay judges each hour many times)."""
+
+    def __init__(self, values: Mapping[int, float], cfg: AnomalyConfig) -> None:
+        self.values, self.cfg = values, cfg
+        self._excess: dict[int, float | None] = {}
+
+    def excess(self, hour: int) -> float | None:
+        if hour not in self._excess:
+            self._excess[hour] = excess_of(self.values, hour, self.cfg)
+        return self._excess[hour]
+
+    def raised(self, hour: int) -> bool:
+        """Whether an anomaly is raised at ``hour``: it is anomalous, and no anomaly is
+        under way (more than ``EPISODE_GAP_HOURS`` normal hours since the last anomalous
+        one) or the one under way has escalated (``ESCALATION``)."""
+        now = self.excess(hour)
+        if now is None:
+            return False
+        before: list[float] = []
+        normal = 0
+        for h in range(hour - 1, hour - EPISODE_LOOKBACK_HOURS - 1, -1):
+            e = self.excess(h)
+            if e is not None:
+                before.append(e)
+                normal = 0
+            else:
+                normal += 1
+                if normal > EPISODE_GAP_HOURS:
+                    break
+        return not before or now >= ESCALATION * max(before)
 
 
 def starts(values: Mapping[int, float], hour: int, cfg: AnomalyConfig) -> bool:
-    """Whether an anomaly starts at ``hour``: it is anomalous and the hour before is not."""
-    return is_anomalous(values, hour, cfg) and not is_anomalous(values, hour - 1, cfg)
+    """Whether an anomaly is raised at ``hour`` (see ``Judge.raised``)."""
+    return Judge(values, cfg).raised(hour)
 
 
 def totals(members: Iterable[Mapping[int, HourSpend]]) -> dict[int, float]:
@@ -294,6 +344,14 @@ class SpendAnomaly:
         return self.usd - self.expected_usd
 
     @property
+    def severity(self) -> str:
+        """``info`` when spend followed demand (the top driver's cause is Demand: the unit
+        cost is as usual), ``warning`` otherwise: waste is what someone must act on."""
+        if self.drivers and self.drivers[0].cause is Cause.DEMAND:
+            return "info"
+        return "warning"
+
+    @property
     def key(self) -> str:
         """What an alert is deduplicated by: one per group and start."""
         return f"anomaly/{self.scope}/{self.group}/{hour_label(self.hour)}"
@@ -365,20 +423,27 @@ def _cause(
     usual_usd: float,
     cfg: AnomalyConfig,
 ) -> Cause:
+    """What rose most: the price of a GPU-hour, GPU-hours per replica, or replicas (with
+    the tokens served, or the autoscaler asking for them: demand; else without it)."""
     if len(past) < cfg.min_days:
         return Cause.NEW
     r, t = _ratio(now.replicas, replicas), _ratio(now.tokens, tokens)
     g, u = _ratio(now.gpu_hours, gpu_hours), _ratio(now.usd, usual_usd)
-    per_replica = g / r if r not in (0.0, math.inf) else 1.0
-    counted = tokens is not None and (now.tokens > 0 or (tokens or 0.0) > 0)
-    if counted and t > RISE and (t == math.inf or t >= 1 + 0.5 * (r - 1)):
-        return Cause.DEMAND  # tokens rose at least half as much as replicas
-    if r > RISE:
-        return Cause.REPLICAS
-    if per_replica > RISE or g > RISE:
-        return Cause.LARGER_REPLICAS
-    if u > RISE:
+    finite = math.inf not in (r, g, u) and 0.0 not in (r, g)
+    price = u / g if finite else 1.0
+    per_replica = g / r if finite else 1.0
+    if price > RISE and price >= max(per_replica, r):
         return Cause.PRICE
+    if per_replica > RISE and per_replica >= r:
+        return Cause.LARGER_REPLICAS
+    counted = tokens is not None and (now.tokens > 0 or (tokens or 0.0) > 0)
+    asked = now.desired is not None and now.desired >= 0.9 * now.replicas
+    if r > RISE or g > RISE:
+        if counted and t > RISE and (t >= 1 + 0.5 * (r - 1) or asked):
+            return Cause.DEMAND  # tokens rose at least half as much, or were asked for
+        return Cause.REPLICAS
+    if counted and t > RISE:
+        return Cause.DEMAND
     return Cause.OTHER
 
 
@@ -450,16 +515,16 @@ def detect_hours(
     if not cfg.enabled:
         return []
     groups = sorted(groups_of(members).items())
-    values = {key: totals(histories.values()) for key, histories in groups}
+    judges = {key: Judge(totals(histories.values()), cfg) for key, histories in groups}
     found = []
     for hour in hours:
         anomalous = {
             group
             for (scope, group), _ in groups
-            if scope == WORKLOAD and is_anomalous(values[(scope, group)], hour, cfg)
+            if scope == WORKLOAD and judges[(scope, group)].excess(hour) is not None
         }
         for (scope, group), histories in groups:
-            if not starts(values[(scope, group)], hour, cfg):
+            if not judges[(scope, group)].raised(hour):
                 continue
             anomaly = explain(scope, group, hour, histories, cfg)
             if anomaly is None:
@@ -470,19 +535,6 @@ def detect_hours(
                     continue
             found.append(anomaly)
     return found
-
-
-def episodes(values: Mapping[int, float], cfg: AnomalyConfig) -> list[tuple[int, int]]:
-    """Every anomaly in ``values``: (first hour, last hour) of each run of anomalous hours."""
-    out: list[tuple[int, int]] = []
-    for hour in sorted(values):
-        if not is_anomalous(values, hour, cfg):
-            continue
-        if out and out[-1][1] == hour - 1:
-            out[-1] = (out[-1][0], hour)
-        else:
-            out.append((hour, hour))
-    return out
 
 
 def with_hours(history: Iterable[HourSpend]) -> dict[int, HourSpend]:
