@@ -53,7 +53,9 @@ def test_scaling_operator_and_simulator_plan_each_tick_with_the_same_function(
     c = controller(Observation(queue_depth=0, arrival_rate=55), rec)
     asyncio.run(c.tick(spec(), 1, DEP, [], NOW))
     assert len(by_operator) == 1 and rec.scaled == [6]
-    policy = policies.CorePolicy("reactive", spec().inference)  # type: ignore[arg-type]
+    # Demand as read (a demandQuery's arrivals here; the engine presets' completions by
+    # default in the simulator) reaches the same function unchanged.
+    policy = policies.CorePolicy("reactive", spec().inference, signal="arrivals")  # type: ignore[arg-type]
     view = View(NOW, 0, 2, 2, 0.0, 2.0, 55.0, 20.0, 0.5)
     assert policy.decide(view) >= 1
     assert len(by_simulator) == 1

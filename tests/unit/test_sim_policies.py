@@ -14,7 +14,7 @@ from gpufinops.core.scaling.decide import Decision, ScalingSettings, ScalingStat
 from gpufinops.core.scaling.observation import Observation
 from gpufinops.core.scaling.plan import plan_scale
 from gpufinops.sim import policies
-from gpufinops.sim.history import MinuteHistory
+from gpufinops.sim.history import CompletionHistory, MinuteHistory
 from gpufinops.sim.policies import (
     CorePolicy,
     HpaUtilization,
@@ -106,7 +106,7 @@ def test_core_policy_passes_signals_through_unchanged(monkeypatch: pytest.Monkey
     by the results, so the tick is compared field by field and the answer with the
     core's own on the same inputs."""
     ticks = _spy_on_decide(monkeypatch)
-    policy = CorePolicy("reactive", default_spec(MODEL, forecast=False))
+    policy = CorePolicy("reactive", default_spec(MODEL, forecast=False), signal="arrivals")
     v = view(60, 4, 3, queue_depth=12.0, running=8.0, arrival_rate=7.5, throughput=6.0)
     desired = policy.decide(v)
 
@@ -142,6 +142,70 @@ def test_core_policy_at_zero_replicas_reads_demand_and_an_absent_queue(
     direct = core_decide.decide(policy.settings, ScalingState(), ticks[0])
     assert desired == plan_scale(direct).desired
     assert desired >= 1  # demand at zero replicas wakes the service
+
+
+def test_core_policy_reads_the_completions_its_default_preset_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """vLLM exports no arrival counter: a default AIWorkload's demand is the completion
+    rate, so the replayed core must not see the trace's true arrivals."""
+    ticks = _spy_on_decide(monkeypatch)
+    policy = CorePolicy("reactive", default_spec(MODEL, forecast=False))
+    policy.decide(view(60, 4, 3, queue_depth=12.0, running=8.0, arrival_rate=7.5,
+                       throughput=6.0))  # fmt: skip
+    assert ticks[0].observation.arrival_rate == 6.0
+    assert ticks[0].observation.throughput == 6.0
+    assert build_policy("reactive", flat_trace(600), MODEL).signal == "completions"
+    arrivals = ServiceModel(capacity_per_replica=2.0, max_replicas=100, demand_signal="arrivals")
+    gpufinops = build_policy("gpufinops", flat_trace(600), arrivals)
+    assert isinstance(gpufinops, CorePolicy) and isinstance(gpufinops.history, MinuteHistory)
+    assert isinstance(build_policy("gpufinops", flat_trace(600), MODEL).history,
+                      CompletionHistory)  # fmt: skip
+
+
+def test_completion_history_is_the_served_work_per_minute_up_to_the_scrape() -> None:
+    t = Trace("flat", 90.0, np.ones(600), np.ones(600), "binned", 1.0)  # minutes from 120
+    served = np.concatenate(([0.0], np.cumsum(np.arange(600, dtype=np.float64))))
+    history = CompletionHistory(t)
+
+    def at(scraped: int) -> Any:
+        v = View(90.0 + scraped + 15, scraped + 15, 1, 1, 0.0, 0.0, 1.0, 1.0, 0.5, served,
+                 scraped)  # fmt: skip
+        return history.seen_at(v)
+
+    assert at(89) is None  # the first minute [120, 180) is seconds [30, 90)
+    first = at(90)
+    assert first is not None and first.start == 120 and len(first) == 1
+    assert first.values[0] == pytest.approx(np.mean(np.arange(30, 90)))
+    later = at(400)
+    assert later is not None and len(later) == 6  # [30, 390): 6 minutes; 390-400 is not one
+    assert later.values[-1] == pytest.approx(np.mean(np.arange(330, 390)))
+    with pytest.raises(ValueError, match="served"):
+        history.seen_at(view(60, 1))
+
+
+def test_the_forecaster_learns_what_was_served_not_what_arrived(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under a burst the replicas cannot serve, the history the forecaster is fitted on
+    is capped by their capacity: what Prometheus would hold of vLLM's success counter."""
+    seen: list[Any] = []
+    shipped = CompletionHistory.seen_at
+
+    def spy(self: CompletionHistory, v: View) -> Any:
+        series = shipped(self, v)
+        if series is not None:
+            seen.append(series)
+        return series
+
+    monkeypatch.setattr(CompletionHistory, "seen_at", spy)
+    values = np.concatenate((np.full(600, 2.0), np.full(600, 50.0)))
+    t = Trace("burst", T0, values, values.copy(), "binned", 1.0)
+    model = ServiceModel(capacity_per_replica=2.0, max_replicas=3, startup_seconds=60)
+    run_policy("gpufinops", t, model)
+    assert seen, "the forecaster's history must come from the completions"
+    assert float(seen[-1].values.max()) <= 3 * 2.0 + 1e-9  # 3 replicas x 2/s, not 50/s
+    assert float(seen[-1].values[0]) == pytest.approx(2.0)
 
 
 def test_history_shows_only_minutes_finished_and_scraped() -> None:

@@ -109,6 +109,14 @@ def _add_model(parser: argparse.ArgumentParser) -> None:
         "(default: %(default)s)",
     )
     model.add_argument(
+        "--demand-signal",
+        choices=("completions", "arrivals"),
+        default="completions",
+        help="what the gpufinops policies read as demand and forecast: the requests served "
+        "(the engine presets' success counter; vLLM has no arrival counter) or the arrivals "
+        "(a demandQuery on the gateway) (default: %(default)s)",
+    )
+    model.add_argument(
         "--max-replicas",
         type=_positive_int,
         default=None,
@@ -166,12 +174,13 @@ def _model(args: argparse.Namespace, trace: Trace) -> Any:
         "slo_wait_seconds": args.slo_wait_seconds,
         "service_seconds": args.service_seconds,
     }
+    signal: str = getattr(args, "demand_signal", "completions")
     if args.max_replicas is not None:
         options["max_replicas"] = args.max_replicas
     if getattr(args, "scale_to_zero", None) is not None:
         options["min_replicas"] = 0
         options["idle_seconds"] = args.scale_to_zero
-    return ServiceModel.normalised(trace, args.peak_replicas, **options)
+    return ServiceModel.normalised(trace, args.peak_replicas, demand_signal=signal, **options)
 
 
 def _fail(exc: Exception) -> int:

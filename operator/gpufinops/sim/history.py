@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from gpufinops.core.forecast import DemandSeries
+from gpufinops.sim.service import View
 from gpufinops.sim.traces import Trace
 
 STEP = 60.0
@@ -31,6 +32,9 @@ class MinuteHistory:
             used = trace.work[offset : offset + minutes * int(STEP)]
             self.values = used.reshape(minutes, int(STEP)).mean(axis=1)
 
+    def seen_at(self, view: View) -> DemandSeries | None:
+        return self.seen(view.now)
+
     def seen(self, now: float) -> DemandSeries | None:
         """The minutes complete and scraped by ``now`` (``None`` before the first)."""
         count = math.floor((now - self.lag - self.start) / STEP + 1e-9)
@@ -38,3 +42,27 @@ class MinuteHistory:
         if count <= 0:
             return None
         return DemandSeries(self.start, STEP, self.values[:count])
+
+
+class CompletionHistory:
+    """Requests served (completions/s) per minute, on the same epoch-aligned minutes:
+    the history a forecaster built on the engine's success counter sees. It depends on
+    the replicas the policy ran, so it is read from the simulation as it goes, never
+    from the trace: minutes served by the last second scraped, and no later ones."""
+
+    def __init__(self, trace: Trace) -> None:
+        first = math.ceil(trace.start / STEP) * STEP
+        self.start = first
+        self.offset = int(first - trace.start)
+        self.minutes = max(0, (trace.seconds - self.offset) // int(STEP))
+
+    def seen_at(self, view: View) -> DemandSeries | None:
+        if view.served is None:
+            raise ValueError("the simulation gave no served work: completions are unknown")
+        step = int(STEP)
+        count = min((view.scraped - self.offset) // step, self.minutes)
+        if count <= 0:
+            return None
+        edges = self.offset + step * np.arange(count + 1)
+        values = np.diff(view.served[edges]) / STEP
+        return DemandSeries(self.start, STEP, values)

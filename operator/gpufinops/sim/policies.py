@@ -34,7 +34,7 @@ from gpufinops.core.scaling.decide import ScalingSettings, ScalingState
 from gpufinops.core.scaling.observation import Observation
 from gpufinops.core.scaling.target import TargetView
 from gpufinops.core.scaling.tick import InferenceTick, Said, plan_inference
-from gpufinops.sim.history import MinuteHistory
+from gpufinops.sim.history import CompletionHistory, MinuteHistory
 from gpufinops.sim.service import IntArray, ServiceModel, View
 
 KEDA_COOLDOWN_SECONDS = 300
@@ -72,10 +72,14 @@ class CorePolicy:
         self,
         name: str,
         spec: Inference,
-        history: MinuteHistory | None = None,
+        history: MinuteHistory | CompletionHistory | None = None,
         settings: ForecastSettings | None = None,
+        signal: str = "completions",
     ) -> None:
+        """``signal``: what is read as demand (``ServiceModel.demand_signal``); the
+        history must be of the same (``CompletionHistory`` for completions)."""
         self.name = name
+        self.signal = signal
         self.settings = ScalingSettings.from_spec(spec)
         self.workload = AIWorkloadSpec(
             type=WorkloadType.INFERENCE, cost_allocation=CostAllocation(team="replay"),
@@ -95,7 +99,7 @@ class CorePolicy:
         """Planning headroom each tick (capacity / planned demand), calibrated or fixed."""
 
     def decide(self, view: View) -> int:
-        point, report = self._forecast(view.now) if self.history is not None else (None, None)
+        point, report = self._forecast(view) if self.history is not None else (None, None)
         peak = None if point is None else point.peak
         if view.current == 0:
             # No replica, no engine series: what the operator then reads is the
@@ -106,10 +110,12 @@ class CorePolicy:
                 queue_absent=True,
             )
         else:
+            # The engines' presets have no arrival counter: demand is what was served.
+            demand = view.arrival_rate if self.signal == "arrivals" else view.throughput
             observation = Observation(
                 queue_depth=view.queue_depth,
                 running=view.running,
-                arrival_rate=view.arrival_rate,
+                arrival_rate=demand,
                 throughput=view.throughput,
             )
         # The operator's own tick: the same function plans the replicas, the budget
@@ -129,9 +135,10 @@ class CorePolicy:
         self.headroom.append(1.0 / self.settings.planned_utilization(self.state))
         return plan.desired
 
-    def _forecast(self, now: float) -> tuple[ForecastPoint | None, ForecastReport | None]:
+    def _forecast(self, view: View) -> tuple[ForecastPoint | None, ForecastReport | None]:
         assert self.history is not None
-        series = self.history.seen(now)
+        now = view.now
+        series = self.history.seen_at(view)
         if series is None:
             return None, None
         cycle = self.cycle

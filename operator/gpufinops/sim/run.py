@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from gpufinops.core.forecast import ForecastSettings
-from gpufinops.sim.history import MinuteHistory
+from gpufinops.sim.history import CompletionHistory, MinuteHistory
 from gpufinops.sim.policies import (
     CorePolicy,
     HpaUtilization,
@@ -83,15 +83,21 @@ def build_policy(
     if name in ("gpufinops", "reactive"):
         forecast = name == "gpufinops"
         spec = default_spec(model, forecast=forecast)
+        signal = model.demand_signal
         if not forecast:
-            return CorePolicy(name, spec)
+            return CorePolicy(name, spec, signal=signal)
         settings = ForecastSettings.from_spec(spec.forecast)
         if refit_seconds is not None:
             retry = min(settings.retry_interval_seconds, refit_seconds)
             settings = replace(
                 settings, refit_interval_seconds=refit_seconds, retry_interval_seconds=retry
             )
-        return CorePolicy(name, spec, MinuteHistory(trace, model.lag_seconds), settings)
+        history = (
+            MinuteHistory(trace, model.lag_seconds)
+            if signal == "arrivals"
+            else CompletionHistory(trace)
+        )
+        return CorePolicy(name, spec, history, settings, signal)
     if name == "keda":
         fraction = DEFAULT_TARGET if target is None else target
         return Keda(keda_target(fraction, model), model, cooldown_seconds=model.idle_seconds)

@@ -58,6 +58,11 @@ class ServiceModel:
     max_replicas: int = 1000
     peak_replicas: int | None = None
     """Replicas the trace's peak minute needs at 100 % utilisation, when normalised."""
+    demand_signal: str = "completions"
+    """What the gpufinops policies read as demand, for their rule and their forecaster's
+    history: ``completions`` (the requests served: what the vLLM, TGI and SGLang presets
+    read, the engines having no arrival counter) or ``arrivals`` (a ``demandQuery`` on
+    the gateway's request counter)."""
 
     def __post_init__(self) -> None:
         if not self.capacity_per_replica > 0:
@@ -66,12 +71,18 @@ class ServiceModel:
             raise ValueError("sync must be >= 1 s; startup and lag must not be negative")
         if self.service_seconds < 1 or self.rate_window_seconds < 1:
             raise ValueError("service and rate window must be >= 1 s")
+        if self.demand_signal not in DEMAND_SIGNALS:
+            raise ValueError(f"demand signal must be one of {', '.join(DEMAND_SIGNALS)}")
         if not 0 <= self.min_replicas <= self.max_replicas or self.max_replicas < 1:
             raise ValueError("need 0 <= min_replicas <= max_replicas and max_replicas >= 1")
 
     @classmethod
     def normalised(
-        cls, trace: Trace, peak_replicas: int = 40, **options: int | float
+        cls,
+        trace: Trace,
+        peak_replicas: int = 40,
+        demand_signal: str = "completions",
+        **options: int | float,
     ) -> "ServiceModel":
         """Capacity such that the trace's busiest minute needs ``peak_replicas``
         replicas at 100 % utilisation: traces of any size then compare."""
@@ -81,12 +92,20 @@ class ServiceModel:
         if peak_replicas < 1:
             raise ValueError("peak replicas must be >= 1")
         values = {"max_replicas": 10 * peak_replicas, **options}
-        return cls(peak / peak_replicas, peak_replicas=peak_replicas, **values)  # type: ignore[arg-type]
+        return cls(
+            peak / peak_replicas,
+            peak_replicas=peak_replicas,
+            demand_signal=demand_signal,
+            **values,  # type: ignore[arg-type]
+        )
 
     def replicas_for(self, rate: float) -> int:
         """Replicas that serve ``rate`` at 100 % utilisation (at least ``min_replicas``)."""
         need = math.ceil(rate / self.capacity_per_replica - EPSILON)
         return min(max(need, self.min_replicas, 1), self.max_replicas)
+
+
+DEMAND_SIGNALS = ("completions", "arrivals")
 
 
 @dataclass(frozen=True)
@@ -108,6 +127,11 @@ class View:
     throughput: float | None
     utilization: float | None
     """Served / capacity of the ready replicas over the rate window (GPU duty cycle)."""
+    served: FloatArray | None = None
+    """Cumulative work served by the end of each second (index 0: none yet); only
+    ``served[: scraped + 1]`` is known at this decision."""
+    scraped: int = 0
+    """The last second the signals cover (now less the scrape lag)."""
 
     @property
     def in_flight(self) -> float:
@@ -278,6 +302,8 @@ def simulate(
                 float(cum_work[s] - cum_work[w0]) / span,
                 float(done) / span,
                 float(done / offered) if offered > 0 else None,
+                cum_served,
+                s,
             )
             desired = int(policy.decide(view))
             desired = min(max(desired, model.min_replicas), model.max_replicas)
