@@ -67,6 +67,12 @@ def _add_source(parser: argparse.ArgumentParser) -> None:
     src.add_argument(
         "--days", type=float, default=None, help="simulate only the first DAYS of the trace"
     )
+    src.add_argument(
+        "--fill-missing",
+        action="store_true",
+        help="fill a binned trace's missing or zero bins by linear interpolation (default: "
+        "they are empty, as the file says)",
+    )
 
 
 def _add_model(parser: argparse.ArgumentParser) -> None:
@@ -158,7 +164,8 @@ def _load(args: argparse.Namespace) -> Trace:
     elif args.trace is None:
         raise TraceError("give a trace file or --prometheus URL --query Q")
     else:
-        trace = read_trace(args.trace, dict(args.select) or None)
+        fill = getattr(args, "fill_missing", False)
+        trace = read_trace(args.trace, dict(args.select) or None, fill_missing=fill)
     if args.days is not None:
         trace = trace.head(int(args.days * 86400))
     return trace
@@ -229,8 +236,29 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pricing(args: argparse.Namespace) -> tuple[str, float]:
+    """(pool, USD per GPU-hour) a replica (one GPU) is billed at: ``--pool`` of
+    ``--config`` (default: its first on-demand pool; the packaged config without one)."""
+    from gpufinops.config.model import CapacityType, load_config
+    from gpufinops.core.cost.accounting import gpu_prices
+
+    config = load_config(args.config)
+    prices = gpu_prices(config)
+    name = args.pool
+    if name is None:
+        on_demand = [p.name for p in config.node_pools
+                     if p.capacity_type == CapacityType.ON_DEMAND and p.name in prices]  # fmt: skip
+        if not on_demand:
+            raise ValueError("the config has no priced on-demand pool: name one with --pool")
+        name = on_demand[0]
+    if name not in prices:
+        raise ValueError(f"--pool {name}: no priced pool of that name in the config")
+    return name, prices[name]
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from gpufinops.sim.report import bench_json, bench_markdown, plot
+    from gpufinops.config.model import ConfigError
+    from gpufinops.sim.report import bench_json, bench_markdown, pareto_plot, plot
     from gpufinops.sim.run import POLICIES, run_policy
     from gpufinops.sim.sweep import bench
     from gpufinops.sim.terminal import ProgressBar
@@ -238,18 +266,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     try:
         trace = _load(args)
         model = _model(args, trace)
-    except (TraceError, ValueError) as exc:
+        pricing = _pricing(args)
+    except (TraceError, ValueError, ConfigError) as exc:
         return _fail(exc)
     grid = tuple(args.grid) if args.grid else None
     started = time.process_time()
-    runs = len(POLICIES) + 2 * len(grid or range(15))
+    runs = len(POLICIES) + 2 * len(grid or range(55))  # the grid and bisections: about 55
     state = {"done": 0}
     bar = ProgressBar(f"bench {trace.name}") if not args.json else None
 
     def on_result(label: str, _: object) -> None:
         state["done"] += 1
         if bar is not None:
-            bar(state["done"] / runs)
+            bar(min(state["done"] / runs, 1.0))
 
     kwargs: dict[str, Any] = {"slo_target": args.slo_target, "refit_seconds": args.refit_seconds}
     if grid is not None:
@@ -268,9 +297,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         "total": round(total, 2),
     }
     if args.json:
-        print(json.dumps(bench_json(result, cpu), indent=2))
+        print(json.dumps(bench_json(result, cpu, pricing), indent=2))
     else:
-        print(bench_markdown(result, cpu))
+        print(bench_markdown(result, cpu, pricing))
+    if args.pareto:
+        pareto_plot(result, args.pareto)
     if args.plot:
         shown = [result.outcomes["gpufinops"], result.outcomes["reactive"]]
         for name, sweep in result.sweeps.items():
@@ -380,8 +411,25 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
         type=_fraction,
         nargs="+",
         default=None,
-        help="targets swept for keda and hpa (default: 0.30 to 1.00 by 0.05)",
+        help="run keda and hpa at exactly these targets instead of searching (default: 0.05 "
+        "to 1.00 by 0.05, and a bisection to 0.005 for each of SLO 0.95, 0.99, 0.999 and "
+        "gpufinops' attainment)",
     )
+    binf.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="operator config whose pool prices bill every policy (default: packaged)",
+    )
+    binf.add_argument(
+        "--pool",
+        default=None,
+        help="the pool a replica (one GPU) runs on (default: the config's first on-demand pool)",
+    )
+    binf.add_argument(
+        "--pareto", type=Path, metavar="FILE.png",
+        help="write GPU-hours against SLO attainment, every policy (JSON: iso_slo grids)",
+    )  # fmt: skip
     binf.add_argument("--json", action="store_true", help="print JSON instead of markdown")
     binf.add_argument("--plot", type=Path, metavar="FILE.png", help="write a plot")
     binf.set_defaults(func=_cmd_bench)

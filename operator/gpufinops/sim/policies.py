@@ -10,7 +10,7 @@ requests driving its generated HPA.
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -44,7 +44,9 @@ KEDA_POLLING_SECONDS = 30
 
 
 def default_spec(model: ServiceModel, *, forecast: bool) -> Inference:
-    """The spec a user gets by naming only the Deployment and the bounds."""
+    """The spec a user gets by naming only the Deployment and the bounds, with
+    ``forecast.leadTimeSeconds`` set to the model's start-up time as the docs instruct
+    (the default, 180 s, is the default start-up)."""
     zero = (
         ScaleToZero(enabled=True, idle_seconds=model.idle_seconds)
         if model.min_replicas == 0
@@ -54,7 +56,9 @@ def default_spec(model: ServiceModel, *, forecast: bool) -> Inference:
         target_ref=InferenceTargetRef(name="model"),
         min_replicas=model.min_replicas,
         max_replicas=model.max_replicas,
-        forecast=Forecast(enabled=forecast),
+        forecast=Forecast(
+            enabled=forecast, lead_time_seconds=min(max(model.startup_seconds, 0), 3600)
+        ),
         scale_to_zero=zero,
     )
 
@@ -75,12 +79,17 @@ class CorePolicy:
         history: MinuteHistory | CompletionHistory | None = None,
         settings: ForecastSettings | None = None,
         signal: str = "completions",
+        coverage: float | None = None,
     ) -> None:
         """``signal``: what is read as demand (``ServiceModel.demand_signal``); the
-        history must be of the same (``CompletionHistory`` for completions)."""
+        history must be of the same (``CompletionHistory`` for completions).
+        ``coverage``: the calibrated headroom's target share of demand covered, the
+        knob the benchmark sweeps (None: the shipped default)."""
         self.name = name
         self.signal = signal
         self.settings = ScalingSettings.from_spec(spec)
+        if coverage is not None:
+            self.settings = replace(self.settings, coverage=coverage)
         self.workload = AIWorkloadSpec(
             type=WorkloadType.INFERENCE, cost_allocation=CostAllocation(team="replay"),
             inference=spec,

@@ -28,6 +28,7 @@ def _target(result: PolicyRun) -> str:
 
 def describe_model(trace: Trace, model: ServiceModel) -> str:
     tokens = ", token-aware work" if trace.tokens else ""
+    tokens += f", {trace.filled_bins} missing bins filled" if trace.filled_bins else ""
     return (
         f"{trace.name}: {trace.days:.2f} days at 1 s, {trace.format}{tokens}; "
         f"capacity {model.capacity_per_replica:.4g} req/s per replica "
@@ -83,23 +84,32 @@ def _ratio(value: float | None) -> str:
     return "null" if value is None else f"{value:.3f}"
 
 
-def bench_markdown(bench: Bench, cpu: dict[str, float] | None = None) -> str:
+def bench_markdown(
+    bench: Bench,
+    cpu: dict[str, float] | None = None,
+    pricing: tuple[str, float] | None = None,
+) -> str:
     oracle = bench.results["oracle"].gpu_hours
+    price = pricing[1] if pricing is not None else None
+    billed = f"; billed at {pricing[0]}, ${pricing[1]:.4g}/GPU-hour" if pricing else ""
     lines = [
         f"**{bench.trace.name}** ({bench.trace.days:.1f} days; μ = "
         f"{bench.model.capacity_per_replica:.4g} req/s per replica; SLO target "
-        f"{bench.slo_target})",
+        f"{bench.slo_target}; demand read: {bench.model.demand_signal}{billed})",
         "",
-        "| policy | setting | GPU-hours | x oracle | SLO attainment | p95 wait s | p99 wait s "
-        "| scale events | CPU s | note |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| policy | setting | GPU-hours | USD | x oracle | SLO attainment | p95 wait s "
+        "| p99 wait s | scale events | CPU s | note |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for label, r, note in _rows(bench):
+        dollars = usd(r.gpu_hours, price)
         lines.append(
-            f"| {label} | {_target(r)} | {r.gpu_hours:.0f} | {r.gpu_hours / oracle:.3f} "
+            f"| {label} | {_target(r)} | {r.gpu_hours:.0f} "
+            f"| {'' if dollars is None else f'{dollars:,.0f}'} | {r.gpu_hours / oracle:.3f} "
             f"| {r.slo_attainment:.4f} | {_wait(r.p95_wait_seconds)} "
             f"| {_wait(r.p99_wait_seconds)} | {r.scale_events} | {r.cpu_seconds:.1f} | {note} |"
         )
+    lines += ["", iso_slo_table(bench)]
     ratios = bench.ratios()
     lines += [
         "",
@@ -112,6 +122,29 @@ def bench_markdown(bench: Bench, cpu: dict[str, float] | None = None) -> str:
         lines.append(f"Note: {note}.")
     if cpu:
         lines.append("CPU: " + ", ".join(f"{k} {v:.1f} s" for k, v in cpu.items()) + ".")
+    lines.append(environment_line(environment()))
+    return "\n".join(lines)
+
+
+def iso_slo_table(bench: Bench) -> str:
+    """GPU-hours of every policy at each SLO (``-``: not reached), and gpufinops' ratio
+    to keda's and to the same core's without forecasts, each at its cheapest setting
+    that reaches it (the gpufinops policies over ``COVERAGE_GRID``)."""
+    costs = bench.iso_slo_costs()
+    names = ["gpufinops", "reactive", *bench.sweeps, "static"]
+    head = "| SLO | " + " | ".join(names) + " | gpufinops / keda | gpufinops / reactive |"
+    lines = [head, "|---:|" + "---:|" * (len(names) + 2)]
+    for slo, c in costs.items():
+        cells = ["-" if c[n] is None else f"{c[n]:.0f}" for n in names]
+        ours = c["gpufinops"]
+
+        def ratio(theirs: float | None, ours: float | None = ours) -> str:
+            return "-" if ours is None or not theirs else f"{ours / theirs:.3f}"
+
+        lines.append(
+            f"| {slo} | " + " | ".join(cells) + f" | {ratio(c.get('keda'))} "
+            f"| {ratio(c['reactive'])} |"
+        )
     return "\n".join(lines)
 
 
@@ -139,8 +172,53 @@ def goals(bench: Bench) -> dict[str, bool | None]:
     }
 
 
-def bench_json(bench: Bench, cpu: dict[str, float] | None = None) -> dict[str, Any]:
+def environment() -> dict[str, str]:
+    """What produced a result: the commit and the library versions that decide it."""
+    import platform
+    import subprocess
+    from importlib import metadata
+
+    root = Path(__file__).resolve().parents[3]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+        commit += "+changes" if dirty else ""
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown (not a git checkout)"
+    out = {"commit": commit, "python": platform.python_version()}
+    for package in ("gpufinops", "numpy", "scikit-learn", "statsmodels"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def environment_line(env: dict[str, str]) -> str:
+    return "Produced by " + ", ".join(f"{k} {v}" for k, v in env.items()) + "."
+
+
+def usd(gpu_hours: float | None, usd_per_gpu_hour: float | None) -> float | None:
+    if gpu_hours is None or usd_per_gpu_hour is None:
+        return None
+    return round(gpu_hours * usd_per_gpu_hour, 2)
+
+
+def bench_json(
+    bench: Bench,
+    cpu: dict[str, float] | None = None,
+    pricing: tuple[str, float] | None = None,
+) -> dict[str, Any]:
+    """``pricing``: (pool, USD per GPU-hour) every policy is billed at."""
     model = bench.model
+    price = pricing[1] if pricing is not None else None
+    iso = bench.iso_slo_costs()
     return {
         "trace": bench.trace.name,
         "days": round(bench.trace.days, 3),
@@ -156,12 +234,22 @@ def bench_json(bench: Bench, cpu: dict[str, float] | None = None) -> dict[str, A
         },
         "slo_target": bench.slo_target,
         "results": {name: r.to_json() for name, r in bench.results.items()},
-        "iso_slo": {name: s.to_json() for name, s in bench.sweeps.items()},
+        "iso_slo": {name: s.to_json() for name, s in {**bench.sweeps, **bench.core_sweeps}.items()},
         "ratios": bench.ratios(),
         "goals": goals(bench),
         "at_gpufinops_slo": _at_own_slo(bench),
         "notes": bench.notes(),
         "cpu_seconds": cpu or {},
+        "demand_signal": model.demand_signal,
+        "iso_slo_costs": {
+            slo: {name: {"gpu_hours": h, "usd": usd(h, price)} for name, h in costs.items()}
+            for slo, costs in iso.items()
+        },
+        "pricing": (
+            {"pool": pricing[0], "usd_per_gpu_hour": pricing[1]} if pricing is not None else None
+        ),
+        "usd": {name: usd(r.gpu_hours, price) for name, r in bench.results.items()},
+        "environment": environment(),
     }
 
 
@@ -189,6 +277,38 @@ def own_slo_line(bench: Bench) -> str:
                 f"({pick.slo_attainment:.4f}), vs_{name} {_ratio(ratios[f'vs_{name}'])}"
             )
     return f"At gpufinops' own attainment ({own.slo_target:.4f}): " + "; ".join(parts) + "."
+
+
+def pareto_plot(bench: Bench, path: Path | str) -> None:
+    """GPU-hours against SLO attainment: each swept policy's points as a curve, the
+    others as single points, the SLO targets as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gpufinops.sim.sweep import SLO_TARGETS
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    for name, sweep in {**bench.core_sweeps, **bench.sweeps}.items():
+        points = sorted(sweep.points, key=lambda p: p.slo_attainment)
+        ax.plot([p.slo_attainment for p in points], [p.gpu_hours for p in points], "o-",
+                ms=3, lw=1, label=f"{name} (swept)")  # fmt: skip
+    for name in ("gpufinops", "reactive", "static", "oracle"):
+        r = bench.results[name]
+        shipped = " (as shipped)" if name in bench.core_sweeps else ""
+        ax.plot([r.slo_attainment], [r.gpu_hours], "s", ms=6, label=name + shipped)
+    for slo in SLO_TARGETS:
+        ax.axvline(slo, color="0.6", lw=0.6, ls=":")
+    ax.set_xlim(max(0.9, ax.get_xlim()[0]), 1.0005)
+    ax.set_xlabel("SLO attainment (share of requests waiting <= the SLO)")
+    ax.set_ylabel("GPU-hours")
+    ax.set_title(describe_model(bench.trace, bench.model), fontsize=7)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def plot(outcomes: Sequence[Outcome], path: Path | str, title: str | None = None) -> None:

@@ -85,7 +85,7 @@ def build_policy(
         spec = default_spec(model, forecast=forecast)
         signal = model.demand_signal
         if not forecast:
-            return CorePolicy(name, spec, signal=signal)
+            return CorePolicy(name, spec, signal=signal, coverage=target)
         settings = ForecastSettings.from_spec(spec.forecast)
         if refit_seconds is not None:
             retry = min(settings.retry_interval_seconds, refit_seconds)
@@ -97,7 +97,7 @@ def build_policy(
             if signal == "arrivals"
             else CompletionHistory(trace)
         )
-        return CorePolicy(name, spec, history, settings, signal)
+        return CorePolicy(name, spec, history, settings, signal, target)
     if name == "keda":
         fraction = DEFAULT_TARGET if target is None else target
         return Keda(keda_target(fraction, model), model, cooldown_seconds=model.idle_seconds)
@@ -117,7 +117,8 @@ def run_policy(
     refit_seconds: float | None = None,
     progress: Progress | None = None,
 ) -> tuple[Outcome, PolicyRun]:
-    """Simulate one policy; ``target`` applies to keda and hpa only."""
+    """Simulate one policy; ``target`` is keda's and hpa's knob, and the gpufinops
+    policies' headroom coverage (None: each one's default)."""
     if name == "oracle":
         started = time.process_time()
         plan = oracle_plan(trace.work, model)
@@ -127,7 +128,10 @@ def run_policy(
         outcome.cpu_seconds = time.process_time() - started
         outcome.model = model  # waits are judged on the same SLO
         return outcome, summarise(outcome)
-    target = (DEFAULT_TARGET if target is None else target) if name in SWEPT else None
+    if name in SWEPT and target is None:
+        target = DEFAULT_TARGET
+    elif name not in (*SWEPT, "gpufinops", "reactive"):
+        target = None
     policy = build_policy(name, trace, model, target, refit_seconds)
     with single_thread():
         outcome = simulate(trace, model, policy, progress=progress)

@@ -23,7 +23,7 @@ import math
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal
@@ -82,6 +82,8 @@ class Trace:
     source_step: float | None = None
     """Width of the source bins or sampling interval; ``None`` for per-request traces."""
     tokens: bool = False
+    filled_bins: int = 0
+    """Missing bins filled by interpolation (``read_trace(fill_missing=True)``)."""
 
     def __post_init__(self) -> None:
         if self.requests.shape != self.work.shape or self.requests.ndim != 1:
@@ -106,6 +108,7 @@ class Trace:
             self.format,
             self.source_step,
             self.tokens,
+            self.filled_bins,
         )
 
 
@@ -197,9 +200,15 @@ def csv_reader(file: Path) -> "Iterator[Reader]":
         yield csv.reader(text_lines(file, handle))
 
 
-def read_trace(path: Path | str, select: Mapping[str, str] | None = None) -> Trace:
+def read_trace(
+    path: Path | str, select: Mapping[str, str] | None = None, fill_missing: bool = False
+) -> Trace:
     """Read a trace file; ``select`` keeps only rows whose columns have these values
-    (e.g. ``{"request_type": "Generative Requests"}`` in the Alibaba GenAI export)."""
+    (e.g. ``{"request_type": "Generative Requests"}`` in the Alibaba GenAI export).
+
+    A binned trace's missing bins are empty (no request), as the file says; with
+    ``fill_missing`` each run of missing or zero bins is filled by linear interpolation
+    between the bins around it (a gap in collection rather than in traffic)."""
     file = Path(path)
     with csv_reader(file) as reader:
         try:
@@ -220,7 +229,7 @@ def read_trace(path: Path | str, select: Mapping[str, str] | None = None) -> Tra
     if fmt == "requests":
         return _from_requests(file, rows)
     if fmt == "binned":
-        return _from_bins(file, rows, fmt)
+        return _from_bins(file, rows, fmt, fill_missing)
     return _from_rates(file, rows)
 
 
@@ -328,7 +337,7 @@ def _steps(file: Path, rows: _Rows, what: str) -> tuple[FloatArray, FloatArray, 
     return stamps, values, step
 
 
-def _from_bins(file: Path, rows: _Rows, fmt: TraceFormat) -> Trace:
+def _from_bins(file: Path, rows: _Rows, fmt: TraceFormat, fill_missing: bool = False) -> Trace:
     stamps, counts, step = _steps(file, rows, "bin")
     if step < 1.0 - 1e-9:
         raise TraceError(f"{file}: bins of {step:g} s are finer than the 1 s simulation step")
@@ -340,7 +349,27 @@ def _from_bins(file: Path, rows: _Rows, fmt: TraceFormat) -> Trace:
             f"{file}:{rows.lines[i]}: timestamp {stamps[i]:g} is not on the {step:g} s bin grid "
             f"of the first row (binned traces need fixed-width bins)"
         )
-    return _spread(file, stamps, counts, np.full(stamps.shape, step), fmt, step)
+    filled = 0
+    if fill_missing:
+        stamps, counts, filled = _filled(stamps, counts, step)
+    trace = _spread(file, stamps, counts, np.full(stamps.shape, step), fmt, step)
+    return replace(trace, filled_bins=filled) if filled else trace
+
+
+def _filled(
+    stamps: FloatArray, counts: FloatArray, step: float
+) -> tuple[FloatArray, FloatArray, int]:
+    """Every bin of the grid, the missing ones (absent, or of zero requests: exports
+    such as ServeGen's write a gap in collection as 0) interpolated between the bins
+    with requests around them."""
+    index = np.round((stamps - stamps[0]) / step).astype(np.int64)
+    grid = stamps[0] + step * np.arange(int(index[-1]) + 1, dtype=np.float64)
+    known = counts > 0
+    if not known.any():
+        return stamps, counts, 0
+    at = np.arange(grid.size, dtype=np.float64)
+    values = np.interp(at, index[known].astype(np.float64), counts[known])
+    return grid, values, int(grid.size - np.count_nonzero(known))
 
 
 def _from_rates(file: Path, rows: _Rows) -> Trace:
