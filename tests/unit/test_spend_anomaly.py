@@ -1,5 +1,6 @@
 """Spend anomalies (core): the hourly record, the seasonal baseline, the explanation."""
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -8,6 +9,7 @@ from hypothesis import strategies as st
 
 from gpufinops.config.model import AnomalyConfig
 from gpufinops.core.cost.anomaly import (
+    MAX_TOKENS_PER_SECOND,
     MODEL,
     RETENTION_HOURS,
     TEAM,
@@ -20,11 +22,13 @@ from gpufinops.core.cost.anomaly import (
     detect,
     epoch_hour,
     explain,
+    from_status,
     hour_label,
     is_anomalous,
     parse_hour,
     record,
     starts,
+    to_status,
     with_hours,
 )
 
@@ -295,3 +299,94 @@ def test_many_small_rises_together_raise_the_team() -> None:
 def test_disabled_detects_nothing() -> None:
     chat = Member("a/chat", "t", None, _history(8, change={"replicas": 6.0}))
     assert detect([chat], _hour(7, 2), CFG.model_copy(update={"enabled": False})) == []
+
+
+def test_a_group_rise_right_after_a_workloads_own_anomaly_is_still_raised() -> None:
+    # One workload's runaway at 02:00 is raised as its own; from 03:00 twenty others
+    # each rise a little: their team's rise is news, not the tail of the runaway.
+    members = [Member("ns/a", "search", None, _history(8, change={"replicas": 10.0}))]
+    for i in range(20):
+        kept: tuple[HourSpend, ...] = ()
+        for d in range(8):
+            for h in range(24):
+                start = T0 + timedelta(days=d, hours=h)
+                usd = 2.0 + (0.9 if d == 7 and 3 <= h <= 8 else 0.0)
+                kept = record(kept, Interval(start, start + timedelta(hours=1), {"l4": usd},
+                                             1.0, 1))  # fmt: skip
+        members.append(Member(f"ns/w{i}", "search", None, with_hours(kept)))
+    cfg = CFG.model_copy(update={"relative_floor": 0.05})  # each +$0.90 stays under $1
+    raised = [(a.scope, a.group, (a.hour - _hour(7, 0))) for h in range(24)
+              for a in detect(members, _hour(7, h), cfg)]  # fmt: skip
+    assert (WORKLOAD, "ns/a", 2) in raised
+    assert (TEAM, "search", 3) in raised
+
+
+def test_an_escalation_is_measured_against_the_whole_episode() -> None:
+    values = _flat(10.0, days=10)
+    values[_hour(8, 0)] = 110.0  # +100
+    for h in range(1, 29):
+        values[_hour(8, h)] = 50.0  # +40 for 28 hours
+    values[_hour(8, 29)] = 95.0  # +85: less than twice 100
+    raised = [h for h in range(30) if starts(values, _hour(8, h), CFG)]
+    assert raised == [0]
+
+
+def test_an_event_names_only_its_own_namespaces_workloads() -> None:
+    mine = _history(8, change={"replicas": 4.0})
+    theirs = _history(8, change={"replicas": 3.0})
+    anomaly = explain(MODEL, "llama", _hour(7, 2), {"team-a/chat": mine,
+                      "team-b/secret-eval": theirs}, CFG)  # fmt: skip
+    assert anomaly is not None
+    assert "team-b/secret-eval" in anomaly.message  # the platform's alert: all of them
+    event = anomaly.message_for("team-a")
+    assert "team-a/chat" in event and "secret" not in event
+    assert "+$16.00 in 1 other namespace" in event
+
+
+def test_info_only_when_the_cost_per_token_is_as_usual() -> None:
+    usual = [(d, 0, "a100", 4.0, 1.0, 1.0, 1.0, 100.0) for d in range(7)]
+    followed = _rows([*usual, (7, 0, "a100", 16.0, 4.0, 4.0, 4.0, 400.0)])
+    dearer = _rows([*usual, (7, 0, "a100", 16.0, 4.0, 4.0, 4.0, 125.0 * 1.0 + 0.0)])
+    for history, severity in ((followed, "info"), (dearer, "warning")):
+        anomaly = explain(WORKLOAD, "ns/w", _hour(7, 0), {"ns/w": history}, CFG)
+        assert anomaly is not None
+        assert anomaly.severity == severity
+
+
+def test_the_autoscalers_figure_counts_only_when_known_for_most_of_the_hour() -> None:
+    start = T0
+    half = record((), Interval(start, start + timedelta(minutes=30), {"a": 1.0}, 1.0, 4, None))
+    both = record(half, Interval(start + timedelta(minutes=30), start + timedelta(hours=1),
+                                 {"a": 1.0}, 1.0, 4, 2))  # fmt: skip
+    (hour,) = both
+    assert hour.replicas == 4 and hour.desired is None  # known for half the hour only
+    full = record((), Interval(start, start + timedelta(hours=1), {"a": 1.0}, 1.0, 4, 2))
+    (kept,) = from_status(to_status(full, start + timedelta(hours=1)), start + timedelta(hours=1))
+    assert kept.desired == 2
+    (unknown,) = from_status(to_status(both, start + timedelta(hours=1)),
+                             start + timedelta(hours=1))  # fmt: skip
+    assert unknown.desired is None
+
+
+def test_status_is_bounded_in_time_and_trusts_no_hour_outside_it() -> None:
+    now = T0 + timedelta(days=20)
+    gap: tuple[HourSpend, ...] = record((), Interval(T0, T0 + timedelta(hours=1), {"a": 1.0}))
+    gap = record(gap, Interval(now - timedelta(hours=1), now, {"a": 1.0}))
+    assert [h.hour for h in gap] == [epoch_hour(now) - 1]  # the old hour fell out by time
+    wire = to_status(gap, now)
+    assert len(wire.usd) == 1
+    far = wire.model_copy(update={"first_hour": "2999-01-01T00:00Z"})
+    assert from_status(far, now) == ()
+    impossible = wire.model_copy(update={"first_hour": "2026-02-30T10:00Z"})
+    assert from_status(impossible, now) == ()
+
+
+def test_absurd_counters_are_capped_not_summed_to_infinity() -> None:
+    kept: tuple[HourSpend, ...] = ()
+    for m in range(60):
+        start = T0 + timedelta(minutes=m)
+        kept = record(kept, Interval(start, start + timedelta(minutes=1), {"a": 1.0}, 1.0, 1,
+                                     None, 1e305))  # fmt: skip
+    (hour,) = kept
+    assert hour.tokens == pytest.approx(MAX_TOKENS_PER_SECOND * 3600)
+    assert all(math.isfinite(x) for x in to_status(kept, T0 + timedelta(hours=1)).tokens)

@@ -275,6 +275,12 @@ class SpendHistory(StatusModel):
         pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:00Z$",
         description="The UTC hour the lists start at, e.g. 2026-12-07T02:00Z.",
     )
+    recorded_until: datetime | None = Field(
+        default=None,
+        alias="recordedUntil",
+        description="The instant the hours are recorded up to: a restarted operator "
+        "records from there, from the pods' own start and end times.",
+    )
     observed_hours: list[float] = _hourly(
         "How much of each hour was accounted (0: not observed, 1: all of it)."
     )

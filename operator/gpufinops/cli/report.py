@@ -55,6 +55,7 @@ from gpufinops.core.cost.anomaly import (
     with_hours,
 )
 from gpufinops.core.cost.periods import month_bounds, next_day_start, zone
+from gpufinops.core.tenancy import NamespaceView, booked_spec
 
 DIMENSIONS = ("team", "project", "model", "environment", "cost_center", "workload")
 
@@ -231,14 +232,14 @@ class Report:
 ANOMALY_WINDOW_HOURS = 7 * 24
 
 
-def _member(obj: Mapping[str, Any]) -> Member | None:
+def _member(obj: Mapping[str, Any], now: datetime) -> Member | None:
     """The workload as spend anomalies judge it; None without a readable history."""
     meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
     raw = (obj.get("status") or {}).get("spendHistory")
     if not isinstance(raw, dict):
         return None
     try:
-        hours = from_status(SpendHistory.model_validate(raw))
+        hours = from_status(SpendHistory.model_validate(raw), now)
     except (ValidationError, ValueError):
         return None
     a = spec.get("costAllocation") or {}
@@ -251,19 +252,33 @@ def build_report(
     now: datetime,
     tz_name: str,
     anomalies: AnomalyConfig | None = None,
+    namespace_labels: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Report:
-    """The whole report from AIWorkload objects as the API returns them (pure)."""
+    """The whole report from AIWorkload objects as the API returns them (pure).
+
+    With ``namespace_labels``, spend is grouped as the operator books it: to the team
+    its namespace's ``gpufinops.dev/team`` label names, whatever the spec claims."""
     tz = zone(tz_name)
-    objects = list(objects)
+    objects = [_booked(o, namespace_labels) for o in objects]
     rows = sorted(
         (workload_spend(o, now, tz) for o in objects),
         key=lambda r: (-r.month_to_date_usd, r.workload),
     )
-    members = [m for m in map(_member, objects) if m is not None]
+    members = [m for m in (_member(o, now) for o in objects) if m is not None]
     latest = epoch_hour(now) - 1  # the last hour that has ended
     hours = range(latest - ANOMALY_WINDOW_HOURS + 1, latest + 1)
     found = detect_hours(members, hours, anomalies or AnomalyConfig())
     return Report(now, tz_name, rows, {d: group_by(rows, d) for d in DIMENSIONS}, found)
+
+
+def _booked(
+    obj: Mapping[str, Any], labels: Mapping[str, Mapping[str, str]] | None
+) -> Mapping[str, Any]:
+    if labels is None or not isinstance(obj.get("spec"), Mapping):
+        return obj
+    namespace = str((obj.get("metadata") or {}).get("namespace") or "")
+    view = NamespaceView(namespace, dict(labels.get(namespace) or {}))
+    return {**obj, "spec": booked_spec(obj["spec"], view)}
 
 
 def anomaly_json(a: SpendAnomaly) -> dict[str, Any]:
@@ -586,6 +601,29 @@ def _read_workloads(namespace: str | None, context: str | None) -> list[dict[str
     return list(got.get("items") or [])
 
 
+def _namespace_labels(context: str | None) -> dict[str, dict[str, str]] | None:
+    """Every namespace's labels, for the team spend is booked to; None (the spec's team
+    is used, and said) when namespaces cannot be listed."""
+    from kubernetes import client
+
+    from gpufinops.adapters.kubeclient import load_kube_config
+
+    try:
+        listed = client.CoreV1Api(load_kube_config(context)).list_namespace()
+    except Exception as exc:
+        print(
+            f"note: namespaces not readable ({type(exc).__name__}): teams are as the "
+            "specs name them, not as namespace labels book them",
+            file=sys.stderr,
+        )
+        return None
+    return {
+        str(n.metadata.name): dict(n.metadata.labels or {})
+        for n in listed.items
+        if n.metadata is not None
+    }
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
@@ -597,7 +635,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     except Exception as exc:  # no cluster, no CRD, no permission: say which
         print(f"error: cannot list AIWorkloads: {exc}", file=sys.stderr)
         return 2
-    report = build_report(objects, datetime.now(UTC), config.cost.timezone, config.anomalies)
+    labels = _namespace_labels(args.context)
+    report = build_report(
+        objects, datetime.now(UTC), config.cost.timezone, config.anomalies, labels
+    )
     renderers = {"table": render_table, "json": render_json, "csv": render_csv}
     if args.format == "focus":
         try:

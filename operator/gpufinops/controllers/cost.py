@@ -51,12 +51,14 @@ from gpufinops.core.cost.accounting import (
     CostLabels,
     CostTotals,
     Footprint,
+    charge,
     gpu_prices,
     hourly_rates,
     trusted_totals,
     with_earlier_days,
 )
 from gpufinops.core.cost.anomaly import (
+    RETENTION_HOURS,
     WORKLOAD,
     HourSpend,
     Interval,
@@ -66,6 +68,7 @@ from gpufinops.core.cost.anomaly import (
     epoch_hour,
     from_status,
     hour_label,
+    hour_pieces,
     parse_hour,
     record,
     to_status,
@@ -130,9 +133,9 @@ RECOMMEND_EVERY = timedelta(minutes=5)
 """Recommendations move with days of usage: recomputing them more often only adds writes."""
 UTILIZATION_WINDOW = timedelta(days=7)
 """The longest look back for peak utilisation: a week holds every weekday's peak."""
-HISTORY_EVERY = timedelta(minutes=15)
-"""``status.spendHistory`` is written when an hour ends and this often within one: a
-restart loses at most this much of the hour in progress, for a few writes an hour."""
+LIVE_INTERVAL = timedelta(minutes=15)
+"""Longer since the hours were recorded (a restart, an outage), the gap is re-recorded
+from the pods' times, without the replicas, autoscaler figure and tokens of this pass."""
 JUDGED = "anomaly/judged"
 """The group memory key of the last hour judged for spend anomalies."""
 CATCH_UP_HOURS = 24
@@ -162,9 +165,10 @@ class _Book:
     """The workload's reference, to post its spend anomalies on."""
     hours: tuple[HourSpend, ...] = ()
     """Spend hour by hour (``status.spendHistory``, read back at start)."""
+    recorded_until: datetime | None = None
+    """The instant ``hours`` are recorded up to (``spendHistory.recordedUntil``)."""
     history_written_at: datetime | None = None
-    history: dict[str, Any] | None = None
-    """``status.spendHistory`` as last written or read."""
+    """When ``status.spendHistory`` was last written (None: not by this process)."""
     tokens_per_second: float | None = None
     """Tokens served per second as last read (counted into the hours from the next pass)."""
 
@@ -222,13 +226,20 @@ def _observed(view: WorkloadView) -> tuple[Usage, float | None]:
     return Usage.from_status(observed), observed.peak_utilization_percent
 
 
-def _history(view: WorkloadView) -> tuple[HourSpend, ...]:
+def _history(view: WorkloadView, now: datetime) -> tuple[tuple[HourSpend, ...], datetime | None]:
+    """The hours a previous process recorded and the instant they reach (none, and
+    None, when status holds no history this operator wrote)."""
     if not view.spend_history:
-        return ()
+        return (), None
     try:
-        return from_status(SpendHistory.model_validate(view.spend_history))
+        kept = SpendHistory.model_validate(view.spend_history)
+        hours = from_status(kept, now)
     except (ValidationError, ValueError):
-        return ()
+        return (), None
+    until = kept.recorded_until
+    if not hours or until is None or until.tzinfo is None or until > now:
+        return (), None  # not what accounting writes: record afresh from now
+    return hours, until
 
 
 def _later(a: datetime | None, b: datetime | None) -> bool:
@@ -296,15 +307,14 @@ class CostAccountant:
             if book is not None:  # status ahead of memory changes the totals, not the usage seen
                 fresh.usage, fresh.utilization = book.usage, book.utilization
                 fresh.observed = book.observed
-                fresh.hours, fresh.history = book.hours, book.history
+                fresh.hours, fresh.recorded_until = book.hours, book.recorded_until
                 fresh.history_written_at = book.history_written_at
                 fresh.tokens_per_second = book.tokens_per_second
             else:  # what the previous process observed: no day of observation lost
                 fresh.usage, fresh.utilization = _observed(view)
                 fresh.observed = dict(view.observed_usage) if view.observed_usage else None
-                fresh.hours = _history(view)
-                fresh.history = dict(view.spend_history) if view.spend_history else None
-                fresh.history_written_at = now if view.spend_history else None
+                fresh.hours, fresh.recorded_until = _history(view, now)
+                fresh.history_written_at = now if fresh.recorded_until is not None else None
             fresh.recommendations = (
                 [dict(r) for r in view.recommendations]
                 if view.recommendations is not None
@@ -455,14 +465,10 @@ class CostAccountant:
         )
         rate = spent.usd_per_hour
         book.ref = view.ref
-        book.hours = record(
-            book.hours,
-            Interval(
-                start, now, spent.usd_by_pool, sum(spent.gpu_hours.values()), current,
-                view.desired_replicas if spec.inference is not None else None,
-                book.tokens_per_second if spec.inference is not None else None,
-            ),
-        )  # fmt: skip
+        try:
+            self._record_hours(view, spec, book, owned, pools, current, start, now)
+        except Exception as exc:  # the hourly history must never stop accounting
+            log.warning("spend history of %s/%s not recorded: %s", view.namespace, view.name, exc)
         recommendations = self._recommend(view, spec, targets, book, owned, pools, now)
         written = plan.status_patch(now, self.tz)
         cost, budget_patch = written["cost"], written["budget"]
@@ -473,7 +479,7 @@ class CostAccountant:
         observed = self._observed_patch(book, now)
         if observed is not None:
             patch["observedUsage"] = observed
-        history = self._history_patch(book, now)
+        history = self._history_patch(book, view, now)
         if history is not None:
             patch["spendHistory"] = history
         # Also when status is not what was written: someone rewrote it (a lower spend, say),
@@ -488,6 +494,8 @@ class CostAccountant:
             or "spendHistory" in patch
         ):
             await asyncio.to_thread(self.effects.write_status, view.namespace, view.name, patch)
+            if history is not None:
+                book.history_written_at = now
         book.totals, book.sent, book.visible = totals, sent, visible
         book.spend = plan.spend
         self._recording.setdefault(view.namespace, {})[view.name] = LedgerEntry(totals, sent)
@@ -497,23 +505,66 @@ class CostAccountant:
         self._token_reads.append(self._per_token(view, spec, book, sum(rate.values())))
         self._alert(view, spec, alerts, now)
 
+    def _record_hours(
+        self,
+        view: WorkloadView,
+        spec: AIWorkloadSpec,
+        book: _Book,
+        owned: Sequence[GpuPod],
+        pools: Pools,
+        current: int,
+        start: datetime,
+        now: datetime,
+    ) -> None:
+        """Add what was held since the hours were last recorded, hour by hour from the
+        pods' own start and end times: a restart, or an outage, re-records the gap
+        exactly (as far as the pods are still known), and a failed status write
+        records nothing twice (the hours have their own ``recorded_until``)."""
+        since = book.recorded_until or start
+        since = max(since, now - timedelta(hours=RETENTION_HOURS))
+        if since >= now:
+            return
+        live = now - since <= LIVE_INTERVAL  # an ordinary pass: this pass's figures hold
+        inference = spec.inference is not None
+        hours = book.hours
+        for a, b in hour_pieces(since, now):
+            held = holdings(owned, pools, a, b)
+            spent = charge(held, self.prices, self.capacity_types)
+            seconds = (b - a).total_seconds()
+            replicas = (
+                float(current)
+                if live
+                else sum(1.0 * h.seconds for h in held if h.seconds > 0) / seconds
+            )  # catching up: pods held over the piece, one replica each
+            desired = view.desired_replicas if live and inference else None
+            tokens = book.tokens_per_second if live and inference else None
+            hours = record(
+                hours,
+                Interval(a, b, spent.usd_by_pool, sum(spent.gpu_hours.values()), replicas,
+                         desired, tokens),
+            )  # fmt: skip
+        book.hours, book.recorded_until = hours, now
+
     @staticmethod
-    def _history_patch(book: _Book, now: datetime) -> dict[str, Any] | None:
-        """``status.spendHistory`` when an hour has ended since the last write, or every
-        ``HISTORY_EVERY`` within one, and only if it changed."""
+    def _history_patch(book: _Book, view: WorkloadView, now: datetime) -> dict[str, Any] | None:
+        """``status.spendHistory`` when an hour has ended since it was last written (or
+        never was): a few KB once an hour. Keys the stored object holds and this write
+        does not are nulled (a merge patch keeps what it does not name)."""
         last = book.history_written_at
-        due = last is None or epoch_hour(last) != epoch_hour(now) or now - last >= HISTORY_EVERY
-        if not due or not any(h.usd > 0 for h in book.hours):
-            return None  # a workload that never spent is not written for its zeros
-        book.history_written_at = now
-        wire: dict[str, Any] = to_status(book.hours).to_wire()
-        if wire == book.history:
+        if last is not None and epoch_hour(last) == epoch_hour(now):
             return None
-        before, book.history = book.history or {}, wire
-        # A merge patch keeps what it does not name: lists no longer written are removed.
-        patch: dict[str, Any] = {k: None for k in before if k not in wire}
-        pools = {p: None for p in before.get("usdByPool") or {} if p not in wire["usdByPool"]}
-        return {**patch, **wire, "usdByPool": {**pools, **wire.get("usdByPool", {})}}
+        if not any(h.usd > 0 for h in book.hours):
+            return None  # a workload that never spent is not written for its zeros
+        wire: dict[str, Any] = to_status(book.hours, book.recorded_until).to_wire()
+        stored = dict(view.spend_history or {})
+        patch: dict[str, Any] = {k: None for k in stored if k not in wire}
+        kept_pools = stored.get("usdByPool")
+        pools = {
+            p: None
+            for p in (kept_pools if isinstance(kept_pools, dict) else {})
+            if p not in wire["usdByPool"]
+        }
+        return {**patch, **wire, "usdByPool": {**pools, **wire["usdByPool"]}}
 
     async def _remembered(self) -> dict[str, tuple[str, ...]]:
         """The group memory (team and namespace budget alerts, the last hour judged for
@@ -552,10 +603,14 @@ class CostAccountant:
         judged = memory.get(JUDGED)
         try:
             last = parse_hour(judged[0]) if judged else latest
-        except ValueError:
+        except (ValueError, IndexError):
+            log.warning("last hour judged for spend anomalies unreadable (%s): from now", judged)
+            last = latest
+        if last > latest:  # a clock that ran ahead, or a forged memory: not for ever
+            log.warning("last hour judged for spend anomalies is in the future (%s)", judged)
             last = latest
         if last >= latest:
-            if not judged:
+            if memory.get(JUDGED) != (hour_label(latest),):
                 await self._remember({**memory, JUDGED: (hour_label(latest),)})
             return
         members = []
@@ -568,7 +623,18 @@ class CostAccountant:
             members.append(Member(member, book.series[2], model, with_hours(book.hours)))
             refs[member] = book.ref
         hours = range(max(last + 1, latest - CATCH_UP_HOURS + 1), latest + 1)
-        alerts = [self._raise(a, refs, members, now) for a in detect_hours(members, hours, cfg)]
+        try:
+            found = detect_hours(members, hours, cfg)
+        except Exception as exc:  # never the pass: the next hour judges again
+            log.warning("spend anomalies not judged: %s", exc)
+            return
+        alerts = []
+        for anomaly in found:
+            try:
+                alerts.append(self._raise(anomaly, refs, members, now))
+            except Exception as exc:  # one anomaly's failure must not hold the others
+                log.warning("spend anomaly of %s %s not raised: %s",
+                            anomaly.scope, anomaly.group, exc)  # fmt: skip
         if alerts:
             self.effects.send_alerts(alerts)
         await self._remember({**memory, JUDGED: (hour_label(latest),)})
@@ -584,12 +650,17 @@ class CostAccountant:
         own), and the alert, labelled so Alertmanager can route it to the team."""
         log.warning("%s", anomaly.message)
         metrics.SPEND_ANOMALIES.labels(anomaly.scope).inc()
-        top = anomaly.drivers[0].member if anomaly.drivers else anomaly.group
-        ref = refs.get(top)
+        # A group's anomaly without drivers (each workload at its usual, the sum not)
+        # has no workload to post on: the alert only.
+        top = anomaly.drivers[0].member if anomaly.drivers else None
+        if top is None and anomaly.scope == WORKLOAD:
+            top = anomaly.group
+        ref = refs.get(top) if top is not None else None
+        namespace, _, workload = (top or "").partition("/")
         if ref is not None:
             kind = "Normal" if anomaly.severity == "info" else "Warning"
-            self.effects.post_event(ref, kind, EventReason.SPEND_ANOMALY, anomaly.message)
-        namespace, _, workload = top.partition("/")
+            message = anomaly.message_for(namespace)  # other tenants' workloads not named
+            self.effects.post_event(ref, kind, EventReason.SPEND_ANOMALY, message)
         driver = next((m for m in members if m.name == top), None)
         labels = {"scope": anomaly.scope, anomaly.scope: anomaly.group}
         if anomaly.scope == WORKLOAD:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -66,13 +66,15 @@ class HourSpend:
     gpu_hours: float = 0.0
     replica_hours: float = 0.0
     desired_replica_hours: float | None = None
-    """Replica-hours the autoscaler asked for (Inference only; None: not known)."""
+    """Replica-hours the autoscaler asked for, over ``desired_hours`` (None: not known)."""
     tokens: float = 0.0
     """Tokens served (prompt + generated); 0 where the engine exposes no counter."""
     observed_hours: float = 0.0
     """How much of the hour these figures cover (1 once it is over and accounted)."""
     pools: tuple[tuple[str, float], ...] = ()
     """USD by node pool, largest first."""
+    desired_hours: float | None = None
+    """The part of the observed hours the autoscaler's figure covers (None: all of it)."""
 
     @property
     def replicas(self) -> float:
@@ -81,9 +83,12 @@ class HourSpend:
 
     @property
     def desired(self) -> float | None:
-        if self.desired_replica_hours is None or self.observed_hours <= 0:
+        """Mean replicas the autoscaler asked for, when known for 90 % of the hour
+        observed: a figure for part of it would compare with replicas for all of it."""
+        covered = self.observed_hours if self.desired_hours is None else self.desired_hours
+        if self.desired_replica_hours is None or covered < 0.9 * self.observed_hours:
             return None
-        return self.desired_replica_hours / self.observed_hours
+        return self.desired_replica_hours / covered if covered > 0 else None
 
     def plus(self, other: HourSpend) -> HourSpend:
         by_pool = dict(self.pools)
@@ -103,7 +108,13 @@ class HourSpend:
             self.tokens + other.tokens,
             min(1.0, self.observed_hours + other.observed_hours),
             _largest_first(by_pool),
+            None if desired is None else self._desired_hours() + other._desired_hours(),
         )
+
+    def _desired_hours(self) -> float:
+        if self.desired_replica_hours is None:
+            return 0.0
+        return self.observed_hours if self.desired_hours is None else self.desired_hours
 
 
 def _largest_first(by_pool: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
@@ -124,11 +135,25 @@ class Interval:
     tokens_per_second: float | None = None
 
 
+MAX_TOKENS_PER_SECOND = 1e9
+"""Far above any fleet's rate: a tenant's counter claiming more is not believed (it
+would otherwise overflow an hour's sum)."""
+MAX_USD_PER_HOUR = 1e9
+
+
+def _sane(value: float | None, bound: float) -> float:
+    """A figure from outside (a counter, a price) as recorded: finite, 0 to ``bound``."""
+    if value is None or not math.isfinite(value) or value < 0:
+        return 0.0
+    return min(value, bound)
+
+
 def record(
     history: Sequence[HourSpend], interval: Interval, keep: int = RETENTION_HOURS
 ) -> tuple[HourSpend, ...]:
     """``history`` with ``interval`` added, cut at hour boundaries in proportion to time
-    (spend accrues evenly over an interval), keeping the newest ``keep`` hours."""
+    (spend accrues evenly over an interval), keeping the ``keep`` hours up to the
+    newest: older ones, and any after a gap that far back, are dropped by time."""
     seconds = (interval.end - interval.start).total_seconds()
     if seconds <= 0:
         return tuple(history)
@@ -137,7 +162,12 @@ def record(
     if last - first > keep:  # a long outage: older hours would be dropped anyway
         first = last - keep
     start_s, end_s = interval.start.timestamp(), interval.end.timestamp()
-    tokens = (interval.tokens_per_second or 0.0) * seconds
+    tokens = _sane(interval.tokens_per_second, MAX_TOKENS_PER_SECOND) * seconds
+    bound = MAX_USD_PER_HOUR * seconds / HOUR_SECONDS
+    usd_by_pool = {p: _sane(v, bound) for p, v in interval.usd_by_pool.items()}
+    gpu_hours = _sane(interval.gpu_hours, bound)
+    replicas = _sane(interval.replicas, 1e6)
+    desired = None if interval.desired_replicas is None else _sane(interval.desired_replicas, 1e6)
     for hour in range(first, last + 1):
         a = max(start_s, hour * HOUR_SECONDS)
         b = min(end_s, (hour + 1) * HOUR_SECONDS)
@@ -146,17 +176,31 @@ def record(
         share, hours = (b - a) / seconds, (b - a) / HOUR_SECONDS
         part = HourSpend(
             hour,
-            sum(interval.usd_by_pool.values()) * share,
-            interval.gpu_hours * share,
-            interval.replicas * hours,
-            interval.desired_replicas * hours if interval.desired_replicas is not None else None,
+            sum(usd_by_pool.values()) * share,
+            gpu_hours * share,
+            replicas * hours,
+            desired * hours if desired is not None else None,
             tokens * share,
             hours,
-            _largest_first({p: usd * share for p, usd in interval.usd_by_pool.items() if usd}),
+            _largest_first({p: usd * share for p, usd in usd_by_pool.items() if usd}),
         )
         before = by_hour.get(hour)
         by_hour[hour] = before.plus(part) if before is not None else part
-    return tuple(by_hour[h] for h in sorted(by_hour)[-keep:])
+    newest = max(by_hour)
+    return tuple(by_hour[h] for h in sorted(by_hour) if h > newest - keep)
+
+
+def hour_pieces(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """``[start, end)`` cut at UTC hour boundaries: what a long interval (after an
+    outage) is priced in, piece by piece, so each hour gets what was held in it."""
+    out = []
+    a = start
+    while a < end:
+        boundary = datetime.fromtimestamp((epoch_hour(a) + 1) * HOUR_SECONDS, UTC)
+        b = min(boundary, end)
+        out.append((a, b))
+        a = b
+    return out
 
 
 _TICK = datetime.resolution
@@ -209,20 +253,37 @@ the threshold pages once, not at every crossing."""
 ESCALATION = 2.0
 """An anomaly under way is raised again when its excess reaches this many times the
 largest so far: a runaway on top of a demand surge is news, another hour of it is not."""
-EPISODE_LOOKBACK_HOURS = 24
+EPISODE_LOOKBACK_HOURS = RETENTION_HOURS
+"""How far back an episode under way is followed: the whole history kept."""
 
 
 class Judge:
-    """One group's hours judged once each (a week's replay judges each hour many times)."""
+    """One group's hours judged once each (a week's replay judges each hour many times).
 
-    def __init__(self, values: Mapping[int, float], cfg: AnomalyConfig) -> None:
-        self.values, self.cfg = values, cfg
+    ``quiet(hour)`` says an anomalous hour was not raised for this group because
+    workloads raised it themselves (``detect_hours``): such an hour does not open or
+    extend the group's own episode, so a group-wide rise right after is still news."""
+
+    def __init__(
+        self,
+        values: Mapping[int, float],
+        cfg: AnomalyConfig,
+        quiet: Callable[[int], bool] | None = None,
+    ) -> None:
+        self.values, self.cfg, self.quiet = values, cfg, quiet
         self._excess: dict[int, float | None] = {}
 
     def excess(self, hour: int) -> float | None:
         if hour not in self._excess:
             self._excess[hour] = excess_of(self.values, hour, self.cfg)
         return self._excess[hour]
+
+    def _episode(self, hour: int) -> float | None:
+        """The hour's excess as far as this group's episodes go (None: normal)."""
+        e = self.excess(hour)
+        if e is not None and self.quiet is not None and self.quiet(hour):
+            return None
+        return e
 
     def raised(self, hour: int) -> bool:
         """Whether an anomaly is raised at ``hour``: it is anomalous, and no anomaly is
@@ -234,7 +295,9 @@ class Judge:
         before: list[float] = []
         normal = 0
         for h in range(hour - 1, hour - EPISODE_LOOKBACK_HOURS - 1, -1):
-            e = self.excess(h)
+            if h not in self.values:
+                break  # before the history: nothing was under way that it shows
+            e = self._episode(h)
             if e is not None:
                 before.append(e)
                 normal = 0
@@ -345,11 +408,16 @@ class SpendAnomaly:
 
     @property
     def severity(self) -> str:
-        """``info`` when spend followed demand (the top driver's cause is Demand: the unit
-        cost is as usual), ``warning`` otherwise: waste is what someone must act on."""
-        if self.drivers and self.drivers[0].cause is Cause.DEMAND:
-            return "info"
-        return "warning"
+        """``info`` when spend followed demand: the top driver's cause is Demand and its
+        cost per token rose by no more than ``RISE``. ``warning`` otherwise: waste is
+        what someone must act on."""
+        if not self.drivers or self.drivers[0].cause is not Cause.DEMAND:
+            return "warning"
+        top = self.drivers[0]
+        if not top.expected_tokens or top.tokens <= 0 or top.expected_usd <= 0:
+            return "warning"
+        unit = (top.usd / top.tokens) / (top.expected_usd / top.expected_tokens)
+        return "info" if unit <= RISE else "warning"
 
     @property
     def key(self) -> str:
@@ -358,6 +426,12 @@ class SpendAnomaly:
 
     @property
     def message(self) -> str:
+        """For the alert endpoints (the platform's): every driver named."""
+        return self.message_for(None)
+
+    def message_for(self, namespace: str | None) -> str:
+        """With ``namespace``, for an Event there: drivers in other namespaces (a team's
+        or model's may span tenants) are summed, not named."""
         ratio = f", {self.usd / self.expected_usd:.1f}x" if self.expected_usd > 0 else ""
         head = (
             f"{self.scope} {self.group} spent ${self.usd:,.2f} in the hour from "
@@ -366,11 +440,21 @@ class SpendAnomaly:
         )
         if not self.drivers:
             return head
-        shown = "; ".join(d.describe() for d in self.drivers[:3])
+        named = [
+            d for d in self.drivers if namespace is None or d.member.split("/", 1)[0] == namespace
+        ]
+        others = [d for d in self.drivers if d not in named]
+        shown = "; ".join(d.describe() for d in named[:3])
         if self.scope == WORKLOAD:
             shown = shown.split(": ", 1)[-1]
-        more = f"; and {len(self.drivers) - 3} more" if len(self.drivers) > 3 else ""
-        return f"{head}. {shown}{more}"
+        parts = [shown] if shown else []
+        if len(named) > 3:
+            parts.append(f"and {len(named) - 3} more")
+        if others:
+            spaces = len({d.member.split("/", 1)[0] for d in others})
+            where = "namespace" if spaces == 1 else "namespaces"
+            parts.append(f"+${sum(d.excess for d in others):,.2f} in {spaces} other {where}")
+        return f"{head}. " + "; ".join(parts)
 
 
 def _median_of(history: Mapping[int, HourSpend], hours: Iterable[int], what: str) -> float | None:
@@ -515,25 +599,53 @@ def detect_hours(
     if not cfg.enabled:
         return []
     groups = sorted(groups_of(members).items())
-    judges = {key: Judge(totals(histories.values()), cfg) for key, histories in groups}
+    workloads = {
+        group: Judge(totals(histories.values()), cfg)
+        for (scope, group), histories in groups
+        if scope == WORKLOAD
+    }
+    explained: dict[tuple[str, str, int], SpendAnomaly | None] = {}
+    by_key = dict(groups)
+
+    def explained_at(scope: str, group: str, hour: int) -> SpendAnomaly | None:
+        key = (scope, group, hour)
+        if key not in explained:
+            explained[key] = explain(scope, group, hour, by_key[(scope, group)], cfg)
+        return explained[key]
+
+    def covered(scope: str, group: str, hour: int) -> bool:
+        """Whether workloads anomalous on their own at ``hour`` account for half the
+        group's excess or more."""
+        anomaly = explained_at(scope, group, hour)
+        if anomaly is None:
+            return False
+        own = sum(
+            d.excess
+            for d in anomaly.drivers
+            if d.member in workloads and workloads[d.member].excess(hour) is not None
+        )
+        return own >= 0.5 * anomaly.excess
+
+    def quiet_for(scope: str, group: str) -> Callable[[int], bool]:
+        return lambda hour: covered(scope, group, hour)
+
+    judges: dict[tuple[str, str], Judge] = {}
+    for (scope, group), histories in groups:
+        judges[(scope, group)] = (
+            workloads[group]
+            if scope == WORKLOAD
+            else Judge(totals(histories.values()), cfg, quiet_for(scope, group))
+        )
     found = []
     for hour in hours:
-        anomalous = {
-            group
-            for (scope, group), _ in groups
-            if scope == WORKLOAD and judges[(scope, group)].excess(hour) is not None
-        }
-        for (scope, group), histories in groups:
+        for scope, group in judges:
             if not judges[(scope, group)].raised(hour):
                 continue
-            anomaly = explain(scope, group, hour, histories, cfg)
-            if anomaly is None:
+            if scope != WORKLOAD and covered(scope, group, hour):
                 continue
-            if scope != WORKLOAD:
-                covered = sum(d.excess for d in anomaly.drivers if d.member in anomalous)
-                if covered >= 0.5 * anomaly.excess:
-                    continue
-            found.append(anomaly)
+            anomaly = explained_at(scope, group, hour)
+            if anomaly is not None:
+                found.append(anomaly)
     return found
 
 
@@ -544,13 +656,16 @@ def with_hours(history: Iterable[HourSpend]) -> dict[int, HourSpend]:
 MAX_POOLS = 8
 
 
-def to_status(history: Sequence[HourSpend]) -> SpendHistory:
+def to_status(history: Sequence[HourSpend], recorded_until: datetime | None = None) -> SpendHistory:
     """``status.spendHistory``: the hours as lists from the first one kept, hours not
-    observed as zeros (bounded: 8 days, the 8 pools spent most on)."""
+    observed as zeros (bounded: the last 8 days, the 8 pools spent most on), and the
+    instant they are recorded up to."""
     if not history:
-        return SpendHistory()
-    first = history[0].hour
-    span = range(first, history[-1].hour + 1)
+        return SpendHistory(recorded_until=recorded_until)
+    last = history[-1].hour
+    first = max(history[0].hour, last - RETENTION_HOURS + 1)
+    history = [h for h in history if h.hour >= first]
+    span = range(first, last + 1)
     by_hour = with_hours(history)
     empty = HourSpend(0)
     hours = [by_hour.get(h, empty) for h in span]
@@ -559,26 +674,39 @@ def to_status(history: Sequence[HourSpend]) -> SpendHistory:
         for pool, usd in h.pools:
             spent[pool] = spent.get(pool, 0.0) + usd
     pools = [p for p, _ in _largest_first(spent)[:MAX_POOLS]]
-    desired = [h.desired_replica_hours for h in hours]
+    # The autoscaler's figure, as a mean over the whole observed hour, only where it is
+    # known for most of it; 0 (read back as unknown) elsewhere.
+    desired = [h.desired * h.observed_hours if h.desired is not None else None for h in hours]
     return SpendHistory(
         first_hour=hour_label(first),
-        observed_hours=[round(h.observed_hours, 4) for h in hours],
-        usd=[round(h.usd, 4) for h in hours],
-        gpu_hours=[round(h.gpu_hours, 4) for h in hours],
-        replica_hours=[round(h.replica_hours, 3) for h in hours],
+        recorded_until=recorded_until,
+        observed_hours=[_r(h.observed_hours, 4) for h in hours],
+        usd=[_r(h.usd, 4) for h in hours],
+        gpu_hours=[_r(h.gpu_hours, 4) for h in hours],
+        replica_hours=[_r(h.replica_hours, 3) for h in hours],
         desired_replica_hours=(
-            [round(d or 0.0, 3) for d in desired] if any(d is not None for d in desired) else None
+            [_r(d or 0.0, 3) for d in desired] if any(d is not None for d in desired) else None
         ),
-        tokens=[round(h.tokens) for h in hours],
-        usd_by_pool={p: [round(dict(h.pools).get(p, 0.0), 4) for h in hours] for p in pools},
+        tokens=[_r(h.tokens, 0) for h in hours],
+        usd_by_pool={p: [_r(dict(h.pools).get(p, 0.0), 4) for h in hours] for p in pools},
     )
 
 
-def from_status(kept: SpendHistory) -> tuple[HourSpend, ...]:
-    """The hours ``status.spendHistory`` holds; none when it is not what accounting
-    writes (lists of unequal length, negative or non-finite values)."""
+def _r(value: float, digits: int) -> float:
+    return round(value, digits) if math.isfinite(value) else 0.0
+
+
+def from_status(kept: SpendHistory, now: datetime) -> tuple[HourSpend, ...]:
+    """The hours ``status.spendHistory`` holds, those of the 8 days up to ``now`` only;
+    none when it is not what accounting writes (lists of unequal length, negative or
+    non-finite values, an hour that does not exist)."""
     if kept.first_hour is None:
         return ()
+    try:
+        first = parse_hour(kept.first_hour)
+    except ValueError:
+        return ()
+    latest = epoch_hour(now)
     n = len(kept.usd)
     lists = [kept.observed_hours, kept.usd, kept.gpu_hours, kept.replica_hours, kept.tokens,
              *kept.usd_by_pool.values()]  # fmt: skip
@@ -588,7 +716,6 @@ def from_status(kept: SpendHistory) -> tuple[HourSpend, ...]:
         return ()
     if not all(math.isfinite(x) and x >= 0 for v in lists for x in v):
         return ()
-    first = parse_hour(kept.first_hour)
     desired = kept.desired_replica_hours
     return tuple(
         HourSpend(
@@ -596,11 +723,11 @@ def from_status(kept: SpendHistory) -> tuple[HourSpend, ...]:
             kept.usd[i],
             kept.gpu_hours[i],
             kept.replica_hours[i],
-            desired[i] if desired is not None else None,
+            desired[i] if desired is not None and desired[i] > 0 else None,
             kept.tokens[i],
             min(kept.observed_hours[i], 1.0),
             _largest_first({p: v[i] for p, v in kept.usd_by_pool.items() if v[i] > 0}),
         )
         for i in range(n)
-        if kept.observed_hours[i] > 0
+        if kept.observed_hours[i] > 0 and latest - RETENTION_HOURS < first + i <= latest
     )
