@@ -88,6 +88,7 @@ class CorePolicy:
         self.name = name
         self.signal = signal
         self.settings = ScalingSettings.from_spec(spec)
+        self.coverage = coverage
         if coverage is not None:
             self.settings = replace(self.settings, coverage=coverage)
         self.workload = AIWorkloadSpec(
@@ -133,7 +134,7 @@ class CorePolicy:
         tick = InferenceTick(
             spec=self.workload, namespace="sim", generation=None, target=target, conflicts=(),
             now=view.now, conditions=self.conditions, observation=observation, forecast=point,
-            report=report,
+            report=report, headroom_coverage=self.coverage,
         )  # fmt: skip
         plan = plan_inference(tick, self.state, self.said)
         self.state, self.said, self.conditions = plan.state, plan.said, plan.conditions

@@ -34,7 +34,7 @@ PRECISION = 0.005
 COARSE = tuple(round(0.05 * i, 2) for i in range(1, 21))
 """0.05 to 1.00 by 0.05: the shape of each baseline's cost curve."""
 
-COVERAGE_GRID = (0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
+COVERAGE_GRID = (0.9, 0.95, 0.98, 0.99, 0.993, 0.995, 0.997, 0.999)
 """The gpufinops policies' knob: the share of demand the calibrated headroom covers
 (0.99 ships). A coarser search than the baselines': it can only overstate
 gpufinops' cost at an SLO, never understate it."""

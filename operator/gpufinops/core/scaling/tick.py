@@ -79,6 +79,9 @@ class InferenceTick:
     enforcement: Action | None = None
     """The budget enforcement the cost loop recorded in status (``recorded_enforcement``)."""
     paused: bool = False
+    headroom_coverage: float | None = None
+    """The calibrated headroom's coverage instead of the shipped one (the benchmark
+    sweeps it; the operator never sets it)."""
 
 
 @dataclass
@@ -187,8 +190,11 @@ class _Planner:
         spec, inference = tick.spec, tick.spec.inference
         assert inference is not None and tick.observation is not None
         peak = tick.forecast.peak if tick.forecast is not None else None
+        settings = ScalingSettings.from_spec(inference)
+        if tick.headroom_coverage is not None:
+            settings = replace(settings, coverage=tick.headroom_coverage)
         decision = decide(
-            ScalingSettings.from_spec(inference), self.state,
+            settings, self.state,
             Tick(tick.now, current.replicas, current.ready, tick.observation, peak),
         )  # fmt: skip
         self.state = decision.state
