@@ -186,8 +186,8 @@ def _yn(value: bool | None) -> str:
 def render(results: list[tuple[str, str, str]], sensitivity: list[str]) -> str:
     summary = [
         "| trace | days | gpufinops as shipped: GPU-h (SLO) "
-        "| at 0.95: gpufinops / keda / reactive GPU-h | gpufinops / keda, / reactive "
-        "| at 0.99 | ratios | at 0.999 | ratios | shipped meets 0.99 "
+        "| SLO 0.95: GPU-h of gpufinops / keda / reactive | ratio to keda / to reactive "
+        "| SLO 0.99: GPU-h | ratios | SLO 0.999: GPU-h | ratios | shipped meets 0.99 "
         "| CPU s, 6 policies (fits) |",
         "|---|---:|---:|---|---|---|---|---|---|---|---:|",
         *(row for _, row, _ in results),
