@@ -41,8 +41,14 @@ pytestmark = pytest.mark.usefixtures("training_state_on_timeout")
 
 @pytest.fixture(scope="module")
 def operator(
-    training_pools: None, kubeconfig: Path, training_config: Path, tmp_path_factory
+    training_pools: None, kubeconfig: Path, training_config: Path, tmp_path_factory, kubectl
 ) -> Iterator[RunningOperator]:
+    # JobSet's CRD is there before the operator, as in a cluster that runs JobSet: a CRD
+    # created while Kopf runs is served only once API discovery lists it, which Kopf
+    # learns from the CRD's own events and can miss (then only a restart serves it).
+    ok(kubectl("apply", "-f", "-", input=JOBSET_CRD))
+    ok(kubectl("wait", "crd/jobsets.jobset.x-k8s.io", "--for=condition=Established",
+               "--timeout=60s"))  # fmt: skip
     with start_operator(kubeconfig, training_config, tmp_path_factory.mktemp("training")) as op:
         yield op
 
