@@ -17,6 +17,7 @@ from gpufinops.core.cost.anomaly import (
     Cause,
     HourSpend,
     Interval,
+    Judge,
     Member,
     baseline,
     detect,
@@ -27,7 +28,6 @@ from gpufinops.core.cost.anomaly import (
     is_anomalous,
     parse_hour,
     record,
-    starts,
     to_status,
     with_hours,
 )
@@ -173,7 +173,7 @@ def test_an_anomaly_is_raised_when_it_starts_not_while_it_flaps_and_again_when_i
     values = _flat(10.0)
     for h, usd in ((2, 30.0), (3, 30.0), (4, 10.0), (5, 35.0), (6, 90.0), (7, 100.0), (12, 30.0)):
         values[_hour(7, h)] = usd
-    raised = [h for h in range(24) if starts(values, _hour(7, h), CFG)]
+    raised = [h for h in range(24) if Judge(values, CFG).raised(_hour(7, h))]
     # 02:00 starts it; 05:00 is the same episode after one normal hour; 06:00 tripled its
     # excess (80 against 25): raised again; 07:00 did not double; 12:00 is a new one.
     assert raised == [2, 6, 12]
@@ -327,7 +327,7 @@ def test_an_escalation_is_measured_against_the_whole_episode() -> None:
     for h in range(1, 29):
         values[_hour(8, h)] = 50.0  # +40 for 28 hours
     values[_hour(8, 29)] = 95.0  # +85: less than twice 100
-    raised = [h for h in range(30) if starts(values, _hour(8, h), CFG)]
+    raised = [h for h in range(30) if Judge(values, CFG).raised(_hour(8, h))]
     assert raised == [0]
 
 

@@ -466,7 +466,7 @@ class CostAccountant:
         rate = spent.usd_per_hour
         book.ref = view.ref
         try:
-            self._record_hours(view, spec, book, owned, pools, current, start, now)
+            self._record_hours(view, spec, book, owned, pools, current, (start, now, spent))
         except Exception as exc:  # the hourly history must never stop accounting
             log.warning("spend history of %s/%s not recorded: %s", view.namespace, view.name, exc)
         recommendations = self._recommend(view, spec, targets, book, owned, pools, now)
@@ -513,13 +513,13 @@ class CostAccountant:
         owned: Sequence[GpuPod],
         pools: Pools,
         current: int,
-        start: datetime,
-        now: datetime,
+        accounted: tuple[datetime, datetime, Charge],
     ) -> None:
         """Add what was held since the hours were last recorded, hour by hour from the
         pods' own start and end times: a restart, or an outage, re-records the gap
         exactly (as far as the pods are still known), and a failed status write
         records nothing twice (the hours have their own ``recorded_until``)."""
+        start, now, spent_then = accounted
         since = book.recorded_until or start
         since = max(since, now - timedelta(hours=RETENTION_HOURS))
         if since >= now:
@@ -528,14 +528,19 @@ class CostAccountant:
         inference = spec.inference is not None
         hours = book.hours
         for a, b in hour_pieces(since, now):
-            held = holdings(owned, pools, a, b)
-            spent = charge(held, self.prices, self.capacity_types)
-            seconds = (b - a).total_seconds()
-            replicas = (
-                float(current)
-                if live
-                else sum(1.0 * h.seconds for h in held if h.seconds > 0) / seconds
-            )  # catching up: pods held over the piece, one replica each
+            if live and (a, b) == (start, now):
+                # An ordinary pass within an hour: the interval this pass has just priced.
+                spent, replicas = spent_then, float(current)
+            else:
+                held = holdings(owned, pools, a, b)
+                spent = charge(held, self.prices, self.capacity_types)
+                # Catching up: pods held over the piece, one replica each.
+                seconds = (b - a).total_seconds()
+                replicas = (
+                    float(current)
+                    if live
+                    else sum(h.seconds for h in held if h.seconds > 0) / seconds
+                )
             desired = view.desired_replicas if live and inference else None
             tokens = book.tokens_per_second if live and inference else None
             hours = record(

@@ -308,11 +308,6 @@ class Judge:
         return not before or now >= ESCALATION * max(before)
 
 
-def starts(values: Mapping[int, float], hour: int, cfg: AnomalyConfig) -> bool:
-    """Whether an anomaly is raised at ``hour`` (see ``Judge.raised``)."""
-    return Judge(values, cfg).raised(hour)
-
-
 def totals(members: Iterable[Mapping[int, HourSpend]]) -> dict[int, float]:
     """A group's spend per hour: its members' summed, over the hours any of them saw."""
     out: dict[int, float] = {}
