@@ -24,6 +24,7 @@ from tests.support.operator import RunningOperator, running_operator
 from tests.support.polling import poll
 
 NS = "idle-test"
+TAINT = {"key": "gpufinops.dev/idle-shutdown", "value": "true", "effect": "NoSchedule"}
 
 
 def _deployment(kubectl, name: str, node: str, gpus: int, annotations=None, labels=None):
@@ -117,9 +118,26 @@ def test_a_crash_mid_drain_resumes_or_untaints(operator, kubectl) -> None:
     # Killed after tainting, and a GPU pod had landed meanwhile: un-taint, keep the node.
     add_node(kubectl, "idle-abort")
     _deployment(kubectl, "landed", "idle-abort", 1)
-    ok(kubectl("annotate", "node", "idle-abort", "gpufinops.dev/idle-shutdown-phase=Tainted"))
-    ok(kubectl("taint", "node", "idle-abort", "gpufinops.dev/idle-shutdown=true:NoSchedule"))
+    # Phase and taint in one write, as the crash left them (two writes would let the
+    # operator see a phase without the taint in between).
+    taints = json.loads(kubectl("get", "node", "idle-abort", "-o",
+                                "jsonpath={.spec.taints}").stdout or "[]")  # fmt: skip
+    crashed = {
+        "metadata": {"annotations": {"gpufinops.dev/idle-shutdown-phase": "Tainted"}},
+        "spec": {"taints": [*taints, TAINT]},
+    }
+    ok(kubectl("patch", "node", "idle-abort", "--type=merge", "-p", json.dumps(crashed)))
     poll(lambda: "gpufinops.dev/idle-shutdown" not in node_taints(kubectl, "idle-abort"),
          "the taint to be removed")  # fmt: skip
     assert node_exists(kubectl, "idle-abort")
     assert node_annotation(kubectl, "idle-abort", "gpufinops.dev/idle-shutdown-phase") == ""
+
+
+def test_our_taint_left_without_a_phase_is_lifted(operator, kubectl) -> None:
+    # The phase annotation edited away by hand: nothing would ever lift the taint.
+    add_node(kubectl, "idle-orphan")
+    _deployment(kubectl, "orphan-work", "idle-orphan", 1)
+    ok(kubectl("taint", "node", "idle-orphan", "gpufinops.dev/idle-shutdown=true:NoSchedule"))
+    poll(lambda: "gpufinops.dev/idle-shutdown" not in node_taints(kubectl, "idle-orphan"),
+         "the orphaned taint to be lifted")  # fmt: skip
+    assert node_exists(kubectl, "idle-orphan")

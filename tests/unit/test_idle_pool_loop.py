@@ -255,3 +255,16 @@ def test_a_drain_that_cannot_finish_is_given_back_after_its_timeout() -> None:
     assert (
         "gpufinops.dev/idle-shutdown-phase" not in actions.body("gpu-1")["metadata"]["annotations"]
     )
+
+
+def test_our_taint_left_without_a_recorded_phase_is_removed() -> None:
+    # The phase was lost (an annotation edited away, or written and cleared around a
+    # taint that landed later): nothing would ever take our taint off again.
+    busy = FakeNodeActions(node_body("gpu-1", {}, taint=True))
+    busy.pods["gpu-1"] = [pod_body("work", "gpu-1", gpus=1)]
+    loop = Loop(busy)
+    loop.tick()
+    assert busy.body("gpu-1")["spec"]["taints"] == [] and "gpu-1" in busy.nodes
+    assert loop.events == [EventReason.SHUTDOWN_ABORTED]
+    loop.tick(now=T0 + 30)
+    assert _taints(busy) == ["taint False"], "given back once, not every interval"

@@ -282,7 +282,7 @@ class PoolShutdown:
             since = None if plan.timer.since is None else f"{plan.timer.since:.3f}"
             if not await self._annotate(body, {IDLE_SINCE: since}):
                 return
-        if state.phase == Phase.NONE:
+        if state.phase == Phase.NONE and plan.step != Step.ABORT:
             self._report(body, plan.events)
             if plan.step == Step.DONE and not plan.reasons:
                 self._reported.pop(_uid(body), None)
@@ -301,7 +301,7 @@ class PoolShutdown:
             if fresh is None:
                 return
             body, state = fresh
-            if state.phase == Phase.NONE:
+            if state.phase == Phase.NONE and not state.node.idle_tainted:
                 if plan.step != Step.TAINT or not await self._taint(body, state, policy, now):
                     return
                 continue

@@ -223,6 +223,10 @@ def advance(state: NodeState, policy: PoolPolicy, now: float, stepped: float = 0
     idle, timer = observe(state, now, stepped)
     if node.being_deleted:
         return NodePlan(node.name, idle, timer, Step.AWAIT_REMOVAL, phase)
+    if phase == Phase.NONE:
+        # Our taint with no phase recorded: the record was lost (edited away, or
+        # cleared around a taint that landed later). Nothing would ever lift it.
+        return _abort(state, idle, timer, ["our taint was left without a recorded phase"])
     requested = state.removal_requested
     if requested is not None and phase == Phase.SHUTTING_DOWN:
         released = policy.releases_after_seconds
@@ -295,7 +299,10 @@ def plan_pool(
     or a slow provider never lets more nodes go at once than the budget allows.
     A node the provider refuses is no candidate: it never holds the budget.
     """
-    in_progress = {s.node.name for s in states if s.phase != Phase.NONE or s.node.being_deleted}
+    in_progress = {
+        s.node.name for s in states
+        if s.phase != Phase.NONE or s.node.being_deleted or s.node.idle_tainted
+    }  # fmt: skip
     not_ready = sum(1 for s in states if not s.node.ready and s.node.name not in in_progress)
     allowance = disruption_allowance(
         len(states), max_percent=policy.max_percent, max_nodes=policy.max_nodes_per_interval,
