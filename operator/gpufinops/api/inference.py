@@ -1,6 +1,7 @@
 """The Inference section: autoscaling a GPU serving Deployment on its request queue."""
 
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -232,6 +233,90 @@ class Fallback(ApiModel):
     )
 
 
+PoolName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+
+
+class SpotOverprovision(ApiModel):
+    """Spot replicas run beyond those needed, so a preemption costs no capacity while
+    its replacements start."""
+
+    min_extra_replicas: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="Extra spot replicas always run (SpotHedge's fixed over-provisioning).",
+    )
+    by_preemption_rate: bool = Field(
+        default=True,
+        description="Add the spot replicas expected to be preempted before a replacement "
+        "would be ready, from each pool's observed preemption rate (status.spot.pools).",
+    )
+
+
+class SpotInference(ApiModel):
+    """Serve part of the replicas from spot GPU pools: an on-demand base, spot above it
+    spread over several pools, replaced by on-demand while spot is short.
+
+    The scaled Deployment keeps the on-demand replicas; for each spot pool the operator
+    runs a copy of it (``<target>-spot-<pool>``, owned by the AIWorkload) pinned to
+    that pool, so the Service in front of the Deployment serves them all."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel(
+            rule(
+                "self.pools.all(p, self.pools.exists_one(q, q == p))",
+                "pools must not repeat a pool",
+                ".pools",
+            )
+        )
+    )
+
+    pools: list[PoolName] = Field(
+        min_length=1,
+        max_length=8,
+        description="Spot node pools of the operator config (capacityType spot) to spread "
+        "spot replicas over, e.g. one per zone. A pool must admit this namespace.",
+    )
+    on_demand_base_replicas: int = Field(
+        default=1,
+        ge=0,
+        le=10000,
+        description="Replicas always kept on on-demand: size it for the traffic that must be "
+        "served through a preemption, until replacements are ready.",
+    )
+    on_demand_percent_above_base: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="Share (0-100) of the replicas above the base also kept on on-demand.",
+    )
+    overprovision: SpotOverprovision = Field(
+        default_factory=SpotOverprovision,
+        json_schema_extra={"default": {}},
+        description="Spot replicas run beyond those needed.",
+    )
+    unavailable_seconds: int = Field(
+        default=900,
+        ge=60,
+        le=86400,
+        description="How long a pool is left alone after it was interrupted or could not "
+        "place a replica; its share goes to the other pools, or to on-demand.",
+    )
+    pending_timeout_seconds: int = Field(
+        default=180,
+        ge=10,
+        le=3600,
+        description="A spot replica unschedulable this long marks its pool as short of spot.",
+    )
+
+    @field_validator("pools")
+    @classmethod
+    def _unique(cls, pools: list[str]) -> list[str]:
+        if len(set(pools)) != len(pools):
+            raise ValueError("pools must not repeat a pool")
+        return pools
+
+
 _INFERENCE_RULES = cel(
     rule(
         "self.minReplicas <= self.maxReplicas",
@@ -308,6 +393,10 @@ class Inference(ApiModel):
     )
     fallback: Fallback | None = Field(
         default=None, description="Behaviour while metrics cannot be read."
+    )
+    spot: SpotInference | None = Field(
+        default=None,
+        description="Serve replicas above an on-demand base from spot GPU pools.",
     )
 
     @model_validator(mode="after")

@@ -1,0 +1,310 @@
+"""Where an inference service's replicas run: an on-demand base, spot above it.
+
+The replica count comes from the scaling core (``tick.plan_inference``); this
+module only splits it over capacity classes, once per tick, from what each spot
+pool has shown:
+
+- **Base.** ``onDemandBaseReplicas`` plus ``onDemandPercentAboveBase`` of the rest
+  stay on on-demand: what must be served through a preemption.
+- **Spread.** The spot share is spread evenly over the pools that are available
+  (the least preempted first for the remainder), so a zone's preemption takes a
+  fraction of the service, not all of it.
+- **Over-provisioning.** Each pool gets extra replicas for those expected to be
+  preempted before a replacement is ready: a pool's preemptions come as events
+  (a zone running dry takes every replica there at once), so with ``r`` events
+  per hour and a replacement taking ``H`` seconds, the chance the pool is hit
+  within ``H`` is ``1 - exp(-r H / 3600)`` and the replicas expected lost are
+  that times its share; their sum, rounded, is added (to the least preempted
+  pools). ``minExtraReplicas`` is a floor, as SpotHedge's fixed over-provisioning.
+- **Unavailable pools.** A pool interrupted (a node of it tainted with an
+  interruption notice) or unable to place a replica for ``pendingTimeoutSeconds``
+  is left alone for ``unavailableSeconds``: it gets no new replicas; its healthy
+  ones stay.
+- **Fallback.** Spot replicas needed but not healthy (pending, noticed, in a pool
+  that is short) are run on on-demand until spot ones are ready again. Fallback
+  rises at once and falls only as spot replicas become *ready*, never on spot
+  replicas still starting, so a spot recovery never opens a capacity gap.
+- **Drain.** Replicas on a node under an interruption notice are not counted as
+  healthy and are named in the plan, so the executor removes them first while
+  their replacements start.
+
+Pure: counts, timestamps and settings in, a plan out.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from gpufinops.api.inference import SpotInference
+from gpufinops.core.events import EventReason
+
+PRIOR_PREEMPTIONS_PER_HOUR = 0.05
+"""Assumed preemption events per pool-hour before a pool has been watched: a few a
+day, as the published spot traces show for GPU instances; the pool's own record
+replaces it as its hours grow (``preemption_rate``)."""
+PRIOR_HOURS = 4.0
+"""Weight of that assumption, in pool-hours of observation."""
+RATE_WINDOW_SECONDS = 7 * 86400
+"""Preemptions older than this are forgotten."""
+MAX_REMEMBERED = 50
+"""Preemption instants kept per pool (status stays bounded)."""
+INTERRUPTED = "Interrupted"
+NO_CAPACITY = "NoCapacity"
+
+
+@dataclass(frozen=True)
+class SpotSettings:
+    pools: tuple[str, ...]
+    on_demand_base: int = 1
+    on_demand_percent: int = 0
+    min_extra: int = 0
+    by_preemption_rate: bool = True
+    unavailable_seconds: float = 900.0
+    pending_timeout_seconds: float = 180.0
+    replacement_seconds: float = 180.0
+    """Time for a replacement replica to be ready (the forecast lead time: node, image
+    and model load)."""
+
+    @classmethod
+    def from_spec(cls, spec: SpotInference, replacement_seconds: float) -> SpotSettings:
+        return cls(
+            pools=tuple(spec.pools),
+            on_demand_base=spec.on_demand_base_replicas,
+            on_demand_percent=spec.on_demand_percent_above_base,
+            min_extra=spec.overprovision.min_extra_replicas,
+            by_preemption_rate=spec.overprovision.by_preemption_rate,
+            unavailable_seconds=float(spec.unavailable_seconds),
+            pending_timeout_seconds=float(spec.pending_timeout_seconds),
+            replacement_seconds=max(float(replacement_seconds), 0.0),
+        )
+
+
+@dataclass(frozen=True)
+class PoolRecord:
+    """What is remembered of a spot pool across ticks (status.spot.pools)."""
+
+    preemptions: tuple[float, ...] = ()
+    """Instants (epoch s) of its preemption events, oldest first."""
+    watched_since: float | None = None
+    """When this workload began to run spot replicas in it: the rate's denominator."""
+    unavailable_until: float | None = None
+    reason: str = ""
+    """Why it is unavailable: ``Interrupted`` or ``NoCapacity``."""
+
+
+@dataclass(frozen=True)
+class PoolObservation:
+    """A spot pool's replicas of this workload now (from the pods and their nodes)."""
+
+    ready: int = 0
+    starting: int = 0
+    """Scheduled, not ready yet."""
+    pending: int = 0
+    """Not scheduled."""
+    pending_since: float | None = None
+    """The oldest unscheduled replica's creation (epoch s)."""
+    noticed: tuple[str, ...] = ()
+    """Pods on nodes under an interruption notice."""
+    notice_reason: str = ""
+
+
+@dataclass(frozen=True)
+class OnDemandObservation:
+    replicas: int = 0
+    """Replicas of the scaled object now (its spec)."""
+    ready: int = 0
+
+
+@dataclass(frozen=True)
+class SpotEvent:
+    type: str
+    reason: EventReason
+    message: str
+
+
+@dataclass(frozen=True)
+class SpotPlan:
+    on_demand: int
+    """Replicas of the scaled object (the on-demand class)."""
+    spot: Mapping[str, int]
+    """Replicas per spot pool."""
+    base: int
+    fallback: int
+    """On-demand replicas standing in for spot ones."""
+    extra: int
+    """Spot replicas over the need (over-provisioning)."""
+    drain: tuple[str, ...]
+    """Pods to remove first: on nodes under an interruption notice."""
+    records: Mapping[str, PoolRecord]
+    events: tuple[SpotEvent, ...] = field(default=())
+
+    @property
+    def total(self) -> int:
+        return self.on_demand + sum(self.spot.values())
+
+
+def preemption_rate(record: PoolRecord, now: float) -> float:
+    """Preemption events per hour in the pool: its record with a prior, as a
+    gamma-Poisson mean, so a pool never watched is neither trusted nor shunned."""
+    recent = [t for t in record.preemptions if now - t <= RATE_WINDOW_SECONDS]
+    hours = 0.0
+    if record.watched_since is not None:
+        hours = max(0.0, min(now - record.watched_since, RATE_WINDOW_SECONDS)) / 3600.0
+    return (len(recent) + PRIOR_PREEMPTIONS_PER_HOUR * PRIOR_HOURS) / (hours + PRIOR_HOURS)
+
+
+def hit_probability(rate_per_hour: float, seconds: float) -> float:
+    """Chance a pool with ``rate_per_hour`` preemption events has one within ``seconds``."""
+    return 1.0 - math.exp(-max(rate_per_hour, 0.0) * max(seconds, 0.0) / 3600.0)
+
+
+def split_base(desired: int, settings: SpotSettings) -> tuple[int, int]:
+    """(on-demand base, spot need) of ``desired`` replicas."""
+    base = min(desired, settings.on_demand_base)
+    above = desired - base
+    kept = math.ceil(above * settings.on_demand_percent / 100 - 1e-9)
+    return base + kept, above - kept
+
+
+def spread(count: int, pools: Sequence[str], order: Mapping[str, float]) -> dict[str, int]:
+    """``count`` replicas evenly over ``pools``; the remainder to the lowest ``order``."""
+    if not pools:
+        return {}
+    ranked = sorted(pools, key=lambda p: (order.get(p, 0.0), pools.index(p)))
+    each, left = divmod(max(count, 0), len(ranked))
+    return {p: each + (1 if i < left else 0) for i, p in enumerate(ranked)}
+
+
+def _remember(
+    record: PoolRecord, observed: PoolObservation, settings: SpotSettings, now: float
+) -> tuple[PoolRecord, SpotEvent | None]:
+    """The pool's record after what was seen now, and an Event when it became
+    unavailable."""
+    preemptions = tuple(t for t in record.preemptions if now - t <= RATE_WINDOW_SECONDS)
+    watched = record.watched_since
+    if watched is None and observed.ready + observed.starting + observed.pending > 0:
+        watched = now
+    until, reason = record.unavailable_until, record.reason
+    if until is not None and until <= now:
+        until, reason = None, ""
+    event = None
+    if observed.noticed:
+        if until is None or reason != INTERRUPTED:
+            # One event per interruption, however many ticks its notice is seen.
+            preemptions = (*preemptions, now)[-MAX_REMEMBERED:]
+            message = (
+                f"{len(observed.noticed)} replica(s) under an interruption notice "
+                f"({observed.notice_reason or 'interruption taint'}): drained and replaced; "
+                f"no new replicas there for {settings.unavailable_seconds:.0f}s"
+            )
+            event = SpotEvent("Warning", EventReason.SPOT_INTERRUPTED, message)
+        until, reason = now + settings.unavailable_seconds, INTERRUPTED
+    elif _stuck(observed, settings, now):
+        assert observed.pending_since is not None
+        if until is None:
+            message = (
+                f"{observed.pending} spot replica(s) unschedulable for "
+                f"{now - observed.pending_since:.0f}s: no spot capacity; no new replicas "
+                f"there for {settings.unavailable_seconds:.0f}s"
+            )
+            event = SpotEvent("Warning", EventReason.SPOT_UNAVAILABLE, message)
+            until, reason = now + settings.unavailable_seconds, NO_CAPACITY
+    return PoolRecord(preemptions, watched, until, reason), event
+
+
+def _stuck(observed: PoolObservation, settings: SpotSettings, now: float) -> bool:
+    return (
+        observed.pending > 0
+        and observed.pending_since is not None
+        and now - observed.pending_since >= settings.pending_timeout_seconds
+    )
+
+
+def plan_spot(
+    desired: int,
+    settings: SpotSettings,
+    on_demand: OnDemandObservation,
+    pools: Mapping[str, PoolObservation],
+    records: Mapping[str, PoolRecord],
+    now: float,
+) -> SpotPlan:
+    """Split ``desired`` replicas over on-demand and the spot pools, for this tick.
+
+    ``pools`` counts each pool's replicas of this workload; replicas under a notice
+    are in ``noticed`` only, never in ``ready``, ``starting`` or ``pending``.
+    """
+    desired = max(int(desired), 0)
+    base, need = split_base(desired, settings)
+    events: list[SpotEvent] = []
+    recs: dict[str, PoolRecord] = {}
+    rates: dict[str, float] = {}
+    seen = {p: pools.get(p, PoolObservation()) for p in settings.pools}
+    for name in settings.pools:
+        record, event = _remember(records.get(name, PoolRecord()), seen[name], settings, now)
+        recs[name] = record
+        rates[name] = preemption_rate(record, now)
+        if event is not None:
+            events.append(SpotEvent(event.type, event.reason, f"pool {name}: {event.message}"))
+    available = [p for p in settings.pools if recs[p].unavailable_until is None]
+    healthy = {p: seen[p].ready + seen[p].starting for p in settings.pools}
+    # A pool short of capacity keeps (and counts) its healthy replicas; an interrupted
+    # one keeps them too, but they are at risk, so the need is placed elsewhere anyway.
+    spot: dict[str, int] = {}
+    counted = 0
+    for pool in settings.pools:
+        if recs[pool].unavailable_until is not None:
+            spot[pool] = min(healthy[pool], need)
+            if recs[pool].reason == NO_CAPACITY:
+                counted += spot[pool]
+    placed = max(0, need - counted)
+    shares = spread(placed, available, rates)
+    expected = 0.0
+    if settings.by_preemption_rate:
+        expected = sum(
+            share * hit_probability(rates[pool], settings.replacement_seconds)
+            for pool, share in shares.items()
+        )
+    count = max(math.floor(expected + 0.5), settings.min_extra) if placed > 0 else 0
+    # Extra replicas go to the least preempted pools first.
+    extra = spread(count, available, rates)
+    for pool, share in shares.items():
+        spot[pool] = share + extra.get(pool, 0)
+    # Spot replicas that serve now, and those that will: in an available pool, all it
+    # is asked for (a replacement on-demand would take as long to start; the
+    # over-provisioning covers the wait) until its pending timeout says otherwise;
+    # elsewhere, its healthy ones.
+    serving_now = serving_soon = 0
+    for pool in settings.pools:
+        stuck = _stuck(seen[pool], settings, now)
+        coming = spot[pool] if pool in shares and not stuck else healthy[pool]
+        kept = min(spot[pool], need)
+        serving_now += min(seen[pool].ready, kept)
+        serving_soon += min(coming, kept)
+    serving_now, serving_soon = min(serving_now, need), min(serving_soon, need)
+    current_fallback = max(0, on_demand.replicas - base)
+    # Rise at once for what will not serve; fall only as spot replicas are ready.
+    fallback = min(max(current_fallback, need - serving_soon), need - serving_now)
+    drain = tuple(pod for p in settings.pools for pod in seen[p].noticed)
+    if fallback > current_fallback:
+        events.append(SpotEvent(
+            "Normal", EventReason.SPOT_FALLBACK,
+            f"{fallback} on-demand replica(s) stand in for spot replicas not serving "
+            f"({need - serving_soon} of {need} short)",
+        ))  # fmt: skip
+    elif current_fallback > 0 and fallback == 0 and need > 0:
+        events.append(SpotEvent(
+            "Normal", EventReason.SPOT_RECOVERED,
+            f"spot replicas are ready again; {current_fallback} on-demand stand-in(s) removed",
+        ))  # fmt: skip
+    return SpotPlan(
+        on_demand=base + fallback,
+        spot=spot,
+        base=base,
+        fallback=fallback,
+        extra=sum(extra.values()),
+        drain=drain,
+        records=recs,
+        events=tuple(events),
+    )
