@@ -319,3 +319,22 @@ def test_a_forged_history_is_not_believed() -> None:
     history = SpendHistory.model_validate(cluster.status["spendHistory"])
     assert history.first_hour == "2026-11-27T10:00Z"  # recorded afresh
     assert len(history.usd) == 2
+
+
+def test_the_report_reads_the_history_as_the_operator_does() -> None:
+    from gpufinops.cli.report import build_report
+
+    kept = ()
+    for h in range(8 * 24):
+        start = T0 - timedelta(days=8) + timedelta(hours=h)
+        replicas = 8 if h == 7 * 24 + 3 else 2
+        kept = record(kept, Interval(start, start + timedelta(hours=1),
+                                     {"l4": 2.0 * replicas}, replicas, replicas, 2))  # fmt: skip
+    good = to_status(kept, T0).to_wire()
+    # Not what accounting writes: no instant recorded, or one in the future. The
+    # operator records afresh over such a history; the report must not judge it.
+    for broken in ({k: v for k, v in good.items() if k != "recordedUntil"},
+                   {**good, "recordedUntil": "2099-01-01T00:00:00Z"}):  # fmt: skip
+        objects = [{"metadata": {"namespace": "ml", "name": "chat"}, "spec": SPEC,
+                    "status": {"spendHistory": broken}}]  # fmt: skip
+        assert build_report(objects, T0, "UTC").anomalies == []

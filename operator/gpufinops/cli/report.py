@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from gpufinops.api.status import CostStatus, ObservedUsage, Recommendation, SpendHistory
+from gpufinops.api.status import CostStatus, ObservedUsage, Recommendation
 from gpufinops.config.model import AnomalyConfig, ConfigError, FocusConfig, load_config
 from gpufinops.core.cost.accounting import (
     UNSET,
@@ -50,8 +50,8 @@ from gpufinops.core.cost.anomaly import (
     SpendAnomaly,
     detect_hours,
     epoch_hour,
-    from_status,
     hour_label,
+    read_history,
     with_hours,
 )
 from gpufinops.core.cost.periods import month_bounds, next_day_start, zone
@@ -235,12 +235,8 @@ ANOMALY_WINDOW_HOURS = 7 * 24
 def _member(obj: Mapping[str, Any], now: datetime) -> Member | None:
     """The workload as spend anomalies judge it; None without a readable history."""
     meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
-    raw = (obj.get("status") or {}).get("spendHistory")
-    if not isinstance(raw, dict):
-        return None
-    try:
-        hours = from_status(SpendHistory.model_validate(raw), now)
-    except (ValidationError, ValueError):
+    hours, _ = read_history((obj.get("status") or {}).get("spendHistory"), now)
+    if not hours:
         return None
     a = spec.get("costAllocation") or {}
     name = f"{meta.get('namespace', '')}/{meta.get('name', '')}"

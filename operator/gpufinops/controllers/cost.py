@@ -41,7 +41,7 @@ from gpufinops.adapters.allocations import (
 )
 from gpufinops.adapters.status import without_nulls
 from gpufinops.api.spec import AIWorkloadSpec
-from gpufinops.api.status import BudgetState, CostStatus, ObservedUsage, SpendHistory
+from gpufinops.api.status import BudgetState, CostStatus, ObservedUsage
 from gpufinops.config.model import OperatorConfig
 from gpufinops.core.cost.accounting import (
     IDLE,
@@ -66,10 +66,10 @@ from gpufinops.core.cost.anomaly import (
     SpendAnomaly,
     detect_hours,
     epoch_hour,
-    from_status,
     hour_label,
     hour_pieces,
     parse_hour,
+    read_history,
     record,
     to_status,
     with_hours,
@@ -229,17 +229,7 @@ def _observed(view: WorkloadView) -> tuple[Usage, float | None]:
 def _history(view: WorkloadView, now: datetime) -> tuple[tuple[HourSpend, ...], datetime | None]:
     """The hours a previous process recorded and the instant they reach (none, and
     None, when status holds no history this operator wrote)."""
-    if not view.spend_history:
-        return (), None
-    try:
-        kept = SpendHistory.model_validate(view.spend_history)
-        hours = from_status(kept, now)
-    except (ValidationError, ValueError):
-        return (), None
-    until = kept.recorded_until
-    if not hours or until is None or until.tzinfo is None or until > now:
-        return (), None  # not what accounting writes: record afresh from now
-    return hours, until
+    return read_history(view.spend_history, now)
 
 
 def _later(a: datetime | None, b: datetime | None) -> bool:

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from pydantic import ValidationError
+
 from gpufinops.api.status import SpendHistory
 from gpufinops.config.model import AnomalyConfig
 
@@ -726,3 +728,21 @@ def from_status(kept: SpendHistory, now: datetime) -> tuple[HourSpend, ...]:
         for i in range(n)
         if kept.observed_hours[i] > 0 and latest - RETENTION_HOURS < first + i <= latest
     )
+
+
+def read_history(raw: object, now: datetime) -> tuple[tuple[HourSpend, ...], datetime | None]:
+    """``status.spendHistory`` as written by accounting: its hours and the instant they
+    are recorded up to; none, and None, for anything else (no or a future
+    ``recordedUntil``, malformed lists). The one reader: the operator records afresh
+    over what it refuses, and the report judges only what the operator would."""
+    if not isinstance(raw, Mapping) or not raw:
+        return (), None
+    try:
+        kept = SpendHistory.model_validate(raw)
+        hours = from_status(kept, now)
+    except (ValidationError, ValueError):
+        return (), None
+    until = kept.recorded_until
+    if not hours or until is None or until.tzinfo is None or until > now:
+        return (), None
+    return hours, until
