@@ -46,7 +46,9 @@ def _deployment(kubectl, name: str, node: str, gpus: int, annotations=None, labe
 
 @pytest.fixture(scope="module")
 def workloads(kubectl) -> Iterator[None]:
-    kubectl("create", "namespace", NS)
+    # A run just before may still be deleting it (teardown does not wait).
+    kubectl("wait", "--for=delete", f"namespace/{NS}", "--timeout=120s")
+    ok(kubectl("create", "namespace", NS))
     for node in ("idle-empty", "idle-pdb", "idle-dnd", "idle-busy"):
         add_node(kubectl, node)
     # a CPU pod whose PodDisruptionBudget allows no disruption
