@@ -4,6 +4,7 @@ status round trip, and the spec checks (the plan itself: test_spot_inference_pla
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -23,12 +24,15 @@ from gpufinops.adapters.spot_children import (
 from gpufinops.api.inference import SpotInference
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.config.model import OperatorConfig
+from gpufinops.controllers.inference import Effects, InferenceController, SpotWiring
 from gpufinops.controllers.spot import SpotReplicas, read_spot_status
+from gpufinops.core.scaling.observation import Observation
 from gpufinops.core.scaling.spot import PoolObservation
+from gpufinops.core.scaling.target import TargetView
 from gpufinops.core.tenancy import NamespaceView, spot_problems
 
 NOW = 1_800_000_000.0
-TARGET = {
+TARGET: dict[str, Any] = {
     "metadata": {"name": "llm", "namespace": "ns", "resourceVersion": "7"},
     "spec": {
         "replicas": 1,
@@ -57,7 +61,7 @@ def pod(name: str, pool: str, node: str | None, ready: bool = True, **meta: Any)
 
 
 def test_pods_are_counted_per_pool_and_those_on_noticed_or_lost_nodes_apart() -> None:
-    cost = {"annotations": {DELETION_COST_ANNOTATION: NOTICED_DELETION_COST}}
+    cost: dict[str, Any] = {"annotations": {DELETION_COST_ANNOTATION: NOTICED_DELETION_COST}}
     pods = [
         pod("a1", "a", "n1"),
         pod("a2", "a", "n1", ready=False),
@@ -97,7 +101,7 @@ def test_a_child_copies_the_template_pinned_to_its_pool_with_selectors_apart() -
     assert pod_spec["nodeSelector"] == {"pool": "spot-a"}
     assert pod_spec["tolerations"] == [{"key": "gpu", "operator": "Exists"},
                                        {"key": "spot", "operator": "Exists"}]  # fmt: skip
-    assert TARGET["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "on-demand"}  # type: ignore[index]
+    assert TARGET["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "on-demand"}
     changed = {**TARGET, "spec": {**TARGET["spec"], "template": {"metadata": {}, "spec": {}}}}
     again = child_manifest(changed, placement, Owner("llm", "uid-1"), 3)
     hash_key = "gpufinops.dev/template-hash"
@@ -238,3 +242,67 @@ def test_spot_needs_a_deployment_and_spot_pools_open_to_the_namespace() -> None:
     assert "not defined" in found["spec.inference.spot.pools[2]"]
     assert "not open to namespace team-a" in found["spec.inference.spot.pools[3]"]
     assert spot_problems(spec(["sb"]), NamespaceView("g", {"tier": "gold"}), CONFIG) == []
+
+
+# ------------------------------------------------------------- the Inference loop
+
+
+class ReadingPort(FakePort):
+    """A port whose read answers ``reading`` (an exception is raised)."""
+
+    def __init__(self, reading: SpotReading | Exception | None) -> None:
+        super().__init__()
+        self.reading = reading
+
+    def read(self) -> SpotReading | None:
+        if isinstance(self.reading, Exception):
+            raise self.reading
+        return self.reading
+
+
+class Signals:
+    def observe(self) -> Observation:
+        return Observation(queue_depth=0, arrival_rate=55)
+
+    def demand_history(self, now: float) -> None:
+        return None
+
+
+def loop(port: ReadingPort, scaled: list[int], events: list[str]) -> InferenceController:
+    effects = Effects(scale=scaled.append, write_status=lambda patch: None,
+                      post_event=lambda t, r, m: events.append(r))  # fmt: skip
+    c = InferenceController("ns", "w", Signals(), effects, None, NOW, 2)
+    c.use_spot(SpotWiring(port=port, placements=lambda pools: {p: PLACES[p] for p in pools}))
+    return c
+
+
+SPOT_SPEC = AIWorkloadSpec.model_validate({
+    "type": "Inference", "costAllocation": {"team": "t"},
+    "inference": {"targetRef": {"name": "llm"}, "maxReplicas": 10, "capacityPerReplica": 10,
+                  "forecast": {"enabled": False},
+                  "spot": {"pools": ["a", "b"], "overprovision": {"byPreemptionRate": False}}},
+})  # fmt: skip
+VIEW = TargetView(replicas=2, ready=2, selector="app=llm", generation=1)
+
+
+def test_the_loop_splits_its_decision_over_the_classes_instead_of_scaling_the_target() -> None:
+    port, scaled, events = ReadingPort(SpotReading(target=TARGET)), list[int](), list[str]()
+    asyncio.run(loop(port, scaled, events).tick(SPOT_SPEC, 1, VIEW, [], NOW))
+    assert scaled == []  # never the plain scale of the target
+    # The service runs the target's 1 replica; 6 are needed, a scale-up step allows 5:
+    # the on-demand base of 1 and 4 spot, 2 per pool. Until they start nothing stands
+    # in (an on-demand replica would start no sooner), so the target stays as it is.
+    assert port.calls == [("child", "a", 2), ("child", "b", 2)]
+    assert "ScaledUp" in events
+
+
+def test_a_failed_or_empty_read_decides_nothing() -> None:
+    for answer in (RuntimeError("API server away"), None):
+        port, scaled, events = ReadingPort(answer), list[int](), list[str]()
+        c = loop(port, scaled, events)
+        try:
+            result = asyncio.run(c.tick(SPOT_SPEC, 1, VIEW, [], NOW))
+        except RuntimeError:
+            result = None
+        assert result is None or result.decision is None
+        assert scaled == [] and port.calls == [] and events == []

@@ -231,6 +231,10 @@ class InferenceController:
             self.conditions = read_conditions(latest_status)
         labels = (self.namespace, self.name)
         reading = await self._read_spot(spec, deployment)
+        if reading is None and self._expects_spot(spec, deployment):
+            # Listed a moment ago, gone now: nothing is decided from half a service (a
+            # plain scale of the target would ignore the children).
+            return TickResult(None, "target not found")
         if reading is not None and isinstance(deployment, TargetView):
             # The service is one service: the target and its spot children together.
             deployment = self.spot.service_view(deployment, reading)
@@ -282,13 +286,19 @@ class InferenceController:
     ) -> SpotReading | None:
         """The children as they are, when there are (or may be) any; a failed read
         raises, so the tick decides nothing from a partial view."""
+        if self.spot_wiring is None or not self._expects_spot(spec, target):
+            return None
+        return await asyncio.to_thread(self.spot_wiring.port.read)
+
+    def _expects_spot(
+        self, spec: AIWorkloadSpec, target: TargetView | TargetUnavailable | None
+    ) -> bool:
+        """Whether the service has (or may have) spot children: ``spot`` is set, or was
+        and its children are not folded back yet."""
         assert spec.inference is not None
-        wiring = self.spot_wiring
-        if wiring is None or not isinstance(target, TargetView):
-            return None
-        if spec.inference.spot is None and not self.spot.present:
-            return None
-        return await asyncio.to_thread(wiring.port.read)
+        if self.spot_wiring is None or not isinstance(target, TargetView):
+            return False
+        return spec.inference.spot is not None or self.spot.present
 
     async def _carry_out_spot(
         self,
