@@ -41,6 +41,7 @@ has the table. */}}
   - apiGroups: [apps]
     resources: [deployments/scale]
     verbs: [patch]
+  {{- if .Values.rbac.spotInference }}
   # Spot replicas (spec.inference.spot): the target's pod template is read, and
   # one child Deployment per spot pool, owned by the AIWorkload, is created, kept
   # in sync with it (update) and deleted when its pool is unlisted or spot removed.
@@ -57,6 +58,7 @@ has the table. */}}
   - apiGroups: [""]
     resources: [pods/eviction]
     verbs: [create]
+  {{- end }}
   # Experiment sandboxes: StatefulSet targets (index), scaled to zero when idle.
   - apiGroups: [apps]
     resources: [statefulsets]
