@@ -80,6 +80,7 @@ BINDINGS = {
 }
 NOTEBOOK = "alices-notebook"  # a StatefulSet alice may scale
 ALICES_JOB = "alices-job"  # a Job alice may update
+ALICES_SERVER = "alices-server"  # a Deployment alice may scale, not create
 
 
 def _own_targets(namespace: str) -> str:
@@ -95,6 +96,12 @@ def _own_targets(namespace: str) -> str:
                         "apiGroups": ["apps"],
                         "resources": ["statefulsets/scale"],
                         "resourceNames": [NOTEBOOK],
+                        "verbs": ["get", "update", "patch"],
+                    },
+                    {
+                        "apiGroups": ["apps"],
+                        "resources": ["deployments/scale"],
+                        "resourceNames": [ALICES_SERVER],
                         "verbs": ["get", "update", "patch"],
                     },
                     {
@@ -222,6 +229,7 @@ def _wait_for_rbac(kubectl: KubectlRun) -> None:
             ("alice", f"create {AIW} -n {SEARCH}"),
             ("alice", f"create {AIW} -n {RESEARCH}"),
             ("alice", f"update statefulsets.apps/{NOTEBOOK} --subresource=scale -n {RESEARCH}"),
+            ("alice", f"update deployments.apps/{ALICES_SERVER} --subresource=scale -n {SEARCH}"),
             ("bob", f"create jobs.batch -n {SEARCH}"),
             ("carol", f"update {AIW} --subresource=budget -n {SEARCH}"),
             ("dave", f"list {AIW} -n {SEARCH}"),  # the built-in view, by aggregation
@@ -330,6 +338,23 @@ def test_an_inference_target_needs_update_on_its_scale(
         "alice needs update on deployments/scale (group apps)",
     )
     ok(create(bob, obj))
+
+
+def test_spot_replicas_need_create_on_deployments(
+    boundary: Any, alice: KubectlRun, bob: KubectlRun
+) -> None:
+    """The operator creates a Deployment per spot pool: scaling the target is not enough."""
+    section = inference(ALICES_SERVER)
+    plain = workload("alices-chat", SEARCH, section)
+    ok(create(alice, plain, "--dry-run=server"))
+    section["inference"]["spot"] = {"pools": ["l4-spot"]}
+    spot = workload("alices-chat", SEARCH, section)
+    refused(
+        create(alice, spot),
+        "spec.inference.spot",
+        "alice needs create on deployments (group apps)",
+    )
+    ok(create(bob, spot, "--dry-run=server"))
 
 
 @pytest.mark.parametrize(

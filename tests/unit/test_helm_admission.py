@@ -190,6 +190,11 @@ AUTHORIZER_CHECKS = {
         " .subresource('scale').namespace(request.namespace)"
         " .name(object.spec.inference.targetRef.name).check('update').allowed()",
     ],
+    # Spot replicas: the operator creates a Deployment per spot pool.
+    "spec.inference.spot": [
+        "authorizer.group('apps').resource('deployments').namespace(request.namespace)"
+        " .check('create').allowed()",
+    ],
     "spec.experiment.targetRef": [
         "object.spec.experiment.targetRef.kind == 'Job' ? authorizer.group('batch')"
         ".resource('jobs')",
@@ -239,6 +244,7 @@ def test_every_rule_names_its_field_and_the_fix(helm: Path) -> None:
         "spec.training.jobTemplate",
         "spec.training.jobRef",
         "spec.inference.targetRef",
+        "spec.inference.spot",
         "spec.experiment.targetRef",
         "spec.budget",
         "spec.mode",

@@ -394,6 +394,17 @@ def test_idle_shutdown_rbac_grows_with_what_the_pools_use(helm: Path) -> None:
     }
 
 
+def test_spot_inference_rbac_is_granted_only_when_asked_for(helm: Path) -> None:
+    """Writing Deployments and evicting pods is a power every install should not have."""
+    rules = rules_of(render(helm, None, "rbac.spotInference=true"))
+    extra = {key: verbs for key, verbs in rules.items() if BASE_RULES.get(key) != verbs}
+    assert extra == {
+        ("apps", "deployments", None): {"list", "watch", "get", "create", "update", "delete"},
+        ("", "pods", None): {"list", "watch", "patch"},
+        ("", "pods/eviction", None): {"create"},
+    }
+
+
 def test_idle_shutdown_in_dry_run_only_annotates_nodes(helm: Path) -> None:
     rules = rules_of(render(helm, None, "config.idleShutdown.enabled=true"))
     assert rules[("", "nodes", None)] == {"list", "watch", "get", "patch"}

@@ -41,6 +41,24 @@ has the table. */}}
   - apiGroups: [apps]
     resources: [deployments/scale]
     verbs: [patch]
+  {{- if .Values.rbac.spotInference }}
+  # Spot replicas (spec.inference.spot): the target's pod template is read, and
+  # one child Deployment per spot pool, owned by the AIWorkload, is created, kept
+  # in sync with it (update) and deleted when its pool is unlisted or spot removed.
+  # The admission policy lets only a user who may create Deployments in the
+  # namespace set spot.
+  - apiGroups: [apps]
+    resources: [deployments]
+    verbs: [get, create, update, delete]
+  # Spot replicas: pods on a node under an interruption notice get the lowest
+  # pod-deletion-cost (removed first by the scale-down), and are evicted if they stay.
+  - apiGroups: [""]
+    resources: [pods]
+    verbs: [patch]
+  - apiGroups: [""]
+    resources: [pods/eviction]
+    verbs: [create]
+  {{- end }}
   # Experiment sandboxes: StatefulSet targets (index), scaled to zero when idle.
   - apiGroups: [apps]
     resources: [statefulsets]

@@ -164,7 +164,11 @@ def targets_of(name: str, spec: AIWorkloadSpec) -> list[tuple[str, str]]:
     if spec.inference is not None:
         ref = spec.inference.target_ref
         if ref.kind in ("Deployment", "Rollout"):
-            return [("Deployment", ref.name)]
+            # With spec.inference.spot, the spot children's pods are the workload's too.
+            spot = spec.inference.spot.pools if spec.inference.spot is not None else []
+            return [("Deployment", ref.name)] + [
+                ("Deployment", f"{ref.name}-spot-{pool}") for pool in spot
+            ]
         if ref.kind == "LeaderWorkerSet":
             return [("StatefulSet", ref.name)]
         return [(ref.kind, ref.name)]

@@ -51,6 +51,20 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Desired", "type": "integer", "jsonPath": ".status.replicas.desired"},
     {"name": "Placement", "type": "string", "jsonPath": ".status.placement.pool"},
     {
+        "name": "On-demand",
+        "type": "integer",
+        "priority": 1,
+        "jsonPath": ".status.spot.onDemand.replicas",
+        "description": "Replicas of the target when spot replicas run beside it.",
+    },
+    {
+        "name": "Fallback",
+        "type": "integer",
+        "priority": 1,
+        "jsonPath": ".status.spot.onDemand.fallback",
+        "description": "On-demand replicas standing in for spot ones not serving.",
+    },
+    {
         "name": "Spend (MTD)",
         "type": "number",
         "jsonPath": ".status.cost.monthToDateUSD",

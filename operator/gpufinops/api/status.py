@@ -153,6 +153,60 @@ class PlacementStatus(StatusModel):
     )
 
 
+class SpotPoolStatus(StatusModel):
+    """One spot pool of ``spec.inference.spot``: its replicas now and its record."""
+
+    name: str = Field(max_length=63, description="Node pool name.")
+    replicas: int | None = Field(default=None, description="Replicas asked of the pool's child.")
+    ready: int | None = Field(default=None, description="Replicas ready there.")
+    starting: int | None = Field(default=None, description="Scheduled, not ready yet.")
+    pending: int | None = Field(default=None, description="Not scheduled.")
+    noticed: int | None = Field(
+        default=None, description="Replicas on nodes under an interruption notice, being drained."
+    )
+    preemptions: int | None = Field(
+        default=None, description="Preemption events remembered (the last 7 days)."
+    )
+    preemption_times: list[datetime] | None = Field(
+        default=None, max_length=50, description="When those preemptions were seen."
+    )
+    watched_since: datetime | None = Field(
+        default=None, description="Since when the workload runs replicas there (the rate's base)."
+    )
+    unavailable_until: datetime | None = Field(
+        default=None, description="Until when the pool gets no new replicas."
+    )
+    reason: str | None = Field(
+        default=None, description="Why it is avoided: Interrupted or NoCapacity."
+    )
+
+
+class OnDemandStatus(StatusModel):
+    """The target's share of a workload with spot replicas."""
+
+    replicas: int | None = Field(default=None, description="Replicas of the target.")
+    ready: int | None = Field(default=None, description="Of them ready.")
+    base: int | None = Field(default=None, description="The on-demand base kept always.")
+    fallback: int | None = Field(
+        default=None, description="On-demand replicas standing in for spot ones not serving."
+    )
+
+
+class SpotStatus(StatusModel):
+    """Where the replicas of ``spec.inference.spot`` run (the operator's memory of it)."""
+
+    desired_replicas: int | None = Field(
+        default=None, description="Replicas the service needs, as last split over the classes."
+    )
+    on_demand: OnDemandStatus | None = Field(default=None, description="The target's share.")
+    extra_replicas: int | None = Field(
+        default=None, description="Spot replicas over the need (over-provisioning)."
+    )
+    pools: list[SpotPoolStatus] | None = Field(
+        default=None, max_length=8, description="Each spot pool."
+    )
+
+
 class DailyCost(StatusModel):
     """One day's spend on one capacity type (days of the cost time zone)."""
 
@@ -451,6 +505,9 @@ class AIWorkloadStatus(StatusModel):
     replicas: ReplicasStatus | None = Field(default=None, description="Replica counts.")
     forecast: ForecastStatus | None = Field(default=None, description="Demand forecast.")
     placement: PlacementStatus | None = Field(default=None, description="Node pool placement.")
+    spot: SpotStatus | None = Field(
+        default=None, description="Spot replicas of an Inference workload (spec.inference.spot)."
+    )
     sandbox: SandboxStatus | None = Field(
         default=None, description="Idle and lifetime timers (Experiment)."
     )

@@ -756,7 +756,9 @@ class CostAccountant:
             if spec.inference.target_ref.is_deployment:
                 found = replicas(view.namespace, targets[0][1])
                 if found is not None:
-                    return found
+                    # Spot children (spec.inference.spot) hold replicas of the same service.
+                    children = (replicas(view.namespace, t[1]) for t in targets[1:])
+                    return found + sum(c for c in children if c is not None)
             primary = (targets[0][0], targets[0][1])
             return sum(1 for p in owned if p.owner == primary and holds_at(p, now))
         return sum(1 for p in owned if holds_at(p, now))

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -19,9 +19,11 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from gpufinops.adapters import operator_metrics as metrics
+from gpufinops.adapters.spot_children import PoolPlacement, SpotReading
 from gpufinops.adapters.status import conditions_patch, memory_patch, read_conditions, read_memory
-from gpufinops.api.spec import AIWorkloadSpec
+from gpufinops.api.spec import AIWorkloadSpec, Mode
 from gpufinops.controllers.effects import EventPoster, StatusConflict, StatusWriter
+from gpufinops.controllers.spot import SpotPort, SpotReplicas
 from gpufinops.core.cost.budget import recorded_enforcement
 from gpufinops.core.events import PostEvent
 from gpufinops.core.forecast.cycle import ForecastCycle
@@ -106,6 +108,18 @@ class Effects:
 
 
 @dataclass
+class SpotWiring:
+    """How a workload with ``spec.inference.spot`` reaches its children."""
+
+    port: SpotPort
+    placements: Callable[[Sequence[str]], Mapping[str, PoolPlacement]]
+    """The placement of each named spot pool (from the operator config)."""
+
+
+_UNSET: Any = object()
+
+
+@dataclass
 class TickResult:
     decision: Decision | None
     skipped: str | None = None
@@ -138,6 +152,11 @@ class InferenceController:
         self.effects = effects
         self.conditions = read_conditions(status)
         state = read_memory(status)
+        self.spot = SpotReplicas(status)
+        if self.spot.desired is not None and current_replicas is not None:
+            # With spot children the target holds only the on-demand share: the service
+            # runs the count last planned for it.
+            current_replicas = self.spot.desired
         if current_replicas is not None:
             # After a restart the stabilization history may be stale or lost: seed it
             # with the replicas running now, so nothing scales down before a full window.
@@ -150,6 +169,13 @@ class InferenceController:
         self._last_written: dict[str, Any] = {}
         self._last_memory_write = 0.0
         self.said = Said()
+        self.spot_wiring: SpotWiring | None = None
+        self._spot_status: Any = _UNSET
+        """``status.spot`` to write: a dict, None to delete it, _UNSET to leave it out."""
+
+    def use_spot(self, wiring: SpotWiring | None) -> None:
+        """Reach the spot children through ``wiring`` (None: the target is no Deployment)."""
+        self.spot_wiring = wiring
 
     def use_signals(self, signals: SignalSource, reads: Reads | None = None) -> None:
         """Read from ``signals`` from the next tick on (the spec's queries were edited).
@@ -204,6 +230,14 @@ class InferenceController:
             # Other handlers (spec validation) write conditions too: start from theirs.
             self.conditions = read_conditions(latest_status)
         labels = (self.namespace, self.name)
+        reading = await self._read_spot(spec, deployment)
+        if reading is None and self._expects_spot(spec, deployment):
+            # Listed a moment ago, gone now: nothing is decided from half a service (a
+            # plain scale of the target would ignore the children).
+            return TickResult(None, "target not found")
+        if reading is not None and isinstance(deployment, TargetView):
+            # The service is one service: the target and its spot children together.
+            deployment = self.spot.service_view(deployment, reading)
         observed = InferenceTick(
             spec=spec, namespace=self.namespace, generation=generation, target=deployment,
             conflicts=conflicts, now=now, conditions=self.conditions,
@@ -222,7 +256,10 @@ class InferenceController:
             observed = replace(observed, observation=observation, forecast=point, report=report)
         plan = plan_inference(observed, self.state, self.said)
         self.state, self.said, self.conditions = plan.state, plan.said, plan.conditions
-        await self._carry_out(plan)
+        if reading is None:
+            await self._carry_out(plan)
+        else:
+            await self._carry_out_spot(spec, plan, reading, paused, now)
         current = deployment if isinstance(deployment, TargetView) else None
         decision = plan.decision
         if decision is None:
@@ -243,6 +280,63 @@ class InferenceController:
         return await self._report(decision, None, generation, current, point, report,
                                   desired=plan.desired, action=plan.action, reason=plan.reason,
                                   now=now)  # fmt: skip
+
+    async def _read_spot(
+        self, spec: AIWorkloadSpec, target: TargetView | TargetUnavailable | None
+    ) -> SpotReading | None:
+        """The children as they are, when there are (or may be) any; a failed read
+        raises, so the tick decides nothing from a partial view."""
+        if self.spot_wiring is None or not self._expects_spot(spec, target):
+            return None
+        return await asyncio.to_thread(self.spot_wiring.port.read)
+
+    def _expects_spot(
+        self, spec: AIWorkloadSpec, target: TargetView | TargetUnavailable | None
+    ) -> bool:
+        """Whether the service has (or may have) spot children: ``spot`` is set, or was
+        and its children are not folded back yet."""
+        assert spec.inference is not None
+        if self.spot_wiring is None or not isinstance(target, TargetView):
+            return False
+        return spec.inference.spot is not None or self.spot.present
+
+    async def _carry_out_spot(
+        self,
+        spec: AIWorkloadSpec,
+        plan: InferencePlan,
+        reading: SpotReading,
+        paused: bool,
+        now: float,
+    ) -> None:
+        """The plan with its replica count split over the capacity classes (or, with
+        ``spot`` removed, folded back into the target) instead of set on the target."""
+        assert spec.inference is not None and self.spot_wiring is not None
+        wiring, spot = self.spot_wiring, spec.inference.spot
+        acting = plan.desired is not None and spec.mode != Mode.RECOMMEND and not paused
+        loop = asyncio.get_running_loop()
+        said: list[tuple[str, Any, str]] = []
+        if acting:
+            assert plan.desired is not None
+            if spot is not None:
+                lead = float(spec.inference.forecast.lead_time_seconds)
+                split, status = await loop.run_in_executor(
+                    self.writes, partial(
+                        self.spot.carry_out, wiring.port, reading, plan.desired, spot,
+                        wiring.placements(spot.pools), lead, now,
+                    ),
+                )  # fmt: skip
+                self._spot_status = status
+                said = [(e.type, e.reason, e.message) for e in split.events]
+            else:
+                done = await loop.run_in_executor(
+                    self.writes, self.spot.fold, wiring.port, reading, plan.desired
+                )
+                self._spot_status = None if done else _UNSET
+        for step in plan.steps:
+            if isinstance(step, PostEvent):
+                self.effects.post_event(step.type, step.reason, step.message)
+        for type_, reason, message in said:
+            self.effects.post_event(type_, reason, message)
 
     async def _carry_out(self, plan: InferencePlan) -> None:
         """The plan's steps in order: a scale before the Event that reports it."""
@@ -301,6 +395,8 @@ class InferenceController:
                 }
             else:
                 patch["lastDecision"] = last
+        if self._spot_status is not _UNSET:
+            patch["spot"] = self._spot_status
         comparable = {k: v for k, v in patch.items() if k != "autoscaler"}
         changed = comparable != self._last_written
         memory_due = now is not None and now - self._last_memory_write >= MEMORY_PERSIST_SECONDS
@@ -317,5 +413,8 @@ class InferenceController:
                 )
                 self._last_memory_write = 0.0
                 return TickResult(decision, skipped, patch)
+            if self._spot_status is None:  # deleted: nothing more to say of it
+                self._spot_status = _UNSET
+                comparable.pop("spot", None)
             self._last_written = comparable
         return TickResult(decision, skipped, patch)

@@ -26,7 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gpufinops.api.spec import AIWorkloadSpec
-from gpufinops.config.model import JobTemplatePolicy, OperatorConfig, QueryConfinement
+from gpufinops.config.model import (
+    CapacityType,
+    JobTemplatePolicy,
+    OperatorConfig,
+    QueryConfinement,
+)
 from gpufinops.core.promql import QueryRefused, confine
 
 TEAM_LABEL = "gpufinops.dev/team"
@@ -133,12 +138,50 @@ def tenancy_problems(
             out.append((f"spec.nodePools[{i}]",
                         f"node pool {name!r} is not open to namespace {namespace.name} "
                         "(its namespaceSelector in the operator config)"))  # fmt: skip
+    out += spot_problems(spec, namespace, config)
     training = spec.training
     if training is not None and training.job_template is not None:
         policy = config.tenancy.job_templates
         if policy == JobTemplatePolicy.BASELINE:
             allowed = config.tenancy.allowed_priority_classes
             out += job_template_problems(training.job_template, allowed)
+    return out
+
+
+def spot_problems(
+    spec: AIWorkloadSpec, namespace: NamespaceView, config: OperatorConfig
+) -> list[tuple[str, str]]:
+    """What ``spec.inference.spot`` asks that cannot be run: the operator copies the
+    target's pod template into a Deployment per pool, so the target must be a
+    Deployment, and each pool must be a spot pool of the config open to the namespace."""
+    inference = spec.inference
+    if inference is None or inference.spot is None:
+        return []
+    out: list[tuple[str, str]] = []
+    ref = inference.target_ref
+    if not ref.is_deployment:
+        out.append((
+            "spec.inference.spot",
+            f"spot replicas run as copies of the target's pod template, which only an apps/v1 "
+            f"Deployment has: targetRef is {ref.kind} ({ref.resolved_api_version}); point "
+            "targetRef at a Deployment or remove spot",
+        ))  # fmt: skip
+    labels = dict(namespace.labels)
+    spot_pools = [p.name for p in config.node_pools if p.capacity_type == CapacityType.SPOT]
+    for i, name in enumerate(inference.spot.pools):
+        path = f"spec.inference.spot.pools[{i}]"
+        pool = config.pool(name)
+        if pool is None:
+            out.append((path, f"node pool {name[:63]!r} is not defined in the operator config "
+                              f"(its spot pools: {', '.join(spot_pools) or 'none'})"))  # fmt: skip
+        elif pool.capacity_type != CapacityType.SPOT:
+            out.append((path, f"node pool {name!r} is capacityType {pool.capacity_type}: list "
+                              "spot pools only (the target itself keeps the on-demand replicas; "
+                              f"spot pools: {', '.join(spot_pools) or 'none'})"))  # fmt: skip
+        elif pool.namespace_selector is not None and not pool.namespace_selector.matches(labels):
+            out.append((path, f"node pool {name!r} is not open to namespace {namespace.name} "
+                              "(its namespaceSelector in the operator config): use another "
+                              "pool, or ask a platform admin"))  # fmt: skip
     return out
 
 

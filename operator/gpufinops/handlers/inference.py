@@ -10,6 +10,7 @@ never delays another; blocking I/O runs in threads.
 import asyncio
 import copy
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -27,10 +28,18 @@ from gpufinops.adapters.scale_targets import (
     patch_scale,
     read_target,
 )
+from gpufinops.adapters.spot_children import Owner, PoolPlacement, SpotChildren
 from gpufinops.api.resource import GROUP, PLURAL, VERSION
 from gpufinops.api.spec import AIWorkloadSpec
+from gpufinops.config.model import OperatorConfig
 from gpufinops.controllers.clock import Reading
-from gpufinops.controllers.inference import Effects, InferenceController, Reads, is_paused
+from gpufinops.controllers.inference import (
+    Effects,
+    InferenceController,
+    Reads,
+    SpotWiring,
+    is_paused,
+)
 from gpufinops.handlers.aiworkload import rival_claims
 from gpufinops.handlers.context import context_of
 from gpufinops.handlers.events import poster
@@ -89,7 +98,23 @@ def signal_inputs(spec: AIWorkloadSpec) -> tuple[Any, ...]:
     """
     assert spec.inference is not None
     inference = spec.inference
-    return (inference.metrics, inference.forecast.history_days, inference.target_ref.kind)
+    pools = tuple(inference.spot.pools) if inference.spot is not None else ()
+    return (inference.metrics, inference.forecast.history_days, inference.target_ref.kind, pools)
+
+
+def placements_in(config: OperatorConfig) -> Any:
+    """The placement of named spot pools, as the operator config defines them (the spec
+    check refused any pool missing there, on-demand, or closed to the namespace)."""
+
+    def placements(pools: Sequence[str]) -> dict[str, PoolPlacement]:
+        out: dict[str, PoolPlacement] = {}
+        for name in pools:
+            pool = config.pool(name)
+            if pool is not None:
+                out[name] = PoolPlacement(name, dict(pool.selector), tuple(pool.tolerations))
+        return out
+
+    return placements
 
 
 def _is_inference(spec: kopf.Spec, **_: Any) -> bool:
@@ -156,8 +181,16 @@ async def autoscale(
 
         return scale
 
+    def spot_wiring(target_name: str) -> SpotWiring:
+        """The spot children of a Deployment target (owned by this workload's uid)."""
+        uid = str(body.get("metadata", {}).get("uid"))
+        port = SpotChildren(api, namespace, target_name, Owner(name, uid))
+        return SpotWiring(port=port, placements=placements_in(config))
+
+    spot_for: tuple[Any, Any] | None = None
+
     async def tick(_: Reading) -> None:
-        nonlocal controller, target, reading
+        nonlocal controller, target, reading, spot_for
         spec = checks.of(body, namespace_view(indexes, namespace)).spec
         if spec is None or spec.inference is None:
             return
@@ -185,6 +218,9 @@ async def autoscale(
                 current_replicas=current.replicas if isinstance(current, TargetView) else None,
                 writes=_WRITES, reads=reads_for(signals),
             )  # fmt: skip
+        if spot_for != (key, body.get("metadata", {}).get("uid")):
+            spot_for = (key, body.get("metadata", {}).get("uid"))
+            controller.use_spot(spot_wiring(ref.name) if ref.is_deployment else None)
         conflicts = sorted(
             {*hpa_targets.get((namespace, ref.kind, ref.name), []),
              *keda_targets.get((namespace, ref.kind, ref.name), []),

@@ -168,6 +168,7 @@ def plan_for(
     *,
     kind: str = "Deployment",
     rate_window: str = RATE_WINDOW,
+    pods: str | None = None,
 ) -> dict[str, BatchKey]:
     """Which of the workload's ``queries`` a batch answers, and which batch.
 
@@ -179,7 +180,8 @@ def plan_for(
         return {}
     preset = PRESETS[metrics.server]
     labels = preset.labels
-    sel = Scope(namespace, deployment, model_name=metrics.model_name, kind=kind).matchers(labels)
+    scope = Scope(namespace, deployment, model_name=metrics.model_name, kind=kind, pods=pods)
+    sel = scope.matchers(labels)
     known: dict[str, BatchKey] = {}
     for gauge in (preset.queue, preset.running):
         if gauge is not None:
@@ -209,10 +211,13 @@ class Selector:
     deployment: str
     model_name: str | None
     kind: str = "Deployment"
+    pods_pattern: str | None = None
+    """RE2 of the pod names, overriding the one derived from ``deployment``."""
     pods: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "pods", re.compile(pods_regex(self.kind, self.deployment)))
+        pattern = self.pods_pattern or pods_regex(self.kind, self.deployment)
+        object.__setattr__(self, "pods", re.compile(pattern))
 
     def values(self, index: Index, labels: ScopeLabels) -> list[float]:
         entry = index.get(self.namespace if labels.namespace is not None else "")
@@ -298,10 +303,11 @@ class SignalBatcher:
         queries: SignalQueries,
         fallback: InstantSource,
         kind: str = "Deployment",
+        pods: str | None = None,
     ) -> BatchedSource:
         """An ``InstantSource`` for one workload; ``fallback`` answers what is not batched."""
-        plan = plan_for(metrics, namespace, deployment, queries, kind=kind)
-        selector = Selector(namespace, deployment, metrics.model_name, kind)
+        plan = plan_for(metrics, namespace, deployment, queries, kind=kind, pods=pods)
+        selector = Selector(namespace, deployment, metrics.model_name, kind, pods)
         source = BatchedSource(self, plan, selector, fallback)
         with self._registry:
             self._sources.add(source)

@@ -25,6 +25,7 @@ Queries are plain strings built by pure functions; nothing here talks to Prometh
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gpufinops.api.inference import InferenceMetrics, MetricsServer
@@ -95,6 +96,16 @@ def pods_regex(kind: str, name: str) -> str:
     if kind == "Job":
         return f"{quote_regex(name)}-[a-z0-9]{{5}}"
     return f"{quote_regex(name)}-[a-z0-9][-a-z0-9.]*"
+
+
+def service_pods_regex(kind: str, name: str, spot_pools: Sequence[str] = ()) -> str:
+    """The pods of ``kind`` ``name`` and of its spot children (``<name>-spot-<pool>``,
+    one Deployment per pool of ``spec.inference.spot``): one service, one signal."""
+    own = pods_regex(kind, name)
+    if not spot_pools:
+        return own
+    children = [deployment_pods_regex(f"{name}-spot-{pool}") for pool in spot_pools]
+    return "(?:" + "|".join([own, *children]) + ")"
 
 
 @dataclass(frozen=True)
@@ -290,12 +301,15 @@ def queries_for(
     kind: str = "Deployment",
     labels: ScopeLabels | None = None,
     rate_window: str = RATE_WINDOW,
+    pods: str | None = None,
 ) -> SignalQueries:
     """The queries of an AIWorkload's ``inference.metrics`` section (``deployment`` is the
-    name of the scaled object, of kind ``kind``)."""
+    name of the scaled object, of kind ``kind``; ``pods`` overrides the RE2 of its pods'
+    names, e.g. ``service_pods_regex``)."""
     scope = Scope(
-        namespace=namespace, deployment=deployment, model_name=metrics.model_name, kind=kind
-    )
+        namespace=namespace, deployment=deployment, model_name=metrics.model_name, kind=kind,
+        pods=pods,
+    )  # fmt: skip
     return build_queries(
         metrics.server,
         scope,

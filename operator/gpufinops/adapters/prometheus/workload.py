@@ -15,7 +15,11 @@ import math
 from gpufinops.adapters.prometheus.batch import InstantSource, SignalBatcher
 from gpufinops.adapters.prometheus.client import MetricsError, PrometheusClient
 from gpufinops.adapters.prometheus.history import DemandHistory
-from gpufinops.adapters.prometheus.presets import SignalQueries, queries_for
+from gpufinops.adapters.prometheus.presets import (
+    SignalQueries,
+    queries_for,
+    service_pods_regex,
+)
 from gpufinops.adapters.prometheus.signals import read_observation
 from gpufinops.api.spec import AIWorkloadSpec
 from gpufinops.core.forecast.series import DemandSeries
@@ -46,15 +50,20 @@ class WorkloadSignals:
         inference = spec.inference
         self.client = client
         ref = inference.target_ref
+        # The spot children's pods are the service's too (``spec.inference.spot``).
+        spot_pools = inference.spot.pools if inference.spot is not None else []
+        pods = service_pods_regex(ref.kind, ref.name, spot_pools) if spot_pools else None
         self.queries: SignalQueries = queries_for(
-            inference.metrics, namespace, ref.name, kind=ref.kind
+            inference.metrics, namespace, ref.name, kind=ref.kind, pods=pods
         )
         self.custom = inference.metrics.queue_query is not None or (
             inference.metrics.demand_query is not None
         )
         """Whether the tenant's own PromQL is read (run in the custom query pool)."""
         self.instant: InstantSource = (
-            batcher.source(inference.metrics, namespace, ref.name, self.queries, client, ref.kind)
+            batcher.source(
+                inference.metrics, namespace, ref.name, self.queries, client, ref.kind, pods
+            )
             if batcher is not None
             else client
         )
