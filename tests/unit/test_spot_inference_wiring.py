@@ -306,3 +306,31 @@ def test_a_failed_or_empty_read_decides_nothing() -> None:
             result = None
         assert result is None or result.decision is None
         assert scaled == [] and port.calls == [] and events == []
+
+
+def test_writes_the_operator_may_not_make_are_said_on_the_workload() -> None:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    from gpufinops.adapters.spot_children import SpotChildren, SpotWriteForbidden
+
+    class Refusing:
+        def create_namespaced_deployment(self, *args: Any, **kwargs: Any) -> None:
+            raise ApiException(status=403, reason="Forbidden")
+
+    children = SpotChildren(client.ApiClient(), "ns", "llm", Owner("llm", "uid-1"))
+    children.apps = Refusing()  # type: ignore[assignment]
+    try:
+        children.put_child(SpotReading(target=TARGET), PLACES["a"], 2)
+    except SpotWriteForbidden as refused:
+        assert "rbac.spotInference=true" in str(refused)
+    else:
+        raise AssertionError("a 403 must be said as SpotWriteForbidden")
+
+    class ForbiddenPort(ReadingPort):
+        def put_child(self, reading: SpotReading, placement: PoolPlacement, replicas: int) -> None:
+            raise SpotWriteForbidden("the operator may not create or update Deployments")
+
+    port, scaled, events = ForbiddenPort(SpotReading(target=TARGET)), list[int](), list[str]()
+    asyncio.run(loop(port, scaled, events).tick(SPOT_SPEC, 1, VIEW, [], NOW))
+    assert "TargetForbidden" in events and scaled == []

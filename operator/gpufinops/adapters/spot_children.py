@@ -15,12 +15,13 @@ them first, and evicts those still there a tick later.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -30,6 +31,8 @@ from gpufinops.adapters.scale_targets import pod_is_ready
 from gpufinops.api.resource import GROUP, VERSION
 from gpufinops.core.placement.interruptions import INTERRUPTION_TAINTS
 from gpufinops.core.scaling.spot import PoolObservation
+
+_Write = TypeVar("_Write", bound=Callable[..., None])
 
 CAPACITY_CLASS_LABEL = "gpufinops.dev/capacity-class"
 """``spot`` on a child Deployment, in its selector and on its pods: the selectors of
@@ -231,6 +234,30 @@ def _json(response: Any) -> dict[str, Any]:
     return dict(json.loads(response.data))
 
 
+class SpotWriteForbidden(Exception):
+    """The operator's account may not write what spot replicas need (the chart's
+    ``rbac.spotInference`` is off): said on the workload, not only in the log."""
+
+
+def _forbidden_says(what: str) -> Callable[[_Write], _Write]:
+    def wrap(write: _Write) -> _Write:
+        @functools.wraps(write)
+        def run(self: SpotChildren, *args: Any, **kwargs: Any) -> None:
+            try:
+                write(self, *args, **kwargs)
+            except ApiException as exc:
+                if exc.status != 403:
+                    raise
+                raise SpotWriteForbidden(
+                    f"the operator may not {what} in namespace {self.namespace}: spot "
+                    "replicas need the chart's rbac.spotInference=true"
+                ) from None
+
+        return cast(_Write, run)
+
+    return wrap
+
+
 class SpotChildren:
     """Reads and writes one workload's spot children (blocking: run in a thread)."""
 
@@ -278,11 +305,13 @@ class SpotChildren:
 
     # ----------------------------------------------------------------- writes
 
+    @_forbidden_says("scale Deployments")
     def scale_target(self, reading: SpotReading, replicas: int) -> None:
         if replicas != reading.target_replicas:
             scale_deployment(self.api, self.namespace, self.target, replicas,
                              reading.target_replicas)  # fmt: skip
 
+    @_forbidden_says("create or update Deployments")
     def put_child(self, reading: SpotReading, placement: PoolPlacement, replicas: int) -> None:
         """Create the pool's child, or bring it to ``replicas`` and the target's template."""
         wanted = child_manifest(reading.target, placement, self.owner, replicas)
@@ -308,6 +337,7 @@ class SpotChildren:
         wanted["spec"]["selector"] = (child.get("spec") or {}).get("selector")
         self.apps.replace_namespaced_deployment(str(meta.get("name")), self.namespace, body)
 
+    @_forbidden_says("patch pods")
     def mark_noticed(self, pods: Iterable[str]) -> None:
         """The lowest deletion cost on pods under a notice: the scale-down that follows
         removes them, not a healthy replica."""
@@ -319,6 +349,7 @@ class SpotChildren:
                 if exc.status != 404:
                     raise
 
+    @_forbidden_says("evict pods")
     def evict(self, pods: Iterable[str]) -> None:
         """Evict pods still under a notice a tick after they were marked (the Eviction
         API honours PodDisruptionBudgets; a refusal is retried next tick)."""
@@ -332,6 +363,7 @@ class SpotChildren:
                 if exc.status not in (404, 429):
                     raise
 
+    @_forbidden_says("delete Deployments")
     def delete_child(self, reading: SpotReading, pool: str) -> None:
         child = reading.children.get(pool)
         if child is None:

@@ -19,13 +19,13 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from gpufinops.adapters import operator_metrics as metrics
-from gpufinops.adapters.spot_children import PoolPlacement, SpotReading
+from gpufinops.adapters.spot_children import PoolPlacement, SpotReading, SpotWriteForbidden
 from gpufinops.adapters.status import conditions_patch, memory_patch, read_conditions, read_memory
 from gpufinops.api.spec import AIWorkloadSpec, Mode
 from gpufinops.controllers.effects import EventPoster, StatusConflict, StatusWriter
 from gpufinops.controllers.spot import SpotPort, SpotReplicas
 from gpufinops.core.cost.budget import recorded_enforcement
-from gpufinops.core.events import PostEvent
+from gpufinops.core.events import EventReason, PostEvent
 from gpufinops.core.forecast.cycle import ForecastCycle
 from gpufinops.core.forecast.model import DemandForecaster, ForecastSettings
 from gpufinops.core.forecast.report import ForecastPoint, ForecastReport
@@ -317,21 +317,25 @@ class InferenceController:
         said: list[tuple[str, Any, str]] = []
         if acting:
             assert plan.desired is not None
-            if spot is not None:
-                lead = float(spec.inference.forecast.lead_time_seconds)
-                split, status = await loop.run_in_executor(
-                    self.writes, partial(
-                        self.spot.carry_out, wiring.port, reading, plan.desired, spot,
-                        wiring.placements(spot.pools), lead, now,
-                    ),
-                )  # fmt: skip
-                self._spot_status = status
-                said = [(e.type, e.reason, e.message) for e in split.events]
-            else:
-                done = await loop.run_in_executor(
-                    self.writes, self.spot.fold, wiring.port, reading, plan.desired
-                )
-                self._spot_status = None if done else _UNSET
+            try:
+                if spot is not None:
+                    lead = float(spec.inference.forecast.lead_time_seconds)
+                    split, status = await loop.run_in_executor(
+                        self.writes, partial(
+                            self.spot.carry_out, wiring.port, reading, plan.desired, spot,
+                            wiring.placements(spot.pools), lead, now,
+                        ),
+                    )  # fmt: skip
+                    self._spot_status = status
+                    said = [(e.type, e.reason, e.message) for e in split.events]
+                else:
+                    done = await loop.run_in_executor(
+                        self.writes, self.spot.fold, wiring.port, reading, plan.desired
+                    )
+                    self._spot_status = None if done else _UNSET
+            except SpotWriteForbidden as refused:
+                # Nothing more is written this tick; what runs keeps running.
+                said = [("Warning", EventReason.TARGET_FORBIDDEN, str(refused))]
         for step in plan.steps:
             if isinstance(step, PostEvent):
                 self.effects.post_event(step.type, step.reason, step.message)
