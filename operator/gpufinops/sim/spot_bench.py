@@ -27,7 +27,7 @@ from gpufinops.sim.spot_policies import SPOT_POLICIES, build_spot_policy
 from gpufinops.sim.threads import single_thread
 from gpufinops.sim.traces import Trace, TraceError
 
-KEDA_GRID = (0.4, 0.5, 0.6, 0.7, 0.8)
+KEDA_GRID = (0.5, 0.6, 0.7, 0.8)
 """KEDA's in-flight target (fraction of a saturated replica's) for the KEDA-sized
 policies: the range where the on-demand sweep finds its SLO 0.99 points."""
 COVERAGE_GRID = (COVERAGE, 0.999)
