@@ -240,3 +240,12 @@ def test_bench_with_spot_traces_adds_the_four_policies_and_both_ratios(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "bad.json" in err and "metadata.gap_seconds" in err
+
+
+def test_a_late_drain_keeps_serving_through_the_notice_and_still_loses_nothing() -> None:
+    trace = flat_trace(1800)
+    dry = zone("z1", [1] * 10 + [0] * 20)
+    policy = Fixed({ON_DEMAND: 5, "z1": 5}, drains=True)
+    result = simulate_fleet(trace, MODEL, policy, [dry], notice_seconds=120, drain_seconds=15)
+    assert result.preempted_work == 0.0 and result.notices == 5
+    assert result.outcome.ready[584] == 10 and result.outcome.ready[585] == 5

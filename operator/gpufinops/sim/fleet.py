@@ -177,9 +177,19 @@ def simulate_fleet(
     zones: Sequence[Zone],
     *,
     notice_seconds: int = NOTICE_SECONDS,
+    drain_seconds: int | None = None,
     progress: Progress | None = None,
 ) -> FleetOutcome:
-    """Run ``policy`` over ``trace`` with its replicas on on-demand and ``zones``."""
+    """Run ``policy`` over ``trace`` with its replicas on on-demand and ``zones``.
+
+    ``drain_seconds``: how long before its preemption a noticed replica of a draining
+    policy stops taking new work (None: at the notice, as the operator deletes it);
+    its replacement is asked for at the notice either way."""
+    drain = notice_seconds if drain_seconds is None else min(drain_seconds, notice_seconds)
+
+    def draining_serves(r: Replica, t: int) -> bool:
+        return r.ready(t) and r.ends is not None and t < r.ends - drain
+
     started = time.process_time()
     n, sync, startup = trace.seconds, model.sync_seconds, model.startup_seconds
     mu = model.capacity_per_replica
@@ -201,16 +211,20 @@ def simulate_fleet(
     requested: dict[str, int] = {}
     report_every = max(1, len(decisions) // 200)
 
+    def serving(t: int) -> int:
+        ready = sum(r.ready(t) for c in classes.values() for r in c)
+        return ready + sum(draining_serves(r, t) for d in draining.values() for r in d)
+
     def running_share(t: int) -> float:
         """In-flight work of one ready replica now (Little: served over the service time)."""
-        ready = sum(r.ready(t) for c in classes.values() for r in c)
+        ready = serving(t)
         s = max(t, 1)
         running = float(cum_served[s] - cum_served[max(0, s - model.service_seconds)])
         return running / ready if ready else 0.0
 
-    def terminate(zone: str, replica: Replica, t: int, serving: bool) -> None:
+    def terminate(zone: str, replica: Replica, t: int, requeue: bool) -> None:
         nonlocal queue
-        if serving and replica.ready(t):
+        if requeue and replica.ready(t):
             share = shares[0]
             queue += share
             totals["requeued"] += share
@@ -225,21 +239,22 @@ def simulate_fleet(
             done = [r for r in draining[z.name] if r.ends is not None and r.ends <= t]
             for r in done:
                 draining[z.name].remove(r)
-                terminate(z.name, r, t, serving=False)
+                terminate(z.name, r, t, requeue=False)
             members = classes[z.name]
             for r in [r for r in members if r.ends is not None and r.ends <= t]:
                 members.remove(r)
-                terminate(z.name, r, t, serving=True)
+                terminate(z.name, r, t, requeue=True)
             # Capacity below the replicas already there: no notice was possible.
             placed = [r for r in members if r.placed is not None]
             over = len(placed) + len(draining[z.name]) - z.capacity(t)
             while over > 0 and draining[z.name]:
-                terminate(z.name, draining[z.name].pop(), t, serving=False)
+                gone = draining[z.name].pop()
+                terminate(z.name, gone, t, requeue=draining_serves(gone, t))
                 over -= 1
             newest_noticed_first = sorted(placed, key=lambda r: (r.ends is None, -(r.placed or 0)))
             for r in newest_noticed_first[: max(over, 0)]:
                 members.remove(r)
-                terminate(z.name, r, t, serving=True)
+                terminate(z.name, r, t, requeue=True)
             # Notices for what the capacity ahead will not hold.
             placed = [r for r in members if r.placed is not None]
             held = len(draining[z.name]) + sum(r.ends is not None for r in placed)
@@ -252,7 +267,7 @@ def simulate_fleet(
                     members.remove(r)
                     draining[z.name].append(r)
 
-        serving_ready = sum(r.ready(t) for c in classes.values() for r in c)
+        serving_ready = serving(t)
         current = sum(requested.values()) if requested else initial
         view = observe(
             trace, model, t, current, serving_ready, cum_work, cum_served, cum_capacity, backlog
@@ -301,10 +316,13 @@ def simulate_fleet(
         end = min(t + sync, n)
         a = t
         while a < end:
-            ready = sum(r.ready(a) for c in classes.values() for r in c)
+            ready = serving(a)
             nxt = [
                 r.ready_at for c in classes.values() for r in c
                 if r.ready_at is not None and a < r.ready_at < end
+            ] + [
+                r.ends - drain for d in draining.values() for r in d
+                if r.ends is not None and a < r.ends - drain < end
             ]  # fmt: skip
             b = min(nxt) if nxt else end
             queue = advance(queue, ready * mu, a, b, cum_work, cum_served, cum_capacity, backlog)

@@ -108,6 +108,7 @@ def run_spot_policy(
     *,
     notice_seconds: int = NOTICE_SECONDS,
     refit_seconds: float | None = None,
+    drain_seconds: int | None = None,
 ) -> SpotRun:
     """One run; ``target`` is KEDA's in-flight target or gpufinops' coverage."""
     core = None
@@ -117,7 +118,9 @@ def run_spot_policy(
         core = built
     policy = build_spot_policy(name, model, zones, target, core)
     with single_thread():
-        result = simulate_fleet(trace, model, policy, zones, notice_seconds=notice_seconds)
+        result = simulate_fleet(
+            trace, model, policy, zones, notice_seconds=notice_seconds, drain_seconds=drain_seconds
+        )
     out = result.outcome
     return SpotRun(
         policy=name,
