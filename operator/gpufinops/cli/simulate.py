@@ -267,6 +267,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         trace = _load(args)
         model = _model(args, trace)
         pricing = _pricing(args)
+        spot_setup = _spot_setup(args, model) if args.spot_trace else None
     except (TraceError, ValueError, ConfigError) as exc:
         return _fail(exc)
     grid = tuple(args.grid) if args.grid else None
@@ -296,10 +297,26 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         "sweeps": round(sum(p.cpu_seconds for s in result.sweeps.values() for p in s.points), 2),
         "total": round(total, 2),
     }
+    doc = bench_json(result, cpu, pricing)
+    spot = None
+    if spot_setup is not None:
+        from gpufinops.sim.spot_bench import compare
+
+        zones, spot_prices = spot_setup
+        spot = compare(
+            trace, model, zones, spot_prices, slo_target=args.slo_target,
+            notice_seconds=args.notice_seconds, refit_seconds=args.refit_seconds,
+        )  # fmt: skip
+        _merge_spot(doc, spot.to_json())
     if args.json:
-        print(json.dumps(bench_json(result, cpu, pricing), indent=2))
+        print(json.dumps(doc, indent=2))
     else:
         print(bench_markdown(result, cpu, pricing))
+        if spot is not None:
+            from gpufinops.sim.spot_bench import spot_table
+
+            print()
+            print(spot_table(spot))
     if args.pareto:
         pareto_plot(result, args.pareto)
     if args.plot:
@@ -312,6 +329,28 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         shown.append(result.outcomes["oracle"])
         plot(shown, args.plot)
     return 0
+
+
+def _spot_setup(args: argparse.Namespace, model: Any) -> tuple[Any, Any]:
+    """The ``--spot-trace`` zones and the spot comparison's prices, read before any run
+    so that a bad file fails at once."""
+    from gpufinops.config.model import load_config
+    from gpufinops.sim.spot_bench import load_zones, spot_pricing
+
+    zones = load_zones(args.spot_trace, model, args.spot_zone_replicas)
+    return zones, spot_pricing(load_config(args.config), args.pool)
+
+
+def _merge_spot(doc: dict[str, Any], spot: dict[str, Any]) -> None:
+    """Adds the spot policies to the bench's JSON: ``results[<policy>]`` (``keda`` then
+    reads as KEDA on on-demand at its cheapest target reaching the SLO target, with
+    today's keys kept), ``ratios.usd_vs_keda`` and ``ratios.usd_vs_spothedge``, and the
+    whole comparison under ``spot``."""
+    results = doc.setdefault("results", {})
+    for name, run in spot["results"].items():
+        results[name] = {**results.get(name, {}), **run}
+    doc.setdefault("ratios", {}).update(spot["ratios"])
+    doc["spot"] = spot
 
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
@@ -426,6 +465,27 @@ def register(sub: "argparse._SubParsersAction[Any]") -> None:
         default=None,
         help="the pool a replica (one GPU) runs on (default: the config's first on-demand pool)",
     )
+    spot = binf.add_argument_group(
+        "spot replicas",
+        "With --spot-trace, also compare gpufinops-spot (the core's count split by the "
+        "spot core), keda on on-demand, keda-spot (every replica in the first zone) and "
+        "spothedge (SkyServe's policy), each at its cheapest setting reaching "
+        "--slo-target, preempted requests counted as misses; prices are the config's "
+        "cheapest spot pool and on-demand pool of one GPU (docs/benchmarks.md).",
+    )
+    spot.add_argument(
+        "--spot-trace", type=Path, action="append", metavar="FILE",
+        help="a zone's spot availability (repeat, one file per zone): a raw SkyPilot "
+        "spot-traces file or one converted by hack/convert-spot-traces.py",
+    )  # fmt: skip
+    spot.add_argument(
+        "--notice-seconds", type=_non_negative_int, default=120,
+        help="interruption notice before a preemption (default: %(default)s, AWS's)",
+    )  # fmt: skip
+    spot.add_argument(
+        "--spot-zone-replicas", type=_positive_int, default=None,
+        help="replicas a fully available zone holds (default: 2 x --peak-replicas)",
+    )  # fmt: skip
     binf.add_argument(
         "--pareto", type=Path, metavar="FILE.png",
         help="write GPU-hours against SLO attainment, every policy (JSON: iso_slo grids)",

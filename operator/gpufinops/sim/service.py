@@ -262,16 +262,13 @@ def simulate(
     started = time.process_time()
     n = trace.seconds
     mu = model.capacity_per_replica
-    sync, lag, startup = model.sync_seconds, model.lag_seconds, model.startup_seconds
-    window, service = model.rate_window_seconds, model.service_seconds
-    work = trace.work
-    cum_work = np.concatenate(([0.0], np.cumsum(work)))
+    sync, startup = model.sync_seconds, model.startup_seconds
+    cum_work = np.concatenate(([0.0], np.cumsum(trace.work)))
     cum_served = np.zeros(n + 1)
     cum_capacity = np.zeros(n + 1)
     backlog = np.zeros(n)
     ready_s = np.zeros(n, dtype=np.int64)
     billed_s = np.zeros(n, dtype=np.int64)
-    steps = np.arange(1, max(sync, 1) + 1, dtype=np.float64)
     decisions = np.zeros(math.ceil(n / sync), dtype=np.int64)
 
     current = initial if initial is not None else initial_replicas(trace, model)
@@ -282,29 +279,11 @@ def simulate(
     events = 0
     report_every = max(1, len(decisions) // 200)
     for tick, t in enumerate(range(0, n, sync)):
-        s = t - lag
-        if s <= 0:
+        view = observe(trace, model, t, current, ready, cum_work, cum_served, cum_capacity, backlog)
+        if view is None:
             # Nothing scraped yet: every policy holds what it started with.
             decisions[tick] = current
         else:
-            w0 = max(0, s - window)
-            span = float(s - w0)
-            done = cum_served[s] - cum_served[w0]
-            offered = cum_capacity[s] - cum_capacity[w0]
-            q = float(backlog[s - 1])
-            view = View(
-                trace.start + t,
-                t,
-                current,
-                ready,
-                q if q > EPSILON else 0.0,
-                float(cum_served[s] - cum_served[max(0, s - service)]),
-                float(cum_work[s] - cum_work[w0]) / span,
-                float(done) / span,
-                float(done / offered) if offered > 0 else None,
-                cum_served,
-                s,
-            )
             desired = int(policy.decide(view))
             desired = min(max(desired, model.min_replicas), model.max_replicas)
             decisions[tick] = desired
@@ -330,17 +309,9 @@ def simulate(
                 pending.popleft()
                 ready += 1
             b = min(end, pending[0]) if pending else end
-            length = b - a
-            capacity = ready * mu
-            arrived = cum_work[a + 1 : b + 1] - cum_work[a]
-            net = arrived - capacity * steps[:length]
-            left = net - np.minimum(np.minimum.accumulate(net), -queue)
-            backlog[a:b] = left
-            cum_served[a + 1 : b + 1] = cum_served[a] + queue + arrived - left
-            cum_capacity[a + 1 : b + 1] = cum_capacity[a] + capacity * steps[:length]
+            queue = advance(queue, ready * mu, a, b, cum_work, cum_served, cum_capacity, backlog)
             ready_s[a:b] = ready
             billed_s[a:b] = current
-            queue = float(left[-1])
             a = b
         if progress is not None and tick % report_every == 0:
             progress(end / n)
@@ -357,3 +328,61 @@ def simulate(
         events,
         time.process_time() - started,
     )
+
+
+def observe(
+    trace: Trace,
+    model: ServiceModel,
+    t: int,
+    current: int,
+    ready: int,
+    cum_work: FloatArray,
+    cum_served: FloatArray,
+    cum_capacity: FloatArray,
+    backlog: FloatArray,
+) -> View | None:
+    """What a policy sees at second ``t``: the signals as of the scrape lag earlier
+    (None before the first scrape). Shared by every simulator so all read the same."""
+    s = t - model.lag_seconds
+    if s <= 0:
+        return None
+    w0 = max(0, s - model.rate_window_seconds)
+    span = float(s - w0)
+    done = cum_served[s] - cum_served[w0]
+    offered = cum_capacity[s] - cum_capacity[w0]
+    q = float(backlog[s - 1])
+    return View(
+        trace.start + t,
+        t,
+        current,
+        ready,
+        q if q > EPSILON else 0.0,
+        float(cum_served[s] - cum_served[max(0, s - model.service_seconds)]),
+        float(cum_work[s] - cum_work[w0]) / span,
+        float(done) / span,
+        float(done / offered) if offered > 0 else None,
+        cum_served,
+        s,
+    )
+
+
+def advance(
+    queue: float,
+    capacity: float,
+    a: int,
+    b: int,
+    cum_work: FloatArray,
+    cum_served: FloatArray,
+    cum_capacity: FloatArray,
+    backlog: FloatArray,
+) -> float:
+    """Serve seconds ``[a, b)`` at a constant ``capacity`` (the Lindley recursion in
+    closed form), filling the per-second records; returns the queue left at ``b``."""
+    steps = np.arange(1, b - a + 1, dtype=np.float64)
+    arrived = cum_work[a + 1 : b + 1] - cum_work[a]
+    net = arrived - capacity * steps
+    left = net - np.minimum(np.minimum.accumulate(net), -queue)
+    backlog[a:b] = left
+    cum_served[a + 1 : b + 1] = cum_served[a] + queue + arrived - left
+    cum_capacity[a + 1 : b + 1] = cum_capacity[a] + capacity * steps
+    return float(left[-1])

@@ -134,6 +134,38 @@ def read_spot_trace(path: Path) -> SpotTrace:
     )
 
 
+def read_zone_trace(path: Path) -> SpotTrace:
+    """A zone's trace in either form: the SkyPilot repository's raw file
+    (``{"metadata": {"gap_seconds": G}, "data": [...]}``) or this repository's
+    (``SpotTrace.to_json``). The error names the file and the field."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise TraceError(f"cannot read spot trace {path}: {exc}") from None
+    if not isinstance(raw, dict) or not ("data" in raw or "metadata" in raw):
+        return read_spot_trace(path)
+    meta = raw.get("metadata")
+    if not isinstance(meta, dict) or "gap_seconds" not in meta:
+        raise TraceError(f"{path}: metadata.gap_seconds is missing")
+    gap = meta["gap_seconds"]
+    if isinstance(gap, bool) or not isinstance(gap, int | float) or not gap > 0:
+        raise TraceError(f"{path}: metadata.gap_seconds must be a positive number, got {gap!r}")
+    data = raw.get("data")
+    if not isinstance(data, list) or not data:
+        raise TraceError(f"{path}: data must be a non-empty list of counts")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in data):
+        raise TraceError(f"{path}: data must hold whole counts >= 0")
+    match = _NAME.match(path.stem)
+    return SpotTrace(
+        zone=match.group("zone") if match is not None else path.stem,
+        instance=match.group("instance") if match is not None else "",
+        gpus_per_instance=1,
+        step_seconds=float(gap),
+        available=np.asarray(data, dtype=np.int64),
+        source=path.name,
+    )
+
+
 def convert_skypilot(path: Path, root: Path | None = None) -> SpotTrace:
     """One file of the SkyPilot spot-traces repository in this repository's form.
 
