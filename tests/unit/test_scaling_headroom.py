@@ -206,3 +206,21 @@ def test_decide_scores_its_own_ticks() -> None:
     assert state.headroom.scored == pytest.approx(40 - int(LEAD / SYNC), rel=0.01)  # decayed
     off = decide(replace(s, coverage=None), ScalingState(), Tick(1e6, 5, 5, observation(20.0)))
     assert off.state.headroom == Calibration()
+
+
+def test_a_tick_short_of_preempted_replicas_is_not_scored() -> None:
+    # Spot replicas preempted and being replaced: the gap is the spot layer's to cover
+    # (over-provisioning, stand-ins), not headroom the whole service should buy.
+    s = make()
+    scored = ScalingState(capacity_per_replica=1.0)
+    skipped = ScalingState(capacity_per_replica=1.0)
+    for i in range(40):
+        now = 1e6 + i * SYNC
+        short = 10 if 20 <= i < 30 else 25  # ten replicas lost for ten ticks
+        scored = decide(s, scored, Tick(now, 25, short, observation(20.0))).state
+        skipped = decide(
+            s, skipped, Tick(now, 25, short, observation(20.0), disrupted=20 <= i < 30)
+        ).state
+    assert skipped.headroom.scored == pytest.approx(scored.headroom.scored - 10, rel=0.01)
+    starved = sum(skipped.headroom.counts[1:])  # moments whose ready capacity fell short
+    assert starved < sum(scored.headroom.counts[1:])

@@ -39,11 +39,24 @@ def test_a_noticed_pool_is_drained_avoided_and_its_share_moves_to_the_others() -
     seen = {"a": PoolObservation(ready=3), "b": PoolObservation(ready=1, noticed=("b-1", "b-2")),
             "c": PoolObservation(ready=3)}  # fmt: skip
     plan = plan_spot(10, settings(), OnDemandObservation(1, 1), seen, first.records, T0 + 60)
-    assert plan.drain == ("b-1", "b-2")
+    assert plan.noticed == ("b-1", "b-2")
+    assert plan.drain == (), "they serve until their replacements are ready"
     assert plan.spot["a"] + plan.spot["c"] >= 9, "the need is placed on the available pools"
-    assert plan.spot["b"] <= 1, "no new replicas where the notice is"
+    assert plan.spot["b"] == 1 + 2, "no new replicas where the notice is; the noticed kept"
+    assert plan.fallback == 0, "replacements on the way in pools with room"
+    assert plan.replacing, "the sizing core must not learn headroom from this gap"
+    # The replacements are ready: the noticed ones go.
+    done = {"a": PoolObservation(ready=plan.spot["a"]), "c": PoolObservation(ready=plan.spot["c"]),
+            "b": PoolObservation(ready=1, noticed=("b-1", "b-2"))}  # fmt: skip
+    after = plan_spot(10, settings(), OnDemandObservation(1, 1), done, plan.records, T0 + 300)
+    assert after.drain == ("b-1", "b-2") and after.spot["b"] <= 1
+    assert not after.replacing
+    # An ordinary scale-up is no preemption gap: the calibration learns from it.
+    grow = plan_spot(20, settings(), OnDemandObservation(1, 1), {}, {}, T0)
+    assert not grow.replacing
     assert [e.reason for e in plan.events] == [EventReason.SPOT_INTERRUPTED]
     again = plan_spot(10, settings(), OnDemandObservation(1, 1), seen, plan.records, T0 + 75)
+    assert again.spot["b"] == 3
     assert not again.events, "one Event per interruption, however many ticks it is seen"
     assert again.records["b"].preemptions == (T0 + 60,)
 
@@ -74,9 +87,13 @@ def test_a_pool_preempted_often_gets_extra_replicas_and_the_rate_forgets_the_pri
     assert preemption_rate(busy, T0) > 1.5
     records = dict.fromkeys(POOLS, busy)
     plan = plan_spot(31, settings(), OnDemandObservation(1, 1), {}, records, T0)
-    expected = 30 * hit_probability(preemption_rate(busy, T0), 300)
-    assert plan.extra == round(expected) and plan.extra >= 1
+    hit = hit_probability(preemption_rate(busy, T0), 300)
+    assert 1 - (1 - hit) ** 3 > 0.02
+    # A pool's loss is likely within a replacement: the largest share (10) is covered.
+    assert plan.extra == max(round(30 * hit), 10)
     assert sum(plan.spot.values()) == 30 + plan.extra
+    calm = plan_spot(31, settings(), OnDemandObservation(1, 1), {}, {}, T0)
+    assert calm.extra == 0, "the prior alone is no likely loss"
 
 
 @given(
@@ -116,3 +133,15 @@ def test_the_plan_never_leaves_the_need_uncovered(desired, base, percent, od, po
                  for p in POOLS if p not in available)  # fmt: skip
     assert min(on_way + others, need) + plan.fallback >= need
     assert plan.fallback <= need
+
+
+def test_an_unscheduled_spot_replica_gets_an_on_demand_stand_in_after_a_short_grace() -> None:
+    asked = plan_spot(4, settings(on_demand_base=0), OnDemandObservation(0, 0), {}, {}, T0)
+    assert asked.fallback == 0, "just asked for: on its way"
+    pools = {p: PoolObservation(ready=1) for p in POOLS}
+    pools["c"] = PoolObservation(pending=2, pending_since=T0)
+    young = plan_spot(4, settings(on_demand_base=0), OnDemandObservation(0, 0), pools, {}, T0 + 10)
+    assert young.fallback == 0
+    old = plan_spot(4, settings(on_demand_base=0), OnDemandObservation(0, 0), pools, {}, T0 + 45)
+    # c's share (one of the four) is unscheduled for 45 s: on-demand stands in for it.
+    assert old.spot["c"] == 1 and old.fallback == 1 and old.on_demand == 1

@@ -69,11 +69,41 @@ def test_a_zone_running_dry_preempts_every_replica_and_requeues_their_requests()
     assert result.slo_attainment() < result.outcome.wait_stats()[0]
 
 
+def test_a_noticed_replica_serves_to_its_end_unless_released() -> None:
+    trace = flat_trace(1800)
+    dry = zone("z1", [1] * 10 + [0] * 20)
+    kept = simulate_fleet(
+        trace, MODEL, Fixed({ON_DEMAND: 5, "z1": 5}, drains=True), [dry], notice_seconds=120
+    )
+    # Never released: serving until the zone runs dry, then its requests are lost.
+    assert kept.outcome.ready[599] == 10 and kept.outcome.ready[600] == 5
+    assert kept.preempted_work > 0
+
+    class Releasing(Fixed):
+        """Lets the noticed replicas go as soon as it sees them."""
+
+        def decide(self, view: View | None, fleet: Fleet) -> dict[str, int]:
+            self.released = frozenset(fleet.classes["z1"].noticed)
+            return dict(self.counts)
+
+    let_go = simulate_fleet(
+        trace, MODEL, Releasing({ON_DEMAND: 5, "z1": 5}, drains=True), [dry], notice_seconds=120
+    )
+    assert let_go.notices == 5 and let_go.preempted_work == 0.0
+    assert let_go.outcome.ready[479] == 10 and let_go.outcome.ready[600] == 5
+    assert let_go.spot_seconds < kept.spot_seconds
+
+
 def test_the_notice_lets_a_draining_policy_lose_no_request() -> None:
     trace = flat_trace(1800)
     dry = zone("z1", [1] * 10 + [0] * 20)
     result = simulate_fleet(
-        trace, MODEL, Fixed({ON_DEMAND: 5, "z1": 5}, drains=True), [dry], notice_seconds=120
+        trace,
+        MODEL,
+        Fixed({ON_DEMAND: 5, "z1": 5}, drains=True),
+        [dry],
+        notice_seconds=120,
+        drain_seconds=120,
     )
     assert result.notices == 5
     assert result.preempted_work == 0.0

@@ -155,17 +155,22 @@ def test_a_notice_marks_the_pods_and_every_increase_comes_before_a_decrease() ->
     spot = SpotReplicas(None)
     plan, status = spot.carry_out(port, reading, 5, SPEC, PLACES, 180, NOW)
     assert port.calls[0] == ("mark", ("a-1",))
-    # a keeps its healthy replica (at risk, so not counted): b takes the whole need;
-    # a's noticed one goes.
-    assert plan.spot == {"a": 1, "b": 4}
-    assert port.calls.index(("child", "b", 4)) < port.calls.index(("child", "a", 1))
-    assert ("evict", ("a-1",)) not in port.calls  # only once marked on an earlier tick
+    # a keeps its healthy replica (at risk, so not counted) and the noticed one, which
+    # serves until its replacement is ready: b takes the whole need.
+    assert plan.spot == {"a": 2, "b": 4}
+    assert ("child", "b", 4) in port.calls
+    assert not [c for c in port.calls if c[0] == "evict"]
     assert status["pools"][0]["preemptions"] == 1 and status["pools"][0]["reason"] == "Interrupted"
     assert next(e.reason for e in plan.events) == "SpotInterrupted"
-    # The next tick sees it marked and still there: evicted.
+    # Its replacements are ready and it is still there: a is scaled down (the noticed
+    # pod goes first) and, marked a tick ago, it is evicted.
     port = FakePort()
+    reading.pools = {"a": PoolObservation(ready=1, noticed=("a-1",), notice_reason="X"),
+                     "b": PoolObservation(ready=4)}  # fmt: skip
+    reading.children = {"a": child("a", 2), "b": child("b", 4)}
     reading.marked = frozenset({"a-1"})
-    spot.carry_out(port, reading, 5, SPEC, PLACES, 180, NOW + 1)
+    plan, _ = spot.carry_out(port, reading, 5, SPEC, PLACES, 180, NOW + 1)
+    assert plan.spot["a"] == 1 and ("child", "a", 1) in port.calls
     assert ("evict", ("a-1",)) in port.calls
 
 

@@ -242,6 +242,7 @@ class InferenceController:
             spec=spec, namespace=self.namespace, generation=generation, target=deployment,
             conflicts=conflicts, now=now, conditions=self.conditions,
             enforcement=recorded_enforcement(latest_status), paused=paused,
+            disrupted=reading is not None and self.spot.replacing,
         )  # fmt: skip
         point: ForecastPoint | None = None
         report: ForecastReport | None = None

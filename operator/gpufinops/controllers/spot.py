@@ -4,7 +4,8 @@ The autoscaler decides how many replicas the service needs (``plan_inference``);
 with ``spec.inference.spot`` that count is not set on the target but split by
 ``plan_spot`` into the target's on-demand replicas and one child Deployment per
 spot pool (``adapters.spot_children``). Writes are ordered so capacity never dips:
-pods under a notice are marked to go first, every increase comes before any
+pods under a notice are marked to go first (and go once their replacements are
+ready: until their instance is reclaimed they still serve), every increase comes before any
 decrease, and a child is deleted (a pool unlisted, or ``spot`` removed) only
 once what remains is ready for the whole count.
 
@@ -122,6 +123,8 @@ class SpotReplicas:
 
     def __init__(self, status: Mapping[str, Any] | None) -> None:
         self.records, self.desired = read_spot_status(status)
+        self.replacing = False
+        """The last plan's ``replacing``: the sizing core does not learn from the gap."""
         self.present = isinstance((status or {}).get("spot"), Mapping)
         """Children may exist (status.spot was written): a removed ``spot`` is folded back."""
 
@@ -156,7 +159,7 @@ class SpotReplicas:
         listed = {p: reading.pools[p] for p in settings.pools if p in reading.pools}
         on_demand = OnDemandObservation(reading.target_replicas, reading.target_ready)
         plan = plan_spot(desired, settings, on_demand, listed, self.records, now)
-        port.mark_noticed([p for p in plan.drain if p not in reading.marked])
+        port.mark_noticed([p for p in plan.noticed if p not in reading.marked])
         if plan.on_demand > reading.target_replicas:
             port.scale_target(reading, plan.on_demand)
         ups = [p for p in settings.pools if plan.spot[p] >= reading.child_replicas(p)]
@@ -165,14 +168,15 @@ class SpotReplicas:
             port.put_child(reading, placements[pool], plan.spot[pool])
         if plan.on_demand < reading.target_replicas:
             port.scale_target(reading, plan.on_demand)
-        # Marked a tick ago and still there (the scale-down kept them, or they were
-        # over the count): evicted, their replacements already asked for.
+        # Replaced (what stands in is ready), marked a tick ago and still there (the
+        # scale-down did not take them): evicted.
         port.evict([p for p in plan.drain if p in reading.marked])
         ready = reading.target_ready + sum(listed[p].ready for p in listed)
         for pool in sorted(set(reading.children) - set(settings.pools)):
             if ready >= desired:
                 port.delete_child(reading, pool)
         self.records, self.desired, self.present = dict(plan.records), desired, True
+        self.replacing = plan.replacing
         return plan, spot_status(plan, reading, desired, settings.pools)
 
     def fold(self, port: SpotPort, reading: SpotReading, desired: int) -> bool:

@@ -16,10 +16,11 @@ replicas"):
   place a replica only to notice it). On-demand always has capacity.
 - **Preemption.** When a zone's capacity ``notice_seconds`` ahead is below its
   replicas, the excess (newest first) gets an interruption notice and is terminated
-  at the end of it. A policy that drains (``drains``) takes a noticed replica out of
-  service at once (its in-flight requests finish, none is re-queued) and sees it as
-  noticed; any other keeps it serving until it is terminated: its share of the
-  running requests is then re-queued and counted in ``preempted``. Capacity falling
+  at the end of it. A policy that drains (``drains``) sees it as noticed; it serves
+  until the policy releases it (``released``: removed gracefully, its in-flight
+  requests finish) or until its end, when its share of the running requests is
+  re-queued and counted in ``preempted``, as for any other policy, which keeps it
+  serving until it is terminated. Capacity falling
   with no notice given (a replica placed after the notice instant) terminates at
   once, re-queueing for every policy.
 - **Time.** Every event falls on a decision tick: capacity is read at tick
@@ -183,9 +184,11 @@ def simulate_fleet(
     """Run ``policy`` over ``trace`` with its replicas on on-demand and ``zones``.
 
     ``drain_seconds``: how long before its preemption a noticed replica of a draining
-    policy stops taking new work (None: at the notice, as the operator deletes it);
-    its replacement is asked for at the notice either way."""
-    drain = notice_seconds if drain_seconds is None else min(drain_seconds, notice_seconds)
+    policy stops taking new work (None or 0: it serves to the end, unless the policy
+    releases it first, as the operator removes a noticed pod once its replacement is
+    ready; ``notice_seconds``: at the notice); its replacement is asked for at the
+    notice either way."""
+    drain = 0 if drain_seconds is None else min(max(drain_seconds, 0), notice_seconds)
 
     def draining_serves(r: Replica, t: int) -> bool:
         return r.ready(t) and r.ends is not None and t < r.ends - drain
@@ -239,7 +242,8 @@ def simulate_fleet(
             done = [r for r in draining[z.name] if r.ends is not None and r.ends <= t]
             for r in done:
                 draining[z.name].remove(r)
-                terminate(z.name, r, t, requeue=False)
+                # Still taking work up to its end: its in-flight requests are lost.
+                terminate(z.name, r, t, requeue=draining_serves(r, t - 1))
             members = classes[z.name]
             for r in [r for r in members if r.ends is not None and r.ends <= t]:
                 members.remove(r)
@@ -278,6 +282,12 @@ def simulate_fleet(
         if not requested:
             fleet = Fleet({ON_DEMAND: initial}, fleet.classes)
         wanted = policy.decide(view, fleet)
+        # Noticed replicas the policy lets go (their replacements serve): removed
+        # gracefully, their in-flight requests finishing.
+        released: frozenset[str] = getattr(policy, "released", frozenset())
+        for z in zones:
+            for r in [r for r in draining[z.name] if f"{z.name}-{r.uid}" in released]:
+                draining[z.name].remove(r)
         for name in wanted:
             if name not in classes:
                 raise ValueError(f"policy {policy.name} asked for unknown class {name!r}")

@@ -96,6 +96,8 @@ class CorePolicy:
             inference=spec,
         )  # fmt: skip
         self.state = ScalingState()
+        self.disrupted = False
+        """Set by a spot layer whose last plan was replacing preempted replicas."""
         self.said = Said()
         self.conditions: list[Condition] = []
         self.history = history
@@ -134,7 +136,7 @@ class CorePolicy:
         tick = InferenceTick(
             spec=self.workload, namespace="sim", generation=None, target=target, conflicts=(),
             now=view.now, conditions=self.conditions, observation=observation, forecast=point,
-            report=report, headroom_coverage=self.coverage,
+            report=report, headroom_coverage=self.coverage, disrupted=self.disrupted,
         )  # fmt: skip
         plan = plan_inference(tick, self.state, self.said)
         self.state, self.said, self.conditions = plan.state, plan.said, plan.conditions

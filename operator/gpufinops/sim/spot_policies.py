@@ -119,15 +119,21 @@ class GpufinopsSpot:
 
     def __init__(self, core: CorePolicy, zones: tuple[str, ...], model: ServiceModel) -> None:
         self.name = "gpufinops-spot"
+        self.core = core
         self.size = Sized(core)
         spec = SpotInference.model_validate({"pools": list(zones)})
         self.settings = SpotSettings.from_spec(spec, float(model.startup_seconds))
         self.records: dict[str, PoolRecord] = {}
-        self.start = 0.0
+        self.released: frozenset[str] = frozenset()
+        """Noticed replicas the last plan removes (``plan.drain``)."""
 
     def decide(self, view: View | None, fleet: Fleet) -> dict[str, int]:
         desired = self.size(view, fleet)
-        now = view.now if view is not None else self.start
+        if view is None:
+            # Nothing scraped yet: the replicas it started with, on on-demand (a plan
+            # now would date the pools' records to no real instant).
+            return {ON_DEMAND: desired}
+        now = view.now
         pools = {
             z: PoolObservation(
                 ready=c.ready, starting=c.starting, pending=c.pending,
@@ -140,7 +146,12 @@ class GpufinopsSpot:
         on_demand = OnDemandObservation(fleet.requested.get(ON_DEMAND, 0), od.ready)
         plan = plan_spot(desired, self.settings, on_demand, pools, self.records, now)
         self.records = dict(plan.records)
-        return {ON_DEMAND: plan.on_demand, **plan.spot}
+        self.core.disrupted = plan.replacing  # as the operator passes it to the next tick
+        # The plan's pool counts hold the noticed replicas it keeps serving; here those
+        # are apart from their class (as pods marked to go first), so not asked again.
+        self.released = frozenset(plan.drain)
+        kept = {z: sum(n not in self.released for n in pools[z].noticed) for z in pools}
+        return {ON_DEMAND: plan.on_demand, **{z: n - kept.get(z, 0) for z, n in plan.spot.items()}}
 
 
 def build_spot_policy(

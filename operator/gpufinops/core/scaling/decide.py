@@ -77,6 +77,11 @@ class Tick:
     ready: int
     observation: Observation
     forecast_peak: float | None = None
+    disrupted: bool = False
+    """Ready capacity is short because replicas were preempted and are being replaced
+    (``core.scaling.spot``): not a sizing miss, so the calibration does not score it
+    (it would buy headroom for the whole service against what over-provisioning and
+    stand-ins cover)."""
 
 
 @dataclass(frozen=True)
@@ -254,8 +259,9 @@ def decide(settings: ScalingSettings, state: ScalingState, tick: Tick) -> Decisi
         served = capacity * tick.ready if capacity else None
         excess = max(0.0, queue - spec.target_queue_depth_per_replica * tick.ready)
         drain = excess / DRAIN_SECONDS
+        scored = None if tick.disrupted else demand
         headroom = calibrate(
-            headroom, now, demand, served, 1.0 / utilization, settings.lead_seconds, backlog=drain
+            headroom, now, scored, served, 1.0 / utilization, settings.lead_seconds, backlog=drain
         )
     state = replace(
         state,

@@ -20,13 +20,16 @@ pool has shown:
   interruption notice) or unable to place a replica for ``pendingTimeoutSeconds``
   is left alone for ``unavailableSeconds``: it gets no new replicas; its healthy
   ones stay.
-- **Fallback.** Spot replicas needed but not healthy (pending, noticed, in a pool
-  that is short) are run on on-demand until spot ones are ready again. Fallback
-  rises at once and falls only as spot replicas become *ready*, never on spot
-  replicas still starting, so a spot recovery never opens a capacity gap.
-- **Drain.** Replicas on a node under an interruption notice are not counted as
-  healthy and are named in the plan, so the executor removes them first while
-  their replacements start.
+- **Fallback.** Spot replicas needed but not on their way (unscheduled for more
+  than ``PENDING_GRACE_SECONDS``, under a notice, in a pool that is short) are run
+  on on-demand until spot ones are ready again. Fallback rises at once and falls
+  only as spot replicas become *ready*, never on spot replicas still starting, so
+  a spot recovery never opens a capacity gap.
+- **Notices.** A replica on a node under an interruption notice still serves until
+  its instance goes, so it is kept while its replacement starts (elsewhere: its
+  pool gets no new replicas) and removed, first of its pool, once what replaces it
+  is ready (``drain``). Removing it at the notice would open a gap of the
+  start-up time less the notice on every preemption.
 
 Pure: counts, timestamps and settings in, a plan out.
 """
@@ -50,6 +53,12 @@ RATE_WINDOW_SECONDS = 7 * 86400
 """Preemptions older than this are forgotten."""
 MAX_REMEMBERED = 50
 """Preemption instants kept per pool (status stays bounded)."""
+SURVIVE_POOL_LOSS_ABOVE = 0.02
+"""Chance of some pool being preempted within one replacement time above which the
+extra replicas cover the loss of the largest share, not only the expected loss."""
+PENDING_GRACE_SECONDS = 30.0
+"""An unscheduled spot replica younger than this is still expected (the scheduler
+binding it); older, on-demand stands in for it."""
 INTERRUPTED = "Interrupted"
 NO_CAPACITY = "NoCapacity"
 
@@ -136,7 +145,12 @@ class SpotPlan:
     extra: int
     """Spot replicas over the need (over-provisioning)."""
     drain: tuple[str, ...]
-    """Pods to remove first: on nodes under an interruption notice."""
+    """Pods under a notice to remove now: what replaces them is ready."""
+    noticed: tuple[str, ...]
+    """Every pod under a notice: removed first by any scale-down of its pool."""
+    replacing: bool
+    """Spot capacity is short of the need (preempted or noticed replicas not replaced
+    by ready ones yet): the sizing core does not learn headroom from the gap."""
     records: Mapping[str, PoolRecord]
     events: tuple[SpotEvent, ...] = field(default=())
 
@@ -222,6 +236,16 @@ def _stuck(observed: PoolObservation, settings: SpotSettings, now: float) -> boo
     )
 
 
+def _recently_preempted(
+    records: Mapping[str, PoolRecord], settings: SpotSettings, now: float
+) -> bool:
+    """A preemption within one replacement time: its replacements may still be starting."""
+    return any(
+        r.preemptions and now - r.preemptions[-1] <= settings.replacement_seconds
+        for r in records.values()
+    )
+
+
 def plan_spot(
     desired: int,
     settings: SpotSettings,
@@ -260,33 +284,52 @@ def plan_spot(
                 counted += spot[pool]
     placed = max(0, need - counted)
     shares = spread(placed, available, rates)
-    expected = 0.0
+    expected, spared = 0.0, 1.0
     if settings.by_preemption_rate:
-        expected = sum(
-            share * hit_probability(rates[pool], settings.replacement_seconds)
-            for pool, share in shares.items()
-        )
-    count = max(math.floor(expected + 0.5), settings.min_extra) if placed > 0 else 0
+        for pool, share in shares.items():
+            hit = hit_probability(rates[pool], settings.replacement_seconds)
+            expected += share * hit
+            spared *= 1.0 - hit
+    rounded = math.floor(expected + 0.5)
+    if 1.0 - spared >= SURVIVE_POOL_LOSS_ABOVE and len(shares) > 1:
+        # A pool's loss within a replacement is likely enough that the mean loss would
+        # leave the service short each time it happens: cover the largest share.
+        rounded = max(rounded, max(shares.values()))
+    count = max(rounded, settings.min_extra) if placed > 0 else 0
     # Extra replicas go to the least preempted pools first.
     extra = spread(count, available, rates)
     for pool, share in shares.items():
         spot[pool] = share + extra.get(pool, 0)
-    # Spot replicas that serve now, and those that will: in an available pool, all it
-    # is asked for (a replacement on-demand would take as long to start; the
-    # over-provisioning covers the wait) until its pending timeout says otherwise;
-    # elsewhere, its healthy ones.
+    # Spot replicas that serve now, and those that will: scheduled ones, those just
+    # asked for (not created yet, or unscheduled for less than PENDING_GRACE_SECONDS),
+    # up to each pool's target. On-demand stands in for the rest at once: a replica
+    # that cannot be scheduled is a gap, and a stand-in started late is a longer one.
     serving_now = serving_soon = 0
     for pool in settings.pools:
-        stuck = _stuck(seen[pool], settings, now)
-        coming = spot[pool] if pool in shares and not stuck else healthy[pool]
+        observed = seen[pool]
+        young = observed.pending_since is None or (
+            now - observed.pending_since < PENDING_GRACE_SECONDS
+        )
+        coming = healthy[pool]
+        if pool in shares:
+            unseen = max(0, spot[pool] - healthy[pool] - observed.pending)
+            coming += unseen + (observed.pending if young else 0)
         kept = min(spot[pool], need)
-        serving_now += min(seen[pool].ready, kept)
+        serving_now += min(observed.ready, kept)
         serving_soon += min(coming, kept)
     serving_now, serving_soon = min(serving_now, need), min(serving_soon, need)
     current_fallback = max(0, on_demand.replicas - base)
     # Rise at once for what will not serve; fall only as spot replicas are ready.
     fallback = min(max(current_fallback, need - serving_soon), need - serving_now)
-    drain = tuple(pod for p in settings.pools for pod in seen[p].noticed)
+    # Replicas under a notice serve until their instance goes: they are kept until what
+    # replaces them is ready (stand-ins included), then removed first.
+    noticed = tuple(pod for p in settings.pools for pod in seen[p].noticed)
+    stand_ins_ready = max(0, min(on_demand.ready - base, fallback))
+    replaced = serving_now + stand_ins_ready >= need
+    drain = noticed if replaced else ()
+    if not replaced:
+        for pool in settings.pools:
+            spot[pool] += len(seen[pool].noticed)
     if fallback > current_fallback:
         events.append(SpotEvent(
             "Normal", EventReason.SPOT_FALLBACK,
@@ -305,6 +348,8 @@ def plan_spot(
         fallback=fallback,
         extra=sum(extra.values()),
         drain=drain,
+        noticed=noticed,
+        replacing=not replaced and (bool(noticed) or _recently_preempted(recs, settings, now)),
         records=recs,
         events=tuple(events),
     )

@@ -82,6 +82,9 @@ class InferenceTick:
     headroom_coverage: float | None = None
     """The calibrated headroom's coverage instead of the shipped one (the benchmark
     sweeps it; the operator never sets it)."""
+    disrupted: bool = False
+    """Spot replicas preempted are being replaced (``SpotPlan.replacing`` of the last
+    tick): the calibrated headroom does not score this tick."""
 
 
 @dataclass
@@ -195,7 +198,8 @@ class _Planner:
             settings = replace(settings, coverage=tick.headroom_coverage)
         decision = decide(
             settings, self.state,
-            Tick(tick.now, current.replicas, current.ready, tick.observation, peak),
+            Tick(tick.now, current.replicas, current.ready, tick.observation, peak,
+                 tick.disrupted),
         )  # fmt: skip
         self.state = decision.state
         # A budget binds a person's count too: `kubectl scale aiw` is open to whoever may
