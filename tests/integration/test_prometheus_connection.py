@@ -66,7 +66,9 @@ def _scales_up(kubectl: KubectlRun, exporter: Exporter, ns: str) -> None:
     ok(kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(llm_deployment(ns))))
     ok(kubectl("apply", "-n", ns, "-f", "-", input=WORKLOAD))
     poll(lambda: llm_replicas(kubectl, ns) > 1, f"{ns}/llm scaled up on its queue")
-    assert _condition(kubectl, ns, "MetricsAvailable").get("status") == "True"
+    # The scale is written before the status of the same tick: wait for it, not assume it.
+    poll(lambda: _condition(kubectl, ns, "MetricsAvailable").get("status") == "True",
+         f"{ns} MetricsAvailable=True")  # fmt: skip
 
 
 def _describe(kubectl: KubectlRun, ns: str, op: RunningOperator) -> str:
