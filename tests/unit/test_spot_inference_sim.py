@@ -14,6 +14,7 @@ from tests.unit.test_sim_cli import run_json, trace_file  # noqa: F401  (fixture
 from gpufinops.cli.main import main
 from gpufinops.config.model import load_config
 from gpufinops.sim.fleet import ON_DEMAND, Fleet, Zone, simulate_fleet, zones_of
+from gpufinops.sim.policies import CorePolicy
 from gpufinops.sim.run import build_policy
 from gpufinops.sim.service import ServiceModel, View, simulate
 from gpufinops.sim.spot import SpotTrace, read_zone_trace
@@ -24,7 +25,7 @@ from gpufinops.sim.spot_bench import (
     run_spot_policy,
     spot_pricing,
 )
-from gpufinops.sim.spot_policies import build_spot_policy
+from gpufinops.sim.spot_policies import GpufinopsSpot, build_spot_policy
 from gpufinops.sim.traces import Trace, TraceError
 
 PRICING = Pricing("spot", 0.5, "od", 1.0)
@@ -279,3 +280,17 @@ def test_a_late_drain_keeps_serving_through_the_notice_and_still_loses_nothing()
     result = simulate_fleet(trace, MODEL, policy, [dry], notice_seconds=120, drain_seconds=15)
     assert result.preempted_work == 0.0 and result.notices == 5
     assert result.outcome.ready[584] == 10 and result.outcome.ready[585] == 5
+
+
+def test_pool_records_are_dated_by_the_trace_not_epoch_zero() -> None:
+    # Records dated before the first scrape (instant 0) made every pool look watched
+    # for a week, so its preemption rate read near zero and nothing was over-provisioned.
+    trace = flat_trace(1800, 30.0)
+    model = ServiceModel.normalised(trace, 6, startup_seconds=60)
+    zones = (zone("a", [1] * 30, 60.0, 12), zone("b", [1] * 30, 60.0, 12))
+    core = build_policy("gpufinops", trace, model, 0.99, None)
+    assert isinstance(core, CorePolicy)
+    policy = GpufinopsSpot(core, ("a", "b"), model)
+    simulate_fleet(trace, model, policy, zones)
+    watched = [r.watched_since for r in policy.records.values() if r.watched_since is not None]
+    assert watched and min(watched) >= trace.start
