@@ -218,7 +218,8 @@ RELEASED: Record = {
 
 
 def advance(state: NodeState, policy: PoolPolicy, now: float, stepped: float = 0.0) -> NodePlan:
-    """The next step for a node already in a shutdown phase (after a fresh look at it)."""
+    """The next step for a node already in a shutdown phase, or carrying our taint
+    without one (after a fresh look at it)."""
     node, pods, phase = state.node, state.pods, state.phase
     idle, timer = observe(state, now, stepped)
     if node.being_deleted:
