@@ -155,10 +155,10 @@ def test_a_notice_marks_the_pods_and_every_increase_comes_before_a_decrease() ->
     spot = SpotReplicas(None)
     plan, status = spot.carry_out(port, reading, 5, SPEC, PLACES, 180, NOW)
     assert port.calls[0] == ("mark", ("a-1",))
-    # a keeps its healthy replica (at risk, so not counted) and the noticed one, which
-    # serves until its replacement is ready: b takes the whole need.
-    assert plan.spot == {"a": 2, "b": 4}
-    assert ("child", "b", 4) in port.calls
+    # a keeps its healthy replica (it serves; it goes first on a scale-down) and the
+    # noticed one, which serves until its replacement is ready: b takes the rest.
+    assert plan.spot == {"a": 2, "b": 3}
+    assert ("child", "b", 3) in port.calls
     assert not [c for c in port.calls if c[0] == "evict"]
     assert status["pools"][0]["preemptions"] == 1 and status["pools"][0]["reason"] == "Interrupted"
     assert next(e.reason for e in plan.events) == "SpotInterrupted"
@@ -170,7 +170,7 @@ def test_a_notice_marks_the_pods_and_every_increase_comes_before_a_decrease() ->
     reading.children = {"a": child("a", 2), "b": child("b", 4)}
     reading.marked = frozenset({"a-1"})
     plan, _ = spot.carry_out(port, reading, 5, SPEC, PLACES, 180, NOW + 1)
-    assert plan.spot["a"] == 1 and ("child", "a", 1) in port.calls
+    assert plan.spot["a"] == 0 and ("child", "a", 0) in port.calls
     assert ("evict", ("a-1",)) in port.calls
 
 

@@ -9,7 +9,7 @@ requests driving its generated HPA.
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -34,6 +34,7 @@ from gpufinops.core.scaling.decide import ScalingSettings, ScalingState
 from gpufinops.core.scaling.observation import Observation
 from gpufinops.core.scaling.target import TargetView
 from gpufinops.core.scaling.tick import InferenceTick, Said, plan_inference
+from gpufinops.core.search import smallest
 from gpufinops.sim.history import CompletionHistory, MinuteHistory
 from gpufinops.sim.service import IntArray, ServiceModel, View
 
@@ -352,39 +353,10 @@ def oracle_plan(work: Sequence[float] | np.ndarray, model: ServiceModel) -> IntA
         def feasible(replicas: int) -> bool:
             return bool(backlog(replicas).max() <= slo * replicas * mu + 1e-9)
 
-        count = _smallest(feasible, count, floor, ceiling)
+        count = smallest(feasible, count, floor, ceiling)
         plan[i] = count
         queue = float(backlog(count)[-1])
     return plan
-
-
-def _smallest(feasible: Callable[[int], bool], start: int, floor: int, ceiling: int) -> int:
-    """Smallest feasible count in [floor, ceiling] (``ceiling`` when none is)."""
-    start = min(max(start, floor), ceiling)
-    step = 1
-    if feasible(start):
-        hi, lo = start, floor - 1
-        while hi - step >= floor:
-            if not feasible(hi - step):
-                lo = hi - step
-                break
-            hi -= step
-            step *= 2
-    else:
-        lo, hi = start, ceiling
-        while lo + step < ceiling:
-            if feasible(lo + step):
-                hi = lo + step
-                break
-            lo += step
-            step *= 2
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if feasible(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
 
 
 def keda_target(fraction: float, model: ServiceModel) -> float:

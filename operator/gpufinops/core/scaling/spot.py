@@ -6,16 +6,20 @@ pool has shown:
 
 - **Base.** ``onDemandBaseReplicas`` plus ``onDemandPercentAboveBase`` of the rest
   stay on on-demand: what must be served through a preemption.
-- **Spread.** The spot share is spread evenly over the pools that are available
-  (the least preempted first for the remainder), so a zone's preemption takes a
-  fraction of the service, not all of it.
-- **Over-provisioning.** Each pool gets extra replicas for those expected to be
-  preempted before a replacement is ready: a pool's preemptions come as events
-  (a zone running dry takes every replica there at once), so with ``r`` events
-  per hour and a replacement taking ``H`` seconds, the chance the pool is hit
-  within ``H`` is ``1 - exp(-r H / 3600)`` and the replicas expected lost are
-  that times its share; their sum, rounded, is added (to the least preempted
-  pools). ``minExtraReplicas`` is a floor, as SpotHedge's fixed over-provisioning.
+- **Spread, without moves.** The spot share is spread over the pools that are
+  available, but a replica that serves (or is scheduled) is never moved to even the
+  spread: moving it would open a gap of one start-up. New replicas go to the pool
+  holding the fewest; a scale-down takes pending replicas first, then starting, then
+  ready ones, from unavailable pools first, then the fullest.
+- **Surviving a pool's loss.** A zone running dry takes every replica there at once,
+  and a replacement takes longer to start than a notice lasts. Once a pool's loss
+  within one replacement time is likely (``SURVIVE_POOL_LOSS_ABOVE``, which the prior
+  alone reaches with two pools or more), extra replicas in the other pools keep
+  ``SURVIVE_FRACTION`` of the need through the loss of the fullest pool; with one
+  pool left, on-demand keeps that fraction instead. On top, each pool's expected
+  loss: with ``r`` events per hour and a replacement taking ``H`` seconds, the chance
+  the pool is hit within ``H`` is ``1 - exp(-r H / 3600)``, times its share.
+  ``minExtraReplicas`` is a floor, as SpotHedge's fixed over-provisioning.
 - **Unavailable pools.** A pool interrupted (a node of it tainted with an
   interruption notice) or unable to place a replica for ``pendingTimeoutSeconds``
   is left alone for ``unavailableSeconds``: it gets no new replicas; its healthy
@@ -29,7 +33,10 @@ pool has shown:
   its instance goes, so it is kept while its replacement starts (elsewhere: its
   pool gets no new replicas) and removed, first of its pool, once what replaces it
   is ready (``drain``). Removing it at the notice would open a gap of the
-  start-up time less the notice on every preemption.
+  start-up time less the notice on every preemption. A replacement asked of a pool
+  running none of ours is a guess at its capacity: on-demand stands in for it at
+  once. The sizing core does not learn headroom from the gap, nor from the queue it
+  leaves, for two replacement times after a preemption (``replacing``).
 
 Pure: counts, timestamps and settings in, a plan out.
 """
@@ -42,6 +49,7 @@ from dataclasses import dataclass, field
 
 from gpufinops.api.inference import SpotInference
 from gpufinops.core.events import EventReason
+from gpufinops.core.search import smallest
 
 PRIOR_PREEMPTIONS_PER_HOUR = 0.05
 """Assumed preemption events per pool-hour before a pool has been watched: a few a
@@ -53,9 +61,10 @@ RATE_WINDOW_SECONDS = 7 * 86400
 """Preemptions older than this are forgotten."""
 MAX_REMEMBERED = 50
 """Preemption instants kept per pool (status stays bounded)."""
-SURVIVE_POOL_LOSS_ABOVE = 0.02
-"""Chance of some pool being preempted within one replacement time above which the
-extra replicas cover the loss of the largest share, not only the expected loss."""
+SURVIVE_POOL_LOSS_ABOVE = 0.005
+"""Chance of some pool being preempted within one replacement time above which a pool's
+loss is planned for (``SURVIVE_FRACTION``), not only the expected loss: the prior alone
+reaches it with two pools or more, a single pool once its preemptions are seen."""
 PENDING_GRACE_SECONDS = 30.0
 """An unscheduled spot replica younger than this is still expected (the scheduler
 binding it); older, on-demand stands in for it."""
@@ -182,13 +191,66 @@ def split_base(desired: int, settings: SpotSettings) -> tuple[int, int]:
     return base + kept, above - kept
 
 
-def spread(count: int, pools: Sequence[str], order: Mapping[str, float]) -> dict[str, int]:
-    """``count`` replicas evenly over ``pools``; the remainder to the lowest ``order``."""
-    if not pools:
-        return {}
-    ranked = sorted(pools, key=lambda p: (order.get(p, 0.0), pools.index(p)))
-    each, left = divmod(max(count, 0), len(ranked))
-    return {p: each + (1 if i < left else 0) for i, p in enumerate(ranked)}
+def place(
+    count: int,
+    pools: Sequence[str],
+    held: Mapping[str, tuple[int, int, int]],
+    available: Sequence[str],
+    order: Mapping[str, float],
+) -> dict[str, int]:
+    """``count`` replicas over ``pools``, moving none that serve.
+
+    ``held``: each pool's (ready, starting, pending) replicas. Too many: pending ones
+    go first (they serve nobody), then starting ones, then ready ones, each from
+    pools no longer available first, then from the fullest. Too few: each missing one
+    goes to the available pool holding the fewest (then the lowest ``order``), so the
+    spread evens out as the service grows and shrinks, never by moving a replica that
+    serves.
+    """
+    rank = {p: i for i, p in enumerate(pools)}
+    kinds = [{p: max(held.get(p, (0, 0, 0))[k], 0) for p in pools} for k in (2, 1, 0)]
+    out = {p: sum(kind[p] for kind in kinds) for p in pools}
+    surplus = sum(out.values()) - max(count, 0)
+    for kind in kinds:
+        while surplus > 0 and any(kind.values()):
+            pool = max(
+                (p for p in pools if kind[p] > 0),
+                key=lambda p: (p not in available, out[p], order.get(p, 0.0), rank[p]),
+            )
+            kind[pool] -= 1
+            out[pool] -= 1
+            surplus -= 1
+    if available:
+        for _ in range(-surplus):
+            pool = min(available, key=lambda p: (out[p], order.get(p, 0.0), rank[p]))
+            out[pool] += 1
+    return out
+
+
+SURVIVE_FRACTION = 0.8
+"""Share of the spot need that must still serve when the fullest pool is lost: the
+rest is what the planning headroom and a short queue absorb until replacements start."""
+
+
+def survive_extra(
+    need: int,
+    pools: Sequence[str],
+    held: Mapping[str, tuple[int, int, int]],
+    available: Sequence[str],
+    order: Mapping[str, float],
+) -> int:
+    """The fewest extra replicas such that losing the fullest pool still leaves
+    ``SURVIVE_FRACTION`` of the need (each extra goes to the emptiest pool, so what a
+    loss leaves never falls as extras are added: a bisection finds the count)."""
+    floor = math.ceil(need * SURVIVE_FRACTION - 1e-9)
+
+    def survives(extra: int) -> bool:
+        spot = place(need + extra, pools, held, available, order)
+        return need + extra - max(spot.values(), default=0) >= floor
+
+    if len(available) < 2:
+        return 0
+    return smallest(survives, 0, 0, 4 * max(need, 1))
 
 
 def _remember(
@@ -239,9 +301,10 @@ def _stuck(observed: PoolObservation, settings: SpotSettings, now: float) -> boo
 def _recently_preempted(
     records: Mapping[str, PoolRecord], settings: SpotSettings, now: float
 ) -> bool:
-    """A preemption within one replacement time: its replacements may still be starting."""
+    """A preemption within two replacement times: its replacements may still be
+    starting, or the queue it left still draining."""
     return any(
-        r.preemptions and now - r.preemptions[-1] <= settings.replacement_seconds
+        r.preemptions and now - r.preemptions[-1] <= 2 * settings.replacement_seconds
         for r in records.values()
     )
 
@@ -273,37 +336,35 @@ def plan_spot(
             events.append(SpotEvent(event.type, event.reason, f"pool {name}: {event.message}"))
     available = [p for p in settings.pools if recs[p].unavailable_until is None]
     healthy = {p: seen[p].ready + seen[p].starting for p in settings.pools}
-    # A pool short of capacity keeps (and counts) its healthy replicas; an interrupted
-    # one keeps them too, but they are at risk, so the need is placed elsewhere anyway.
-    spot: dict[str, int] = {}
-    counted = 0
-    for pool in settings.pools:
-        if recs[pool].unavailable_until is not None:
-            spot[pool] = min(healthy[pool], need)
-            if recs[pool].reason == NO_CAPACITY:
-                counted += spot[pool]
-    placed = max(0, need - counted)
-    shares = spread(placed, available, rates)
+    # Replicas stay where they are: a ready replica moved to even the spread would be a
+    # gap of one start-up, paid to guard against a loss that may not come. Pending ones
+    # stay in pools still available (they are on their way), not in the others.
+    held = {
+        p: (seen[p].ready, seen[p].starting, seen[p].pending if p in available else 0)
+        for p in settings.pools
+    }
+    shares = place(need, settings.pools, held, available, rates)
     expected, spared = 0.0, 1.0
     if settings.by_preemption_rate:
-        for pool, share in shares.items():
+        for pool in available:
             hit = hit_probability(rates[pool], settings.replacement_seconds)
-            expected += share * hit
+            expected += shares[pool] * hit
             spared *= 1.0 - hit
     rounded = math.floor(expected + 0.5)
-    if 1.0 - spared >= SURVIVE_POOL_LOSS_ABOVE and len(shares) > 1:
+    risky = need > 0 and 1.0 - spared >= SURVIVE_POOL_LOSS_ABOVE
+    if risky and len(available) > 1:
         # A pool's loss within a replacement is likely enough that the mean loss would
-        # leave the service short each time it happens: cover the largest share.
-        rounded = max(rounded, max(shares.values()))
-    count = max(rounded, settings.min_extra) if placed > 0 else 0
-    # Extra replicas go to the least preempted pools first.
-    extra = spread(count, available, rates)
-    for pool, share in shares.items():
-        spot[pool] = share + extra.get(pool, 0)
+        # leave the service short each time it happens: extra replicas in the other
+        # pools keep SURVIVE_FRACTION of the need through the loss of the fullest.
+        rounded = max(rounded, survive_extra(need, settings.pools, held, available, rates))
+    count = max(rounded, settings.min_extra) if available and need > 0 else 0
+    spot = place(need + count, settings.pools, held, available, rates)
+    extra = {p: max(0, spot[p] - shares[p]) for p in settings.pools}
     # Spot replicas that serve now, and those that will: scheduled ones, those just
     # asked for (not created yet, or unscheduled for less than PENDING_GRACE_SECONDS),
     # up to each pool's target. On-demand stands in for the rest at once: a replica
     # that cannot be scheduled is a gap, and a stand-in started late is a longer one.
+    noticed = tuple(pod for p in settings.pools for pod in seen[p].noticed)
     serving_now = serving_soon = 0
     for pool in settings.pools:
         observed = seen[pool]
@@ -311,7 +372,10 @@ def plan_spot(
             now - observed.pending_since < PENDING_GRACE_SECONDS
         )
         coming = healthy[pool]
-        if pool in shares:
+        # While noticed replicas count down, a replacement asked of a pool that runs
+        # none of ours now is a guess at its capacity: on-demand stands in at once.
+        proven = healthy[pool] > 0 or not noticed
+        if pool in available and proven:
             unseen = max(0, spot[pool] - healthy[pool] - observed.pending)
             coming += unseen + (observed.pending if young else 0)
         kept = min(spot[pool], need)
@@ -321,9 +385,14 @@ def plan_spot(
     current_fallback = max(0, on_demand.replicas - base)
     # Rise at once for what will not serve; fall only as spot replicas are ready.
     fallback = min(max(current_fallback, need - serving_soon), need - serving_now)
+    insured = 0
+    if risky and len(available) == 1:
+        # One pool left: its loss would take the whole spot share at once, and no
+        # other pool can hold extras. On-demand keeps what must survive it.
+        insured = math.ceil(need * SURVIVE_FRACTION - 1e-9)
+        fallback = max(fallback, insured)
     # Replicas under a notice serve until their instance goes: they are kept until what
     # replaces them is ready (stand-ins included), then removed first.
-    noticed = tuple(pod for p in settings.pools for pod in seen[p].noticed)
     stand_ins_ready = max(0, min(on_demand.ready - base, fallback))
     replaced = serving_now + stand_ins_ready >= need
     drain = noticed if replaced else ()
@@ -331,10 +400,14 @@ def plan_spot(
         for pool in settings.pools:
             spot[pool] += len(seen[pool].noticed)
     if fallback > current_fallback:
+        why = (
+            f"one spot pool left ({available[0]}), likely to be preempted: on-demand keeps "
+            f"{insured} of {need} through its loss"
+            if fallback == insured
+            else f"stand in for spot replicas not serving ({need - serving_soon} of {need} short)"
+        )
         events.append(SpotEvent(
-            "Normal", EventReason.SPOT_FALLBACK,
-            f"{fallback} on-demand replica(s) stand in for spot replicas not serving "
-            f"({need - serving_soon} of {need} short)",
+            "Normal", EventReason.SPOT_FALLBACK, f"{fallback} on-demand replica(s): {why}",
         ))  # fmt: skip
     elif current_fallback > 0 and fallback == 0 and need > 0:
         events.append(SpotEvent(
@@ -349,7 +422,7 @@ def plan_spot(
         extra=sum(extra.values()),
         drain=drain,
         noticed=noticed,
-        replacing=not replaced and (bool(noticed) or _recently_preempted(recs, settings, now)),
+        replacing=(bool(noticed) and not replaced) or _recently_preempted(recs, settings, now),
         records=recs,
         events=tuple(events),
     )
