@@ -1,5 +1,7 @@
 """The split of an inference service's replicas over on-demand and spot pools (pure)."""
 
+from dataclasses import replace
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -199,3 +201,26 @@ def test_a_replacement_in_a_pool_running_none_of_ours_gets_a_stand_in_at_once() 
     assert plan.spot["c"] == 3 and plan.fallback == 3, "c is unproven: on-demand at once"
     calm = plan_spot(7, s, OnDemandObservation(1, 1), {"b": PoolObservation(ready=3)}, {}, T0)
     assert calm.fallback == 0, "without a notice, a new replica gets the grace"
+
+
+def test_a_noticed_replica_not_yet_replaced_is_drained_before_its_instance_goes() -> None:
+    """Kept until replaced, a noticed replica whose replacement starts slower than the
+    notice lasts was still serving when its instance went: its in-flight requests were
+    lost. It is now drained DRAIN_AHEAD_SECONDS before the notice's deadline."""
+    s = settings(by_preemption_rate=False, replacement_seconds=180)
+    seen = {"a": PoolObservation(ready=3, noticed=("a-1", "a-2"),
+                                 notice_reason="SpotInterruptionNotice (aws-nth)"),
+            "b": PoolObservation(ready=3)}  # fmt: skip
+    first = plan_spot(9, s, OnDemandObservation(1, 1), seen, {}, T0)
+    assert first.drain == () and first.spot["a"] == 3 + 2, "kept while it serves"
+    early = plan_spot(9, s, OnDemandObservation(1, 1), seen, first.records, T0 + 60)
+    assert early.drain == ()
+    late = plan_spot(9, s, OnDemandObservation(1, 1), seen, first.records, T0 + 120 - 30)
+    assert late.drain == ("a-1", "a-2") and late.spot["a"] == 3, "drained, not asked again"
+    # GKE gives 30 s: drained at once; a node already gone: at once; no deadline
+    # (a rebalance recommendation): kept until replaced.
+    for reason, drained in (("ImpendingNodeTermination (gke)", True), ("NodeGone", True),
+                            ("RebalanceRecommendation (aws-nth)", False)):  # fmt: skip
+        other = {**seen, "a": replace(seen["a"], notice_reason=reason)}
+        plan = plan_spot(9, s, OnDemandObservation(1, 1), other, {}, T0)
+        assert (plan.drain == ("a-1", "a-2")) is drained, reason

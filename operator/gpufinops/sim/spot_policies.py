@@ -138,7 +138,7 @@ class GpufinopsSpot:
             z: PoolObservation(
                 ready=c.ready, starting=c.starting, pending=c.pending,
                 pending_since=c.pending_since, noticed=c.noticed,
-                notice_reason="spot interruption notice" if c.noticed else "",
+                notice_reason="SpotInterruptionNotice (simulated)" if c.noticed else "",
             )
             for z, c in fleet.classes.items() if z != ON_DEMAND
         }  # fmt: skip

@@ -33,7 +33,9 @@ pool has shown:
   its instance goes, so it is kept while its replacement starts (elsewhere: its
   pool gets no new replicas) and removed, first of its pool, once what replaces it
   is ready (``drain``). Removing it at the notice would open a gap of the
-  start-up time less the notice on every preemption. A replacement asked of a pool
+  start-up time less the notice on every preemption. One not replaced yet is drained
+  ``DRAIN_AHEAD_SECONDS`` before its notice's deadline (``NOTICE_SECONDS``), so its
+  in-flight requests finish rather than go with the instance. A replacement asked of a pool
   running none of ours is a guess at its capacity: on-demand stands in for it at
   once. The sizing core does not learn headroom from the gap, nor from the queue it
   leaves, for two replacement times after a preemption (``replacing``).
@@ -46,6 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from gpufinops.api.inference import SpotInference
 from gpufinops.core.events import EventReason
@@ -68,6 +71,16 @@ reaches it with two pools or more, a single pool once its preemptions are seen."
 PENDING_GRACE_SECONDS = 30.0
 """An unscheduled spot replica younger than this is still expected (the scheduler
 binding it); older, on-demand stands in for it."""
+NOTICE_SECONDS: Mapping[str, float] = MappingProxyType(
+    {"SpotInterruptionNotice": 120.0, "ImpendingNodeTermination": 30.0, "NodeGone": 0.0}
+)
+"""How long a replica serves after a notice of this reason before its instance goes
+(AWS's two minutes, GCP's 30 s; a node already gone, none). Other notices (a rebalance
+recommendation, a Karpenter disruption) set no deadline."""
+DRAIN_AHEAD_SECONDS = 30.0
+"""A noticed replica not yet replaced is drained this long before its deadline (the
+Pod's default grace period), so its in-flight requests finish instead of being lost
+with the instance: the notice is seen up to one tick late, and draining takes time."""
 INTERRUPTED = "Interrupted"
 NO_CAPACITY = "NoCapacity"
 
@@ -253,6 +266,18 @@ def survive_extra(
     return smallest(survives, 0, 0, 4 * max(need, 1))
 
 
+def notice_deadline(record: PoolRecord, reason: str) -> float | None:
+    """When the instances behind a pool's notice go (epoch s), from the first sight of
+    the notice (``record.preemptions[-1]``) and its reason; None without a deadline.
+    A later notice in a pool already interrupted shares the first one's deadline, so
+    its replicas are drained early rather than late."""
+    if not record.preemptions:
+        return None
+    name = reason.split(" ", 1)[0]
+    seconds = NOTICE_SECONDS.get(name)
+    return None if seconds is None else record.preemptions[-1] + seconds
+
+
 def _remember(
     record: PoolRecord, observed: PoolObservation, settings: SpotSettings, now: float
 ) -> tuple[PoolRecord, SpotEvent | None]:
@@ -395,10 +420,20 @@ def plan_spot(
     # replaces them is ready (stand-ins included), then removed first.
     stand_ins_ready = max(0, min(on_demand.ready - base, fallback))
     replaced = serving_now + stand_ins_ready >= need
-    drain = noticed if replaced else ()
+    # Not replaced yet, but the instance goes soon: drained now, its in-flight
+    # requests finish rather than go with it.
+    due = {
+        p for p in settings.pools
+        if seen[p].noticed
+        and (end := notice_deadline(recs[p], seen[p].notice_reason)) is not None
+        and now >= end - DRAIN_AHEAD_SECONDS
+    }  # fmt: skip
+    drain = noticed if replaced else tuple(pod for p in settings.pools if p in due
+                                           for pod in seen[p].noticed)  # fmt: skip
     if not replaced:
         for pool in settings.pools:
-            spot[pool] += len(seen[pool].noticed)
+            if pool not in due:
+                spot[pool] += len(seen[pool].noticed)
     if fallback > current_fallback:
         why = (
             f"one spot pool left ({available[0]}), likely to be preempted: on-demand keeps "
