@@ -30,8 +30,8 @@ from gpufinops.sim.traces import Trace, TraceError
 KEDA_GRID = (0.5, 0.6, 0.7, 0.8)
 """KEDA's in-flight target (fraction of a saturated replica's) for the KEDA-sized
 policies: the range where the on-demand sweep finds its SLO 0.99 points."""
-COVERAGE_GRID = (COVERAGE, 0.999)
-"""gpufinops-spot's headroom coverage: the shipped 0.99 and one safer setting."""
+COVERAGE_GRID = (COVERAGE, 0.995, 0.999)
+"""gpufinops-spot's headroom coverage: the shipped 0.99 and two safer settings."""
 ZONE_REPLICAS_PER_PEAK = 2
 """A fully available zone holds this many times the replicas of the peak minute at
 100 % utilisation: enough that a single zone could carry the service at its peak."""
