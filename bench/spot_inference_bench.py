@@ -30,6 +30,7 @@ from gpufinops.sim.spot import EVALUATION_ONLY  # noqa: E402
 from gpufinops.sim.spot_bench import (  # noqa: E402
     COVERAGE_GRID,
     KEDA_GRID,
+    KEDA_ON_DEMAND_GRID,
     SpotRun,
     compare,
     load_zones,
@@ -155,7 +156,8 @@ def render(docs: list[dict[str, Any]]) -> str:
         f"on-demand `{p.get('on_demand_pool')}` ${p.get('on_demand', 0):.4f} (the packaged "
         "config's one GPU type with both). Each cell: the policy at its cheapest knob reaching "
         "SLO 0.99 (✗: none does; its best point is shown). Grids: KEDA target "
-        f"{', '.join(f'{k:g}' for k in KEDA_GRID)}; gpufinops coverage "
+        f"{', '.join(f'{k:g}' for k in KEDA_GRID)} (keda on on-demand: "
+        f"{KEDA_ON_DEMAND_GRID[0]:g} to {KEDA_ON_DEMAND_GRID[-1]:g} by 0.05); gpufinops coverage "
         f"{', '.join(f'{k:g}' for k in COVERAGE_GRID)}. Goals: gpufinops-spot <= 0.55 x "
         "keda's dollars and below spothedge's, both at SLO >= 0.99.",
         "",

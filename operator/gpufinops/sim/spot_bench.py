@@ -30,6 +30,10 @@ from gpufinops.sim.traces import Trace, TraceError
 KEDA_GRID = (0.5, 0.6, 0.7, 0.8)
 """KEDA's in-flight target (fraction of a saturated replica's) for the KEDA-sized
 policies: the range where the on-demand sweep finds its SLO 0.99 points."""
+KEDA_ON_DEMAND_GRID = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
+"""KEDA on on-demand, the dollars every ratio divides by: 0.5 to 0.95 in 0.05 steps
+(its runs are quick and made once per demand trace), so its reading is not held up
+by the top of the coarser grid."""
 COVERAGE_GRID = (COVERAGE, 0.995, 0.999)
 """gpufinops-spot's headroom coverage: the shipped 0.99 and two safer settings."""
 ZONE_REPLICAS_PER_PEAK = 2
@@ -218,6 +222,8 @@ def compare(
             result.points[policy] = list(known[policy])
             continue
         grid = coverage_grid if policy == "gpufinops-spot" else keda_grid
+        if policy == "keda" and keda_grid == KEDA_GRID:
+            grid = KEDA_ON_DEMAND_GRID
         runs = []
         for target in grid:
             run = run_spot_policy(
