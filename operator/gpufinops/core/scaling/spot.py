@@ -171,8 +171,9 @@ class SpotPlan:
     noticed: tuple[str, ...]
     """Every pod under a notice: removed first by any scale-down of its pool."""
     replacing: bool
-    """Spot capacity is short of the need (preempted or noticed replicas not replaced
-    by ready ones yet): the sizing core does not learn headroom from the gap."""
+    """Noticed replicas not replaced by ready ones yet, or a preemption within two
+    replacement times: the sizing core learns no headroom from the gap, nor from the
+    queue it leaves."""
     records: Mapping[str, PoolRecord]
     events: tuple[SpotEvent, ...] = field(default=())
 
