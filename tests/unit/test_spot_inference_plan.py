@@ -103,7 +103,7 @@ def test_a_pool_preempted_often_gets_extra_replicas_and_the_rate_forgets_the_pri
     # (24) through the loss of the fullest pool, and no fewer would.
     assert sum(plan.spot.values()) == 30 + plan.extra
     assert 30 + plan.extra - max(plan.spot.values()) >= 24
-    assert plan.extra == survive_extra(30, POOLS, {}, POOLS, {}) == 6
+    assert plan.extra == survive_extra(30, lambda n: place(n, POOLS, {}, POOLS, {}), 3) == 6
     assert 30 + 5 - max(place(35, POOLS, {}, POOLS, {}).values()) < 24
     # One pool left: no other pool can hold extras; on-demand keeps 80 % of the need
     # once its preemptions make a loss likely, not on the prior alone.

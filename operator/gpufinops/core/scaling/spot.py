@@ -34,7 +34,7 @@ pool has shown:
   pool gets no new replicas) and removed, first of its pool, once what replaces it
   is ready (``drain``). Removing it at the notice would open a gap of the
   start-up time less the notice on every preemption. One not replaced yet is drained
-  ``DRAIN_AHEAD_SECONDS`` before its notice's deadline (``NOTICE_SECONDS``), so its
+  ``DRAIN_AHEAD_SECONDS`` before its notice's deadline (``notice_seconds``), so its
   in-flight requests finish rather than go with the instance. A replacement asked of a pool
   running none of ours is a guess at its capacity: on-demand stands in for it at
   once. The sizing core does not learn headroom from the gap, nor from the queue it
@@ -46,12 +46,12 @@ Pure: counts, timestamps and settings in, a plan out.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 from gpufinops.api.inference import SpotInference
 from gpufinops.core.events import EventReason
+from gpufinops.core.placement.interruptions import notice_seconds
 from gpufinops.core.search import smallest
 
 PRIOR_PREEMPTIONS_PER_HOUR = 0.05
@@ -71,12 +71,6 @@ reaches it with two pools or more, a single pool once its preemptions are seen."
 PENDING_GRACE_SECONDS = 30.0
 """An unscheduled spot replica younger than this is still expected (the scheduler
 binding it); older, on-demand stands in for it."""
-NOTICE_SECONDS: Mapping[str, float] = MappingProxyType(
-    {"SpotInterruptionNotice": 120.0, "ImpendingNodeTermination": 30.0, "NodeGone": 0.0}
-)
-"""How long a replica serves after a notice of this reason before its instance goes
-(AWS's two minutes, GCP's 30 s; a node already gone, none). Other notices (a rebalance
-recommendation, a Karpenter disruption) set no deadline."""
 DRAIN_AHEAD_SECONDS = 30.0
 """A noticed replica not yet replaced is drained this long before its deadline (the
 Pod's default grace period), so its in-flight requests finish instead of being lost
@@ -246,23 +240,17 @@ SURVIVE_FRACTION = 0.8
 rest is what the planning headroom and a short queue absorb until replacements start."""
 
 
-def survive_extra(
-    need: int,
-    pools: Sequence[str],
-    held: Mapping[str, tuple[int, int, int]],
-    available: Sequence[str],
-    order: Mapping[str, float],
-) -> int:
+def survive_extra(need: int, placed: Callable[[int], dict[str, int]], pools: int) -> int:
     """The fewest extra replicas such that losing the fullest pool still leaves
-    ``SURVIVE_FRACTION`` of the need (each extra goes to the emptiest pool, so what a
-    loss leaves never falls as extras are added: a bisection finds the count)."""
+    ``SURVIVE_FRACTION`` of the need; ``placed(count)`` is where ``count`` replicas go
+    over ``pools`` available pools (``place``). Each extra goes to the emptiest pool,
+    so what a loss leaves never falls as extras are added, and the search may bisect."""
     floor = math.ceil(need * SURVIVE_FRACTION - 1e-9)
 
     def survives(extra: int) -> bool:
-        spot = place(need + extra, pools, held, available, order)
-        return need + extra - max(spot.values(), default=0) >= floor
+        return need + extra - max(placed(need + extra).values(), default=0) >= floor
 
-    if len(available) < 2:
+    if pools < 2:
         return 0
     return smallest(survives, 0, 0, 4 * max(need, 1))
 
@@ -272,11 +260,10 @@ def notice_deadline(record: PoolRecord, reason: str) -> float | None:
     the notice (``record.preemptions[-1]``) and its reason; None without a deadline.
     A later notice in a pool already interrupted shares the first one's deadline, so
     its replicas are drained early rather than late."""
-    if not record.preemptions:
+    seconds = notice_seconds(reason)
+    if not record.preemptions or seconds is None:
         return None
-    name = reason.split(" ", 1)[0]
-    seconds = NOTICE_SECONDS.get(name)
-    return None if seconds is None else record.preemptions[-1] + seconds
+    return record.preemptions[-1] + seconds
 
 
 def _remember(
@@ -369,7 +356,11 @@ def plan_spot(
         p: (seen[p].ready, seen[p].starting, seen[p].pending if p in available else 0)
         for p in settings.pools
     }
-    shares = place(need, settings.pools, held, available, rates)
+
+    def placed(count: int) -> dict[str, int]:
+        return place(count, settings.pools, held, available, rates)
+
+    shares = placed(need)
     expected, spared = 0.0, 1.0
     if settings.by_preemption_rate:
         for pool in available:
@@ -382,10 +373,9 @@ def plan_spot(
         # A pool's loss within a replacement is likely enough that the mean loss would
         # leave the service short each time it happens: extra replicas in the other
         # pools keep SURVIVE_FRACTION of the need through the loss of the fullest.
-        rounded = max(rounded, survive_extra(need, settings.pools, held, available, rates))
+        rounded = max(rounded, survive_extra(need, placed, len(available)))
     count = max(rounded, settings.min_extra) if available and need > 0 else 0
-    spot = place(need + count, settings.pools, held, available, rates)
-    extra = {p: max(0, spot[p] - shares[p]) for p in settings.pools}
+    spot = placed(need + count)
     # Spot replicas that serve now, and those that will: scheduled ones, those just
     # asked for (not created yet, or unscheduled for less than PENDING_GRACE_SECONDS),
     # up to each pool's target. On-demand stands in for the rest at once: a replica
@@ -455,7 +445,7 @@ def plan_spot(
         spot=spot,
         base=base,
         fallback=fallback,
-        extra=sum(extra.values()),
+        extra=count,
         drain=drain,
         noticed=noticed,
         replacing=(bool(noticed) and not replaced) or _recently_preempted(recs, settings, now),
